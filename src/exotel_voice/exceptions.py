@@ -1,0 +1,189 @@
+"""Exceptions raised by exotel-voice.
+
+The whole tree::
+
+    SipError                              base of everything this package raises on purpose
+    ├── InvalidMessage                    a SIP message could not be parsed (.status_hint, e.g. 400)
+    │   └── SecurityError                 a documented size limit was exceeded
+    │       ├── LineTooLong
+    │       ├── TooManyHeaders
+    │       └── MessageTooLarge
+    ├── InvalidSDP                        an SDP body could not be parsed
+    ├── ProtocolError
+    │   ├── LocalProtocolError            we were asked to do something the protocol forbids
+    │   └── RemoteProtocolError           the peer did something the protocol forbids
+    ├── InvalidState                      a method was called in a state that does not allow it
+    ├── TransactionError
+    │   ├── TransactionTimeout            no final response before Timer B/F fired
+    │   └── RequestFailed                 a final non-2xx response (.response)
+    ├── AuthenticationError               credentials were rejected, or a challenge cannot be met
+    ├── ConfigurationError                a configuration value is missing or invalid (.field)
+    ├── TransportError
+    │   └── ConnectionClosed              the WebSocket closed (.code, .reason)
+    ├── MediaError                        the media stack failed (wraps aiortc errors)
+    └── InvalidDTMF                       a DTMF digit outside 0-9, A-D, *, #
+
+No exception message ever contains a password, a digest response or an API token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+
+if TYPE_CHECKING:
+    from .sip.message import Response
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectionClosed",
+    "InvalidDTMF",
+    "InvalidMessage",
+    "InvalidSDP",
+    "InvalidState",
+    "LineTooLong",
+    "LocalProtocolError",
+    "MediaError",
+    "MessageTooLarge",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "RequestFailed",
+    "SecurityError",
+    "SipError",
+    "TooManyHeaders",
+    "TransactionError",
+    "TransactionTimeout",
+    "TransportError",
+]
+
+
+class SipError(Exception):
+    """Base class of every exception exotel-voice raises on purpose."""
+
+
+class InvalidMessage(SipError):
+    """Raised when bytes cannot be parsed as one SIP message.
+
+    Attributes:
+        status_hint: the SIP status a server should answer with (400 unless a
+            more specific one applies, such as 513 Message Too Large).
+    """
+
+    def __init__(self, message: str, *, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+
+class SecurityError(InvalidMessage):
+    """Raised when a message exceeds one of the parser's documented size limits."""
+
+
+class LineTooLong(SecurityError):
+    """A start line or header line is longer than ``MAX_LINE_LENGTH``."""
+
+
+class TooManyHeaders(SecurityError):
+    """A message has more than ``MAX_NUM_HEADERS`` header fields."""
+
+
+class MessageTooLarge(SecurityError):
+    """A message is larger than ``MAX_MESSAGE_SIZE``."""
+
+    def __init__(self, message: str, *, status_hint: int = 513) -> None:
+        super().__init__(message, status_hint=status_hint)
+
+
+class InvalidSDP(SipError):
+    """Raised when an SDP body cannot be parsed."""
+
+
+class ProtocolError(SipError):
+    """A violation of the SIP protocol."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer did something the protocol does not allow."""
+
+
+class InvalidState(SipError, AssertionError):
+    """A method was called in a state that does not allow it."""
+
+
+class TransactionError(SipError):
+    """A SIP transaction did not succeed."""
+
+
+class TransactionTimeout(TransactionError):
+    """No final response arrived before the transaction timer fired."""
+
+
+class RequestFailed(TransactionError):
+    """A request got a final non-2xx response.
+
+    Attributes:
+        response: the final response.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.status} {response.reason}")
+        self.response = response
+
+    @property
+    def status(self) -> int:
+        """The SIP status code of the final response."""
+        return self.response.status
+
+
+class AuthenticationError(SipError):
+    """Credentials were rejected, or a challenge cannot be answered.
+
+    Attributes:
+        status: the SIP status that ended the attempt (401, 403, 407), if any.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConfigurationError(SipError, ValueError):
+    """A configuration value is missing or invalid.
+
+    Attributes:
+        field: the name of the offending field, e.g. ``"sipdomain"``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class TransportError(SipError):
+    """The transport to the SIP server failed."""
+
+
+class ConnectionClosed(TransportError):
+    """The WebSocket closed.
+
+    Attributes:
+        code: the WebSocket close code, if known.
+        reason: the close reason, if known.
+    """
+
+    def __init__(self, code: int | None = None, reason: str = "", *args: Any) -> None:
+        super().__init__(f"connection closed (code={code}, reason={reason!r})", *args)
+        self.code = code
+        self.reason = reason
+
+
+class MediaError(SipError):
+    """The media stack (ICE, DTLS, codecs, devices) failed."""
+
+
+class InvalidDTMF(SipError, ValueError):
+    """A DTMF digit outside ``0-9``, ``A-D``, ``*`` and ``#``."""
