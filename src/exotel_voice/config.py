@@ -1,0 +1,304 @@
+"""Configuration value objects, and the guide's ``sipAccountInfo`` dict turned into them.
+
+:class:`AccountConfig` is the typed form of Exotel's ``sipAccountInfo``::
+
+    AccountConfig.from_sip_account_info({
+        "userName": "agent1", "authUser": "agent1", "sipdomain": "example.exotel.in",
+        "domain": "voip.exotel.in:443", "displayname": "Agent One", "secret": "...",
+        "port": "443", "security": "wss", "endpoint": "wss",
+    })
+
+The WebSocket URL is built as Exotel's SDK builds it: ``security://host:port/endpoint``, where
+``host:port`` comes from ``domain``. ``secret`` never appears in a ``repr``, a log line or an
+exception message.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from .exceptions import ConfigurationError
+
+
+__all__ = [
+    "AccountConfig",
+    "KeepaliveConfig",
+    "ReconnectPolicy",
+    "TlsConfig",
+]
+
+#: Exotel's SDK defaults when ``domain`` has no port: 8089 for wss, 8088 for ws.
+_DEFAULT_WS_PORTS = {"wss": 8089, "ws": 8088}
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How the transport reconnects after losing the WebSocket.
+
+    Delays grow exponentially from ``initial_delay`` by ``factor`` up to ``max_delay``; each
+    is spread by ±``jitter`` (a fraction) so that a fleet does not reconnect in lock-step.
+
+    Attributes:
+        enabled: reconnect automatically (default ``True``).
+        initial_delay: first delay in seconds.
+        max_delay: the cap, in seconds.
+        factor: growth factor between attempts.
+        jitter: relative random spread, 0 to 1.
+        max_attempts: give up after this many failed attempts in a row (``None``: never).
+    """
+
+    enabled: bool = True
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    max_attempts: int | None = None
+
+    def delay(self, attempt: int, random: float) -> float:
+        """The delay before reconnect attempt ``attempt`` (1-based).
+
+        Args:
+            attempt: how many attempts have failed in a row, starting at 1.
+            random: a uniform random number in [0, 1), passed in to keep this pure.
+        """
+        base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt - 1))
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * random - 1.0)))
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    """Keepalive on an idle WebSocket.
+
+    Attributes:
+        interval: seconds between keepalives; ``None`` or 0 disables them.
+        mode: ``"ping"`` sends WebSocket pings and closes the connection when no pong
+            arrives within ``timeout``; ``"crlf"`` sends a SIP double-CRLF (RFC 5626 §4.4.1)
+            and, once the server has answered one with a CRLF pong, treats a missing pong
+            within ``timeout`` as a dead connection.
+        timeout: seconds to wait for the pong.
+    """
+
+    interval: float | None = 25.0
+    mode: Literal["ping", "crlf"] = "ping"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS settings for ``wss``.
+
+    Certificates are verified by default, against the system store or ``ca_file``.
+
+    Attributes:
+        ca_file: a PEM file of CA certificates to trust instead of the system store.
+        insecure_skip_verify: turn verification off. For development only; it logs a
+            warning every time a connection is made.
+    """
+
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Build the client SSL context these settings describe."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One SIP account ("phone"): who to register as, and where.
+
+    Attributes:
+        user_name: the guide's ``userName``: the phone's name in callbacks, and the From
+            display name.
+        auth_user: the guide's ``authUser``: the digest username and the AOR user part.
+        sip_domain: the guide's ``sipdomain``: the registrar and AOR domain.
+        ws_url: the WebSocket URL (``wss://host:port/endpoint``).
+        secret: the SIP password. Never shown in a repr.
+        display_name: the guide's ``displayname``.
+        register_expires: the Expires asked for, in seconds (Exotel's SDK uses 300).
+        register_refresh: refresh at this fraction of the granted expiry (0.8 = 80%).
+        tls: TLS settings for wss.
+        keepalive: keepalive settings.
+        reconnect: reconnect policy.
+        instance_id: the RFC 5626 ``+sip.instance`` UUID (stable per phone).
+        user_agent: the User-Agent header.
+        register_timeout: seconds to wait for a REGISTER response before reporting a timeout.
+        open_timeout: seconds to wait for the WebSocket handshake.
+    """
+
+    user_name: str
+    auth_user: str
+    sip_domain: str
+    ws_url: str
+    secret: str = field(default="", repr=False)
+    display_name: str | None = None
+    register_expires: int = 300
+    register_refresh: float = 0.8
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    keepalive: KeepaliveConfig = field(default_factory=KeepaliveConfig)
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    instance_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    user_agent: str = "exotel-voice/0.1"
+    register_timeout: float = 10.0
+    open_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("user_name", "auth_user", "sip_domain"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigurationError(name, "must be a non-empty string")
+        _check_ws_url(self.ws_url)
+        if not isinstance(self.secret, str):
+            raise ConfigurationError("secret", "must be a string")
+        if not 1 <= self.register_expires <= 2**31 - 1:
+            raise ConfigurationError("register_expires", "must be a positive number of seconds")
+        if not 0.1 <= self.register_refresh < 1.0:
+            raise ConfigurationError("register_refresh", "must be between 0.1 and 1 (exclusive)")
+
+    @property
+    def secure(self) -> bool:
+        """Whether the transport is ``wss``."""
+        return self.ws_url.lower().startswith("wss:")
+
+    @property
+    def aor(self) -> str:
+        """The address of record, ``sip:<authUser>@<sipdomain>``."""
+        return f"sip:{self.auth_user}@{self.sip_domain}"
+
+    def with_changes(self, **changes: Any) -> AccountConfig:
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_sip_account_info(cls, info: Mapping[str, Any], **overrides: Any) -> AccountConfig:
+        """Build a config from the guide's ``sipAccountInfo`` dict.
+
+        Recognised keys: ``userName`` (required), ``authUser`` (default ``userName``),
+        ``sipdomain`` (required), ``domain`` ("host:port" of the WebSocket proxy; default
+        ``sipdomain``), ``port`` (validated, as the guide requires it, but the URL's port
+        comes from ``domain``, as in Exotel's SDK), ``security`` ("wss" or "ws", default
+        "wss"), ``endpoint`` (URL path, default "wss"), ``secret``, ``displayname`` /
+        ``displayName``. Python extras: ``wsUrl`` (a full URL, overriding the derived one),
+        ``caFile`` and ``insecureSkipVerify``.
+
+        Args:
+            info: the ``sipAccountInfo`` mapping.
+            **overrides: any :class:`AccountConfig` field, by its Python name.
+
+        Raises:
+            ConfigurationError: a field is missing or invalid; ``.field`` names it using the
+                guide's key (e.g. ``"sipdomain"``).
+        """
+        if not isinstance(info, Mapping):
+            raise ConfigurationError("sipAccountInfo", "must be a dict")
+        user_name = _required_str(info, "userName")
+        auth_user = _optional_str(info, "authUser") or user_name
+        sip_domain = _required_str(info, "sipdomain")
+        security = (_optional_str(info, "security") or "wss").strip().lower()
+        if security not in ("wss", "ws"):
+            raise ConfigurationError(
+                "security", f"must be 'wss' or 'ws', not {info.get('security')!r}"
+            )
+        if "port" in info and info["port"] not in (None, ""):
+            _parse_port("port", info["port"])
+        ws_url = _optional_str(info, "wsUrl")
+        if ws_url is None:
+            domain = _optional_str(info, "domain") or sip_domain
+            host, port = _split_hostport("domain", domain, _DEFAULT_WS_PORTS[security])
+            endpoint = (_optional_str(info, "endpoint") or "wss").lstrip("/")
+            ws_url = f"{security}://{host}:{port}/{endpoint}"
+        secret = info.get("secret", "")
+        if secret is None:
+            secret = ""
+        if not isinstance(secret, str):
+            raise ConfigurationError("secret", "must be a string")
+        display = _optional_str(info, "displayname") or _optional_str(info, "displayName")
+        tls = TlsConfig(
+            ca_file=_optional_str(info, "caFile"),
+            insecure_skip_verify=bool(info.get("insecureSkipVerify", False)),
+        )
+        kwargs: dict[str, Any] = {
+            "user_name": user_name,
+            "auth_user": auth_user,
+            "sip_domain": sip_domain,
+            "ws_url": ws_url,
+            "secret": secret,
+            "display_name": display,
+            "tls": tls,
+        }
+        known = {f.name for f in fields(cls)}
+        for key in overrides:
+            if key not in known:
+                raise ConfigurationError(key, "is not an AccountConfig field")
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+def _required_str(info: Mapping[str, Any], key: str) -> str:
+    value = info.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigurationError(key, "is required")
+    if not isinstance(value, str):
+        raise ConfigurationError(key, f"must be a string, not {type(value).__name__}")
+    return value.strip()
+
+
+def _optional_str(info: Mapping[str, Any], key: str) -> str | None:
+    value = info.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(key, f"must be a string, not {type(value).__name__}")
+    return value.strip()
+
+
+def _parse_port(fieldname: str, value: object) -> int:
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(fieldname, f"is not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(fieldname, f"must be between 1 and 65535, not {port}")
+    return port
+
+
+def _split_hostport(fieldname: str, text: str, default_port: int) -> tuple[str, int]:
+    text = text.strip()
+    if "://" in text or "/" in text:
+        raise ConfigurationError(fieldname, f"must be 'host:port', not a URL: {text!r}")
+    if text.startswith("["):
+        end = text.find("]")
+        if end == -1:
+            raise ConfigurationError(fieldname, f"unterminated IPv6 address in {text!r}")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigurationError(fieldname, f"must be 'host:port', not {text!r}")
+        port = _parse_port(fieldname, rest[1:]) if rest else default_port
+        return host, port
+    host, sep, port_text = text.partition(":")
+    if not host:
+        raise ConfigurationError(fieldname, f"has no host: {text!r}")
+    return host, (_parse_port(fieldname, port_text) if sep else default_port)
+
+
+def _check_ws_url(url: str) -> None:
+    if not isinstance(url, str):
+        raise ConfigurationError("ws_url", "must be a string")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("ws", "wss"):
+        raise ConfigurationError("ws_url", f"must start with ws:// or wss://, not {parts.scheme!r}")
+    if not parts.hostname:
+        raise ConfigurationError("ws_url", "has no host")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigurationError("ws_url", "has an invalid port") from None
