@@ -1,0 +1,501 @@
+"""HTTP Digest authentication for SIP (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760).
+
+Theory of operation
+-------------------
+:class:`DigestAuth` is a sans-I/O helper owned by one user agent. It never sends anything:
+
+1. A request gets a ``401`` (``WWW-Authenticate``) or ``407`` (``Proxy-Authenticate``).
+   The caller passes both to :meth:`DigestAuth.respond`, which returns the header to add
+   to the retried request (``Authorization`` or ``Proxy-Authorization``). The caller builds
+   the retry as a *new* transaction: new Via branch, CSeq + 1, same Call-ID and From tag
+   (RFC 3261 §8.1.3.5, §22.2).
+2. The challenge is cached per ``(header kind, realm)``. :meth:`DigestAuth.authorize`
+   returns credentials for a later request (a REGISTER refresh, a re-INVITE) with the next
+   nonce count (``nc``), without waiting for a new challenge (RFC 7616 §3.4).
+
+Failure detection is *per transaction*, from what the challenged request carried, so no
+"success" notification is needed and a refresh five minutes later that meets a fresh
+``401`` is simply answered again:
+
+* The challenged request carried credentials that :meth:`respond` produced (so it was the
+  retry after a challenge) and the new challenge is not ``stale=true``: the server
+  rejected the credentials → :class:`~exotel_voice.exceptions.AuthenticationError`.
+* The request carried credentials for the same nonce the server challenges with again,
+  without ``stale=true``: rejected → ``AuthenticationError``.
+* ``stale=true`` (RFC 7616 §3.3: "the previous request from the client was rejected
+  because the nonce value was stale") is retried with the new nonce, once in a row; a
+  second consecutive stale challenge for a stale retry is treated as a failure so a broken
+  server cannot make us loop.
+* Anything else (no credentials sent, or pre-emptive credentials from :meth:`authorize`
+  with an older nonce) is answered with the new challenge.
+
+Algorithms: ``MD5``, ``MD5-sess``, ``SHA-256``, ``SHA-256-sess``, ``SHA-512-256`` and
+``SHA-512-256-sess`` (the last two only when the local OpenSSL provides SHA-512/256).
+When a response offers several challenges for one realm, the strongest supported one
+wins (RFC 8760 §2.4 lets a server offer one challenge per algorithm, preferred first;
+we rank by hash strength, SHA-512-256 > SHA-256 > MD5, and ties keep server order).
+``qop=auth`` and the RFC 2069 form without ``qop`` are supported; ``auth-int`` is not.
+
+Neither ``repr`` nor any exception ever shows the password or a ``response=`` value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..exceptions import AuthenticationError, InvalidMessage
+from .message import Request, Response
+
+
+__all__ = [
+    "SUPPORTED_ALGORITHMS",
+    "DigestAuth",
+    "DigestChallenge",
+    "parse_challenge",
+    "parse_challenges",
+]
+
+
+def _hasher(name: str) -> Callable[[bytes], str] | None:
+    try:
+        hashlib.new(name, b"")
+    except ValueError:  # pragma: no cover - depends on the OpenSSL build
+        return None
+
+    def digest(data: bytes) -> str:
+        return hashlib.new(name, data).hexdigest()
+
+    return digest
+
+
+_MD5 = _hasher("md5")
+_SHA256 = _hasher("sha256")
+_SHA512_256 = _hasher("sha512_256")
+
+# Algorithm token (upper case) -> (hash function, is a "-sess" variant, strength rank).
+_ALGORITHMS: dict[str, tuple[Callable[[bytes], str], bool, int]] = {}
+for _name, _fn, _rank in (
+    ("MD5", _MD5, 1),
+    ("SHA-256", _SHA256, 2),
+    ("SHA-512-256", _SHA512_256, 3),
+):
+    if _fn is not None:
+        _ALGORITHMS[_name] = (_fn, False, _rank)
+        _ALGORITHMS[_name + "-SESS"] = (_fn, True, _rank)
+
+#: Digest algorithms this module can answer, upper case (RFC 7616 §6.1 registry names).
+SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHMS)
+
+
+@dataclass
+class DigestChallenge:
+    """One parsed ``WWW-Authenticate``/``Proxy-Authenticate`` Digest challenge (RFC 7616 §3.3).
+
+    Attributes:
+        scheme: always ``"Digest"``.
+        realm: the protection space, e.g. ``"127.0.0.1"``.
+        nonce: the server nonce.
+        opaque: the opaque value to echo back, or ``None``.
+        algorithm: upper-cased algorithm token; ``"MD5"`` when absent.
+        qop: the offered qop values, lower-cased (``[]`` when absent: RFC 2069 mode).
+        stale: ``True`` when the server says the previous nonce was stale.
+        domain: the ``domain`` parameter, or ``None``.
+        params: every parameter as received (names lower-cased, values unquoted).
+    """
+
+    scheme: str
+    realm: str
+    nonce: str
+    opaque: str | None = None
+    algorithm: str = "MD5"
+    qop: list[str] = field(default_factory=list)
+    stale: bool = False
+    domain: str | None = None
+    params: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing (RFC 7235 §2.1 / RFC 3261 §25.1 challenge = auth-scheme LWS auth-param *(COMMA ...))
+# --------------------------------------------------------------------------------------------
+
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_SEP_RE = re.compile(r"[\s,]*")
+_PARAM_RE = re.compile(
+    rf"({_TOKEN})[ \t]*=[ \t]*(?:\"((?:[^\"\\]|\\.)*)\"|([^\s,\"]+))[ \t]*", re.DOTALL
+)
+_SCHEME_RE = re.compile(rf"({_TOKEN})(?:[ \t]+|$)")
+_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*[ \t]*(?=,|$)")
+_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _split_auth(value: str) -> list[tuple[str, dict[str, str]]]:
+    """Split a challenge or credentials header value into ``(scheme, params)`` pairs.
+
+    Several challenges may share one header value, separated by commas; a new one starts
+    where a token is followed by whitespace instead of ``=``.
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    params: dict[str, str] | None = None
+    pos = 0
+    n = len(value)
+    while True:
+        pos = _SEP_RE.match(value, pos).end()  # type: ignore[union-attr]  # always matches
+        if pos >= n:
+            break
+        if params is not None:
+            m = _PARAM_RE.match(value, pos)
+            if m is not None:
+                quoted = m.group(2)
+                params[m.group(1).lower()] = (
+                    _UNESCAPE_RE.sub(r"\1", quoted) if quoted is not None else m.group(3)
+                )
+                pos = m.end()
+                if pos < n and value[pos] != ",":
+                    # Positions only: the text may be someone's credentials.
+                    raise InvalidMessage(f"invalid auth parameter list at offset {pos}")
+                continue
+        m = _SCHEME_RE.match(value, pos)
+        if m is None:
+            raise InvalidMessage(f"invalid authentication header at offset {pos}")
+        params = {}
+        out.append((m.group(1), params))
+        pos = m.end()
+        if _PARAM_RE.match(value, pos) is None:
+            t = _TOKEN68_RE.match(value, pos)  # e.g. "Basic dXNlcjpwYXNz": not ours, skip it
+            if t is not None:
+                pos = t.end()
+    return out
+
+
+def _challenge_from_params(scheme: str, params: dict[str, str]) -> DigestChallenge:
+    realm = params.get("realm")
+    nonce = params.get("nonce")
+    if realm is None:
+        raise InvalidMessage("Digest challenge without realm")
+    if nonce is None:
+        raise InvalidMessage("Digest challenge without nonce")
+    qop = [q.strip().lower() for q in params.get("qop", "").split(",") if q.strip()]
+    return DigestChallenge(
+        scheme="Digest",
+        realm=realm,
+        nonce=nonce,
+        opaque=params.get("opaque"),
+        algorithm=params.get("algorithm", "MD5").upper(),
+        qop=qop,
+        stale=params.get("stale", "").lower() == "true",
+        domain=params.get("domain"),
+        params=dict(params),
+    )
+
+
+def parse_challenges(value: str) -> list[DigestChallenge]:
+    """Parse every Digest challenge in one header value; other schemes are skipped.
+
+    Args:
+        value: a ``WWW-Authenticate`` or ``Proxy-Authenticate`` header value.
+
+    Returns:
+        The Digest challenges, in order (possibly empty).
+
+    Raises:
+        InvalidMessage: the value is syntactically broken, or a Digest challenge lacks
+            ``realm`` or ``nonce`` (RFC 7616 §3.3: both are required).
+    """
+    return [
+        _challenge_from_params(scheme, params)
+        for scheme, params in _split_auth(value)
+        if scheme.lower() == "digest"
+    ]
+
+
+def parse_challenge(value: str) -> DigestChallenge:
+    """Parse a ``WWW-Authenticate``/``Proxy-Authenticate`` value holding a Digest challenge.
+
+    If the value holds several challenges, the first Digest one is returned (use
+    :func:`parse_challenges` for all of them).
+
+    Args:
+        value: the header value, e.g. ``'Digest realm="127.0.0.1", nonce="abc", qop="auth"'``.
+
+    Returns:
+        The parsed challenge.
+
+    Raises:
+        InvalidMessage: the value is garbage, or the challenge lacks ``realm``/``nonce``.
+        AuthenticationError: the value is well formed but holds no Digest challenge
+            (e.g. ``Basic realm="x"``).
+    """
+    challenges = parse_challenges(value)
+    if not challenges:
+        raise AuthenticationError("no Digest challenge (only other authentication schemes)")
+    return challenges[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Computing credentials
+# --------------------------------------------------------------------------------------------
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class _Cached:
+    """A challenge we answered, with its nonce count and -sess state."""
+
+    challenge: DigestChallenge
+    nc: int = 0
+    sess_cnonce: str | None = None
+    sess_ha1: str | None = None
+    # The credentials value respond() returned last, and whether it answered a stale=true.
+    issued: str | None = None
+    issued_for_stale: bool = False
+
+
+_STATUS_HEADERS = {
+    401: ("WWW-Authenticate", "Authorization"),
+    407: ("Proxy-Authenticate", "Proxy-Authorization"),
+}
+
+
+def _default_cnonce() -> str:
+    return secrets.token_hex(16)
+
+
+class DigestAuth:
+    """Answers Digest challenges for one SIP account (RFC 3261 §22.2, §22.3).
+
+    Args:
+        username: the authentication user (``authUser``), sent as ``username=``.
+        password: the password; never shown by ``repr`` or in exceptions.
+        cnonce_factory: returns a fresh client nonce; defaults to 128 random bits in hex
+            from :mod:`secrets`. Tests inject a fixed value.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        *,
+        cnonce_factory: Callable[[], str] | None = None,
+    ) -> None:
+        self.username = username
+        self._password = password
+        self._cnonce_factory = cnonce_factory or _default_cnonce
+        # (credentials header name, realm) -> state; insertion order = most recent last.
+        self._cache: dict[tuple[str, str], _Cached] = {}
+
+    def __repr__(self) -> str:
+        realms = [realm for (_, realm) in self._cache]
+        return f"DigestAuth(username={self.username!r}, password='[secure]', realms={realms!r})"
+
+    # -- public API ------------------------------------------------------------------------
+    def respond(self, request: Request, response: Response) -> tuple[str, str]:
+        """Answer a ``401``/``407`` and remember its challenge for :meth:`authorize`.
+
+        If the response challenges for several realms (a forking proxy, RFC 3261 §22.3),
+        this answers the first realm; :meth:`respond_all` answers each of them.
+
+        Args:
+            request: the request that was challenged, as it was sent.
+            response: the ``401`` or ``407`` response to it.
+
+        Returns:
+            ``(header_name, header_value)`` to add to the retried request, e.g.
+            ``("Authorization", 'Digest username="alice", ...')``.
+
+        Raises:
+            AuthenticationError: the retry must not be sent (``.status`` is the response
+                status): the credentials were already rejected, the response has no
+                (usable) Digest challenge, or only unsupported algorithms / ``auth-int``
+                are offered.
+        """
+        return self.respond_all(request, response)[0]
+
+    def respond_all(self, request: Request, response: Response) -> list[tuple[str, str]]:
+        """Like :meth:`respond`, but one header per challenging realm, in response order.
+
+        Raises:
+            AuthenticationError: as for :meth:`respond`, if any realm cannot be answered.
+        """
+        status = response.status
+        kinds = _STATUS_HEADERS.get(status)
+        if kinds is None:
+            raise AuthenticationError(f"{status} is not an authentication challenge", status=status)
+        challenge_header, credentials_header = kinds
+        values = response.headers.get_all(challenge_header)
+        if not values:
+            raise AuthenticationError(
+                f"{status} response without {challenge_header}", status=status
+            )
+
+        by_realm: dict[str, list[DigestChallenge]] = {}
+        problems: list[str] = []
+        for value in values:
+            try:
+                challenges = parse_challenges(value)
+            except InvalidMessage as exc:
+                problems.append(str(exc))
+                continue
+            for ch in challenges:
+                by_realm.setdefault(ch.realm, []).append(ch)
+        if not by_realm:
+            detail = f" ({'; '.join(problems)})" if problems else ""
+            raise AuthenticationError(
+                f"{status} response has no usable Digest challenge{detail}", status=status
+            )
+
+        sent = self._sent_credentials(request, credentials_header)
+        # Check every realm before changing any state, so a failure leaves the cache as it was.
+        chosen: list[DigestChallenge] = []
+        for realm, offered in by_realm.items():
+            challenge = self._choose(offered, status)
+            carried = sent.get(realm)
+            if carried is not None:
+                cached = self._cache.get((credentials_header, realm))
+                self._check_rejected(carried, challenge, cached, status)
+            chosen.append(challenge)
+        out: list[tuple[str, str]] = []
+        for challenge in chosen:
+            key = (credentials_header, challenge.realm)
+            cached = self._cache.get(key)
+            if cached is None or cached.challenge.nonce != challenge.nonce:
+                cached = _Cached(challenge)
+            else:
+                cached.challenge = challenge
+            self._cache.pop(key, None)
+            self._cache[key] = cached  # most recent last
+            value = self._credentials(request, cached)
+            cached.issued = value
+            cached.issued_for_stale = challenge.stale
+            out.append((credentials_header, value))
+        return out
+
+    def authorize(self, request: Request) -> tuple[str, str] | None:
+        """Credentials for a new request from the most recently cached challenge.
+
+        Each call uses the next nonce count (``nc``) for that nonce (RFC 7616 §3.4: "the
+        nc value ... MUST be incremented for each request that uses the same nonce").
+
+        Args:
+            request: the new request (its method and Request-URI are digested).
+
+        Returns:
+            ``(header_name, header_value)``, or ``None`` if no challenge is cached.
+        """
+        if not self._cache:
+            return None
+        (header, _), cached = next(reversed(self._cache.items()))
+        return header, self._credentials(request, cached)
+
+    def authorize_all(self, request: Request) -> list[tuple[str, str]]:
+        """Credentials for a new request for every cached challenge (oldest first)."""
+        return [(header, self._credentials(request, c)) for (header, _), c in self._cache.items()]
+
+    def reset(self) -> None:
+        """Forget every cached challenge, nonce count and retry marker."""
+        self._cache.clear()
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _choose(offered: list[DigestChallenge], status: int) -> DigestChallenge:
+        usable = [
+            c for c in offered if c.algorithm in _ALGORITHMS and (not c.qop or "auth" in c.qop)
+        ]
+        if not usable:
+            algorithms = ", ".join(sorted({c.algorithm for c in offered}))
+            qops = ", ".join(sorted({q for c in offered for q in c.qop})) or "none"
+            raise AuthenticationError(
+                f"cannot answer Digest challenge for realm {offered[0].realm!r}: "
+                f"algorithm(s) {algorithms}, qop {qops} (supported: "
+                f"{', '.join(sorted(_ALGORITHMS))}; qop auth or none)",
+                status=status,
+            )
+        # max() keeps the first of equal rank: servers list their preference first.
+        return max(usable, key=lambda c: _ALGORITHMS[c.algorithm][2])
+
+    @staticmethod
+    def _sent_credentials(request: Request, header: str) -> dict[str, tuple[str, str]]:
+        """realm -> (raw value, nonce) of the Digest credentials the request carried."""
+        out: dict[str, tuple[str, str]] = {}
+        for value in request.headers.get_all(header):
+            try:
+                parts = _split_auth(value)
+            except InvalidMessage:
+                continue
+            for scheme, params in parts:
+                if scheme.lower() == "digest" and "realm" in params:
+                    out[params["realm"]] = (value, params.get("nonce", ""))
+        return out
+
+    @staticmethod
+    def _check_rejected(
+        carried: tuple[str, str], challenge: DigestChallenge, cached: _Cached | None, status: int
+    ) -> None:
+        value, nonce = carried
+        ours = cached is not None and cached.issued == value
+        if challenge.stale:
+            if ours and cached is not None and cached.issued_for_stale:
+                raise AuthenticationError(
+                    f"realm {challenge.realm!r} answered a stale-nonce retry with another "
+                    f"stale challenge ({status})",
+                    status=status,
+                )
+            return
+        if ours or nonce == challenge.nonce:
+            raise AuthenticationError(
+                f"credentials for realm {challenge.realm!r} were rejected ({status})",
+                status=status,
+            )
+
+    def _credentials(self, request: Request, cached: _Cached) -> str:
+        ch = cached.challenge
+        hash_fn, sess, _ = _ALGORITHMS[ch.algorithm]
+        uri = str(request.uri)
+        cached.nc += 1
+        nc = f"{cached.nc:08x}"
+        use_qop = "auth" in ch.qop
+        cnonce: str | None = None
+        # RFC 7616 §3.4.2: A1 = H(user:realm:pass):nonce:cnonce for -sess, computed once
+        # per nonce with the first cnonce; we keep that cnonce for the nonce's lifetime so
+        # both server readings of the rule agree.
+        if sess:
+            if cached.sess_ha1 is None or cached.sess_cnonce is None:
+                cached.sess_cnonce = self._cnonce_factory()
+                ha1_base = hash_fn(f"{self.username}:{ch.realm}:{self._password}".encode())
+                cached.sess_ha1 = hash_fn(f"{ha1_base}:{ch.nonce}:{cached.sess_cnonce}".encode())
+            ha1 = cached.sess_ha1
+            cnonce = cached.sess_cnonce
+        else:
+            ha1 = hash_fn(f"{self.username}:{ch.realm}:{self._password}".encode())
+            if use_qop:
+                cnonce = self._cnonce_factory()
+        # RFC 7616 §3.4.3: A2 = Method ":" request-uri (qop=auth or absent).
+        ha2 = hash_fn(f"{request.method}:{uri}".encode())
+        if use_qop:
+            digest = hash_fn(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
+        else:
+            # RFC 2069 compatibility (RFC 2617 §3.2.2.1): response = KD(H(A1), nonce:H(A2)).
+            digest = hash_fn(f"{ha1}:{ch.nonce}:{ha2}".encode())
+        parts = [
+            f"username={_quote(self.username)}",
+            f"realm={_quote(ch.realm)}",
+            f"nonce={_quote(ch.nonce)}",
+            f"uri={_quote(uri)}",
+            f"response={_quote(digest)}",
+            f"algorithm={ch.params.get('algorithm', 'MD5')}",
+        ]
+        if cnonce is not None:
+            parts.append(f"cnonce={_quote(cnonce)}")
+        if ch.opaque is not None:
+            parts.append(f"opaque={_quote(ch.opaque)}")
+        if use_qop:
+            # RFC 7616 §3.4: qop and nc are sent unquoted.
+            parts.append("qop=auth")
+            parts.append(f"nc={nc}")
+        return "Digest " + ", ".join(parts)
