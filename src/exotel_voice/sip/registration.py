@@ -1,0 +1,472 @@
+"""Registration of one SIP account (RFC 3261 §10), sans-I/O.
+
+Theory of operation
+-------------------
+:class:`Registration` builds REGISTER requests and reads their responses; it never sends
+anything itself. Its owner sends each request it returns (through a
+:class:`~exotel_voice.sip.connection.SipConnection`), feeds back the response or the timeout,
+and re-arms :meth:`get_timer` / :meth:`handle_timer` for refreshes and retries.
+
+States::
+
+    UNREGISTERED --register()--> REGISTERING --2xx--> REGISTERED --(refresh due)--> REGISTERING
+         ^                          |   ^ 401/407: answer the challenge once
+         |                          |   | 423: retry with Min-Expires
+         |                       failure (403, re-challenge, timeout, 5xx)
+         |                          v
+         |                        FAILED --(retry due, if retryable)--> REGISTERING
+         +---- 2xx/failure <-- UNREGISTERING <--unregister()-- REGISTERED
+
+Events map one-to-one onto the guide's RegisterEventCallBack states: :class:`RegisterSent`
+→ ``sent_request``, :class:`Registered` → ``registered``, :class:`Unregistered` →
+``unregistered``, :class:`RegistrationFailed` → ``terminated``.
+
+The Contact follows RFC 7118 §5.1 (a random ``.invalid`` host, ``transport=ws``/``wss``)
+and RFC 5626 (``+sip.instance``, ``reg-id``, ``;ob``) so that the registrar routes
+in-dialog requests back over the newest flow after a reconnect.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..exceptions import AuthenticationError, InvalidMessage, SipError, TransactionTimeout
+from .headers import Headers, NameAddr
+from .message import Request, Response
+from .uri import SipURI
+
+
+if TYPE_CHECKING:
+    from .auth import DigestAuth
+
+__all__ = [
+    "RegisterSent",
+    "Registered",
+    "Registration",
+    "RegistrationEvent",
+    "RegistrationFailed",
+    "RegistrationState",
+    "Unregistered",
+    "make_contact",
+]
+
+logger = logging.getLogger(__name__)
+
+ALLOW = "INVITE,ACK,CANCEL,BYE,INFO,OPTIONS,UPDATE,NOTIFY,REFER,MESSAGE"
+
+
+class RegistrationState(enum.Enum):
+    """Where a :class:`Registration` is."""
+
+    UNREGISTERED = "unregistered"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    UNREGISTERING = "unregistering"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RegistrationEvent:
+    """Base class of registration events.
+
+    Attributes:
+        status: the SIP status that caused the event (``None`` when there was no response).
+        reason: the reason phrase, or a description of what happened.
+    """
+
+    status: int | None
+    reason: str
+
+    #: The guide's RegisterEventCallBack state string for this event.
+    guide_state = ""
+
+
+@dataclass(frozen=True)
+class RegisterSent(RegistrationEvent):
+    """A REGISTER (or un-REGISTER) was sent. Guide state ``sent_request``."""
+
+    expires: int = 0
+    guide_state = "sent_request"
+
+
+@dataclass(frozen=True)
+class Registered(RegistrationEvent):
+    """The registrar accepted the binding. Guide state ``registered``.
+
+    Attributes:
+        expires: the expiry the registrar granted, in seconds.
+        refresh: whether this was a refresh of an existing registration.
+    """
+
+    expires: int = 0
+    refresh: bool = False
+    guide_state = "registered"
+
+
+@dataclass(frozen=True)
+class Unregistered(RegistrationEvent):
+    """The binding is gone: removed on request, or lost with the flow. Guide ``unregistered``."""
+
+    guide_state = "unregistered"
+
+
+@dataclass(frozen=True)
+class RegistrationFailed(RegistrationEvent):
+    """Registering (or unregistering) failed. Guide state ``terminated``.
+
+    Attributes:
+        error: the exception describing the failure (never carrying a secret).
+        retry_in: seconds until an automatic retry, or ``None`` if none will be made
+            (e.g. the credentials were rejected).
+    """
+
+    error: SipError | None = field(default=None, compare=False)
+    retry_in: float | None = None
+    guide_state = "terminated"
+
+
+def make_contact(
+    *,
+    secure: bool,
+    instance_id: str,
+    reg_id: int = 1,
+    user: str | None = None,
+    host: str | None = None,
+) -> NameAddr:
+    """Build the RFC 7118 / RFC 5626 Contact for a WebSocket client.
+
+    Args:
+        secure: ``transport=wss`` rather than ``ws``.
+        instance_id: the UUID for ``+sip.instance``.
+        reg_id: the RFC 5626 ``reg-id``.
+        user: the Contact user part (random by default, as browsers do).
+        host: the Contact host (a random ``.invalid`` name by default, RFC 7118 §5.1).
+    """
+    uri = SipURI(
+        "sip",
+        user or secrets.token_hex(4),
+        host or f"{secrets.token_hex(6)}.invalid",
+        None,
+        {"transport": "wss" if secure else "ws", "ob": None},
+    )
+    params: dict[str, str | None] = {
+        "+sip.instance": f'"<urn:uuid:{instance_id}>"',
+        "reg-id": str(reg_id),
+    }
+    return NameAddr(uri, None, params)
+
+
+class Registration:
+    """The REGISTER state machine for one address of record.
+
+    Args:
+        aor: the address of record (To and From URI).
+        registrar: the Request-URI, ``sip:<sipdomain>``.
+        contact: our Contact (see :func:`make_contact`).
+        auth: digest credentials; ``None`` for a registrar that does not challenge.
+        display_name: From display name (the guide's ``userName``).
+        expires: the expiry to ask for, in seconds.
+        refresh_fraction: refresh when this fraction of the granted expiry has passed.
+        user_agent: the User-Agent header value.
+        retry_delays: delays before retrying after a retryable failure (timeout, 5xx, 408,
+            480, 503); the last one repeats.
+    """
+
+    def __init__(
+        self,
+        *,
+        aor: SipURI,
+        registrar: SipURI,
+        contact: NameAddr,
+        auth: DigestAuth | None = None,
+        display_name: str | None = None,
+        expires: int = 300,
+        refresh_fraction: float = 0.8,
+        user_agent: str | None = None,
+        retry_delays: tuple[float, ...] = (2.0, 5.0, 15.0, 30.0, 60.0),
+    ) -> None:
+        self.aor = aor
+        self.registrar = registrar
+        self.contact = contact
+        self.auth = auth
+        self.display_name = display_name
+        self.expires = expires
+        self.refresh_fraction = refresh_fraction
+        self.user_agent = user_agent
+        self.retry_delays = retry_delays
+        self.state = RegistrationState.UNREGISTERED
+        # RFC 3261 §10.2: the same Call-ID for every REGISTER to this registrar, CSeq grows.
+        self.call_id = secrets.token_hex(12)
+        self.from_tag = secrets.token_hex(5)
+        self.cseq = secrets.randbelow(10000) + 1
+        self.granted_expires: int | None = None
+        self._requested_expires = expires
+        self._pending: Request | None = None
+        self._challenged = False
+        self._refresh_at: float | None = None
+        self._retry_at: float | None = None
+        self._failures = 0
+        self._was_registered = False
+        self._events: list[RegistrationEvent] = []
+
+    def __repr__(self) -> str:
+        return f"<Registration {self.aor.aor} {self.state.value}>"
+
+    # -- commands ----------------------------------------------------------------------------
+    def register(self, now: float) -> Request:
+        """Start (or restart) registering. Returns the REGISTER to send."""
+        self._retry_at = None
+        self._refresh_at = None
+        self._set_state(RegistrationState.REGISTERING)
+        return self._new_request(self.expires, now)
+
+    def unregister(self, now: float) -> Request | None:
+        """Remove our binding (expires=0).
+
+        Returns:
+            The REGISTER to send, or ``None`` when nothing is registered (the state becomes
+            UNREGISTERED at once and an :class:`Unregistered` event is emitted).
+        """
+        self._retry_at = None
+        self._refresh_at = None
+        if self.state is RegistrationState.UNREGISTERED:
+            return None
+        if self.state is RegistrationState.FAILED and not self._was_registered:
+            self._set_state(RegistrationState.UNREGISTERED)
+            self._events.append(Unregistered(None, "not registered"))
+            return None
+        self._set_state(RegistrationState.UNREGISTERING)
+        return self._new_request(0, now)
+
+    def transport_lost(self, now: float) -> None:
+        """The flow the binding was on is gone (RFC 5626 §4.4): the binding is unusable.
+
+        Emits :class:`Unregistered` if we were registered, and cancels any refresh; the
+        owner calls :meth:`register` again once a new flow is up.
+        """
+        self._pending = None
+        self._refresh_at = None
+        self._retry_at = None
+        previous = self.state
+        self._set_state(RegistrationState.UNREGISTERED)
+        if previous in (RegistrationState.REGISTERED, RegistrationState.REGISTERING):
+            self._events.append(Unregistered(None, "connection to the server lost"))
+
+    # -- input -------------------------------------------------------------------------------
+    def owns(self, response: Response) -> bool:
+        """Whether ``response`` answers the REGISTER this registration has outstanding."""
+        pending = self._pending
+        if pending is None:
+            return False
+        try:
+            return response.call_id == self.call_id and response.cseq.seq == pending.cseq.seq
+        except InvalidMessage:
+            return False
+
+    def handle_response(self, response: Response, now: float) -> Request | None:
+        """Process a response to the outstanding REGISTER.
+
+        Returns:
+            A new REGISTER to send (answering a challenge, or a 423), or ``None``.
+        """
+        request = self._pending
+        if request is None or response.status < 200:
+            return None
+        self._pending = None
+        unregistering = self.state is RegistrationState.UNREGISTERING
+        status = response.status
+        if 200 <= status < 300:
+            self._challenged = False
+            self._failures = 0
+            if unregistering:
+                self.granted_expires = None
+                self._set_state(RegistrationState.UNREGISTERED)
+                self._was_registered = False
+                self._events.append(Unregistered(status, response.reason))
+                return None
+            granted = self._granted_expires(response)
+            if granted <= 0:
+                empty = SipError("the registrar accepted the REGISTER but kept no binding for us")
+                self._fail(status, response.reason, empty, now, retryable=True)
+                return None
+            refresh = self._was_registered
+            self.granted_expires = granted
+            self._refresh_at = now + max(1.0, granted * self.refresh_fraction)
+            self._was_registered = True
+            self._set_state(RegistrationState.REGISTERED)
+            self._events.append(Registered(status, response.reason, granted, refresh))
+            return None
+        if status in (401, 407):
+            if self.auth is None:
+                err = AuthenticationError("the registrar asks for credentials but none are set",
+                                          status=status)
+                self._fail(status, response.reason, err, now, retryable=False)
+                return None
+            try:
+                name, value = self.auth.respond(request, response)
+            except AuthenticationError as exc:
+                if exc.status is None:
+                    exc.status = status
+                self._fail(status, response.reason, exc, now, retryable=False)
+                return None
+            except InvalidMessage as exc:
+                err = AuthenticationError(f"unusable challenge: {exc}", status=status)
+                self._fail(status, response.reason, err, now, retryable=False)
+                return None
+            self._challenged = True
+            retry = self._new_request(0 if unregistering else self._requested_expires, now,
+                                      auth=(name, value))
+            return retry
+        if status == 423 and not unregistering:
+            # RFC 3261 §10.2.8: retry with at least Min-Expires.
+            try:
+                minimum = int((response.headers.get("Min-Expires") or "").strip())
+            except ValueError:
+                minimum = 0
+            if minimum > self._requested_expires:
+                return self._new_request(minimum, now)
+        retryable = status in (408, 480, 500, 502, 503, 504) or status >= 600 and status != 603
+        error: SipError
+        if status == 403:
+            error = AuthenticationError(f"{status} {response.reason}", status=status)
+        else:
+            error = SipError(f"REGISTER failed: {status} {response.reason}")
+        self._fail(status, response.reason, error, now, retryable=retryable)
+        return None
+
+    def handle_timeout(self, now: float) -> None:
+        """The outstanding REGISTER got no final response in time."""
+        if self._pending is None:
+            return
+        self._pending = None
+        timeout = TransactionTimeout("no response to REGISTER from the registrar")
+        self._fail(None, "no response from the registrar", timeout, now, retryable=True)
+
+    def get_timer(self) -> float | None:
+        """The next deadline (refresh or retry), or ``None``."""
+        deadlines = [d for d in (self._refresh_at, self._retry_at) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> Request | None:
+        """Act on due deadlines. Returns a REGISTER to send, or ``None``."""
+        if self._refresh_at is not None and now >= self._refresh_at:
+            self._refresh_at = None
+            if self.state is RegistrationState.REGISTERED and self._pending is None:
+                return self._new_request(self.expires, now)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            if self.state is RegistrationState.FAILED:
+                return self.register(now)
+        return None
+
+    def events_received(self) -> list[RegistrationEvent]:
+        """Drain the events produced since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+    def _set_state(self, state: RegistrationState) -> None:
+        if state is not self.state:
+            logger.debug("= %s %s -> %s", self.aor.aor, self.state.value, state.value)
+            self.state = state
+
+    def _fail(
+        self,
+        status: int | None,
+        reason: str,
+        error: SipError,
+        now: float,
+        *,
+        retryable: bool,
+    ) -> None:
+        was = self.state
+        self._refresh_at = None
+        self._challenged = False
+        retry_in: float | None = None
+        if retryable and was is not RegistrationState.UNREGISTERING:
+            self._failures += 1
+            retry_in = self.retry_delays[min(self._failures, len(self.retry_delays)) - 1]
+            self._retry_at = now + retry_in
+        if was is RegistrationState.UNREGISTERING:
+            self._set_state(RegistrationState.UNREGISTERED)
+            self._was_registered = False
+        else:
+            self._set_state(RegistrationState.FAILED)
+        if self.auth is not None and not retryable:
+            self.auth.reset()
+        self._events.append(RegistrationFailed(status, reason, error, retry_in))
+
+    def _granted_expires(self, response: Response) -> int:
+        # RFC 3261 §10.2.4: the binding's expires param, else the Expires header.
+        ours = self.contact
+        instance = ours.params.get("+sip.instance")
+        our_uri = ours.sip_uri
+        header_expires = response.headers.get("Expires")
+        for binding in _safe_contacts(response):
+            uri = binding.uri
+            same = (instance is not None and binding.params.get("+sip.instance") == instance) or (
+                isinstance(uri, SipURI) and uri.user == our_uri.user and uri.host == our_uri.host
+            )
+            if not same:
+                continue
+            value = binding.params.get("expires") or header_expires
+            if value is not None:
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    break
+            break
+        else:
+            if header_expires is None:
+                # Some registrars echo no Contact; trust what we asked for.
+                return self._requested_expires
+        try:
+            return int((header_expires or "").strip())
+        except ValueError:
+            return self._requested_expires
+
+    def _new_request(
+        self, expires: int, now: float, *, auth: tuple[str, str] | None = None
+    ) -> Request:
+        self.cseq += 1
+        self._requested_expires = expires if expires else self._requested_expires
+        contact = NameAddr(self.contact.uri, None, dict(self.contact.params))
+        contact.params["expires"] = str(expires)
+        from_ = NameAddr(self.aor, self.display_name, {"tag": self.from_tag})
+        headers = Headers(
+            [
+                ("Max-Forwards", "70"),
+                ("To", str(NameAddr(self.aor))),
+                ("From", str(from_)),
+                ("Call-ID", self.call_id),
+                ("CSeq", f"{self.cseq} REGISTER"),
+                ("Contact", str(contact)),
+                ("Expires", str(expires)),
+                ("Allow", ALLOW),
+                ("Supported", "path, outbound, gruu"),
+            ]
+        )
+        if self.user_agent:
+            headers.add("User-Agent", self.user_agent)
+        request = Request("REGISTER", self.registrar, headers)
+        if auth is None and self.auth is not None:
+            try:
+                auth = self.auth.authorize(request)
+            except AuthenticationError:
+                auth = None
+        if auth is not None:
+            request.headers.add(*auth)
+        self._pending = request
+        self._events.append(RegisterSent(None, "REGISTER sent", expires))
+        return request
+
+
+def _safe_contacts(response: Response) -> list[NameAddr]:
+    try:
+        return response.contacts
+    except InvalidMessage:
+        return []

@@ -1,0 +1,238 @@
+"""Registration state machine, sans-I/O, against an in-test registrar with real digest checks.
+
+The same flows against a real Kamailio are in tests/interop/test_registration.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+import pytest
+
+from exotel_voice.exceptions import AuthenticationError, TransactionTimeout
+from exotel_voice.sip import Headers, Request, Response, parse_message
+from exotel_voice.sip.auth import DigestAuth
+from exotel_voice.sip.registration import (
+    Registered,
+    RegisterSent,
+    Registration,
+    RegistrationFailed,
+    RegistrationState,
+    Unregistered,
+    make_contact,
+)
+from exotel_voice.sip.uri import SipURI
+
+
+SENTINEL = "pw-SENTINEL-7731"
+REALM = "test.realm"
+
+
+def md5(s: str) -> str:
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class Registrar:
+    """A minimal registrar that challenges with MD5 qop=auth and verifies the digest."""
+
+    def __init__(self, password: str = SENTINEL, nonce: str = "n1", grant: int | None = None):
+        self.password = password
+        self.nonce = nonce
+        self.grant = grant
+        self.seen: list[Request] = []
+
+    def answer(self, request: Request) -> Response:
+        # The connection adds the Via; then the request goes over the wire and back.
+        if "Via" not in request.headers:
+            request.headers.prepend("Via", f"SIP/2.0/WSS a.invalid;branch=z9hG4bK{len(self.seen)}")
+        request = parse_message(request.serialize())  # type: ignore[assignment]
+        self.seen.append(request)
+        base = Headers(
+            [(k, request.headers[k]) for k in ("Via", "From", "To", "Call-ID", "CSeq")]
+        )
+        auth = request.headers.get("Authorization")
+        if auth is None or not self._valid(request, auth):
+            base.add(
+                "WWW-Authenticate",
+                f'Digest realm="{REALM}", nonce="{self.nonce}", qop="auth", algorithm=MD5',
+            )
+            return Response(401, "Unauthorized", base)
+        contact = request.headers["Contact"]
+        asked = int(request.headers["Expires"])
+        if asked:
+            granted = self.grant if self.grant is not None else asked
+            contact = re.sub(r"expires=\d+", f"expires={granted}", contact)
+            base.add("Contact", contact)
+        return Response(200, "OK", base)
+
+    def _valid(self, request: Request, auth: str) -> bool:
+        p = dict(re.findall(r'(\w+)="?([^",]*)"?', auth))
+        if p.get("nonce") != self.nonce:
+            return False
+        ha1 = md5(f"{p['username']}:{REALM}:{self.password}")
+        ha2 = md5(f"REGISTER:{p['uri']}")
+        expected = md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
+        return p.get("response") == expected
+
+
+def make_registration(password: str = SENTINEL) -> Registration:
+    return Registration(
+        aor=SipURI("sip", "alice", "example.test"),
+        registrar=SipURI("sip", None, "example.test"),
+        contact=make_contact(secure=True, instance_id="11111111-2222-3333-4444-555555555555"),
+        auth=DigestAuth("alice", password),
+        display_name="Alice",
+        expires=300,
+    )
+
+
+def run(reg: Registration, server: Registrar, request: Request | None, now: float) -> None:
+    while request is not None:
+        request = reg.handle_response(server.answer(request), now)
+
+
+def test_register_with_digest_then_refresh_then_unregister() -> None:
+    reg = make_registration()
+    server = Registrar()
+    run(reg, server, reg.register(0.0), 0.0)
+    events = reg.events_received()
+    assert [type(e) for e in events] == [RegisterSent, RegisterSent, Registered]
+    assert reg.state is RegistrationState.REGISTERED
+    assert events[-1].expires == 300 and not events[-1].refresh  # type: ignore[attr-defined]
+    first, second = server.seen
+    assert "Authorization" not in first.headers and "Authorization" in second.headers
+    assert second.cseq.seq == first.cseq.seq + 1 and second.call_id == first.call_id
+    assert second.branch != first.branch
+    contact = second.contacts[0]
+    assert contact.params["+sip.instance"] == '"<urn:uuid:11111111-2222-3333-4444-555555555555>"'
+    assert contact.params["reg-id"] == "1"
+    assert contact.sip_uri.transport == "wss" and "ob" in contact.sip_uri.params
+    assert contact.sip_uri.host.endswith(".invalid")
+    assert str(second.uri) == "sip:example.test"
+    assert second.from_.display_name == "Alice" and second.from_.tag
+
+    # Refresh at 80% of 300 s, pre-authorized with the cached nonce (nc=2): one round trip.
+    assert reg.get_timer() == pytest.approx(240.0)
+    assert reg.handle_timer(239.0) is None
+    refresh = reg.handle_timer(240.0)
+    assert refresh is not None and "nc=00000002" in refresh.headers["Authorization"]
+    run(reg, server, refresh, 240.0)
+    events = reg.events_received()
+    assert [type(e) for e in events] == [RegisterSent, Registered]
+    assert events[-1].refresh  # type: ignore[attr-defined]
+
+    # The server rotates its nonce: the next refresh is challenged, answered, and succeeds.
+    server.nonce = "n2"
+    refresh = reg.handle_timer(reg.get_timer() or 0.0)
+    run(reg, server, refresh, 480.0)
+    assert [type(e) for e in reg.events_received()] == [RegisterSent, RegisterSent, Registered]
+    assert reg.state is RegistrationState.REGISTERED
+
+    unregister = reg.unregister(500.0)
+    assert unregister is not None and unregister.headers["Expires"] == "0"
+    assert "expires=0" in unregister.headers["Contact"]
+    run(reg, server, unregister, 500.0)
+    events = reg.events_received()
+    assert [type(e) for e in events] == [RegisterSent, Unregistered]
+    assert reg.state is RegistrationState.UNREGISTERED and reg.get_timer() is None
+
+
+def test_granted_expiry_drives_the_refresh() -> None:
+    reg = make_registration()
+    run(reg, Registrar(grant=60), reg.register(10.0), 10.0)
+    assert reg.granted_expires == 60
+    assert reg.get_timer() == pytest.approx(10.0 + 48.0)
+
+
+def test_wrong_password_is_terminated_with_401_and_no_retry() -> None:
+    reg = make_registration(password="wrong")
+    run(reg, Registrar(), reg.register(0.0), 0.0)
+    events = reg.events_received()
+    failed = events[-1]
+    assert isinstance(failed, RegistrationFailed)
+    assert failed.guide_state == "terminated" and failed.status == 401
+    assert isinstance(failed.error, AuthenticationError) and failed.retry_in is None
+    assert reg.state is RegistrationState.FAILED and reg.get_timer() is None
+    assert len([e for e in events if isinstance(e, RegisterSent)]) == 2, "one retry only"
+
+
+def test_403_is_terminated() -> None:
+    reg = make_registration()
+    request = reg.register(0.0)
+    reply = Response(403, "Forbidden", Headers([("CSeq", f"{reg.cseq} REGISTER")]))
+    assert reg.handle_response(reply, 0.0) is None
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status == 403
+    assert isinstance(failed.error, AuthenticationError) and request.method == "REGISTER"
+
+
+def test_timeout_fails_visibly_then_retries_with_backoff() -> None:
+    reg = make_registration()
+    reg.register(0.0)
+    reg.handle_timeout(10.0)
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status is None
+    assert isinstance(failed.error, TransactionTimeout) and failed.retry_in == 2.0
+    retry = reg.handle_timer(12.0)
+    assert retry is not None and reg.state is RegistrationState.REGISTERING
+    reg.handle_timeout(22.0)
+    assert reg.events_received()[-1].retry_in == 5.0  # type: ignore[attr-defined]
+    run(reg, Registrar(), reg.handle_timer(27.0), 27.0)
+    assert reg.state is RegistrationState.REGISTERED
+
+
+def test_refresh_failure_never_leaves_registered_showing() -> None:
+    reg = make_registration()
+    run(reg, Registrar(), reg.register(0.0), 0.0)
+    reg.events_received()
+    assert reg.handle_timer(240.0) is not None
+    reg.handle_timeout(250.0)
+    assert reg.state is RegistrationState.FAILED
+    assert isinstance(reg.events_received()[-1], RegistrationFailed)
+
+
+def test_423_retries_with_min_expires() -> None:
+    reg = make_registration()
+    reg.register(0.0)
+    reply = Response(423, "Interval Too Brief", Headers([("Min-Expires", "600")]))
+    retry = reg.handle_response(reply, 0.0)
+    assert retry is not None and retry.headers["Expires"] == "600"
+
+
+def test_transport_lost_reports_unregistered() -> None:
+    reg = make_registration()
+    run(reg, Registrar(), reg.register(0.0), 0.0)
+    reg.events_received()
+    reg.transport_lost(5.0)
+    assert [e.guide_state for e in reg.events_received()] == ["unregistered"]
+    assert reg.state is RegistrationState.UNREGISTERED and reg.get_timer() is None
+
+
+def test_unregister_when_not_registered_needs_no_request() -> None:
+    reg = make_registration()
+    assert reg.unregister(0.0) is None
+    assert reg.state is RegistrationState.UNREGISTERED
+
+
+def test_secrets_never_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) -> None:
+    reg = make_registration()
+    server = Registrar()
+    with caplog.at_level(logging.DEBUG):
+        request = reg.register(0.0)
+        while request is not None:
+            logging.getLogger("exotel_voice.test").debug("sending %r headers %r", request,
+                                                          request.headers)
+            response = server.answer(request)
+            logging.getLogger("exotel_voice.test").debug("got %r", response)
+            request = reg.handle_response(response, 0.0)
+        for event in reg.events_received():
+            logging.getLogger("exotel_voice.test").debug("event %r", event)
+    authorization = server.seen[-1].headers["Authorization"]
+    digest_response = re.search(r'response="([0-9a-f]+)"', authorization)
+    assert digest_response is not None
+    text = caplog.text + repr(reg) + repr(reg.auth)
+    assert SENTINEL not in text
+    assert digest_response.group(1) not in text
+    assert "[secure]" in caplog.text
