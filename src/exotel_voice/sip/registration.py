@@ -329,7 +329,7 @@ class Registration:
                 minimum = 0
             if minimum > self._requested_expires:
                 return self._new_request(minimum, now)
-        retryable = status in (408, 480, 500, 502, 503, 504) or status >= 600 and status != 603
+        retryable = status in (408, 480, 500, 502, 503, 504)
         error: SipError
         if status == 403:
             error = AuthenticationError(f"{status} {response.reason}", status=status)
