@@ -23,7 +23,6 @@ const peer = {
   ua: undefined,
   registerer: undefined,
   session: undefined,
-  endedBy: undefined,
   toneHz: undefined, // when set, the local track is an OscillatorNode at this frequency
   toneGain: 0.3,
   audioContext: undefined,
@@ -90,7 +89,7 @@ function attachRemoteAudio() {
   // a media element, so keep a (muted) <audio> playing it.
   if (!peer.remoteAudio) {
     peer.remoteAudio = document.createElement("audio");
-    peer.remoteAudio.muted = true;
+    peer.remoteAudio.muted = false;
     peer.remoteAudio.autoplay = true;
     document.body.appendChild(peer.remoteAudio);
   }
@@ -252,6 +251,12 @@ function parseDtmfRelay(body) {
   };
 }
 
+// Who ended each call ("local" / "remote"); the first to decide wins.
+const endedBy = new WeakMap();
+function setEnded(session, who) {
+  if (session && !endedBy.has(session)) endedBy.set(session, who);
+}
+
 function requireSession() {
   if (!peer.session) throw new Error("no call");
   return peer.session;
@@ -259,15 +264,14 @@ function requireSession() {
 
 function watchSession(session, direction) {
   peer.session = session;
-  peer.endedBy = undefined;
   peer.analysedTrackId = undefined;
   session.delegate = {
     onBye(bye) {
-      if (!peer.endedBy) peer.endedBy = "remote";
+      setEnded(session, "remote");
       bye.accept();
     },
     onCancel(cancel) {
-      if (!peer.endedBy) peer.endedBy = "remote";
+      setEnded(session, "remote");
       emit("cancelled", {});
       void cancel;
     },
@@ -291,8 +295,10 @@ function watchSession(session, direction) {
       attachRemoteAudio();
       emit("established", { direction });
     } else if (state === SessionState.Terminated) {
-      emit("terminated", { by: peer.endedBy || "unknown", direction });
       if (peer.session === session) peer.session = undefined;
+      // SIP.js moves to Terminated before it runs the request delegate (e.g. onReject for a
+      // 486), so report after the current task to let those callbacks record who ended it.
+      setTimeout(() => emit("terminated", { by: endedBy.get(session) || "unknown", direction }), 0);
     }
   });
 }
@@ -406,7 +412,7 @@ peer.call = async function call(targetUri, options) {
         emit("answered", { status: response.message.statusCode, headers: headersOf(response.message) });
       },
       onReject(response) {
-        peer.endedBy = "remote";
+        setEnded(inviter, "remote");
         emit("rejected", { status: response.message.statusCode, reason: response.message.reasonPhrase });
       },
     },
@@ -424,14 +430,14 @@ peer.answer = async function answer() {
 peer.reject = async function reject(code) {
   const session = requireSession();
   if (!(session instanceof Invitation)) throw new Error("no incoming call to reject");
-  peer.endedBy = "local";
+  setEnded(session, "local");
   await session.reject({ statusCode: code || 486 });
   return true;
 };
 
 peer.hangup = async function hangup() {
   const session = requireSession();
-  peer.endedBy = "local";
+  setEnded(session, "local");
   if (session.state === SessionState.Established) await session.bye();
   else if (session instanceof Inviter) await session.cancel();
   else if (session instanceof Invitation) await session.reject({ statusCode: 486 });
