@@ -1,0 +1,134 @@
+"""Value objects that configure a :class:`~exotel_voice.media.session.MediaSession`.
+
+Everything is keyword-only and validated when constructed, so a bad value fails
+where it is written, not deep inside ICE gathering. Validation errors are
+:class:`~exotel_voice.exceptions.ConfigurationError` naming the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..exceptions import ConfigurationError
+
+
+__all__ = ["IceConfig", "IceServer", "MediaConfig", "SUPPORTED_CODECS"]
+
+#: Audio codecs the media layer can negotiate, by SDP encoding name.
+SUPPORTED_CODECS: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
+
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IceServer:
+    """One STUN or TURN server.
+
+    Attributes:
+        urls: one or more ``stun:``/``turn:``/``turns:`` URLs.
+        username: TURN username, if any.
+        credential: TURN password. Never shown by ``repr()``.
+    """
+
+    urls: list[str] | str
+    username: str | None = None
+    credential: str | None = None
+
+    def __post_init__(self) -> None:
+        for url in self.url_list:
+            if not url.startswith(_ICE_SCHEMES):
+                raise ConfigurationError("urls", f"not a STUN/TURN URL: {url!r}")
+
+    @property
+    def url_list(self) -> list[str]:
+        """The URLs as a list."""
+        return [self.urls] if isinstance(self.urls, str) else list(self.urls)
+
+    def __repr__(self) -> str:
+        secret = "None" if self.credential is None else "'***'"
+        return f"IceServer(urls={self.urls!r}, username={self.username!r}, credential={secret})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IceConfig:
+    """How ICE candidates are gathered.
+
+    aiortc gathers every candidate before it produces an SDP (no trickle), so
+    ``gather_timeout`` bounds how long a STUN or TURN server may delay call setup.
+
+    Attributes:
+        servers: STUN/TURN servers. Empty by default: no public STUN server is ever
+            contacted unless configured here. aiortc uses the first STUN and the
+            first TURN server only.
+        host_addresses: restrict host candidates to these local addresses, e.g.
+            ``["127.0.0.1"]``. Unlike aioice's own discovery this may name
+            loopback addresses. ``None`` means every non-loopback interface.
+        gather_timeout: seconds to wait for server-reflexive and relay candidates.
+            Host candidates are always gathered.
+        ice_transport_policy: ``"all"``, or ``"relay"`` to offer TURN candidates only.
+    """
+
+    servers: list[IceServer] = field(default_factory=list)
+    host_addresses: list[str] | None = None
+    gather_timeout: float = 5.0
+    ice_transport_policy: Literal["all", "relay"] = "all"
+
+    def __post_init__(self) -> None:
+        if self.host_addresses is not None:
+            for address in self.host_addresses:
+                try:
+                    ipaddress.ip_address(address)
+                except ValueError:
+                    raise ConfigurationError(
+                        "host_addresses", f"not an IP address: {address!r}"
+                    ) from None
+        if not self.gather_timeout > 0:
+            raise ConfigurationError("gather_timeout", "must be a positive number of seconds")
+        if self.ice_transport_policy not in ("all", "relay"):
+            raise ConfigurationError("ice_transport_policy", "must be 'all' or 'relay'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaConfig:
+    """Everything a media session needs besides the SDP.
+
+    Attributes:
+        ice: ICE gathering settings.
+        codecs: audio codecs in order of preference, by SDP name (``"opus"``,
+            ``"G722"``, ``"PCMU"``, ``"PCMA"``); matched case-insensitively.
+        telephone_event: offer and accept RFC 4733 ``telephone-event``.
+        dtmf_duration_ms: default duration of each RFC 4733 digit (40-1000 ms).
+        dtmf_gap_ms: default pause between RFC 4733 digits (at least 40 ms).
+        dtmf_volume: RFC 4733 volume field, the tone power in -dBm0 (0-63).
+    """
+
+    ice: IceConfig = field(default_factory=IceConfig)
+    codecs: list[str] = field(default_factory=lambda: ["opus", "PCMU", "PCMA"])
+    telephone_event: bool = True
+    dtmf_duration_ms: int = 100
+    dtmf_gap_ms: int = 70
+    dtmf_volume: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.codecs:
+            raise ConfigurationError("codecs", "at least one codec is needed")
+        known = {c.lower() for c in SUPPORTED_CODECS}
+        for codec in self.codecs:
+            if codec.lower() not in known:
+                raise ConfigurationError(
+                    "codecs", f"unsupported codec {codec!r}; choose from {SUPPORTED_CODECS}"
+                )
+        check_dtmf_timing(self.dtmf_duration_ms, self.dtmf_gap_ms)
+        if not 0 <= self.dtmf_volume <= 63:
+            raise ConfigurationError("dtmf_volume", "must be within 0-63")
+
+
+def check_dtmf_timing(duration_ms: int, gap_ms: int) -> None:
+    """Raise :class:`ConfigurationError` unless the DTMF timing is usable."""
+    # 1000 ms keeps the 16-bit RFC 4733 duration field from overflowing at 48 kHz.
+    if not 40 <= duration_ms <= 1000:
+        raise ConfigurationError("dtmf_duration_ms", "must be within 40-1000 ms")
+    if not 40 <= gap_ms <= 5000:
+        raise ConfigurationError("dtmf_gap_ms", "must be within 40-5000 ms")

@@ -1,0 +1,382 @@
+"""RFC 4733 DTMF over RTP, and the only module that reaches into aiortc's RTP internals.
+
+aiortc has no DTMF (aiortc#30, closed *wontfix*), so we build it here:
+
+* :class:`TelephoneEvent` packs and parses the 4-byte RFC 4733 §2.3 payload.
+* :class:`DtmfSender` turns digits into telephone-event packets.  It does not run a
+  clock or a sequence counter of its own: while a digit plays it *replaces* the
+  outgoing 20 ms audio packets one for one, keeping their sequence numbers and
+  deriving durations from their RTP timestamps.  So events share the audio SSRC,
+  sequence space and timestamp clock, as RFC 4733 §2.1 requires, and pace
+  themselves at the audio packet interval.  Each event starts with the marker bit,
+  keeps the timestamp of its first packet, grows its duration each packet, and
+  ends with the E bit sent three times (§2.5.1.4).
+* :class:`DtmfReceiver` recognises telephone-event packets by payload type and
+  reports each event once, de-duplicating on (SSRC, timestamp) (§2.5.2.2).
+* :class:`RtpTap` hooks one ``RTCDtlsTransport`` so both can see plain (pre-SRTP /
+  post-SRTP) RTP, and counts packets for :meth:`MediaSession.stats`.
+
+aiortc internals relied on (checked against aiortc 1.16; revisit on upgrade):
+
+1. ``RTCDtlsTransport._send_rtp(data: bytes)`` is awaited by ``RTCRtpSender`` for
+   every plain RTP/RTCP datagram before SRTP protection.  We shadow it with an
+   *instance* attribute on one transport (never the class), so only our session
+   is affected; :meth:`RtpTap.detach` removes the shadow.
+2. ``RTCDtlsTransport._handle_rtp_data(data: bytes, arrival_time_ms: int)`` is
+   awaited for every decrypted inbound RTP packet before routing to a receiver.
+   Shadowed the same way.  Telephone-event packets stop here: aiortc's router would
+   drop them anyway, as aiortc never negotiates that payload type.
+3. ``RTCRtpSender._ssrc`` (the audio SSRC) and ``RTCRtpTransceiver._codecs`` (the
+   negotiated codecs; ``[0]`` is the one the sender encodes with), read through
+   :func:`sender_ssrc` and :func:`negotiated_codec`.
+
+The same receive hook is where a leaner jitter buffer and decoder could later take
+over from aiortc's fixed 16-packet buffer (see docs/media.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import InvalidDTMF, MediaError
+
+
+__all__ = [
+    "DIGIT_EVENTS",
+    "DtmfReceiver",
+    "DtmfSender",
+    "RtpTap",
+    "TelephoneEvent",
+    "negotiated_codec",
+    "parse_digits",
+    "sender_ssrc",
+]
+
+logger = logging.getLogger(__name__)
+
+#: RFC 4733 §3.2 event codes of the sixteen DTMF digits.
+DIGIT_EVENTS: dict[str, int] = {
+    **{str(d): d for d in range(10)},
+    "*": 10,
+    "#": 11,
+    "A": 12,
+    "B": 13,
+    "C": 14,
+    "D": 15,
+}
+EVENT_DIGITS: dict[int, str] = {code: digit for digit, code in DIGIT_EVENTS.items()}
+
+#: Number of times the final (E bit) packet of each event is sent.
+END_PACKETS = 3
+_RTP_HEADER = 12
+
+
+def parse_digits(digits: str) -> list[str]:
+    """Validate ``digits`` and return them upper-cased, one per element.
+
+    Raises:
+        InvalidDTMF: naming the first character outside ``0-9``, ``A-D``, ``*``, ``#``.
+    """
+    if not digits:
+        raise InvalidDTMF("no DTMF digits given")
+    result = []
+    for char in digits:
+        digit = char.upper()
+        if digit not in DIGIT_EVENTS:
+            raise InvalidDTMF(f"invalid DTMF digit {char!r}: use 0-9, A-D, * or #")
+        result.append(digit)
+    return result
+
+
+@dataclass(frozen=True)
+class TelephoneEvent:
+    """The RFC 4733 §2.3 payload: event code, end bit, volume (-dBm0) and duration (ticks)."""
+
+    event: int
+    end: bool
+    volume: int
+    duration: int
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            "!BBH",
+            self.event,
+            (0x80 if self.end else 0) | (self.volume & 0x3F),
+            min(self.duration, 0xFFFF),
+        )
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> TelephoneEvent:
+        if len(payload) < 4:
+            raise ValueError("telephone-event payload is shorter than 4 bytes")
+        event, flags, duration = struct.unpack_from("!BBH", payload)
+        return cls(event=event, end=bool(flags & 0x80), volume=flags & 0x3F, duration=duration)
+
+
+def is_rtcp(data: bytes) -> bool:
+    """RFC 5761 §4 demultiplexing: RTCP packet types 192-223 sit in the second byte."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+def rtp_header_length(data: bytes) -> int:
+    """Length of the RTP header including CSRCs and the header extension."""
+    if len(data) < _RTP_HEADER or data[0] >> 6 != 2:
+        raise ValueError("not an RTP packet")
+    length = _RTP_HEADER + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if len(data) < length + 4:
+            raise ValueError("truncated RTP header extension")
+        length += 4 + 4 * struct.unpack_from("!H", data, length + 2)[0]
+    if len(data) < length:
+        raise ValueError("truncated RTP header")
+    return length
+
+
+def rtp_payload(data: bytes) -> bytes:
+    """The payload of an RTP packet, without padding."""
+    start = rtp_header_length(data)
+    end = len(data)
+    if data[0] & 0x20 and end > start:
+        end -= data[-1]
+    return data[start:end]
+
+
+class _Phase(enum.Enum):
+    IDLE = 0
+    TONE = 1
+    ENDING = 2
+    GAP = 3
+
+
+@dataclass
+class _Digit:
+    event: int
+    duration_ms: int
+    gap_ms: int
+    done: asyncio.Future[None]
+
+
+class DtmfSender:
+    """Replaces outgoing audio packets with RFC 4733 events while digits are queued.
+
+    Call :meth:`configure` after each negotiation and :meth:`process` with every
+    outgoing audio RTP packet (plain RTP, before SRTP).
+    """
+
+    def __init__(self, *, volume: int = 10) -> None:
+        self.volume = volume
+        self.payload_type: int | None = None
+        self.event_clock = 8000
+        self.audio_clock = 8000
+        self._queue: collections.deque[_Digit] = collections.deque()
+        self._phase = _Phase.IDLE
+        self._event_ts = 0
+        self._end_duration = 0
+        self._ends_sent = 0
+        self._gap_start: int | None = None
+        self._gap_ms = 0
+        self._first = False
+        self._last_ts: int | None = None
+        self._frame_ticks: int | None = None
+        self.events_sent = 0
+
+    def configure(self, *, payload_type: int | None, event_clock: int, audio_clock: int) -> None:
+        """Set the negotiated telephone-event payload type and clocks (``None`` disables)."""
+        self.payload_type = payload_type
+        self.event_clock = event_clock
+        self.audio_clock = audio_clock
+        self._frame_ticks = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether digits are queued or playing."""
+        return bool(self._queue) or self._phase is not _Phase.IDLE
+
+    def enqueue(
+        self, digits: list[str], *, duration_ms: int, gap_ms: int
+    ) -> list[asyncio.Future[None]]:
+        """Queue validated digits; each future resolves once its last end packet is sent."""
+        if self.payload_type is None:
+            raise MediaError("telephone-event was not negotiated with the remote party")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for digit in digits:
+            future: asyncio.Future[None] = loop.create_future()
+            self._queue.append(_Digit(DIGIT_EVENTS[digit], duration_ms, gap_ms, future))
+            futures.append(future)
+        return futures
+
+    def cancel(self, exc: BaseException) -> None:
+        """Fail every queued digit with ``exc`` and return to idle."""
+        while self._queue:
+            digit = self._queue.popleft()
+            if not digit.done.done():
+                digit.done.set_exception(exc)
+                # The caller may have stopped waiting; don't warn about it.
+                digit.done.exception()
+        self._phase = _Phase.IDLE
+
+    def process(self, data: bytes) -> bytes:
+        """Return the packet to send in place of the audio packet ``data``."""
+        if len(data) < _RTP_HEADER:
+            return data
+        ts = struct.unpack_from("!I", data, 4)[0]
+        if self._last_ts is not None:
+            delta = (ts - self._last_ts) & 0xFFFFFFFF
+            if 0 < delta <= self.audio_clock // 10:
+                self._frame_ticks = delta
+        self._last_ts = ts
+        if self.payload_type is None or not self.busy:
+            return data
+
+        if self._phase is _Phase.GAP:
+            if self._gap_start is None:
+                self._gap_start = ts
+            gap_ticks = self._gap_ms * self.audio_clock // 1000
+            if (ts - self._gap_start) & 0xFFFFFFFF < gap_ticks:
+                return data
+            self._phase = _Phase.IDLE
+            self._gap_start = None
+
+        if self._phase is _Phase.IDLE:
+            if not self._queue:
+                return data
+            self._phase = _Phase.TONE
+            self._event_ts = ts
+            self._first = True
+
+        digit = self._queue[0]
+        try:
+            header_length = rtp_header_length(data)
+        except ValueError:
+            return data
+
+        if self._phase is _Phase.TONE:
+            frame = self._frame_ticks or self.audio_clock // 50
+            elapsed = ((ts - self._event_ts) & 0xFFFFFFFF) + frame
+            end = elapsed >= digit.duration_ms * self.audio_clock // 1000
+            duration = elapsed * self.event_clock // self.audio_clock
+            marker = self._first
+            self._first = False
+            if end:
+                self._phase = _Phase.ENDING
+                self._end_duration = duration
+                self._ends_sent = 1
+            return self._build(data, header_length, marker, digit.event, end, duration)
+
+        # ENDING: repeat the final packet until END_PACKETS have gone out.
+        packet = self._build(data, header_length, False, digit.event, True, self._end_duration)
+        self._ends_sent += 1
+        if self._ends_sent >= END_PACKETS:
+            self._queue.popleft()
+            self.events_sent += 1
+            if not digit.done.done():
+                digit.done.set_result(None)
+            self._phase = _Phase.GAP
+            self._gap_start = None
+            self._gap_ms = digit.gap_ms
+            if not self._queue:
+                self._phase = _Phase.IDLE
+        return packet
+
+    def _build(
+        self, data: bytes, header_length: int, marker: bool, event: int, end: bool, duration: int
+    ) -> bytes:
+        assert self.payload_type is not None
+        payload = TelephoneEvent(event, end, self.volume, duration).pack()
+        return (
+            bytes([data[0] & ~0x20 & 0xFF, (0x80 if marker else 0) | self.payload_type])
+            + data[2:4]
+            + struct.pack("!I", self._event_ts)
+            + data[8:header_length]
+            + payload
+        )
+
+
+class DtmfReceiver:
+    """Reports each RFC 4733 DTMF event once, as soon as its first packet arrives."""
+
+    def __init__(self, on_digit: Callable[[str], None]) -> None:
+        self.payload_types: set[int] = set()
+        self._on_digit = on_digit
+        self._seen: collections.deque[tuple[int, int]] = collections.deque(maxlen=64)
+
+    def handle(self, data: bytes) -> bool:
+        """Consume ``data`` if it is a telephone-event packet; return whether it was."""
+        if len(data) < _RTP_HEADER or (data[1] & 0x7F) not in self.payload_types:
+            return False
+        try:
+            event = TelephoneEvent.unpack(rtp_payload(data))
+        except ValueError:
+            return True
+        key = struct.unpack_from("!II", data, 4)  # (timestamp, ssrc)
+        if key in self._seen:
+            return True
+        self._seen.append(key)
+        digit = EVENT_DIGITS.get(event.event)
+        if digit is not None:
+            self._on_digit(digit)
+        return True
+
+
+class RtpTap:
+    """Shadows ``_send_rtp`` and ``_handle_rtp_data`` on one aiortc ``RTCDtlsTransport``."""
+
+    def __init__(
+        self, transport: Any, *, ssrc: int, sender: DtmfSender, receiver: DtmfReceiver
+    ) -> None:
+        self.transport = transport
+        self.ssrc = ssrc
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.packets_received = 0
+        self.bytes_received = 0
+        self._sender = sender
+        self._receiver = receiver
+        self._send_original = transport._send_rtp
+        self._handle_original = transport._handle_rtp_data
+        transport._send_rtp = self._send_rtp
+        transport._handle_rtp_data = self._handle_rtp_data
+
+    def detach(self) -> None:
+        """Remove the shadows, restoring aiortc's own methods."""
+        for name in ("_send_rtp", "_handle_rtp_data"):
+            if name in vars(self.transport):
+                delattr(self.transport, name)
+
+    async def _send_rtp(self, data: bytes) -> None:
+        if not is_rtcp(data) and len(data) >= _RTP_HEADER:
+            if struct.unpack_from("!I", data, 8)[0] == self.ssrc:
+                data = self._sender.process(data)
+                self.packets_sent += 1
+                self.bytes_sent += len(data) - _RTP_HEADER
+        await self._send_original(data)
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        if len(data) >= _RTP_HEADER:
+            self.packets_received += 1
+            self.bytes_received += len(data) - _RTP_HEADER
+            if self._receiver.handle(data):
+                return
+        await self._handle_original(data, arrival_time_ms)
+
+
+def sender_ssrc(transceiver: Any) -> int:
+    """The SSRC aiortc uses for the transceiver's outgoing RTP."""
+    return int(transceiver.sender._ssrc)
+
+
+def negotiated_codec(transceiver: Any) -> tuple[str, int, int] | None:
+    """``(name, clock rate, payload type)`` of the codec the sender encodes with."""
+    codecs = getattr(transceiver, "_codecs", None)
+    if not codecs:
+        return None
+    codec = codecs[0]
+    return str(codec.name), int(codec.clockRate), int(codec.payloadType)

@@ -1,0 +1,336 @@
+"""Audio sources: what a media session sends.
+
+A source is pull-based and never paces itself: the session's outgoing track ticks
+every 20 ms and calls :meth:`AudioSource.read` for one frame at the rate the
+negotiated codec wants (8 kHz for G.711, 48 kHz for Opus).  A source that has
+nothing ready returns ``None`` and the session sends silence, so the RTP clock
+never stalls on a slow producer (a TTS engine, a microphone).
+
+Sources: :class:`ToneSource`, :class:`SilenceSource`, :class:`WavFileSource`,
+:class:`FrameSource` (PCM frames from an iterator, async iterator or ``push()``
+calls) and :class:`DeviceSource` (the default microphone; needs the optional
+``sounddevice`` package).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import math
+import wave
+from collections.abc import AsyncIterable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import MediaError
+from .pcm import Resampler, Samples, resample_all, samples_per_frame, to_samples
+
+
+__all__ = [
+    "AudioSource",
+    "DeviceSource",
+    "FrameSource",
+    "PcmFrame",
+    "SilenceSource",
+    "ToneSource",
+    "WavFileSource",
+]
+
+#: What frame producers may hand over: int16 samples or little-endian 16-bit bytes.
+PcmFrame = Samples | bytes | bytearray | memoryview
+
+
+class AudioSource(abc.ABC):
+    """Base class of everything a :class:`MediaSession` can send."""
+
+    def __init__(self) -> None:
+        self._finished = asyncio.Event()
+
+    @abc.abstractmethod
+    def read(self, sample_rate: int) -> Samples | None:
+        """Return the next 20 ms of mono int16 audio at ``sample_rate``, or ``None``.
+
+        ``None`` means nothing is ready; the session sends silence instead.
+        Must not block.
+        """
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called when a session starts sending from this source (open devices here)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Called when a session stops using this source (close devices here)."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the source has played all it ever will (a file's end, an iterator's end)."""
+        return self._finished.is_set()
+
+    async def wait_finished(self) -> None:
+        """Wait until :attr:`finished`."""
+        await self._finished.wait()
+
+    def _finish(self) -> None:
+        self._finished.set()
+
+
+class SilenceSource(AudioSource):
+    """Digital silence, forever."""
+
+    def read(self, sample_rate: int) -> Samples | None:
+        return np.zeros(samples_per_frame(sample_rate), dtype=np.int16)
+
+
+class ToneSource(AudioSource):
+    """A sine tone.
+
+    Args:
+        frequency: tone frequency in Hz.
+        amplitude: peak level as a fraction of full scale (0.0 to 1.0).
+        duration: seconds to play before :attr:`finished`; ``None`` plays forever.
+    """
+
+    def __init__(self, frequency: float, amplitude: float = 0.5, *, duration: float | None = None):
+        super().__init__()
+        if not 0.0 <= amplitude <= 1.0:
+            raise ValueError("amplitude must be within 0.0-1.0")
+        if frequency <= 0:
+            raise ValueError("frequency must be positive")
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self.duration = duration
+        self._phase = 0.0
+        self._elapsed = 0.0
+
+    def read(self, sample_rate: int) -> Samples | None:
+        if self.duration is not None and self._elapsed >= self.duration:
+            self._finish()
+            return None
+        n = samples_per_frame(sample_rate)
+        step = 2.0 * math.pi * self.frequency / sample_rate
+        phases = self._phase + step * np.arange(n)
+        self._phase = float((self._phase + step * n) % (2.0 * math.pi))
+        self._elapsed += n / sample_rate
+        tone: Samples = (np.sin(phases) * (self.amplitude * 32767.0)).astype(np.int16)
+        return tone
+
+
+class WavFileSource(AudioSource):
+    """A 16-bit PCM WAV file (mono, or stereo mixed down), at any sample rate.
+
+    The file is read into memory when constructed and resampled once per output
+    rate, so keep prompts short (a minute at 48 kHz is about 5.5 MB).
+
+    Args:
+        path: the file.
+        loop: start again at the end instead of finishing.
+    """
+
+    def __init__(self, path: str | Path, *, loop: bool = False) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.loop = loop
+        try:
+            with wave.open(str(self.path), "rb") as wav:
+                if wav.getsampwidth() != 2:
+                    raise MediaError(f"{self.path}: only 16-bit PCM WAV files are supported")
+                channels = wav.getnchannels()
+                self.sample_rate = wav.getframerate()
+                raw = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        except (OSError, wave.Error, EOFError) as exc:
+            raise MediaError(f"cannot read WAV file {self.path}: {exc}") from exc
+        if channels > 1:
+            raw = raw.reshape(-1, channels).astype(np.int32).mean(axis=1)
+        self._samples = raw.astype(np.int16)
+        self._cache: dict[int, Samples] = {}
+        self._position = 0.0  # seconds
+
+    def read(self, sample_rate: int) -> Samples | None:
+        if self.finished:
+            return None
+        data = self._cache.get(sample_rate)
+        if data is None:
+            data = self._cache[sample_rate] = resample_all(
+                self._samples, self.sample_rate, sample_rate
+            )
+        n = samples_per_frame(sample_rate)
+        if data.size == 0:
+            self._finish()
+            return None
+        start = int(round(self._position * sample_rate))
+        chunk = data[start : start + n]
+        if chunk.size < n:
+            if self.loop:
+                chunk = np.concatenate([chunk, np.resize(data, n - chunk.size)])
+                self._position = (n - (data.size - start)) / sample_rate
+                return chunk
+            self._finish()
+            if chunk.size == 0:
+                return None
+            return np.concatenate([chunk, np.zeros(n - chunk.size, dtype=np.int16)])
+        self._position += n / sample_rate
+        return chunk
+
+
+class FrameSource(AudioSource):
+    """PCM frames supplied by the application: an iterator, async iterator or ``push()``.
+
+    Frames are mono int16 (numpy arrays or little-endian bytes) at ``sample_rate``,
+    of any length (20 ms is typical); they are resampled to the codec's rate.
+
+    With an iterator, the source pulls only while less than ``max_buffer_ms`` is
+    buffered, so a pre-rendered generator is played in real time, not slurped.
+    With ``push()``, call :meth:`end` after the last frame; when more than
+    ``max_buffer_ms`` is pushed the oldest audio is dropped (live input should
+    not build latency).  :attr:`finished` becomes true once everything was played.
+
+    Args:
+        frames: an iterable or async iterable of frames, or ``None`` to use ``push()``.
+        sample_rate: rate of the supplied frames (8000, 16000, 24000, 48000, ...).
+        max_buffer_ms: how much audio may wait in the buffer.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[PcmFrame] | AsyncIterable[PcmFrame] | None = None,
+        *,
+        sample_rate: int = 16000,
+        max_buffer_ms: int = 400,
+    ) -> None:
+        super().__init__()
+        if sample_rate <= 0:
+            raise ValueError("sample_rate must be positive")
+        self.sample_rate = sample_rate
+        self._frames = frames
+        self._max_samples = sample_rate * max_buffer_ms // 1000
+        self._input: collections.deque[Samples] = collections.deque()
+        self._buffered = 0
+        self._output = np.zeros(0, dtype=np.int16)
+        self._resampler: Resampler | None = None
+        self._ended = False
+        self._space = asyncio.Event()
+        self._space.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def push(self, frame: PcmFrame) -> None:
+        """Append one frame (non-blocking; drops the oldest audio when over the limit)."""
+        if self._ended:
+            raise MediaError("cannot push to a FrameSource after end()")
+        self._append(to_samples(frame))
+        while self._buffered > self._max_samples and len(self._input) > 1:
+            self._buffered -= self._input.popleft().size
+
+    def end(self) -> None:
+        """Mark the end of the pushed audio; :attr:`finished` follows once it has played."""
+        self._ended = True
+
+    def _append(self, samples: Samples) -> None:
+        if samples.size:
+            self._input.append(samples)
+            self._buffered += samples.size
+            if self._buffered >= self._max_samples:
+                self._space.clear()
+
+    async def start(self) -> None:
+        if self._frames is not None and self._task is None:
+            self._task = asyncio.create_task(self._pull(self._frames))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _pull(self, frames: Iterable[PcmFrame] | AsyncIterable[PcmFrame]) -> None:
+        try:
+            if isinstance(frames, AsyncIterable):
+                async for frame in frames:
+                    await self._space.wait()
+                    self._append(to_samples(frame))
+            else:
+                for frame in frames:
+                    await self._space.wait()
+                    self._append(to_samples(frame))
+        finally:
+            self._ended = True
+
+    def read(self, sample_rate: int) -> Samples | None:
+        n = samples_per_frame(sample_rate)
+        if self._resampler is None or self._resampler.to_rate != sample_rate:
+            self._resampler = Resampler(self.sample_rate, sample_rate)
+        while self._output.size < n and self._input:
+            chunk = self._input.popleft()
+            self._buffered -= chunk.size
+            self._output = np.concatenate([self._output, self._resampler.resample(chunk)])
+        if self._buffered < self._max_samples:
+            self._space.set()
+        if self._output.size >= n:
+            frame, self._output = self._output[:n], self._output[n:]
+            return frame
+        if self._ended and not self._input:
+            if self._output.size:
+                frame = np.concatenate(
+                    [self._output, np.zeros(n - self._output.size, dtype=np.int16)]
+                )
+                self._output = np.zeros(0, dtype=np.int16)
+                return frame
+            self._finish()
+        return None
+
+
+def import_sounddevice() -> Any:
+    """Import the optional ``sounddevice`` package or raise a helpful :class:`MediaError`."""
+    try:
+        import sounddevice  # noqa: PLC0415
+    except (ImportError, OSError) as exc:  # OSError: PortAudio library missing
+        raise MediaError(
+            "audio devices need the optional 'sounddevice' package and PortAudio: "
+            "pip install sounddevice"
+        ) from exc
+    return sounddevice
+
+
+class DeviceSource(FrameSource):
+    """The default (or a named) input device, through ``sounddevice``.
+
+    Raises:
+        MediaError: if ``sounddevice`` (or PortAudio) is not installed.
+    """
+
+    def __init__(self, device: int | str | None = None, *, sample_rate: int = 48000) -> None:
+        super().__init__(None, sample_rate=sample_rate, max_buffer_ms=100)
+        self._sd = import_sounddevice()
+        self.device = device
+        self._stream: Any = None
+
+    async def start(self) -> None:
+        if self._stream is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def callback(indata: Any, frames: int, time: Any, status: Any) -> None:
+            loop.call_soon_threadsafe(self.push, np.array(indata[:, 0], dtype=np.int16))
+
+        try:
+            self._stream = self._sd.InputStream(
+                device=self.device,
+                channels=1,
+                samplerate=self.sample_rate,
+                dtype="int16",
+                blocksize=samples_per_frame(self.sample_rate),
+                callback=callback,
+            )
+            self._stream.start()
+        except Exception as exc:
+            raise MediaError(f"cannot open input device {self.device!r}: {exc}") from exc
+
+    async def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream.close()
+            self._stream = None
