@@ -16,33 +16,23 @@ Needs the loopback-only namespace: ``scripts/in-netns.sh .venv/bin/pytest tests/
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from tests.rig import netns_skip_reason
+from tests.rig.browser import BrowserHost, BrowserPhone
+from tests.rig.kamailio import Kamailio
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-
-
-# tests/rig is imported as the top-level package `rig` (a dependency ships its own `tests`).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rig.browser import BrowserHost, BrowserPhone  # noqa: E402
 
 
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(
-        os.environ.get("EXOTEL_NETNS") != "1",
-        reason="needs the loopback-only network namespace: run under scripts/in-netns.sh "
-        "(Chromium's WebRTC would otherwise probe every interface)",
-    ),
+    pytest.mark.skipif(netns_skip_reason() is not None, reason=str(netns_skip_reason())),
     pytest.mark.timeout(90),
 ]
 
@@ -333,3 +323,47 @@ async def test_relay_tone_detector_tells_tones_apart(
     assert abs(heard_by_alice.frequency - CALLEE_HZ) <= TONE_TOLERANCE_HZ, heard_by_alice
     await alice.hangup()
     await bob.wait_for("terminated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the real rig: Kamailio (digest auth, ws + wss) with rtpengine anchoring the media.
+
+
+async def register_on_kamailio(
+    kamailio: Kamailio, phone: BrowserPhone, scheme: str
+) -> tuple[str, str]:
+    user, password = kamailio.new_user(phone.name)
+    info = kamailio.info
+    url = info.ws_url if scheme == "ws" else info.wss_url
+    event = await phone.register(url, info.aor(user), user, password, phone.name.title())
+    assert event is not None and event["type"] == "registered"
+    contacts = kamailio.wait_registered(user, timeout=5)
+    assert contacts, f"Kamailio has no binding for {user}"
+    return user, info.aor(user)
+
+
+async def test_kamailio_wss_caller_ws_callee_full_call(
+    kamailio: Kamailio, phones: tuple[BrowserPhone, BrowserPhone]
+) -> None:
+    alice, bob = phones
+    alice_user, _ = await register_on_kamailio(kamailio, alice, "wss")
+    _, bob_aor = await register_on_kamailio(kamailio, bob, "ws")
+    await full_call(alice, bob, bob_aor, alice_user)
+    # The server saw the INVITE over wss and the INFOs / re-INVITEs inside the dialog.
+    invites = kamailio.events("REQ", method="INVITE")
+    assert any(e["proto"] == "wss" for e in invites), invites
+    assert kamailio.events("REQ", method="INFO")
+    # rtpengine anchored the media: Kamailio asked it for WebRTC offers toward the browsers.
+    assert kamailio.events("RTP", to_webrtc="1")
+    await alice.unregister()
+    await bob.unregister()
+
+
+async def test_kamailio_caller_hangup_reject_cancel(
+    kamailio: Kamailio, phones: tuple[BrowserPhone, BrowserPhone]
+) -> None:
+    alice, bob = phones
+    await register_on_kamailio(kamailio, alice, "ws")
+    _, bob_aor = await register_on_kamailio(kamailio, bob, "wss")
+    await caller_hangs_up(alice, bob, bob_aor)
+    await reject_and_cancel(alice, bob, bob_aor)
