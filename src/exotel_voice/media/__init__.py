@@ -1,0 +1,47 @@
+"""WebRTC media for exotel-voice calls, on top of aiortc.
+
+One :class:`MediaSession` per call turns SDP strings into audio: sources to send,
+sinks to receive, RFC 4733 DTMF both ways, hold/resume and mute.  It imports
+nothing from the SIP client or transport; the client plugs it in.
+"""
+
+from __future__ import annotations
+
+from .analysis import detect_tone, dominant_frequency, goertzel_power, rms, rms_dbfs
+from .config import IceConfig, IceServer, MediaConfig
+from .session import MediaSession, MediaState, MediaStats
+from .sinks import AudioSink, DeviceSink, FrameSink, LevelMeter, WavFileSink
+from .sources import (
+    AudioSource,
+    DeviceSource,
+    FrameSource,
+    SilenceSource,
+    ToneSource,
+    WavFileSource,
+)
+
+
+__all__ = [
+    "AudioSink",
+    "AudioSource",
+    "DeviceSink",
+    "DeviceSource",
+    "FrameSink",
+    "FrameSource",
+    "IceConfig",
+    "IceServer",
+    "LevelMeter",
+    "MediaConfig",
+    "MediaSession",
+    "MediaState",
+    "MediaStats",
+    "SilenceSource",
+    "ToneSource",
+    "WavFileSink",
+    "WavFileSource",
+    "detect_tone",
+    "dominant_frequency",
+    "goertzel_power",
+    "rms",
+    "rms_dbfs",
+]

@@ -1,0 +1,689 @@
+"""One call's media: a :class:`MediaSession` wraps one aiortc ``RTCPeerConnection``.
+
+Theory of operation
+-------------------
+The SIP layer moves SDP bodies; this module turns them into media.  The interface
+is plain strings: :meth:`MediaSession.create_offer` / :meth:`~MediaSession.set_answer`
+for calls we place, :meth:`~MediaSession.accept_offer` for calls we answer,
+:meth:`~MediaSession.update` for a re-INVITE from the far end and
+:meth:`~MediaSession.create_reoffer` for our own hold and resume.  Every SDP we
+return is complete: aiortc gathers all candidates first (no trickle ICE), within
+:attr:`IceConfig.gather_timeout`.
+
+Sending: one outgoing track ticks every 20 ms and pulls a frame from the current
+:class:`~exotel_voice.media.sources.AudioSource` (silence if it has none, or while
+muted).  Receiving: one task reads decoded frames from aiortc and hands them to
+every attached :class:`~exotel_voice.media.sinks.AudioSink`.  RFC 4733 DTMF rides
+on the RTP path through :mod:`exotel_voice.media.dtmf`, which is also the only
+module that touches aiortc's RTP internals.
+
+States (:class:`MediaState`)::
+
+    NEW --create_offer--> OFFERING --set_answer(provisional=True)--> EARLY
+     |                       |                                         |
+     |                       +--------------set_answer----------------+--> ACTIVE
+     +--accept_offer------------------------------------------------------> ACTIVE
+    ACTIVE --create_reoffer--> OFFERING ;  ACTIVE --update--> ACTIVE
+    any --close--> CLOSED
+
+Each method checks the state and raises :class:`~exotel_voice.exceptions.InvalidState`
+naming it; aiortc failures become :class:`~exotel_voice.exceptions.MediaError`
+with the original exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..exceptions import InvalidSDP, InvalidState, MediaError
+from . import _sdp
+from .config import MediaConfig, check_dtmf_timing
+from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits, sender_ssrc
+from .ice import apply_gathering_policy, rtc_configuration
+from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
+from .sinks import AudioSink, FrameSink
+from .sources import AudioSource, FrameSource, PcmFrame, SilenceSource
+
+
+__all__ = ["DIRECTIONS", "MediaSession", "MediaState", "MediaStats"]
+
+logger = logging.getLogger(__name__)
+
+#: The SDP media directions.
+DIRECTIONS = _sdp.DIRECTIONS
+
+# Sample rate the outgoing track produces for each codec (G.722's RTP clock is
+# 8 kHz but it encodes 16 kHz audio).
+_CODEC_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
+
+
+class MediaState(enum.Enum):
+    """Lifecycle of a :class:`MediaSession`."""
+
+    NEW = "new"
+    OFFERING = "offering"
+    EARLY = "early"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class MediaStats:
+    """A snapshot of a session's RTP counters.
+
+    Byte counts are RTP payload bytes (after the 12-byte fixed header) before SRTP.
+    Telephone-event packets are included in the packet and byte counts.
+    """
+
+    codec: str | None
+    clock_rate: int | None
+    packets_sent: int
+    bytes_sent: int
+    packets_received: int
+    bytes_received: int
+    dtmf_sent: int
+    dtmf_received: int
+    connection_state: str
+
+
+class _OutboundTrack(MediaStreamTrack):
+    """The one audio track aiortc sends: paced at 20 ms, pulling from a source."""
+
+    kind = "audio"
+
+    def __init__(self, source: AudioSource) -> None:
+        super().__init__()
+        self.source = source
+        self.muted = False
+        self.sample_rate = 48000
+        self._start: float | None = None
+        self._elapsed = 0.0
+        self._pts = 0
+        self._source_failed = False
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._start is None:
+            self._start = now
+        else:
+            self._elapsed += FRAME_MS / 1000
+            delay = self._start + self._elapsed - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.1:
+                # The loop stalled: carry on from now rather than sending a burst.
+                self._start = now - self._elapsed
+        rate = self.sample_rate
+        n = samples_per_frame(rate)
+        samples = self._read(rate)
+        if samples is None or self.muted:
+            samples = np.zeros(n, dtype=np.int16)
+        elif samples.size != n:
+            samples = np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
+        frame = samples_to_frame(samples, rate, self._pts)
+        self._pts += n
+        return frame
+
+    def _read(self, rate: int) -> Samples | None:
+        try:
+            return self.source.read(rate)
+        except Exception:
+            # aiortc stops sending for good if recv() raises, so contain it here.
+            if not self._source_failed:
+                logger.exception("! audio source %r failed; sending silence", self.source)
+                self._source_failed = True
+            return None
+
+
+class MediaSession:
+    """The media of one call: offer/answer, audio in and out, DTMF, hold and mute.
+
+    Construct it inside a running event loop.  All configuration is keyword-only.
+
+    Args:
+        config: ICE, codec and DTMF settings; defaults to :class:`MediaConfig()`.
+        source: what to send; silence by default.  See :meth:`set_source`.
+        logger: logger to use instead of ``exotel_voice.media.session``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MediaConfig | None = None,
+        source: AudioSource | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.config = config or MediaConfig()
+        self.logger = logger or globals()["logger"]
+        self._state = MediaState.NEW
+        self._pc = RTCPeerConnection(rtc_configuration(self.config.ice))
+        self._track = _OutboundTrack(source or SilenceSource())
+        self._source_started = False
+        self._transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
+        self._transceiver.setCodecPreferences(self._codec_preferences())
+        self._dtmf_sender = DtmfSender(volume=self.config.dtmf_volume)
+        self._dtmf_receiver = DtmfReceiver(self._on_digit)
+        self._dtmf_received_count = 0
+        self._dtmf_listeners: list[Callable[[str], None]] = []
+        self._tap: RtpTap | None = None
+        self._sinks: list[AudioSink] = []
+        self._receive_task: asyncio.Task[None] | None = None
+        self._receive_track: Any = None
+        self._local_sdp: str | None = None
+        self._remote_sdp: str | None = None
+        self._local_events: list[_sdp.PayloadFormat] = []
+        self._remote_events: list[_sdp.PayloadFormat] = []
+        self._lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<MediaSession state={self._state.name} codec={self.codec}>"
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> MediaState:
+        """The session's :class:`MediaState`."""
+        return self._state
+
+    def _set_state(self, state: MediaState) -> None:
+        if state is not self._state:
+            self.logger.debug("= media %s -> %s", self._state.name, state.name)
+            self._state = state
+
+    def _check_state(self, action: str, *allowed: MediaState) -> None:
+        if self._state not in allowed:
+            raise InvalidState(f"cannot {action} in media state {self._state.name}")
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated audio codec name (``"opus"``, ``"PCMU"``...), once negotiated."""
+        codec = negotiated_codec(self._transceiver) if self._remote_sdp else None
+        return codec[0] if codec else None
+
+    @property
+    def local_direction(self) -> str:
+        """The direction we ask for in our SDP: ``sendrecv``, ``sendonly``, ..."""
+        return str(self._transceiver.direction)
+
+    @property
+    def remote_direction(self) -> str:
+        """The direction in the latest remote SDP, as the far end states it.
+
+        ``"sendonly"`` or ``"inactive"`` from the far end means it put us on hold.
+        ``"inactive"`` until a remote SDP has been applied.
+        """
+        if self._remote_sdp is None:
+            return "inactive"
+        return _sdp.audio_direction(self._remote_sdp)
+
+    @property
+    def remote_hold(self) -> bool:
+        """Whether the far end has put us on hold (its SDP says sendonly or inactive).
+
+        ``c=0.0.0.0`` is not treated as hold: WebRTC endpoints use it routinely.
+        """
+        return self._remote_sdp is not None and self.remote_direction in ("sendonly", "inactive")
+
+    @property
+    def telephone_event(self) -> bool:
+        """Whether RFC 4733 DTMF can be sent to the far end."""
+        return self._dtmf_sender.payload_type is not None
+
+    # -- offer / answer ------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        """Create the initial SDP offer (complete, candidates included)."""
+        async with self._lock:
+            self._check_state("create an offer", MediaState.NEW)
+            sdp = await self._make_offer()
+            self._set_state(MediaState.OFFERING)
+            return sdp
+
+    async def create_reoffer(self, direction: str = "sendrecv") -> str:
+        """Create a re-INVITE offer: ``"sendonly"`` to hold, ``"sendrecv"`` to resume.
+
+        Apply the far end's answer with :meth:`set_answer`.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        async with self._lock:
+            self._check_state("create a re-offer", MediaState.ACTIVE)
+            self._transceiver.direction = direction
+            sdp = await self._make_offer()
+            self._set_state(MediaState.OFFERING)
+            return sdp
+
+    async def set_answer(self, sdp: str, *, provisional: bool = False) -> None:
+        """Apply the far end's answer to our offer.
+
+        For early media pass the SDP of a 183 with ``provisional=True``: media starts
+        flowing at once.  The 200 OK's SDP must then be the same session (same
+        ``o=`` line), as RFC 3261 §13.2.1 requires; it is accepted without
+        renegotiating.  A different final answer raises :class:`MediaError`, since
+        aiortc cannot apply a second answer.
+        """
+        async with self._lock:
+            if self._state is MediaState.EARLY:
+                if _sdp.origin(sdp) != _sdp.origin(self._remote_sdp or ""):
+                    raise MediaError(
+                        "the final answer differs from the early-media answer; "
+                        "a new media session is needed"
+                    )
+                if not provisional:
+                    self._set_state(MediaState.ACTIVE)
+                return
+            self._check_state("apply an answer", MediaState.OFFERING)
+            self._check_sdp(sdp)
+            await self._set_remote(sdp, "answer")
+            self._remote_events = _sdp.telephone_events(sdp) if self._local_events else []
+            self._after_negotiation()
+            self._set_state(MediaState.EARLY if provisional else MediaState.ACTIVE)
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answer the far end's initial offer; returns our SDP answer."""
+        async with self._lock:
+            self._check_state("accept an offer", MediaState.NEW)
+            answer = await self._answer(sdp)
+            self._set_state(MediaState.ACTIVE)
+            return answer
+
+    async def update(self, sdp: str) -> str:
+        """Answer a re-INVITE offer from the far end (hold, resume...); returns our answer.
+
+        After it, :attr:`remote_direction` and :attr:`remote_hold` describe the offer.
+        Our own hold (see :meth:`create_reoffer`) is kept in the answer.
+        """
+        async with self._lock:
+            self._check_state("update", MediaState.ACTIVE)
+            return await self._answer(sdp)
+
+    async def _make_offer(self) -> str:
+        await self._start_source()
+        async with self._mapped("create an offer"):
+            offer = await self._pc.createOffer()
+            apply_gathering_policy(self._pc, self.config.ice)
+            await self._pc.setLocalDescription(offer)
+        sdp = str(self._pc.localDescription.sdp)
+        if self.config.telephone_event:
+            if not self._local_events:
+                events = []
+                if any(c.lower() == "opus" for c in self.config.codecs):
+                    pt = _sdp.free_payload_type(sdp, 110)
+                    events.append(_sdp.PayloadFormat(pt, "telephone-event", 48000))
+                    sdp = _sdp.add_telephone_events(sdp, events)
+                pt = _sdp.free_payload_type(sdp, 101)
+                events.append(_sdp.PayloadFormat(pt, "telephone-event", 8000))
+                self._local_events = events
+            sdp = _sdp.add_telephone_events(sdp, self._local_events)
+        self._local_sdp = sdp
+        self._log_sdp("local offer", sdp)
+        return sdp
+
+    async def _answer(self, offer: str) -> str:
+        self._check_sdp(offer)
+        await self._start_source()
+        await self._set_remote(offer, "offer")
+        async with self._mapped("create an answer"):
+            answer = await self._pc.createAnswer()
+            apply_gathering_policy(self._pc, self.config.ice)
+            await self._pc.setLocalDescription(answer)
+        sdp = str(self._pc.localDescription.sdp)
+        offered = _sdp.telephone_events(offer) if self.config.telephone_event else []
+        self._local_events = self._remote_events = offered
+        sdp = _sdp.add_telephone_events(sdp, offered)
+        self._local_sdp = sdp
+        self._after_negotiation()
+        self._log_sdp("local answer", sdp)
+        return sdp
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        self._log_sdp(f"remote {kind}", sdp)
+        async with self._mapped(f"apply the remote {kind}"):
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        self._remote_sdp = sdp
+
+    @staticmethod
+    def _check_sdp(sdp: str) -> None:
+        if not _sdp.audio_formats(sdp):
+            raise InvalidSDP("the SDP has no usable audio m-line")
+
+    def _after_negotiation(self) -> None:
+        codec = negotiated_codec(self._transceiver)
+        if codec is not None:
+            name, clock, _ = codec
+            self._track.sample_rate = _CODEC_RATES.get(name.lower(), clock)
+            events = self._remote_events
+            chosen = next((e for e in events if e.clock_rate == clock), None)
+            chosen = chosen or (events[0] if events else None)
+            self._dtmf_sender.configure(
+                payload_type=chosen.payload_type if chosen else None,
+                event_clock=chosen.clock_rate if chosen else clock,
+                audio_clock=clock,
+            )
+        self._dtmf_receiver.payload_types = {
+            e.payload_type for e in self._local_events + self._remote_events
+        }
+        transport = self._transceiver.sender.transport
+        if self._tap is None or self._tap.transport is not transport:
+            if self._tap is not None:
+                self._tap.detach()
+            self._tap = RtpTap(
+                transport,
+                ssrc=sender_ssrc(self._transceiver),
+                sender=self._dtmf_sender,
+                receiver=self._dtmf_receiver,
+            )
+        track = self._transceiver.receiver.track
+        if track is not None and track is not self._receive_track:
+            self._receive_track = track
+            self._receive_task = asyncio.create_task(self._receive_loop(track))
+        self.logger.debug(
+            "= media codec=%s local=%s remote=%s dtmf_pt=%s",
+            codec[0] if codec else None,
+            self.local_direction,
+            self.remote_direction,
+            self._dtmf_sender.payload_type,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _mapped(self, action: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except (InvalidState, MediaError):
+            raise
+        except Exception as exc:
+            raise MediaError(f"cannot {action}: {type(exc).__name__}: {exc}") from exc
+
+    def _log_sdp(self, what: str, sdp: str) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("%s %s\n%s", "<" if "remote" in what else ">", what, _sdp.redact(sdp))
+
+    def _codec_preferences(self) -> list[Any]:
+        capabilities = RTCRtpSender.getCapabilities("audio").codecs
+        preferences = []
+        for name in self.config.codecs:
+            for capability in capabilities:
+                if capability.name.lower() == name.lower() and capability not in preferences:
+                    preferences.append(capability)
+        return preferences
+
+    # -- sending -------------------------------------------------------------------
+
+    @property
+    def source(self) -> AudioSource:
+        """The source currently being sent."""
+        return self._track.source
+
+    async def set_source(self, source: AudioSource) -> AudioSource:
+        """Send from ``source`` from the next 20 ms frame on; returns the previous source.
+
+        The previous source is stopped (its devices closed).  No renegotiation.
+        """
+        previous = self._track.source
+        if source is previous:
+            return previous
+        if self._source_started:
+            await source.start()
+        self._track.source = source
+        if self._source_started:
+            await previous.stop()
+        return previous
+
+    async def play(self, source: AudioSource) -> None:
+        """Send ``source`` until it finishes, then go back to the previous source.
+
+        Returns early if the session closes.
+        """
+        previous = await self.set_source(source)
+        try:
+            finished = asyncio.ensure_future(source.wait_finished())
+            closed = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait({finished, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                finished.cancel()
+                closed.cancel()
+        finally:
+            if not self._closed.is_set() and self._track.source is source:
+                await self.set_source(previous)
+
+    async def play_frames(
+        self,
+        frames: Iterable[PcmFrame] | AsyncIterable[PcmFrame],
+        *,
+        sample_rate: int = 16000,
+    ) -> None:
+        """Send PCM frames (int16 arrays or bytes at ``sample_rate``) in real time.
+
+        Returns once they have all been sent; then the previous source resumes.
+        """
+        await self.play(FrameSource(frames, sample_rate=sample_rate))
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute: when muted the far end hears silence; packets keep flowing."""
+        self._track.muted = muted
+
+    @property
+    def muted(self) -> bool:
+        """Whether :meth:`set_muted` muted the session."""
+        return bool(self._track.muted)
+
+    async def _start_source(self) -> None:
+        if not self._source_started:
+            self._source_started = True
+            await self._track.source.start()
+
+    # -- receiving -----------------------------------------------------------------
+
+    def add_sink(self, sink: AudioSink) -> None:
+        """Deliver every received frame to ``sink`` from now on."""
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: AudioSink) -> None:
+        """Stop delivering to ``sink`` and close it."""
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+        sink.close()
+
+    def received_frames(
+        self, *, sample_rate: int = 16000, max_frames: int = 50
+    ) -> AsyncIterator[Samples]:
+        """Received audio as 20 ms int16 frames at ``sample_rate``, from this call on.
+
+        ``async for frame in session.received_frames(): ...`` ends when the session
+        closes.  A consumer more than ``max_frames`` behind loses the oldest frames.
+        """
+        sink = FrameSink(sample_rate=sample_rate, max_frames=max_frames)
+        self.add_sink(sink)
+        return self._iterate_sink(sink)
+
+    async def _iterate_sink(self, sink: FrameSink) -> AsyncIterator[Samples]:
+        try:
+            async for frame in sink:
+                yield frame
+        finally:
+            self.remove_sink(sink)
+
+    async def _receive_loop(self, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            samples, rate = frame_to_samples(frame)
+            for sink in list(self._sinks):
+                try:
+                    sink.write(samples, rate)
+                except Exception:
+                    self.logger.exception("! audio sink %r failed; detaching it", sink)
+                    self.remove_sink(sink)
+
+    # -- DTMF ----------------------------------------------------------------------
+
+    async def send_dtmf(
+        self, digits: str, *, duration_ms: int | None = None, gap_ms: int | None = None
+    ) -> None:
+        """Send ``digits`` as RFC 4733 telephone-events; returns once all were sent.
+
+        Raises:
+            InvalidDTMF: a character outside ``0-9``, ``A-D``, ``*``, ``#`` (nothing is sent).
+            InvalidState: the session is not negotiated.
+            MediaError: telephone-event was not negotiated, we are not sending
+                (held with ``recvonly``/``inactive``), or no audio packets flowed.
+        """
+        parsed = parse_digits(digits)
+        duration = self.config.dtmf_duration_ms if duration_ms is None else duration_ms
+        gap = self.config.dtmf_gap_ms if gap_ms is None else gap_ms
+        check_dtmf_timing(duration, gap)
+        self._check_state("send DTMF", MediaState.ACTIVE, MediaState.EARLY)
+        if self._transceiver.currentDirection not in ("sendrecv", "sendonly"):
+            direction = self._transceiver.currentDirection
+            raise MediaError(f"cannot send DTMF while media is {direction}")
+        futures = self._dtmf_sender.enqueue(parsed, duration_ms=duration, gap_ms=gap)
+        budget = 2.0 + len(parsed) * (duration + gap + 100) / 1000
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), budget)
+        except TimeoutError:
+            self._dtmf_sender.cancel(MediaError("DTMF cancelled"))
+            raise MediaError("DTMF was not sent: no audio packets are flowing") from None
+
+    def add_dtmf_listener(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(digit)`` for each RFC 4733 digit received; returns a remover."""
+        self._dtmf_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._dtmf_listeners:
+                self._dtmf_listeners.remove(callback)
+
+        return remove
+
+    def dtmf_received(self) -> AsyncIterator[str]:
+        """Digits received via RFC 4733 from this call on, e.g. ``async for d in ...``.
+
+        Ends when the session closes.
+        """
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        remove = self.add_dtmf_listener(queue.put_nowait)
+        if self._closed.is_set():
+            queue.put_nowait(None)
+        return self._iterate_digits(queue, remove)
+
+    async def _iterate_digits(
+        self, queue: asyncio.Queue[str | None], remove: Callable[[], None]
+    ) -> AsyncIterator[str]:
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                digit = getter.result()
+                if digit is None:
+                    return
+                yield digit
+        finally:
+            closed.cancel()
+            remove()
+
+    def _on_digit(self, digit: str) -> None:
+        self._dtmf_received_count += 1
+        self.logger.debug("< DTMF %s", digit)
+        for listener in list(self._dtmf_listeners):
+            listener(digit)
+
+    # -- stats and lifecycle -------------------------------------------------------
+
+    def stats(self) -> MediaStats:
+        """Current RTP counters and codec."""
+        codec = negotiated_codec(self._transceiver) if self._remote_sdp else None
+        tap = self._tap
+        return MediaStats(
+            codec=codec[0] if codec else None,
+            clock_rate=codec[1] if codec else None,
+            packets_sent=tap.packets_sent if tap else 0,
+            bytes_sent=tap.bytes_sent if tap else 0,
+            packets_received=tap.packets_received if tap else 0,
+            bytes_received=tap.bytes_received if tap else 0,
+            dtmf_sent=self._dtmf_sender.events_sent,
+            dtmf_received=self._dtmf_received_count,
+            connection_state=str(self._pc.connectionState),
+        )
+
+    @property
+    def connection_state(self) -> str:
+        """aiortc's state: ``new``, ``connecting``, ``connected``, ``failed`` or ``closed``."""
+        return str(self._pc.connectionState)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until ICE and DTLS are up.
+
+        Raises:
+            MediaError: the connection failed, closed, or took longer than ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        changed = asyncio.Event()
+        self._pc.on("connectionstatechange", changed.set)
+        try:
+            while self._pc.connectionState != "connected":
+                if self._pc.connectionState in ("failed", "closed"):
+                    raise MediaError(f"media connection {self._pc.connectionState}")
+                changed.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise MediaError("media connection timed out")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        finally:
+            self._pc.remove_listener("connectionstatechange", changed.set)
+
+    async def close(self) -> None:
+        """Stop all media and free every resource (sockets, threads, tasks). Idempotent."""
+        if self._state is MediaState.CLOSED:
+            return
+        self._set_state(MediaState.CLOSED)
+        self._closed.set()
+        self._dtmf_sender.cancel(MediaError("the media session was closed"))
+        try:
+            await self._pc.close()
+        finally:
+            if self._tap is not None:
+                self._tap.detach()
+            if self._receive_task is not None:
+                self._receive_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._receive_task
+            if self._source_started:
+                await self._track.source.stop()
+            for sink in list(self._sinks):
+                self.remove_sink(sink)
+            self._dtmf_listeners.clear()
+
+    async def __aenter__(self) -> MediaSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _iter_transports(self) -> Iterator[Any]:
+        """aiortc's DTLS and ICE transports of this session (for tests and diagnostics)."""
+        dtls = self._transceiver.receiver.transport
+        yield dtls
+        yield dtls.transport
