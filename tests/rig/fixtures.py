@@ -12,18 +12,24 @@ test may kill, restart or reconfigure), ``baresip_factory``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from . import missing_binaries, netns_skip_reason
+from .baresip import BaresipPhone
 from .certs import Certs, make_certs
+from .coturn import Coturn
 from .kamailio import DOMAIN, Kamailio
 from .rtpengine import Rtpengine
 
 
 __all__ = [
+    "BaresipFactory",
+    "baresip_factory",
+    "coturn",
     "fresh_kamailio",
     "kamailio",
     "require_rig",
@@ -95,3 +101,66 @@ def fresh_kamailio(
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def coturn(rig_dir: Path) -> Iterator[Coturn]:
+    """A running coturn (session-wide); ``coturn.info`` has URLs and credentials."""
+    require_rig("turnserver")
+    server = Coturn(rig_dir / "coturn")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+BaresipFactory = Callable[..., BaresipPhone]
+
+
+@pytest.fixture
+def baresip_factory(tmp_path: Path, kamailio: Kamailio) -> Iterator[BaresipFactory]:
+    """Make baresip phones; all are stopped after the test.
+
+    ``make(user=None, *, server=None, start=True, **kwargs) -> BaresipPhone``
+
+    * ``user``: an existing user of the server, or None for a fresh one
+      (``server.new_user("phone")``).
+    * ``server``: a :class:`Kamailio` (default: the session ``kamailio``; pass
+      ``fresh_kamailio`` to use that one).
+    * ``start``: start (and, unless ``register=False``, register) before returning.
+    * other keyword arguments go to :class:`~tests.rig.baresip.BaresipPhone`
+      (``transport``, ``audio_file``, ``codecs``, ``answer_mode``, ``register``).
+    """
+    require_rig("baresip")
+    phones: list[BaresipPhone] = []
+
+    def make(
+        user: str | None = None,
+        *,
+        server: Kamailio | None = None,
+        start: bool = True,
+        **kwargs: Any,
+    ) -> BaresipPhone:
+        srv = server or kamailio
+        if user is None:
+            user, password = srv.new_user("phone")
+        else:
+            password = srv.info.users[user]
+        phone = BaresipPhone(
+            tmp_path / f"baresip-{user}-{len(phones)}",
+            user=user,
+            password=password,
+            server=srv.info,
+            **kwargs,
+        )
+        phones.append(phone)
+        if start:
+            phone.start()
+        return phone
+
+    try:
+        yield make
+    finally:
+        for phone in phones:
+            phone.stop()

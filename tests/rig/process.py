@@ -39,6 +39,7 @@ class Daemon:
         log_path: file receiving stdout and stderr (appended to across restarts).
         cwd: working directory.
         env: extra environment variables.
+        hide: strings (passwords) masked as ``***`` in the command line written to the log.
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class Daemon:
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        hide: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.hide = [h for h in hide if h]
         self.argv = list(argv)
         self.log_path = log_path
         self.cwd = cwd
@@ -70,7 +73,10 @@ class Daemon:
             raise RigError(f"{self.name} is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            log.write(f"\n=== starting {self.name}: {' '.join(self.argv)}\n".encode())
+            shown = " ".join(self.argv)
+            for secret in self.hide:
+                shown = shown.replace(secret, "***")
+            log.write(f"\n=== starting {self.name}: {shown}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
                 self.argv,
