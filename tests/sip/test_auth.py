@@ -456,7 +456,7 @@ def test_password_and_response_never_shown() -> None:
     assert SENTINEL not in repr(auth)
     req2 = retry(req, (name, value))
     assert digest not in repr(req2) and digest not in repr(req2.headers)
-    texts = [repr(auth)]
+    texts = [repr(auth), repr(auth._cache)]
     for resp in (
         challenge_response(401, KAMAILIO.format(nonce="N2")),
         challenge_response(401, 'Digest realm="127.0.0.1", nonce="x", qop="auth-int"'),

@@ -251,9 +251,10 @@ class _Cached:
     challenge: DigestChallenge
     nc: int = 0
     sess_cnonce: str | None = None
-    sess_ha1: str | None = None
+    # H(A1) is password-equivalent and ``issued`` holds a response=: never in a repr.
+    sess_ha1: str | None = field(default=None, repr=False)
     # The credentials value respond() returned last, and whether it answered a stale=true.
-    issued: str | None = None
+    issued: str | None = field(default=None, repr=False)
     issued_for_stale: bool = False
 
 
