@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
+from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
 from .uri import URI, SipURI, parse_uri
 
 
@@ -102,7 +103,11 @@ _canon_cache: dict[str, str] = {}
 
 
 def canonical_name(name: str) -> str:
-    """Return the canonical spelling of a header name (``call-id`` → ``Call-ID``, ``m`` → ``Contact``)."""
+    """Return the canonical spelling of a header name.
+
+    ``call-id`` → ``Call-ID``, ``m`` → ``Contact`` (compact forms, RFC 3261 §7.3.3),
+    ``x-foo-bar`` → ``X-Foo-Bar``.
+    """
     cached = _canon_cache.get(name)
     if cached is not None:
         return cached
@@ -118,35 +123,45 @@ def canonical_name(name: str) -> str:
     return result
 
 
+# One list element: anything but "," / DQUOTE / "<", or a whole quoted-string, or a whole <URI>.
+_ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>)*', re.DOTALL)
+
+
 def split_header_values(value: str) -> list[str]:
-    """Split a comma-joined header value, ignoring commas inside quotes and ``<...>``."""
-    if "," not in value:
-        return [value.strip()]
+    """Split a comma-joined header value (RFC 3261 §7.3.1).
+
+    Commas inside quoted strings and inside ``<...>`` do not split. Empty elements are
+    dropped. An unbalanced quote or ``<`` ends the splitting: the rest is returned as one
+    element, for the structured parser to reject.
+
+    Args:
+        value: the header field value.
+
+    Returns:
+        The elements, stripped of surrounding whitespace.
+    """
+    if '"' not in value and "<" not in value:
+        if "," not in value:
+            v = value.strip()
+            return [v] if v else []
+        return [v for v in (p.strip() for p in value.split(",")) if v]
     out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    i = 0
+    pos = 0
     n = len(value)
-    while i < n:
-        c = value[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "<":
-            depth += 1
-        elif c == ">":
-            depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [v for v in out if v]
+    while True:
+        m = _ELEMENT_RE.match(value, pos)
+        end = m.end() if m is not None else pos
+        if end < n and value[end] != ",":
+            piece = value[pos:].strip()
+            if piece:
+                out.append(piece)
+            return out
+        piece = value[pos:end].strip()
+        if piece:
+            out.append(piece)
+        if end >= n:
+            return out
+        pos = end + 1
 
 
 class Headers:
@@ -156,10 +171,20 @@ class Headers:
     splitting comma-joined list headers (Via, Contact, Route ...).
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
+        #: Bumped on every change, so a message can tell when its parsed views are stale.
+        self._version = 0
+
+    @classmethod
+    def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
+        """Wrap a list whose names are already canonical (the parser's fast path)."""
+        h = cls.__new__(cls)
+        h._items = items
+        h._version = 0
+        return h
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -222,14 +247,17 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._items.append((canonical_name(name), value))
+        self._version += 1
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before every other (e.g. a new top Via)."""
         self._items.insert(0, (canonical_name(name), value))
+        self._version += 1
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one value, keeping the first one's position."""
         key = canonical_name(name)
+        self._version += 1
         for i, (k, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, value)
@@ -241,10 +269,12 @@ class Headers:
         """Remove every value of ``name``."""
         key = canonical_name(name)
         self._items = [(k, v) for k, v in self._items if k != key]
+        self._version += 1
 
     def remove_first(self, name: str) -> None:
         """Remove the first value of ``name`` (e.g. the top Via of a forwarded response)."""
         key = canonical_name(name)
+        self._version += 1
         for i, (k, v) in enumerate(self._items):
             if k == key:
                 parts = split_header_values(v) if key.lower() not in _NO_SPLIT else [v]
@@ -256,9 +286,7 @@ class Headers:
 
     def copy(self) -> Headers:
         """A shallow copy."""
-        h = Headers()
-        h._items = list(self._items)
-        return h
+        return Headers._from_canonical(list(self._items))
 
     def __repr__(self) -> str:
         shown = [
@@ -271,69 +299,75 @@ class Headers:
 # Structured values
 # --------------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
-
-
 def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ``;name=value;flag`` generic parameters (leading ``;`` optional).
+    """Parse ``;name=value;flag`` generic parameters (RFC 3261 §25.1 ``generic-param``).
 
-    Names are lower-cased; quoted values keep their quotes removed and escapes resolved.
+    The leading ``;`` is optional. Whitespace is allowed around ``;`` and ``=``. Names are
+    lower-cased; a parameter without ``=`` maps to ``None``; a quoted value is returned
+    without its quotes and with quoted-pairs resolved.
+
+    Args:
+        text: the parameter list.
+
+    Returns:
+        The parameters, in order.
+
+    Raises:
+        InvalidMessage: an empty parameter, a value that is neither token, host nor
+            quoted-string, or trailing garbage.
     """
+    if not text:
+        return {}
+    if text[0] != ";":
+        stripped = text.lstrip(" \t")
+        if not stripped:
+            return {}
+        if stripped[0] != ";":
+            text = ";" + stripped
     params: dict[str, str | None] = {}
-    i = 0
+    pos = 0
     n = len(text)
-    while i < n:
-        while i < n and text[i] in " \t;":
-            i += 1
-        if i >= n:
-            break
-        m = _TOKEN_RE.match(text, i)
+    match = PARAM_RE.match
+    while pos < n:
+        m = match(text, pos)
         if m is None:
-            raise InvalidMessage(f"invalid parameter near {text[i:i + 40]!r}")
-        name = m.group(0).lower()
-        i = m.end()
-        while i < n and text[i] in " \t":
-            i += 1
-        value: str | None = None
-        if i < n and text[i] == "=":
-            i += 1
-            while i < n and text[i] in " \t":
-                i += 1
-            if i < n and text[i] == '"':
-                value, i = _read_quoted(text, i)
-            else:
-                start = i
-                while i < n and text[i] not in ";, \t":
-                    i += 1
-                value = text[start:i]
-                if not value:
-                    raise InvalidMessage(f"empty value for parameter {name!r}")
-        params[name] = value
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] != ";":
-            raise InvalidMessage(f"invalid parameter list near {text[i:i + 40]!r}")
+            raise InvalidMessage(f"invalid parameter list near {text[pos:pos + 40]!r}")
+        name, value, quoted = m.groups()
+        if quoted is not None:
+            value = quoted[1:-1]
+            if "\\" in value:
+                value = QUOTED_PAIR_RE.sub(_unescape_pair, value)
+        params[name.lower()] = value
+        pos = m.end()
     return params
+
+
+def _unescape_pair(m: re.Match[str]) -> str:
+    return m.group(1)
+
+
+_QUOTED_RE = re.compile(QUOTED_STRING)
 
 
 def _read_quoted(text: str, i: int) -> tuple[str, int]:
     """Read a quoted-string starting at ``text[i] == '"'``; return (unescaped, index after)."""
-    out: list[str] = []
-    i += 1
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n:
-                break
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise InvalidMessage("unterminated quoted string")
+    m = _QUOTED_RE.match(text, i)
+    if m is None:
+        raise InvalidMessage("unterminated or invalid quoted string")
+    inner = m.group()[1:-1]
+    if "\\" in inner:
+        inner = QUOTED_PAIR_RE.sub(_unescape_pair, inner)
+    return inner, m.end()
+
+
+_GEN_VALUE_RE = re.compile(GEN_VALUE)
+# Characters a quoted-string must carry as a quoted-pair: DQUOTE, "\" and controls but HTAB.
+_QUOTE_UNSAFE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
+def _quote(value: str) -> str:
+    """Format ``value`` as a quoted-string (RFC 3261 §25.1)."""
+    return '"' + _QUOTE_UNSAFE.sub(lambda m: "\\" + m.group(), value) + '"'
 
 
 def _format_params(params: dict[str, str | None]) -> str:
@@ -341,9 +375,8 @@ def _format_params(params: dict[str, str | None]) -> str:
     for k, v in params.items():
         if v is None:
             out.append(f";{k}")
-        elif v == "" or any(c in v for c in ' \t;,"'):
-            escaped = v.replace("\\", "\\\\").replace('"', '\\"')
-            out.append(f';{k}="{escaped}"')
+        elif _GEN_VALUE_RE.fullmatch(v) is None:
+            out.append(f";{k}={_quote(v)}")
         else:
             out.append(f";{k}={v}")
     return "".join(out)
@@ -376,49 +409,60 @@ class NameAddr:
         return self.uri
 
     def __str__(self) -> str:
-        name = ""
-        if self.display_name is not None:
-            escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
-            name = f'"{escaped}" '
+        name = "" if self.display_name is None else _quote(self.display_name) + " "
         return f"{name}<{self.uri}>{_format_params(self.params)}"
+
+    def copy(self) -> NameAddr:
+        """Return a deep copy (the URI and the parameter dict are copied too)."""
+        uri = self.uri.copy() if isinstance(self.uri, SipURI) else self.uri
+        return NameAddr(uri, self.display_name, dict(self.params))
+
+
+# name-addr = [ display-name ] LAQUOT addr-spec RAQUOT ; display-name = *(token LWS) / quoted-string
+# Groups: 1 quoted display name (with quotes), 2 token display name, 3 URI, 4 parameters.
+_NAME_ADDR_RE = re.compile(
+    r"[ \t]*(?:(" + QUOTED_STRING + r")[ \t]*|(" + TOKEN + r"(?:[ \t]+" + TOKEN + r")*)?[ \t]*)"
+    r"<([^<>]*)>(.*)",
+    re.DOTALL,
+)
 
 
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``"Name" <sip:a@b>;tag=x``, ``Name <sip:a@b>`` or ``sip:a@b;tag=x``.
 
     In the bare ``addr-spec`` form, parameters after the URI belong to the header
-    (RFC 3261 §20.10), not to the URI.
+    (RFC 3261 §20.10), not to the URI, and the URI may not contain ``?`` or ``,``.
+
+    Args:
+        text: one header value (From, To, Contact, Route ...).
+
+    Returns:
+        The parsed value.
 
     Raises:
         InvalidMessage: the text is not a name-addr or addr-spec.
     """
-    s = text.strip()
-    if s == "*":
-        raise InvalidMessage("'*' is not a name-addr")
-    display: str | None = None
-    if s.startswith('"'):
-        display, i = _read_quoted(s, 0)
-        rest = s[i:].lstrip()
-        if not rest.startswith("<"):
-            raise InvalidMessage("quoted display name not followed by <URI>")
-        s = rest
-    lt = s.find("<")
-    if lt != -1:
-        if lt > 0:
-            token = s[:lt].strip()
-            display = token if display is None else display
-            if token and not re.fullmatch(r"[A-Za-z0-9\-.!%*_+`'~ \t]+", token):
-                raise InvalidMessage(f"invalid display name {token[:40]!r}")
-        gt = s.find(">", lt)
-        if gt == -1:
-            raise InvalidMessage("unterminated <URI>")
-        uri = parse_uri(s[lt + 1:gt].strip())
-        params = parse_params(s[gt + 1:])
-        return NameAddr(uri, display, params)
-    semi = s.find(";")
-    if semi == -1:
-        return NameAddr(parse_uri(s), None, {})
-    return NameAddr(parse_uri(s[:semi].strip()), None, parse_params(s[semi:]))
+    m = _NAME_ADDR_RE.match(text)
+    if m is not None:
+        quoted, token, uri_text, rest = m.groups()
+        display: str | None
+        if quoted is not None:
+            display = quoted[1:-1]
+            if "\\" in display:
+                display = QUOTED_PAIR_RE.sub(_unescape_pair, display)
+        else:
+            display = token
+        return NameAddr(parse_uri(uri_text), display, parse_params(rest) if rest else {})
+    s = text.strip(" \t")
+    if not s or s[0] in "<\"" or "<" in s:
+        raise InvalidMessage(f"invalid name-addr {text[:80]!r}")
+    at = s.find("@")
+    semi = s.find(";", at + 1 if at != -1 else 0)
+    uri_text = s if semi == -1 else s[:semi].rstrip(" \t")
+    if "?" in uri_text or "," in uri_text:
+        raise InvalidMessage(f"a URI with '?' or ',' must be in <>: {text[:80]!r}")
+    uri = parse_uri(uri_text)
+    return NameAddr(uri, None, {} if semi == -1 else parse_params(s[semi:]))
 
 
 @dataclass(eq=True)
@@ -446,30 +490,43 @@ class Via:
         port = f":{self.port}" if self.port is not None else ""
         return f"SIP/2.0/{self.transport} {self.host}{port}{_format_params(self.params)}"
 
+    def copy(self) -> Via:
+        """Return a copy with its own parameter dict."""
+        return Via(self.transport, self.host, self.port, dict(self.params))
 
+
+# via-parm = sent-protocol LWS sent-by *( SEMI via-params )
+# sent-protocol = protocol-name SLASH protocol-version SLASH transport
+# sent-by = host [ COLON port ]
 _VIA_RE = re.compile(
-    r"^SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:\s*:\s*([0-9]{1,5}))?\s*(.*)$",
+    r"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*(" + TOKEN + r")[ \t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*(;.*)?",
     re.IGNORECASE | re.DOTALL,
 )
 
 
 def parse_via(text: str) -> Via:
-    """Parse one Via value.
+    """Parse one Via value (RFC 3261 §20.42); only ``SIP/2.0`` is accepted.
+
+    Args:
+        text: one Via value (after :func:`split_header_values`).
+
+    Returns:
+        The parsed Via; the transport is upper-cased.
 
     Raises:
         InvalidMessage: the value is not a valid Via.
     """
-    m = _VIA_RE.match(text.strip())
+    m = _VIA_RE.fullmatch(text)
     if m is None:
         raise InvalidMessage(f"invalid Via: {text[:80]!r}")
-    rest = m.group(4)
-    if rest and not rest.startswith(";"):
-        raise InvalidMessage(f"invalid Via: {text[:80]!r}")
-    port = int(m.group(3)) if m.group(3) else None
-    if port is not None and port > 65535:
-        raise InvalidMessage(f"invalid Via port: {port}")
-    return Via(m.group(1).upper(), m.group(2), port, parse_params(rest))
+    transport, host, port_text, rest = m.groups()
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise InvalidMessage(f"invalid Via port: {port}")
+    return Via(transport.upper(), host, port, parse_params(rest) if rest else {})
 
 
 @dataclass(eq=True, frozen=True)
@@ -483,7 +540,7 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
-_CSEQ_RE = re.compile(r"^\s*([0-9]{1,10})\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*$")
+_CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
 
 
 def parse_cseq(text: str) -> CSeq:
@@ -492,7 +549,7 @@ def parse_cseq(text: str) -> CSeq:
     Raises:
         InvalidMessage: the value is not ``<number> <method>`` or the number exceeds 2**31-1.
     """
-    m = _CSEQ_RE.match(text)
+    m = _CSEQ_RE.fullmatch(text)
     if m is None:
         raise InvalidMessage(f"invalid CSeq: {text[:80]!r}")
     seq = int(m.group(1))

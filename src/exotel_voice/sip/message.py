@@ -7,19 +7,66 @@ Parser contract: :func:`parse_message` returns a :class:`Request` or :class:`Res
 raises :class:`~exotel_voice.exceptions.InvalidMessage` (with a ``status_hint``). It raises
 nothing else, on any input.
 
-Size limits are module constants; each can be overridden by an environment variable of the
-same name prefixed ``EXOTEL_VOICE_`` (e.g. ``EXOTEL_VOICE_MAX_MESSAGE_SIZE``).
+What :func:`parse_message` checks (and so what a returned message guarantees):
+
+* the start line: ``Method SP Request-URI SP SIP/2.0`` with exactly one space between the
+  elements, a token method and a valid URI without URI headers; or
+  ``SIP/2.0 SP 3DIGIT SP Reason-Phrase`` with a code in 100-699. Another SIP version gives
+  ``status_hint=505``;
+* the header section: UTF-8, ``name: value`` lines with token names, line folding
+  (RFC 3261 §7.3.1) undone, CRLF line ends (bare LF is tolerated, a bare CR is not);
+* the *transaction-path* headers, fully parsed: every Via, From, To, Call-ID, CSeq
+  (present exactly once, number below 2**31, method equal to a request's method) and
+  Content-Length (at most once);
+* the body: RFC 7118 frames one SIP message per WebSocket message, so a Content-Length
+  larger than the body received is an error, and a body longer than Content-Length is cut
+  to Content-Length (the extra octets are dropped, as RFC 3261 §18.3 says for datagrams).
+  Without Content-Length the whole rest of the frame is the body.
+
+Every other header is kept as text and parsed when first asked for. ``parse_message(data,
+full=True)`` or :meth:`Message.parse_all` parses and checks *every* header the SDK
+understands (Contact, Route, Record-Route, Max-Forwards, Expires, Content-Type ...) and an
+``application/sdp`` body.
+
+Parsed views (``.via``, ``.from_``, ``.to``, ``.cseq`` ...) are cached on the message and
+dropped when its headers change; each access returns a fresh copy, so changing the returned
+object never changes the message.
+
+Size limits (module constants; each can be overridden by an environment variable of the
+same name prefixed ``EXOTEL_VOICE_``, e.g. ``EXOTEL_VOICE_MAX_MESSAGE_SIZE``):
+
+* :data:`MAX_MESSAGE_SIZE` (65536 bytes): the whole message, headers and body
+  (:class:`~exotel_voice.exceptions.MessageTooLarge`, ``status_hint=513``);
+* :data:`MAX_LINE_LENGTH` (8192 characters): the start line and each header line after
+  unfolding (:class:`~exotel_voice.exceptions.LineTooLong`);
+* :data:`MAX_NUM_HEADERS` (256): header fields, counting each line, not each
+  comma-separated value (:class:`~exotel_voice.exceptions.TooManyHeaders`).
 
 ``repr`` of a message shows only its start line, Call-ID, CSeq and top Via branch.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage, LineTooLong, MessageTooLarge, TooManyHeaders
-from .headers import CSeq, Headers, NameAddr, Via, parse_cseq, parse_name_addr, parse_via
+from .abnf import TOKEN
+from .headers import (
+    CSeq,
+    Headers,
+    NameAddr,
+    Via,
+    canonical_name,
+    parse_cseq,
+    parse_name_addr,
+    parse_params,
+    parse_via,
+    split_header_values,
+)
 from .uri import URI, SipURI, parse_uri
 
 
@@ -91,14 +138,77 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
+class _Views:
+    """Structured views of a message's headers, parsed once (see :class:`Message`)."""
+
+    __slots__ = (
+        "contacts",
+        "cseq",
+        "from_",
+        "record_routes",
+        "routes",
+        "sdp",
+        "sdp_body",
+        "to",
+        "vias",
+    )
+
+    def __init__(self) -> None:
+        self.vias: list[Via] | None = None
+        self.from_: NameAddr | None = None
+        self.to: NameAddr | None = None
+        self.cseq: CSeq | None = None
+        self.contacts: list[NameAddr] | None = None
+        self.routes: list[NameAddr] | None = None
+        self.record_routes: list[NameAddr] | None = None
+        self.sdp: object = None
+        self.sdp_body: bytes | None = None
+
+
 @dataclass(eq=False)
 class Message:
-    """Fields and helpers shared by requests and responses."""
+    """Fields and helpers shared by requests and responses.
+
+    Structured accessors (:attr:`via`, :attr:`from_`, :attr:`to`, :attr:`cseq`,
+    :attr:`contacts` ...) parse a header the first time they are used and cache the
+    result until the headers change (any :class:`Headers` mutation, or assigning a new
+    ``headers``). They return copies: mutating a returned :class:`NameAddr` does not
+    change the message; build a new value and ``headers.set()`` it instead.
+    """
 
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
-    # -- convenience accessors (parsed on each call; cheap for the transaction path) --------
+    _views_for: Headers | None = field(default=None, init=False, repr=False, compare=False)
+    _views_version: int = field(default=-1, init=False, repr=False, compare=False)
+    _views_cache: _Views | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _views(self) -> _Views:
+        h = self.headers
+        views = self._views_cache
+        if views is None or self._views_for is not h or self._views_version != h._version:
+            views = _Views()
+            self._views_cache = views
+            self._views_for = h
+            self._views_version = h._version
+        return views
+
+    def _vias(self) -> list[Via]:
+        views = self._views()
+        if views.vias is None:
+            views.vias = [parse_via(v) for v in self.headers.get_all("Via")]
+        return views.vias
+
+    def _name_addr(self, name: str) -> NameAddr:
+        value = self.headers.get(name)
+        if value is None:
+            raise InvalidMessage(f"missing {name}")
+        return parse_name_addr(value)
+
+    def _name_addrs(self, name: str) -> list[NameAddr]:
+        return [parse_name_addr(v) for v in self.headers.get_all(name) if v != "*"]
+
+    # -- convenience accessors ----------------------------------------------------------------
     @property
     def call_id(self) -> str:
         """The Call-ID value."""
@@ -110,50 +220,78 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         """The parsed CSeq."""
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise InvalidMessage("missing CSeq")
-        return parse_cseq(value)
+        views = self._views()
+        if views.cseq is None:
+            value = self.headers.get("CSeq")
+            if value is None:
+                raise InvalidMessage("missing CSeq")
+            views.cseq = parse_cseq(value)
+        return views.cseq
 
     @property
     def vias(self) -> list[Via]:
         """Every Via, top first."""
-        return [parse_via(v) for v in self.headers.get_all("Via")]
+        return [v.copy() for v in self._vias()]
 
     @property
     def via(self) -> Via:
         """The top Via."""
-        values = self.headers.get_all("Via")
-        if not values:
+        vias = self._vias()
+        if not vias:
             raise InvalidMessage("missing Via")
-        return parse_via(values[0])
+        return vias[0].copy()
 
     @property
     def branch(self) -> str | None:
         """The top Via's branch parameter."""
-        values = self.headers.get_all("Via")
-        return parse_via(values[0]).branch if values else None
+        vias = self._vias()
+        return vias[0].branch if vias else None
 
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        value = self.headers.get("From")
-        if value is None:
-            raise InvalidMessage("missing From")
-        return parse_name_addr(value)
+        views = self._views()
+        if views.from_ is None:
+            views.from_ = self._name_addr("From")
+        return views.from_.copy()
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        value = self.headers.get("To")
-        if value is None:
-            raise InvalidMessage("missing To")
-        return parse_name_addr(value)
+        views = self._views()
+        if views.to is None:
+            views.to = self._name_addr("To")
+        return views.to.copy()
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact (``*`` is skipped)."""
-        return [parse_name_addr(v) for v in self.headers.get_all("Contact") if v.strip() != "*"]
+        views = self._views()
+        if views.contacts is None:
+            views.contacts = self._name_addrs("Contact")
+        return [c.copy() for c in views.contacts]
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        """Every Route value, top first."""
+        views = self._views()
+        if views.routes is None:
+            views.routes = self._name_addrs("Route")
+        return [r.copy() for r in views.routes]
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        """Every Record-Route value, top first."""
+        views = self._views()
+        if views.record_routes is None:
+            views.record_routes = self._name_addrs("Record-Route")
+        return [r.copy() for r in views.record_routes]
+
+    @property
+    def max_forwards(self) -> int | None:
+        """The Max-Forwards value (0-255), or ``None`` when absent."""
+        value = self.headers.get("Max-Forwards")
+        return None if value is None else _parse_max_forwards(value)
 
     @property
     def content_type(self) -> str | None:
@@ -161,11 +299,68 @@ class Message:
         value = self.headers.get("Content-Type")
         return value.split(";", 1)[0].strip().lower() if value else None
 
+    @property
+    def sdp(self) -> object:
+        """The body parsed by :func:`exotel_voice.sip.sdp.parse_sdp`, or ``None``.
+
+        ``None`` when the body is empty or not ``application/sdp``. Parsed once per body and
+        shared: treat the result as read-only.
+
+        Raises:
+            InvalidMessage: the SDP body does not parse, or no SDP parser is installed.
+        """
+        if not self.body or self.content_type != "application/sdp":
+            return None
+        views = self._views()
+        if views.sdp_body is not self.body:
+            parse_sdp = _sdp_parser()
+            try:
+                views.sdp = parse_sdp(self.body.decode("utf-8"))
+            except InvalidMessage:
+                raise
+            except Exception as exc:  # InvalidSDP, UnicodeDecodeError, parser bugs
+                raise InvalidMessage(f"invalid SDP body ({type(exc).__name__})") from None
+            views.sdp_body = self.body
+        return views.sdp
+
+    def parse_all(self) -> Message:
+        """Parse and check every header the SDK understands, and an SDP body.
+
+        After this, every structured accessor answers from the cache. This is what
+        ``parse_message(data, full=True)`` does.
+
+        Returns:
+            The message itself.
+
+        Raises:
+            InvalidMessage: a header or the SDP body is malformed.
+        """
+        self._vias()
+        self.from_  # noqa: B018 - parsed for the side effect of caching and checking
+        self.to  # noqa: B018
+        self.cseq  # noqa: B018
+        views = self._views()
+        contacts = self.headers.get_all("Contact")
+        if contacts == ["*"]:
+            views.contacts = []
+        else:
+            views.contacts = [parse_name_addr(v) for v in contacts]
+        self.routes  # noqa: B018
+        self.record_routes  # noqa: B018
+        for name, value in self.headers:
+            check = _FULL_CHECKS.get(name)
+            if check is not None:
+                check(value)
+        self.sdp  # noqa: B018
+        return self
+
     def _serialize(self, start_line: str) -> bytes:
         lines = [start_line]
         has_length = False
         for k, v in self.headers:
             if k == "Content-Length":
+                if has_length:
+                    continue
                 has_length = True
                 v = str(len(self.body))
             lines.append(f"{k}: {v}")
@@ -216,8 +411,10 @@ class Request(Message):
         self.uri = parse_uri(uri) if isinstance(uri, str) else uri
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._views_cache = None
 
     def serialize(self) -> bytes:
+        """The request as wire bytes; Content-Length is always set from the body."""
         return self._serialize(f"{self.method} {self.uri} SIP/2.0")
 
     def __eq__(self, other: object) -> bool:
@@ -259,8 +456,10 @@ class Response(Message):
         self.reason = reason if reason is not None else reason_phrase(status)
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._views_cache = None
 
     def serialize(self) -> bytes:
+        """The response as wire bytes; Content-Length is always set from the body."""
         return self._serialize(f"SIP/2.0 {self.status} {self.reason}")
 
     def __eq__(self, other: object) -> bool:
@@ -278,17 +477,128 @@ class Response(Message):
 
 
 # --------------------------------------------------------------------------------------------
+# Full-parse checks for headers that have no cached view
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_max_forwards(value: str) -> int:
+    # Max-Forwards = 1*DIGIT ; RFC 3261 §20.22 "range 0-255"
+    v = value.strip(" \t")
+    if not (v.isascii() and v.isdigit()) or int(v) > 255:
+        raise InvalidMessage(f"invalid Max-Forwards {value[:20]!r}")
+    return int(v)
+
+
+def _check_delta_seconds(value: str) -> None:
+    # Expires = delta-seconds ; RFC 3261 §20.19: 1*DIGIT, at most 2**32-1 (§25.1).
+    v = value.strip(" \t")
+    if not (v.isascii() and v.isdigit()) or int(v) > 2**32 - 1:
+        raise InvalidMessage(f"invalid delta-seconds {value[:20]!r}")
+
+
+_MEDIA_TYPE_RE = re.compile(
+    r"[ \t]*(" + TOKEN + r")[ \t]*/[ \t]*(" + TOKEN + r")[ \t]*(;.*)?", re.DOTALL
+)
+
+
+def _check_media_type(value: str) -> None:
+    # media-type = m-type SLASH m-subtype *(SEMI m-parameter) ; RFC 3261 §20.15
+    m = _MEDIA_TYPE_RE.fullmatch(value)
+    if m is None:
+        raise InvalidMessage(f"invalid media type {value[:40]!r}")
+    if m.group(3):
+        parse_params(m.group(3))
+
+
+_TOKEN_RE = re.compile(TOKEN)
+
+
+def _check_token_list(value: str) -> None:
+    # Allow / Supported / Require / Proxy-Require / Unsupported = [token *(COMMA token)]
+    for item in split_header_values(value):
+        if _TOKEN_RE.fullmatch(item) is None:
+            raise InvalidMessage(f"invalid token list element {item[:40]!r}")
+
+
+def _check_name_addrs(value: str) -> None:
+    for item in split_header_values(value):
+        parse_name_addr(item)
+
+
+_FULL_CHECKS: dict[str, Callable[[str], object]] = {
+    "Max-Forwards": _parse_max_forwards,
+    "Expires": _check_delta_seconds,
+    "Min-Expires": _check_delta_seconds,
+    "Content-Type": _check_media_type,
+    "Allow": _check_token_list,
+    "Supported": _check_token_list,
+    "Require": _check_token_list,
+    "Proxy-Require": _check_token_list,
+    "Unsupported": _check_token_list,
+    "Path": _check_name_addrs,
+    "Service-Route": _check_name_addrs,
+    "Reply-To": parse_name_addr,
+    "Refer-To": parse_name_addr,
+    "Referred-By": parse_name_addr,
+    "P-Asserted-Identity": _check_name_addrs,
+}
+
+_sdp_parse: Callable[[str], object] | None = None
+
+
+def _sdp_parser() -> Callable[[str], object]:
+    """Find ``exotel_voice.sip.sdp.parse_sdp`` (imported lazily: it is an optional peer)."""
+    global _sdp_parse
+    if _sdp_parse is None:
+        try:
+            module = importlib.import_module("exotel_voice.sip.sdp")
+        except ImportError:
+            raise InvalidMessage("no SDP parser available (exotel_voice.sip.sdp)") from None
+        parse: Callable[[str], object] = module.parse_sdp
+        _sdp_parse = parse
+    return _sdp_parse
+
+
+# --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_METHOD_RE = re.compile(TOKEN)
+_VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
+_BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
+_LINE_SPLIT_RE = re.compile(r"\r?\n")
+
+#: Header names seen before, mapped to their canonical form (only valid tokens get in).
+_known_names: dict[str, str] = {}
+
+#: Headers the transaction layer needs; parse_message parses them eagerly.
+_TXN_HEADERS = frozenset({"Via", "From", "To", "Call-ID", "CSeq", "Content-Length"})
+_SINGLE = ("From", "To", "Call-ID", "CSeq")
 
 
-def parse_message(data: bytes | str) -> Request | Response:
+def _header_name(raw: str) -> str:
+    name = _known_names.get(raw)
+    if name is not None:
+        return name
+    stripped = raw.rstrip(" \t")
+    if _METHOD_RE.fullmatch(stripped) is None:
+        raise InvalidMessage(f"invalid header name {raw[:40]!r}")
+    name = canonical_name(stripped)
+    if len(_known_names) < 2048:
+        _known_names[raw] = name
+    return name
+
+
+def parse_message(
+    data: bytes | bytearray | memoryview | str, full: bool = False
+) -> Request | Response:
     """Parse exactly one SIP message.
 
     Args:
         data: one complete message, as received in one WebSocket message.
+        full: also parse and check every header the SDK understands and an SDP body
+            (see :meth:`Message.parse_all`); by default only the transaction-path headers
+            (Via, From, To, Call-ID, CSeq, Content-Length) are parsed up front.
 
     Returns:
         The parsed :class:`Request` or :class:`Response`.
@@ -298,83 +608,81 @@ def parse_message(data: bytes | str) -> Request | Response:
             server should answer. Nothing else is ever raised.
     """
     try:
-        return _parse(data)
+        message = _parse(data)
+        if full:
+            message.parse_all()
+        return message
     except InvalidMessage:
         raise
     except Exception as exc:  # the contract: nothing but InvalidMessage escapes
         raise InvalidMessage(f"malformed message ({type(exc).__name__})") from None
 
 
-def _parse(data: bytes | str) -> Request | Response:
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
+    if type(data) is bytes:
+        raw = data
+    elif isinstance(data, str):
+        raw = data.encode("utf-8")
+    else:
+        raw = bytes(data)
     if len(raw) > MAX_MESSAGE_SIZE:
         raise MessageTooLarge(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_SIZE}")
     # RFC 3261 §7.5: ignore CRLFs before the start line (also keepalives, RFC 7118 §6).
-    raw = raw.lstrip(b"\r\n")
-    if not raw:
-        raise InvalidMessage("empty message")
+    if raw[:1] in (b"\r", b"\n"):
+        raw = raw.lstrip(b"\r\n")
     end = raw.find(b"\r\n\r\n")
-    sep = 4
-    if end == -1:
-        end = raw.find(b"\n\n")
-        sep = 2
-    if end == -1:
-        head_bytes, body = raw, b""
-        if not (raw.endswith(b"\r\n") or raw.endswith(b"\n")):
-            raise InvalidMessage("no blank line after the headers")
+    if end != -1 and b"\n\n" not in raw[:end]:
+        head_bytes = raw[:end]
+        body = raw[end + 4:]
     else:
-        head_bytes, body = raw[:end], raw[end + sep:]
+        m = _BLANK_LINE_RE.search(raw)
+        if m is not None:
+            head_bytes = raw[:m.start()]
+            body = raw[m.end():]
+        elif raw.endswith(b"\n"):
+            head_bytes = raw.rstrip(b"\r\n")
+            body = b""
+        else:
+            raise InvalidMessage("no blank line after the headers" if raw else "empty message")
+    if not head_bytes:
+        raise InvalidMessage("empty message")
     try:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidMessage("header section is not valid UTF-8") from None
-    lines = head.replace("\r\n", "\n").split("\n")
-    start = lines[0]
-    if len(start) > MAX_LINE_LENGTH:
-        raise LineTooLong(f"start line longer than {MAX_LINE_LENGTH}")
-    headers = _parse_headers(lines[1:])
-    message: Request | Response
-    if start.startswith("SIP/"):
-        message = _parse_status_line(start, headers)
+    crlf = head.count("\r\n")
+    if crlf == head.count("\n") and crlf == head.count("\r"):
+        lines = head.split("\r\n")
     else:
-        message = _parse_request_line(start, headers)
-    clen = headers.get("Content-Length")
-    if clen is not None:
-        try:
-            length = int(clen.strip())
-        except ValueError:
-            raise InvalidMessage(f"invalid Content-Length {clen[:20]!r}") from None
-        if length < 0:
-            raise InvalidMessage("negative Content-Length")
-        if length > len(body):
-            raise InvalidMessage(
-                f"Content-Length {length} exceeds the {len(body)} body bytes received"
-            )
-        body = body[:length]
-    message.body = body
-    # The transaction layer cannot work without these (RFC 3261 §8.1.1).
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if name not in headers:
-            raise InvalidMessage(f"missing mandatory header {name}")
-    cseq = parse_cseq(headers["CSeq"])
-    if isinstance(message, Request) and cseq.method != message.method:
-        raise InvalidMessage(f"CSeq method {cseq.method} does not match {message.method}")
-    return message
+        lines = _LINE_SPLIT_RE.split(head)
+        if "\r" in head.replace("\r\n", ""):
+            raise InvalidMessage("bare CR in the header section")
+    if len(head) > MAX_LINE_LENGTH:
+        for line in lines:
+            if len(line) > MAX_LINE_LENGTH:
+                raise LineTooLong(f"line longer than {MAX_LINE_LENGTH}")
 
+    start = lines[0]
+    message: Request | Response
+    if start[:4].upper() == "SIP/":
+        message = _parse_status_line(start)
+    else:
+        message = _parse_request_line(start)
 
-def _parse_headers(lines: list[str]) -> Headers:
+    # Header fields. Names are validated and canonicalised once per distinct spelling.
     items: list[tuple[str, str]] = []
-    for line in lines:
-        if len(line) > MAX_LINE_LENGTH:
-            raise LineTooLong(f"header line longer than {MAX_LINE_LENGTH}")
+    txn: list[int] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
         if not line:
-            continue
-        if line[0] in " \t":
+            raise InvalidMessage("empty line inside the header section")
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
             # RFC 3261 §7.3.1 line folding: continuation of the previous header value.
             if not items:
                 raise InvalidMessage("continuation line before any header")
             name, value = items[-1]
-            value = f"{value} {line.strip()}"
+            value = f"{value} {line.strip(' ')}".strip(" \t") if value else line.strip(" \t")
             if len(value) > MAX_LINE_LENGTH:
                 raise LineTooLong(f"header line longer than {MAX_LINE_LENGTH}")
             items[-1] = (name, value)
@@ -382,39 +690,105 @@ def _parse_headers(lines: list[str]) -> Headers:
         colon = line.find(":")
         if colon <= 0:
             raise InvalidMessage(f"invalid header line {line[:40]!r}")
-        name = line[:colon].rstrip(" \t")
-        if not name or not all(c in _TOKEN_CHARS for c in name):
-            raise InvalidMessage(f"invalid header name {name[:40]!r}")
+        name = _header_name(line[:colon])
+        if name in _TXN_HEADERS:
+            txn.append(len(items))
         items.append((name, line[colon + 1:].strip(" \t")))
-        if len(items) > MAX_NUM_HEADERS:
-            raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
-    return Headers(items)
+    if len(items) > MAX_NUM_HEADERS:
+        raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
+
+    # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request).
+    found: dict[str, str] = {}
+    via_values: list[str] = []
+    for i in txn:
+        name, value = items[i]
+        if name == "Via":
+            via_values.append(value)
+        elif name in found:
+            raise InvalidMessage(f"more than one {name} header")
+        else:
+            found[name] = value
+    if not via_values:
+        raise InvalidMessage("missing mandatory header Via")
+    for name in _SINGLE:
+        if name not in found:
+            raise InvalidMessage(f"missing mandatory header {name}")
+    headers = Headers._from_canonical(items)
+    message.headers = headers
+    views = message._views()
+    vias: list[Via] = []
+    for value in via_values:
+        for part in split_header_values(value):
+            vias.append(parse_via(part))
+    if not vias:
+        raise InvalidMessage("empty Via")
+    views.vias = vias
+    views.from_ = parse_name_addr(found["From"])
+    views.to = parse_name_addr(found["To"])
+    if not found["Call-ID"]:
+        raise InvalidMessage("empty Call-ID")
+    cseq = views.cseq = parse_cseq(found["CSeq"])
+    if cseq.seq > 2**31 - 1:
+        raise InvalidMessage(f"CSeq number too large: {cseq.seq}")
+    if type(message) is Request and cseq.method != message.method:
+        raise InvalidMessage(f"CSeq method {cseq.method} does not match {message.method}")
+
+    clen = found.get("Content-Length")
+    if clen is not None:
+        if not (clen.isascii() and clen.isdigit()):
+            raise InvalidMessage(f"invalid Content-Length {clen[:20]!r}")
+        length = int(clen)
+        if length > len(body):
+            raise InvalidMessage(
+                f"Content-Length {length} exceeds the {len(body)} body bytes received"
+            )
+        if length < len(body):
+            body = body[:length]
+    message.body = body
+    return message
 
 
-def _parse_request_line(line: str, headers: Headers) -> Request:
+def _parse_request_line(line: str) -> Request:
+    # Request-Line = Method SP Request-URI SP SIP-Version   (RFC 3261 §25.1: exactly one SP)
     parts = line.split(" ")
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line {line[:80]!r}")
     method, uri_text, version = parts
-    if not method or not all(c in _TOKEN_CHARS for c in method):
+    if _METHOD_RE.fullmatch(method) is None:
         raise InvalidMessage(f"invalid method {method[:40]!r}")
     if version.upper() != "SIP/2.0":
-        raise InvalidMessage(f"unsupported version {version[:20]!r}", status_hint=505)
-    try:
-        uri = parse_uri(uri_text)
-    except InvalidMessage as exc:
-        raise InvalidMessage(str(exc), status_hint=416 if ":" not in uri_text else 400) from None
-    return Request(method, uri, headers)
+        if _VERSION_RE.fullmatch(version):
+            raise InvalidMessage(f"unsupported version {version[:20]!r}", status_hint=505)
+        raise InvalidMessage(f"invalid request line {line[:80]!r}")
+    uri = parse_uri(uri_text)
+    if isinstance(uri, SipURI) and uri.headers:
+        # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+        raise InvalidMessage("Request-URI has URI headers")
+    request = Request.__new__(Request)
+    request.method = method
+    request.uri = uri
+    request.body = b""
+    request._views_cache = None
+    return request
 
 
-def _parse_status_line(line: str, headers: Headers) -> Response:
+def _parse_status_line(line: str) -> Response:
+    # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
     parts = line.split(" ", 2)
-    if len(parts) < 2 or parts[0].upper() != "SIP/2.0":
-        raise InvalidMessage(f"invalid status line {line[:80]!r}", status_hint=505)
-    code = parts[1]
-    if len(code) != 3 or not code.isdigit():
+    version = parts[0]
+    if version.upper() != "SIP/2.0":
+        if _VERSION_RE.fullmatch(version):
+            raise InvalidMessage(f"unsupported version {version[:20]!r}", status_hint=505)
+        raise InvalidMessage(f"invalid status line {line[:80]!r}")
+    code = parts[1] if len(parts) > 1 else ""
+    if len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise InvalidMessage(f"invalid status code {code[:10]!r}")
     status = int(code)
     if not 100 <= status <= 699:
         raise InvalidMessage(f"status code {status} out of range")
-    return Response(status, parts[2] if len(parts) == 3 else "", headers)
+    response = Response.__new__(Response)
+    response.status = status
+    response.reason = parts[2] if len(parts) == 3 else ""
+    response.body = b""
+    response._views_cache = None
+    return response

@@ -13,13 +13,29 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from ..exceptions import InvalidMessage
+from .abnf import BAD_ESCAPE_RE
 
 
 __all__ = ["AbsoluteURI", "SipURI", "URI", "parse_uri"]
 
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
-# hostport: IPv6 reference, or a hostname / IPv4 address, then an optional port.
-_HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?$")
+# RFC 3261 §19.1.1 / §25.1, applied to what follows "sip:" / "sips:".
+#   userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+#   user     = 1*( unreserved / escaped / user-unreserved )   ; user-unreserved has & = + $ , ; ? /
+#   password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+#   hostport = host [ ":" port ]
+#   uri-parameters = *( ";" uri-parameter ) ; paramchar = param-unreserved / unreserved / escaped
+#   headers  = "?" header *( "&" header ) ; header = hname "=" hvalue
+_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
+_PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
+_HOSTPORT_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?")
+_PARAMCHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$%]"
+_PARAMS_RE = re.compile(r"(?:;" + _PARAMCHARS + r"+(?:=" + _PARAMCHARS + r"+)?)*")
+_HEADERS_RE = re.compile(
+    r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*"
+    r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*)*"
+)
+# absoluteURI = scheme ":" ( hier-part / opaque-part ), made of uric characters.
+_ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
 
 
 @dataclass(eq=True)
@@ -49,7 +65,7 @@ class SipURI:
         if self.user is not None:
             out.append(_escape_user(self.user))
             if self.password is not None:
-                out.append(":" + _escape_user(self.password))
+                out.append(":" + _escape_password(self.password))
             out.append("@")
         out.append(self.host)
         if self.port is not None:
@@ -57,7 +73,8 @@ class SipURI:
         for name, value in self.params.items():
             out.append(f";{name}" if value is None else f";{name}={value}")
         if self.headers:
-            out.append("?" + "&".join(f"{k}={_escape_hvalue(v)}" for k, v in self.headers.items()))
+            pairs = (f"{_escape_hvalue(k)}={_escape_hvalue(v)}" for k, v in self.headers.items())
+            out.append("?" + "&".join(pairs))
         return "".join(out)
 
     def __repr__(self) -> str:
@@ -79,7 +96,17 @@ class SipURI:
         return f"{self.scheme}:{user}{self.host}"
 
     def copy(self, **changes: object) -> SipURI:
-        """Return a copy with some attributes replaced."""
+        """Return a copy with some attributes replaced (params and headers are copied)."""
+        if not changes:
+            return SipURI(
+                self.scheme,
+                self.user,
+                self.host,
+                self.port,
+                dict(self.params),
+                dict(self.headers),
+                self.password,
+            )
         data: dict[str, object] = {
             "scheme": self.scheme,
             "user": self.user,
@@ -110,25 +137,35 @@ class AbsoluteURI:
 
 URI = SipURI | AbsoluteURI
 
-_USER_SAFE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]")
+_USER_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,;?/]")
+_PASSWORD_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,]")
+_HVALUE_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/?:+$]")
+
+
+def _percent(m: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogatepass"))
 
 
 def _escape_user(value: str) -> str:
-    return "".join(c if _USER_SAFE.match(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in value)
+    return _USER_UNSAFE.sub(_percent, value)
+
+
+def _escape_password(value: str) -> str:
+    return _PASSWORD_UNSAFE.sub(_percent, value)
 
 
 def _escape_hvalue(value: str) -> str:
-    return "".join(
-        c if re.match(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$]", c) else "".join(f"%{b:02X}" for b in c.encode())
-        for c in value
-    )
+    return _HVALUE_UNSAFE.sub(_percent, value)
 
 
 def parse_uri(text: str) -> URI:
-    """Parse a URI.
+    """Parse a URI (RFC 3261 §19.1.1 for ``sip:``/``sips:``, RFC 3986 shape for the rest).
+
+    The user part and header values are percent-decoded; URI parameter values are kept as
+    they appear. Escapes must be well formed (``%`` followed by two hex digits).
 
     Args:
-        text: the URI, without surrounding ``<>``.
+        text: the URI, without surrounding ``<>`` and without surrounding whitespace.
 
     Returns:
         A :class:`SipURI` for ``sip:``/``sips:``, else an :class:`AbsoluteURI`.
@@ -136,48 +173,58 @@ def parse_uri(text: str) -> URI:
     Raises:
         InvalidMessage: the text is not a valid URI.
     """
-    m = _SCHEME_RE.match(text)
-    if m is None:
-        raise InvalidMessage(f"invalid URI: no scheme in {text[:80]!r}")
-    scheme = m.group(1).lower()
-    if scheme not in ("sip", "sips"):
-        if any(c in text for c in " \t\r\n<>\""):
-            raise InvalidMessage(f"invalid URI: {text[:80]!r}")
+    colon = text.find(":")
+    scheme = text[:colon].lower()
+    if scheme != "sip" and scheme != "sips":
+        if colon <= 0 or _ABSOLUTE_RE.fullmatch(text) is None or BAD_ESCAPE_RE.search(text):
+            raise InvalidMessage(f"invalid URI {text[:80]!r}")
         return AbsoluteURI(text)
-    rest = text[m.end():]
-    if any(c in rest for c in " \t\r\n<>\""):
-        raise InvalidMessage(f"invalid SIP URI: forbidden character in {text[:80]!r}")
-    headers: dict[str, str] = {}
-    if "?" in rest:
-        rest, _, hpart = rest.partition("?")
-        for item in hpart.split("&"):
-            if not item:
-                continue
-            k, _, v = item.partition("=")
-            headers[unquote(k)] = unquote(v)
+    rest = text[colon + 1:]
     user: str | None = None
     password: str | None = None
-    at = rest.rfind("@")
+    at = rest.find("@")
     if at != -1:
-        userinfo, rest = rest[:at], rest[at + 1:]
-        if not userinfo:
-            raise InvalidMessage("invalid SIP URI: empty userinfo")
+        userinfo = rest[:at]
+        rest = rest[at + 1:]
         u, sep, p = userinfo.partition(":")
-        user = unquote(u)
-        password = unquote(p) if sep else None
-    hostport, _, pstr = rest.partition(";")
-    hm = _HOSTPORT_RE.match(hostport)
+        if _USER_RE.fullmatch(u) is None or _PASSWORD_RE.fullmatch(p) is None:
+            raise InvalidMessage(f"invalid SIP URI user part in {text[:80]!r}")
+        if "%" in userinfo:
+            if BAD_ESCAPE_RE.search(userinfo):
+                raise InvalidMessage(f"invalid escape in SIP URI {text[:80]!r}")
+            u = unquote(u)
+            p = unquote(p)
+        user = u
+        password = p if sep else None
+    headers: dict[str, str] = {}
+    q = rest.find("?")
+    if q != -1:
+        hpart = rest[q + 1:]
+        rest = rest[:q]
+        if _HEADERS_RE.fullmatch(hpart) is None or BAD_ESCAPE_RE.search(hpart):
+            raise InvalidMessage(f"invalid SIP URI headers in {text[:80]!r}")
+        for item in hpart.split("&"):
+            k, _, v = item.partition("=")
+            headers[unquote(k)] = unquote(v)
+    semi = rest.find(";")
+    if semi == -1:
+        hostport, pstr = rest, ""
+    else:
+        hostport, pstr = rest[:semi], rest[semi:]
+    hm = _HOSTPORT_RE.fullmatch(hostport)
     if hm is None:
-        raise InvalidMessage(f"invalid SIP URI host: {hostport[:80]!r}")
-    host = hm.group(1)
-    port = int(hm.group(2)) if hm.group(2) else None
-    if port is not None and port > 65535:
-        raise InvalidMessage(f"invalid SIP URI port: {port}")
+        raise InvalidMessage(f"invalid SIP URI host in {text[:80]!r}")
+    host, port_text = hm.groups()
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise InvalidMessage(f"invalid SIP URI port {port}")
     params: dict[str, str | None] = {}
     if pstr:
-        for item in pstr.split(";"):
-            if not item:
-                raise InvalidMessage("invalid SIP URI: empty parameter")
+        if _PARAMS_RE.fullmatch(pstr) is None or BAD_ESCAPE_RE.search(pstr):
+            raise InvalidMessage(f"invalid SIP URI parameters in {text[:80]!r}")
+        for item in pstr[1:].split(";"):
             k, sep, v = item.partition("=")
             params[k.lower()] = v if sep else None
     return SipURI(scheme, user, host, port, params, headers, password)
