@@ -1,0 +1,61 @@
+"""Fixtures for real-media tests: two MediaSessions talking over 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from exotel_voice.media import IceConfig, MediaConfig, MediaSession
+from exotel_voice.media.sources import AudioSource
+
+
+NEEDS_NETNS = pytest.mark.skipif(
+    os.environ.get("EXOTEL_NETNS") != "1",
+    reason="real media runs only in a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
+)
+
+LOOPBACK = IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0)
+
+
+def config(codec: str, **kwargs: object) -> MediaConfig:
+    return MediaConfig(ice=LOOPBACK, codecs=[codec], **kwargs)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def connected_pair(
+    codec: str, source_a: AudioSource | None = None, source_b: AudioSource | None = None
+) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
+    """A calls B: A offers, B answers, both wait until ICE and DTLS are up."""
+    a = MediaSession(config=config(codec), source=source_a)
+    b = MediaSession(config=config(codec), source=source_b)
+    try:
+        answer = await b.accept_offer(await a.create_offer())
+        await a.set_answer(answer)
+        await asyncio.gather(a.wait_connected(), b.wait_connected())
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def collect(
+    session: MediaSession, seconds: float, *, sample_rate: int = 16000, skip_ms: int = 200
+) -> np.ndarray:
+    """Received audio for ``seconds`` after skipping ``skip_ms`` (codec warm-up)."""
+    frames = []
+    wanted = int(seconds * 50)
+    skip = skip_ms // 20
+    async with asyncio.timeout(seconds + skip_ms / 1000 + 5):
+        async for frame in session.received_frames(sample_rate=sample_rate):
+            if skip:
+                skip -= 1
+                continue
+            frames.append(frame)
+            if len(frames) >= wanted:
+                break
+    return np.concatenate(frames)
