@@ -16,7 +16,7 @@ from exotel_voice.media.sources import AudioSource
 
 NEEDS_NETNS = pytest.mark.skipif(
     os.environ.get("EXOTEL_NETNS") != "1",
-    reason="real media runs only in a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
+    reason="real media needs a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
 )
 
 LOOPBACK = IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0)

@@ -26,12 +26,12 @@ from exotel_voice.media import (
     ToneSource,
     WavFileSink,
     WavFileSource,
+    _sdp,
     dominant_frequency,
     rms_dbfs,
 )
-from exotel_voice.media import _sdp
 
-from .conftest import LOOPBACK, NEEDS_NETNS, collect, config, connected_pair
+from .conftest import NEEDS_NETNS, collect, config, connected_pair
 
 
 pytestmark = [pytest.mark.media, NEEDS_NETNS]
@@ -308,6 +308,3 @@ async def test_push_frame_source() -> None:
         async with asyncio.timeout(3):
             await source.wait_finished()
 
-
-def test_loopback_config_is_what_tests_use() -> None:
-    assert LOOPBACK.host_addresses == ["127.0.0.1"] and not LOOPBACK.servers
