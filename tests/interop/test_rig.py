@@ -7,6 +7,7 @@ Run inside the loopback-only namespace::
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 import ssl
@@ -151,3 +152,87 @@ def test_coturn_answers_stun_binding(coturn: Coturn) -> None:
             mapped = (socket.inet_ntoa(addr), port)
         pos += 4 + length + (-length % 4)
     assert mapped == ("127.0.0.1", local_port)
+
+
+# --- WebRTC <-> plain SIP through rtpengine (uses the browser peer of tests/rig/browser.py) ----
+
+BROWSER_HZ = 1000.0
+BARESIP_HZ = 440.0
+
+
+@pytest.mark.timeout(60)
+async def test_webrtc_browser_and_baresip_call_both_ways(
+    kamailio: Kamailio,
+    baresip_factory: BaresipFactory,
+    tmp_path: Path,
+) -> None:
+    # wss only: plain ws through Kamailio is covered by tests/interop/test_browser_rig.py.
+    browser = pytest.importorskip("tests.rig.browser")
+    try:
+        browser.check_bundle()
+    except browser.BrowserPeerError as exc:
+        pytest.skip(f"browser peer not built: {exc}")
+    phone = baresip_factory(
+        audio_file=write_tone_wav(tmp_path / "440.wav", BARESIP_HZ, rate=8000, seconds=20)
+    )
+    info = kamailio.info
+    user, password = kamailio.new_user("webrtc")
+    async with browser.BrowserHost(tmp_path / "chromium") as host:
+        peer = await host.new_phone("webrtc", tone_hz=BROWSER_HZ)
+        await peer.register(info.wss_url, info.aor(user), user, password)
+
+        # 1. WebRTC calls plain: offer toward baresip is RTP/AVP, answer back is DTLS/ICE.
+        await peer.call(info.aor(phone.user))
+        await asyncio.to_thread(phone.wait_event, "CALL_INCOMING", 5)
+        await asyncio.to_thread(phone.accept)
+        await peer.wait_for("established")
+        await peer.wait_for_media(min_packets=25)
+        heard = await peer.received_tone(0.6)
+        assert abs(heard.frequency - BARESIP_HZ) <= 30, heard
+        await asyncio.sleep(1.0)
+        await peer.hangup()
+        await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 5)
+        rate, samples = read_wav(phone.received_audio())
+        got = active_segment(samples)
+        assert len(got) > rate // 2
+        assert abs(dominant_frequency(got, rate) - BROWSER_HZ) < 30
+
+        # 2. Plain calls WebRTC: offer toward the browser is ICE/DTLS, answer back RTP/AVP.
+        await asyncio.to_thread(phone.dial, info.aor(user))
+        await peer.wait_for("incoming")
+        await peer.answer()
+        await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED", 5)
+        await peer.wait_for_media(min_packets=25)
+        heard = await peer.received_tone(0.6)
+        assert abs(heard.frequency - BARESIP_HZ) <= 30, heard
+        await asyncio.to_thread(phone.hangup)
+        await peer.wait_for("terminated", by="remote")
+        await peer.close()
+
+    offers = kamailio.events("RTP")
+    assert any(e["to_webrtc"] == "1" for e in offers) and any(
+        e["to_webrtc"] == "0" for e in offers
+    )
+
+
+def test_fresh_kamailio_kill_and_restart(
+    fresh_kamailio: Kamailio, baresip_factory: BaresipFactory
+) -> None:
+    k = fresh_kamailio
+    phone = baresip_factory(server=k)
+    assert k.wait_registered(phone.user, timeout=5)
+    ports = (k.info.udp_port, k.info.ws_port, k.info.wss_port)
+    first_pid = k.pid
+
+    k.kill()
+    assert not k.is_running and not k.ping()
+
+    k.start()
+    assert k.is_running and k.pid != first_pid
+    assert (k.info.udp_port, k.info.ws_port, k.info.wss_port) == ports
+    # usrloc lives in memory: the binding is gone until the phone refreshes.
+    assert k.registered_contacts(phone.user) == []
+    # Users survive (they are rendered into the config): a new phone can register.
+    assert k.info.users[phone.user]
+    again = baresip_factory(phone.user, server=k)
+    assert k.wait_registered(again.user, timeout=5)
