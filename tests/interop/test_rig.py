@@ -8,6 +8,7 @@ Run inside the loopback-only namespace::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import socket
 import ssl
@@ -236,3 +237,53 @@ def test_fresh_kamailio_kill_and_restart(
     assert k.info.users[phone.user]
     again = baresip_factory(phone.user, server=k)
     assert k.wait_registered(again.user, timeout=5)
+
+
+
+def _udp_exchange(sock: socket.socket, port: int, message: str) -> str:
+    sock.sendto(message.encode(), ("127.0.0.1", port))
+    while True:
+        data = sock.recv(65535).decode()
+        if not data.startswith("SIP/2.0 1"):  # skip provisional replies
+            return data
+
+
+def test_register_below_min_expires_gets_423(kamailio: Kamailio) -> None:
+    # Registrar mode: expires below min_expires (10) is answered 423 + Min-Expires, not raised.
+    info = kamailio.info
+    user, password = kamailio.new_user("short")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2.0)
+        local = f"127.0.0.1:{sock.getsockname()[1]}"
+        call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
+
+        def register(cseq: int, auth: str = "") -> str:
+            return (
+                f"REGISTER sip:{info.domain} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:{user}@{info.domain}>;tag={tag}\r\n"
+                f"To: <sip:{user}@{info.domain}>\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:{user}@{local}>\r\nExpires: 5\r\n{auth}"
+                "Content-Length: 0\r\n\r\n"
+            )
+
+        challenge = _udp_exchange(sock, info.udp_port, register(1))
+        assert challenge.startswith("SIP/2.0 401 ")
+        nonce = challenge.split('nonce="', 1)[1].split('"', 1)[0]
+        uri, cnonce = f"sip:{info.domain}", secrets.token_hex(4)
+        ha1 = hashlib.md5(f"{user}:{info.domain}:{password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
+        response = hashlib.md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}".encode()).hexdigest()
+        auth = (
+            f'Authorization: Digest username="{user}", realm="{info.domain}", '
+            f'nonce="{nonce}", uri="{uri}", response="{response}", algorithm=MD5, '
+            f"qop=auth, nc=00000001, cnonce=\"{cnonce}\"\r\n"
+        )
+        reply = _udp_exchange(sock, info.udp_port, register(2, auth))
+    assert reply.startswith("SIP/2.0 423 "), reply.splitlines()[0]
+    assert "\r\nMin-Expires: 10\r\n" in reply
+    assert kamailio.events("AUTHED", method="REGISTER", user=user)
+    assert kamailio.registered_contacts(user) == []

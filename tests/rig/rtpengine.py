@@ -76,14 +76,14 @@ def _bdecode(data: bytes, i: int) -> tuple[Any, int]:
         return int(data[i + 1 : end]), end + 1
     if c == b"l":
         i += 1
-        items = []
+        items: list[Any] = []
         while data[i : i + 1] != b"e":
             item, i = _bdecode(data, i)
             items.append(item)
         return items, i + 1
     if c == b"d":
         i += 1
-        result = {}
+        result: dict[Any, Any] = {}
         while data[i : i + 1] != b"e":
             key, i = _bdecode(data, i)
             result[key] = None
