@@ -41,6 +41,8 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -76,6 +78,10 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--use-fake-device-for-media-stream",
     "--allow-loopback-in-peer-connection",
 )
+
+#: Longest $TMPDIR that leaves room for Chromium's ``org.chromium.Chromium.XXXXXX/SingletonSocket``
+#: within the 108-byte Unix socket path limit.
+_MAX_TMPDIR_LEN = 60
 
 #: How long one page.evaluate may take before the driver gives up (the page is then hung).
 EVALUATE_TIMEOUT = 15.0
@@ -169,6 +175,7 @@ class BrowserHost:
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._phones: list[BrowserPhone] = []
+        self._own_tmpdir: Path | None = None
         #: Seconds taken by :meth:`start` (Chromium launch through Playwright + server).
         self.launch_seconds: float | None = None
 
@@ -205,14 +212,31 @@ class BrowserHost:
             "XDG_DATA_HOME": "home/.local/share",
             "XDG_STATE_HOME": "home/.local/state",
             "XDG_RUNTIME_DIR": "run",
-            "TMPDIR": "tmp",
         }
         env: dict[str, str] = {}
         for key, rel in dirs.items():
             path = self.work_dir / rel
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
             env[key] = str(path)
+        env["TMPDIR"] = str(self._short_tmpdir())
         return env
+
+    def _short_tmpdir(self) -> Path:
+        # Chromium puts its SingletonSocket under $TMPDIR/org.chromium.Chromium.XXXXXX/ and
+        # aborts ("Socket path too long") past the 108-byte sun_path limit, which a pytest
+        # tmp_path easily reaches.  Then use a short private folder, removed by close(), and
+        # leave a symlink to it in the work folder.
+        wanted = self.work_dir / "tmp"
+        if len(str(wanted)) <= _MAX_TMPDIR_LEN:
+            wanted.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return wanted
+        if self._own_tmpdir is None:
+            self._own_tmpdir = Path(tempfile.mkdtemp(prefix="exv-chromium-"))
+            link = self.work_dir / "tmp-short"
+            with contextlib.suppress(OSError):
+                link.unlink(missing_ok=True)
+                link.symlink_to(self._own_tmpdir, target_is_directory=True)
+        return self._own_tmpdir
 
     async def start(self) -> None:
         check_bundle()
@@ -255,6 +279,9 @@ class BrowserHost:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self._own_tmpdir is not None:
+            shutil.rmtree(self._own_tmpdir, ignore_errors=True)
+            self._own_tmpdir = None
 
     async def __aenter__(self) -> BrowserHost:
         try:
