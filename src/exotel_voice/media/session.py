@@ -167,7 +167,7 @@ class MediaSession:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.config = config or MediaConfig()
-        self.logger = logger or globals()["logger"]
+        self.logger = logger or logging.getLogger(__name__)
         self._state = MediaState.NEW
         self._pc = RTCPeerConnection(rtc_configuration(self.config.ice))
         self._track = _OutboundTrack(source or SilenceSource())
