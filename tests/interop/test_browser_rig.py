@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from tests.rig import netns_skip_reason
+from tests.rig.audio import write_tone_wav
 from tests.rig.browser import BrowserHost, BrowserPhone
 from tests.rig.kamailio import Kamailio
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -367,3 +369,24 @@ async def test_kamailio_caller_hangup_reject_cancel(
     _, bob_aor = await register_on_kamailio(kamailio, bob, "wss")
     await caller_hangs_up(alice, bob, bob_aor)
     await reject_and_cancel(alice, bob, bob_aor)
+
+
+# ---------------------------------------------------------------------------------------------
+# The other way to send a known tone: Chromium's fake capture device playing a WAV file.
+
+
+async def test_fake_capture_wav_is_sent(relay: SipRelay, host: BrowserHost, tmp_path: Path) -> None:
+    wav = write_tone_wav(tmp_path / "800.wav", 800.0, rate=48000, seconds=5)
+    # --use-file-for-fake-audio-capture is browser-wide, so this needs its own browser.
+    async with BrowserHost(tmp_path / "wav-browser", fake_audio_wav=wav) as wav_host:
+        carol = await wav_host.new_phone("carol")  # no tone_hz: the fake device
+        alice = await host.new_phone("alice", tone_hz=CALLER_HZ)
+        try:
+            await register_on_relay(relay, alice, carol)
+            await establish(carol, alice, "sip:alice@localhost")
+            await assert_hears(alice, 800.0)
+            await assert_hears(carol, CALLER_HZ)
+            await carol.hangup()
+            await alice.wait_for("terminated", by="remote")
+        finally:
+            await alice.close()
