@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
 from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
-from .uri import URI, SipURI, parse_uri
+from .uri import FAST_SIP_URI, URI, SipURI, parse_uri, sip_uri_from_match
 
 
 __all__ = [
@@ -427,6 +427,24 @@ _NAME_ADDR_RE = re.compile(
 )
 
 
+# The common shape in one match: a display name without quoted-pairs, a fast-path SIP URI
+# (groups 3-7) and unquoted parameters (group 8).
+_FAST_NAME_ADDR_RE = re.compile(
+    r'[ \t]*(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + TOKEN + r"(?:[ \t]+" + TOKEN + r")*)[ \t]*)?"
+    r"<" + FAST_SIP_URI + r">"
+    r"((?:[ \t]*;[ \t]*" + TOKEN + r"(?:[ \t]*=[ \t]*" + GEN_VALUE + r")?)*)[ \t]*"
+)
+
+
+def _fast_params(text: str) -> dict[str, str | None]:
+    """Parameters already checked by a fast-path regex (no quoted values)."""
+    params: dict[str, str | None] = {}
+    for item in text.split(";")[1:]:
+        k, sep, v = item.partition("=")
+        params[k.strip(" \t").lower()] = v.strip(" \t") if sep else None
+    return params
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``"Name" <sip:a@b>;tag=x``, ``Name <sip:a@b>`` or ``sip:a@b;tag=x``.
 
@@ -442,6 +460,14 @@ def parse_name_addr(text: str) -> NameAddr:
     Raises:
         InvalidMessage: the text is not a name-addr or addr-spec.
     """
+    m = _FAST_NAME_ADDR_RE.fullmatch(text)
+    if m is not None:
+        hp = m.group(8)
+        return NameAddr(
+            sip_uri_from_match(m, 3),
+            m.group(1) if m.group(1) is not None else m.group(2),
+            _fast_params(hp) if hp else {},
+        )
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
         quoted, token, uri_text, rest = m.groups()
@@ -505,6 +531,12 @@ _VIA_RE = re.compile(
 )
 
 
+_FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/(" + TOKEN + r") (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+    r"((?:;" + TOKEN + r"(?:=" + GEN_VALUE + r")?)*)"
+)
+
+
 def parse_via(text: str) -> Via:
     """Parse one Via value (RFC 3261 §20.42); only ``SIP/2.0`` is accepted.
 
@@ -517,9 +549,11 @@ def parse_via(text: str) -> Via:
     Raises:
         InvalidMessage: the value is not a valid Via.
     """
-    m = _VIA_RE.fullmatch(text)
+    m = _FAST_VIA_RE.fullmatch(text)
     if m is None:
-        raise InvalidMessage(f"invalid Via: {text[:80]!r}")
+        m = _VIA_RE.fullmatch(text)
+        if m is None:
+            raise InvalidMessage(f"invalid Via: {text[:80]!r}")
     transport, host, port_text, rest = m.groups()
     port: int | None = None
     if port_text is not None:

@@ -170,10 +170,12 @@ class Message:
     """Fields and helpers shared by requests and responses.
 
     Structured accessors (:attr:`via`, :attr:`from_`, :attr:`to`, :attr:`cseq`,
-    :attr:`contacts` ...) parse a header the first time they are used and cache the
-    result until the headers change (any :class:`Headers` mutation, or assigning a new
-    ``headers``). They return copies: mutating a returned :class:`NameAddr` does not
-    change the message; build a new value and ``headers.set()`` it instead.
+    :attr:`contacts` ...) parse their header from its text. Values parsed ahead of time
+    (by :func:`parse_message` or :meth:`parse_all`) are kept until the headers change (any
+    :class:`Headers` mutation, or assigning a new ``headers``), and each is handed out once:
+    every access returns an object that nobody else holds, so mutating it never changes
+    the message or what the next access returns. To change a header, build a new value
+    and ``headers.set()`` its ``str()``.
     """
 
     headers: Headers = field(default_factory=Headers)
@@ -251,41 +253,51 @@ class Message:
     def from_(self) -> NameAddr:
         """The parsed From header."""
         views = self._views()
-        if views.from_ is None:
-            views.from_ = self._name_addr("From")
-        return views.from_.copy()
+        value = views.from_
+        if value is None:
+            return self._name_addr("From")
+        views.from_ = None  # handed out: the caller owns it now
+        return value
 
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
         views = self._views()
-        if views.to is None:
-            views.to = self._name_addr("To")
-        return views.to.copy()
+        value = views.to
+        if value is None:
+            return self._name_addr("To")
+        views.to = None  # handed out: the caller owns it now
+        return value
 
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact (``*`` is skipped)."""
         views = self._views()
-        if views.contacts is None:
-            views.contacts = self._name_addrs("Contact")
-        return [c.copy() for c in views.contacts]
+        value = views.contacts
+        if value is None:
+            return self._name_addrs("Contact")
+        views.contacts = None  # handed out: the caller owns it now
+        return value
 
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value, top first."""
         views = self._views()
-        if views.routes is None:
-            views.routes = self._name_addrs("Route")
-        return [r.copy() for r in views.routes]
+        value = views.routes
+        if value is None:
+            return self._name_addrs("Route")
+        views.routes = None  # handed out: the caller owns it now
+        return value
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value, top first."""
         views = self._views()
-        if views.record_routes is None:
-            views.record_routes = self._name_addrs("Record-Route")
-        return [r.copy() for r in views.record_routes]
+        value = views.record_routes
+        if value is None:
+            return self._name_addrs("Record-Route")
+        views.record_routes = None  # handed out: the caller owns it now
+        return value
 
     @property
     def max_forwards(self) -> int | None:
@@ -336,17 +348,19 @@ class Message:
             InvalidMessage: a header or the SDP body is malformed.
         """
         self._vias()
-        self.from_  # noqa: B018 - parsed for the side effect of caching and checking
-        self.to  # noqa: B018
-        self.cseq  # noqa: B018
+        self.cseq  # noqa: B018 - parsed for the side effect of caching and checking
         views = self._views()
+        if views.from_ is None:
+            views.from_ = self._name_addr("From")
+        if views.to is None:
+            views.to = self._name_addr("To")
         contacts = self.headers.get_all("Contact")
         if contacts == ["*"]:
             views.contacts = []
         else:
             views.contacts = [parse_name_addr(v) for v in contacts]
-        self.routes  # noqa: B018
-        self.record_routes  # noqa: B018
+        views.routes = self._name_addrs("Route")
+        views.record_routes = self._name_addrs("Record-Route")
         for name, value in self.headers:
             check = _FULL_CHECKS.get(name)
             if check is not None:
@@ -631,7 +645,7 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     if raw[:1] in (b"\r", b"\n"):
         raw = raw.lstrip(b"\r\n")
     end = raw.find(b"\r\n\r\n")
-    if end != -1 and b"\n\n" not in raw[:end]:
+    if end != -1:
         head_bytes = raw[:end]
         body = raw[end + 4:]
     else:
@@ -650,13 +664,21 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         head = head_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidMessage("header section is not valid UTF-8") from None
-    crlf = head.count("\r\n")
-    if crlf == head.count("\n") and crlf == head.count("\r"):
-        lines = head.split("\r\n")
-    else:
-        lines = _LINE_SPLIT_RE.split(head)
+    lines = head.split("\r\n")
+    n_lines = len(lines)
+    if head.count("\n") != n_lines - 1 or head.count("\r") != n_lines - 1:
+        # Bare LF line ends (tolerated), or a blank line that only LF-based splitting finds.
         if "\r" in head.replace("\r\n", ""):
             raise InvalidMessage("bare CR in the header section")
+        m = _BLANK_LINE_RE.search(raw)
+        if m is not None and m.start() < len(head_bytes):
+            head_bytes = raw[:m.start()]
+            body = raw[m.end():]
+            try:
+                head = head_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidMessage("header section is not valid UTF-8") from None
+        lines = _LINE_SPLIT_RE.split(head)
     if len(head) > MAX_LINE_LENGTH:
         for line in lines:
             if len(line) > MAX_LINE_LENGTH:
@@ -670,44 +692,31 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         message = _parse_request_line(start)
 
     # Header fields. Names are validated and canonicalised once per distinct spelling.
+    # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request) are
+    # picked out on the way.
     items: list[tuple[str, str]] = []
-    txn: list[int] = []
-    for i in range(1, len(lines)):
-        line = lines[i]
-        if not line:
-            raise InvalidMessage("empty line inside the header section")
-        c0 = line[0]
-        if c0 == " " or c0 == "\t":
-            # RFC 3261 §7.3.1 line folding: continuation of the previous header value.
-            if not items:
-                raise InvalidMessage("continuation line before any header")
-            name, value = items[-1]
-            value = f"{value} {line.strip(' ')}".strip(" \t") if value else line.strip(" \t")
-            if len(value) > MAX_LINE_LENGTH:
-                raise LineTooLong(f"header line longer than {MAX_LINE_LENGTH}")
-            items[-1] = (name, value)
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise InvalidMessage(f"invalid header line {line[:40]!r}")
-        name = _header_name(line[:colon])
-        if name in _TXN_HEADERS:
-            txn.append(len(items))
-        items.append((name, line[colon + 1:].strip(" \t")))
-    if len(items) > MAX_NUM_HEADERS:
-        raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
-
-    # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request).
+    append = items.append
+    known = _known_names
+    txn_headers = _TXN_HEADERS
     found: dict[str, str] = {}
     via_values: list[str] = []
-    for i in txn:
-        name, value = items[i]
-        if name == "Via":
-            via_values.append(value)
-        elif name in found:
-            raise InvalidMessage(f"more than one {name} header")
-        else:
-            found[name] = value
+    folded = "\n " in head or "\n\t" in head
+    for line in lines[1:] if not folded else _unfold(lines):
+        raw_name, colon, value = line.partition(":")
+        if not colon or not raw_name:
+            raise InvalidMessage(f"invalid header line {line[:40]!r}")
+        name = known.get(raw_name) or _header_name(raw_name)
+        value = value.strip(" \t")
+        append((name, value))
+        if name in txn_headers:
+            if name == "Via":
+                via_values.append(value)
+            elif name in found:
+                raise InvalidMessage(f"more than one {name} header")
+            else:
+                found[name] = value
+    if len(items) > MAX_NUM_HEADERS:
+        raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
     if not via_values:
         raise InvalidMessage("missing mandatory header Via")
     for name in _SINGLE:
@@ -746,6 +755,25 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
             body = body[:length]
     message.body = body
     return message
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Undo RFC 3261 §7.3.1 line folding: a line starting with SP/HTAB continues the last."""
+    out: list[str] = []
+    for i in range(1, len(lines)):
+        line = lines[i]
+        if not line:
+            raise InvalidMessage("empty line inside the header section")
+        if line[0] == " " or line[0] == "\t":
+            if not out:
+                raise InvalidMessage("continuation line before any header")
+            joined = out[-1].rstrip(" \t") + " " + line.strip(" \t")
+            if len(joined) > MAX_LINE_LENGTH:
+                raise LineTooLong(f"header line longer than {MAX_LINE_LENGTH}")
+            out[-1] = joined
+        else:
+            out.append(line)
+    return out
 
 
 def _parse_request_line(line: str) -> Request:

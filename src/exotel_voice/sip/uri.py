@@ -34,6 +34,14 @@ _HEADERS_RE = re.compile(
     r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*"
     r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*)*"
 )
+# The common shape, matched in one go: no password, no escapes, no URI headers, lower-case
+# scheme. Groups: 1 scheme, 2 user, 3 host, 4 port, 5 ";params". Anything else takes the
+# general path below, which accepts the full grammar.
+FAST_SIP_URI = (
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
+    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
+_FAST_SIP_URI_RE = re.compile(FAST_SIP_URI)
 # absoluteURI = scheme ":" ( hier-part / opaque-part ), made of uric characters.
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
 
@@ -158,6 +166,26 @@ def _escape_hvalue(value: str) -> str:
     return _HVALUE_UNSAFE.sub(_percent, value)
 
 
+def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
+    """Build a :class:`SipURI` from a match of :data:`FAST_SIP_URI` whose groups start at ``first``.
+
+    Raises:
+        InvalidMessage: the port is above 65535.
+    """
+    scheme, user, host, port_text, pstr = m.group(first, first + 1, first + 2, first + 3, first + 4)
+    params: dict[str, str | None] = {}
+    if pstr:
+        for item in pstr[1:].split(";"):
+            k, sep, v = item.partition("=")
+            params[k.lower()] = v if sep else None
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise InvalidMessage(f"invalid SIP URI port {port}")
+    return SipURI(scheme, user, host, port, params, {}, None)
+
+
 def parse_uri(text: str) -> URI:
     """Parse a URI (RFC 3261 §19.1.1 for ``sip:``/``sips:``, RFC 3986 shape for the rest).
 
@@ -173,6 +201,9 @@ def parse_uri(text: str) -> URI:
     Raises:
         InvalidMessage: the text is not a valid URI.
     """
+    fast = _FAST_SIP_URI_RE.fullmatch(text)
+    if fast is not None:
+        return sip_uri_from_match(fast, 1)
     colon = text.find(":")
     scheme = text[:colon].lower()
     if scheme != "sip" and scheme != "sips":
