@@ -106,7 +106,8 @@ def test_register_with_digest_then_refresh_then_unregister() -> None:
     assert second.cseq.seq == first.cseq.seq + 1 and second.call_id == first.call_id
     assert second.branch != first.branch
     contact = second.contacts[0]
-    assert contact.params["+sip.instance"] == '"<urn:uuid:11111111-2222-3333-4444-555555555555>"'
+    assert contact.params["+sip.instance"] == "<urn:uuid:11111111-2222-3333-4444-555555555555>"
+    assert '+sip.instance="<urn:uuid:11111111-2222-3333-4444-555555555555>"' in second.headers["Contact"]
     assert contact.params["reg-id"] == "1"
     assert contact.sip_uri.transport == "wss" and "ob" in contact.sip_uri.params
     assert contact.sip_uri.host.endswith(".invalid")

@@ -154,7 +154,7 @@ def make_contact(
         {"transport": "wss" if secure else "ws", "ob": None},
     )
     params: dict[str, str | None] = {
-        "+sip.instance": f'"<urn:uuid:{instance_id}>"',
+        "+sip.instance": f"<urn:uuid:{instance_id}>",
         "reg-id": str(reg_id),
     }
     return NameAddr(uri, None, params)

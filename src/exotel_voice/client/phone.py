@@ -1,0 +1,521 @@
+"""The asyncio API: a :class:`Phone` registers one SIP account and places and takes calls.
+
+::
+
+    async with Phone(AccountConfig.from_sip_account_info(info)) as phone:
+        await phone.register()
+        async for call in phone.incoming_calls():
+            await call.answer(source=ToneSource(440))
+            await call.wait_ended()
+
+The phone glues three parts and adds no SIP logic of its own: a
+:class:`~exotel_voice.transport.WebSocketTransport` (bytes, reconnects), the sans-I/O
+:class:`~exotel_voice.sip.useragent.UserAgent` (all SIP), and a
+:class:`~exotel_voice.media.MediaSession` per call (audio). Everything runs on the event loop
+that called :meth:`Phone.start`; listeners are called on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+from ..config import AccountConfig
+from ..exceptions import (
+    AuthenticationError,
+    InvalidState,
+    MediaError,
+    SipError,
+    TransactionTimeout,
+    TransportError,
+)
+from ..media import AudioSource, MediaConfig, SilenceSource
+from ..sip.registration import RegistrationEvent, RegistrationFailed, RegistrationState
+from ..sip.uri import SipURI, parse_uri
+from ..sip.useragent import (
+    CallAnswered,
+    CallConfirmed,
+    CallEnded,
+    CallProgress,
+    CallSession,
+    IncomingCall,
+    InfoReceived,
+    ReInviteAnswered,
+    ReInviteReceived,
+    ReInviteRejected,
+    ReInviteRetryDue,
+    UserAgent,
+)
+from ..transport import TransportState, WebSocketTransport
+from .call import Call
+from .events import (
+    CallEvent,
+    ClientStatus,
+    PhoneEvent,
+    RegistrationStateChanged,
+    TransportStateChanged,
+)
+
+
+__all__ = ["Phone"]
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[PhoneEvent], None]
+
+
+class Phone:
+    """One SIP account: registration, and the calls it places and takes.
+
+    Args:
+        account: who to register as and where (see
+            :meth:`AccountConfig.from_sip_account_info`).
+        media: ICE, codec and DTMF settings for calls. For tests on one machine,
+            ``MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"]))``.
+        source: what calls send by default: an :class:`AudioSource` factory (called once
+            per call), e.g. ``lambda: ToneSource(440)``. Silence by default. It is also what
+            :meth:`status` checks for ``media_permission_denied``.
+        ring_timeout: seconds an incoming call rings before it is ended with 480.
+    """
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        *,
+        media: MediaConfig | None = None,
+        source: Callable[[], AudioSource] | None = None,
+        ring_timeout: float | None = 60.0,
+    ) -> None:
+        self.account = account
+        self.media_config = media or MediaConfig()
+        self._source_factory = source
+        aor = parse_uri(account.aor)
+        if not isinstance(aor, SipURI):
+            raise InvalidState("the account's AOR is not a SIP URI")
+        self._ua = UserAgent(
+            aor=aor,
+            registrar=SipURI("sip", None, account.sip_domain),
+            auth_user=account.auth_user,
+            password=account.secret,
+            display_name=account.user_name,
+            secure=account.secure,
+            instance_id=account.instance_id,
+            expires=account.register_expires,
+            refresh_fraction=account.register_refresh,
+            user_agent=account.user_agent,
+            request_timeout=account.register_timeout,
+            ring_timeout=ring_timeout,
+        )
+        self._transport: WebSocketTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._send_queue: asyncio.Queue[bytes] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self._subscribers: list[asyncio.Queue[PhoneEvent | None]] = []
+        self._incoming: asyncio.Queue[Call] = asyncio.Queue()
+        self._calls: dict[str, Call] = {}
+        self._registration_state = "unregistered"
+        self._reg_changed = asyncio.Event()
+        self._last_reg_event: RegistrationStateChanged | None = None
+        self._ever_connected = False
+        self._last_transport_error = ""
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Phone {self.name} {self.status()}>"
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The phone's name: the guide's ``userName``."""
+        return self.account.user_name
+
+    @property
+    def registration_state(self) -> str:
+        """The newest guide registration state (``registered``, ``unregistered`` ...)."""
+        return self._registration_state
+
+    @property
+    def registered(self) -> bool:
+        """Whether the account is registered on an open connection now."""
+        return (
+            self._ua.registration.state is RegistrationState.REGISTERED
+            and self._transport is not None
+            and self._transport.connected
+        )
+
+    @property
+    def calls(self) -> list[Call]:
+        """Every call that has not ended, oldest first."""
+        return [c for c in self._calls.values() if not c.ended]
+
+    @property
+    def current_call(self) -> Call | None:
+        """The newest call that has not ended (the guide's ``getCall()``), or ``None``."""
+        calls = self.calls
+        return calls[-1] if calls else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect to the server (and keep reconnecting). Does not register."""
+        if self._closed:
+            raise InvalidState("cannot restart a closed Phone; create a new one")
+        if self._transport is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._send_queue = asyncio.Queue()
+        self._writer = self._loop.create_task(self._write_loop(), name=f"phone {self.name} writer")
+        self._transport = WebSocketTransport(
+            self.account.ws_url,
+            self,
+            tls=self.account.tls,
+            keepalive=self.account.keepalive,
+            reconnect=self.account.reconnect,
+            open_timeout=self.account.open_timeout,
+        )
+        self._transport.start()
+
+    async def register(self, *, timeout: float | None = 30.0) -> RegistrationStateChanged:
+        """Register, and stay registered (refreshes, reconnects) until :meth:`unregister`.
+
+        Returns once the registrar accepted us.
+
+        Raises:
+            AuthenticationError: the credentials were rejected (state ``terminated``).
+            TransactionTimeout: the server did not answer the REGISTER.
+            TransportError: the WebSocket could not be opened.
+            TimeoutError: nothing conclusive within ``timeout`` seconds.
+        """
+        await self.start()
+        self._reg_changed.clear()
+        self._command(self._ua.register)
+        async with asyncio.timeout(timeout):
+            while True:
+                await self._reg_changed.wait()
+                self._reg_changed.clear()
+                event = self._last_reg_event
+                if event is None:
+                    continue
+                if event.state == "registered":
+                    return event
+                if event.state == "terminated":
+                    if event.status in (401, 403, 407):
+                        raise AuthenticationError(
+                            f"registration rejected: {event.status} {event.reason}",
+                            status=event.status,
+                        )
+                    if event.status is None:
+                        raise TransactionTimeout(f"registration failed: {event.reason}")
+                    raise SipError(f"registration failed: {event.status} {event.reason}")
+
+    async def unregister(self, *, timeout: float = 5.0) -> None:
+        """Remove the binding, wait for the 200 (or ``timeout``), then close the connection."""
+        if self._transport is None:
+            return
+        self._reg_changed.clear()
+        self._command(self._ua.unregister)
+        if self._ua.registration.state is RegistrationState.UNREGISTERING:
+            try:
+                async with asyncio.timeout(timeout):
+                    while self._ua.registration.state is RegistrationState.UNREGISTERING:
+                        await self._reg_changed.wait()
+                        self._reg_changed.clear()
+            except TimeoutError:
+                logger.warning("! %s: no answer to the un-REGISTER within %g s", self.name,
+                               timeout)
+        await self.close()
+
+    async def close(self) -> None:
+        """Hang up every call, close the connection and stop reconnecting."""
+        if self._closed:
+            return
+        self._closed = True
+        for call in list(self._calls.values()):
+            if not call.ended:
+                try:
+                    await asyncio.wait_for(call.hangup(), 3.0)
+                except (TimeoutError, SipError):
+                    pass
+        await self._flush_sends()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            await self._transport.close()
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+        for call in list(self._calls.values()):
+            if call.media is not None:
+                await call.media.close()
+        for q in self._subscribers:
+            q.put_nowait(None)
+
+    async def __aenter__(self) -> Phone:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- calls -------------------------------------------------------------------------------
+    async def dial(
+        self,
+        target: str,
+        *,
+        headers: dict[str, str] | None = None,
+        source: AudioSource | None = None,
+    ) -> Call:
+        """Place a call. Returns at once; ``await call.wait_connected()`` for the answer.
+
+        Args:
+            target: a SIP URI (``sip:bob@example.com``), ``user@domain``, or a number/user
+                that is dialled at the account's SIP domain.
+            headers: extra SIP headers for the INVITE (e.g. ``{"X-Ticket": "42"}``).
+            source: what to send (default: the phone's source factory, else silence).
+
+        Raises:
+            InvalidState: not connected to the server.
+        """
+        if self._transport is None or not self._transport.connected:
+            raise InvalidState("cannot dial: not connected to the SIP server")
+        # Media first, so that the INVITE carries our offer.
+        media_source = source if source is not None else self._new_source()
+        from ..media import MediaSession
+
+        media = MediaSession(config=self.media_config, source=media_source)
+        try:
+            offer = await media.create_offer()
+        except SipError:
+            await media.close()
+            raise
+        loop = asyncio.get_running_loop()
+        session = self._ua.invite(target, offer, loop.time(), headers=list((headers or {}).items()))
+        call = Call(self, session, media_source)
+        call.media = media
+        media.add_dtmf_listener(lambda d: call._on_dtmf(d, "rfc4733"))
+        self._calls[session.id] = call
+        self._pump()
+        return call
+
+    async def incoming_calls(self) -> AsyncIterator[Call]:
+        """Incoming calls as they arrive (each already ringing: 180 sent)."""
+        while not self._closed:
+            yield await self._incoming.get()
+
+    async def next_incoming_call(self, timeout: float | None = None) -> Call:
+        """Wait for the next incoming call."""
+        return await asyncio.wait_for(self._incoming.get(), timeout)
+
+    # -- events ------------------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event from now on; returns a remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    async def events(self) -> AsyncIterator[PhoneEvent]:
+        """Every event from now on, until the phone is closed."""
+        q: asyncio.Queue[PhoneEvent | None] = asyncio.Queue()
+        self._subscribers.append(q)
+        try:
+            while True:
+                event = await q.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.remove(q)
+
+    def status(self) -> ClientStatus:
+        """The guide's ``checkClientStatus`` value, computed from real state.
+
+        In order: ``not_initialized`` (never started), ``media_permission_denied`` (the
+        configured audio source cannot be opened), ``connecting``,
+        ``websocket_connection_failed`` (never connected), ``disconnected`` (connection lost),
+        then by registration: ``initial`` (in progress), ``registered``, ``terminated``
+        (failed), ``unregistered``.
+        """
+        if self._transport is None:
+            return "not_initialized"
+        if not self._media_ok():
+            return "media_permission_denied"
+        state = self._transport.state
+        if state is not TransportState.CONNECTED:
+            if state in (TransportState.CONNECTING, TransportState.IDLE):
+                return "connecting" if not self._ever_connected else "disconnected"
+            return "disconnected" if self._ever_connected else "websocket_connection_failed"
+        reg = self._ua.registration.state
+        if reg is RegistrationState.REGISTERED:
+            return "registered"
+        if reg is RegistrationState.REGISTERING:
+            return "initial"
+        if reg is RegistrationState.FAILED:
+            return "terminated"
+        if reg in (RegistrationState.UNREGISTERED, RegistrationState.UNREGISTERING):
+            return "unregistered"
+        return "unknown"
+
+    def _media_ok(self) -> bool:
+        if self._source_factory is None:
+            return True
+        try:
+            source = self._source_factory()
+        except (MediaError, OSError, ValueError) as exc:
+            logger.warning("! %s: the audio source cannot be opened: %s", self.name, exc)
+            return False
+        close = getattr(source, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                pass
+        return True
+
+    # -- TransportListener -------------------------------------------------------------------
+    def transport_connected(self) -> None:  # noqa: D102 - see TransportListener
+        self._ever_connected = True
+        self._publish(TransportStateChanged(self.name, True))
+        self._command(self._ua.connection_made)
+
+    def transport_disconnected(self, error: TransportError, retry_in: float | None) -> None:  # noqa: D102
+        self._last_transport_error = str(error)
+        self._publish(TransportStateChanged(self.name, False, str(error), retry_in))
+        self._command(self._ua.connection_lost)
+
+    def message_received(self, data: str | bytes) -> None:  # noqa: D102
+        self._command(lambda now: self._ua.receive_data(data, now))
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _command(self, action: Callable[[float], Any]) -> None:
+        """Run one core action at the current time, then pump its output."""
+        loop = self._loop or asyncio.get_running_loop()
+        action(loop.time())
+        self._pump()
+
+    def _pump(self) -> None:
+        ua = self._ua
+        for data in ua.data_to_send():
+            if self._send_queue is not None:
+                self._send_queue.put_nowait(data)
+        for event in ua.events_received():
+            try:
+                self._handle(event)
+            except Exception:
+                logger.exception("! %s: failed to handle %s", self.name, type(event).__name__)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._ua.get_timer()
+        if deadline is not None and self._loop is not None and not self._closed:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._command(self._ua.handle_timer)
+
+    async def _write_loop(self) -> None:
+        assert self._send_queue is not None
+        while True:
+            data = await self._send_queue.get()
+            transport = self._transport
+            try:
+                if transport is None:
+                    raise TransportError("no transport")
+                await transport.send(data)
+            except TransportError as exc:
+                logger.warning("! %s: could not send a message: %s", self.name, exc)
+            finally:
+                self._send_queue.task_done()
+
+    async def _flush_sends(self) -> None:
+        if self._send_queue is not None and self._transport is not None:
+            try:
+                await asyncio.wait_for(self._send_queue.join(), 2.0)
+            except TimeoutError:
+                pass
+
+    def _new_source(self) -> AudioSource:
+        return self._source_factory() if self._source_factory is not None else SilenceSource()
+
+    def _publish(self, event: PhoneEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("! %s: a listener failed on %s", self.name, type(event).__name__)
+        for q in self._subscribers:
+            q.put_nowait(event)
+
+    def _call_of(self, session: CallSession) -> Call | None:
+        return self._calls.get(session.id)
+
+    def _handle(self, event: object) -> None:
+        if isinstance(event, RegistrationEvent):
+            retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
+            expires = getattr(event, "expires", None) if event.guide_state == "registered" else None
+            ev = RegistrationStateChanged(
+                self.name, event.guide_state, event.status, event.reason, expires, retry_in
+            )
+            if event.guide_state != "sent_request":
+                self._registration_state = event.guide_state
+            self._last_reg_event = ev
+            self._reg_changed.set()
+            logger.info("= %s registration: %s %s %s", self.name, event.guide_state,
+                        event.status or "", event.reason)
+            self._publish(ev)
+            return
+        if isinstance(event, IncomingCall):
+            new = Call(self, event.call, None)
+            self._calls[event.call.id] = new
+            new._publish("incoming")
+            # We sent 180 Ringing with the event: the guide's "ringing" follows "incoming".
+            new._publish("ringing", 180, "Ringing")
+            self._incoming.put_nowait(new)
+            return
+        session = getattr(event, "call", None)
+        if not isinstance(session, CallSession):
+            return
+        call = self._call_of(session)
+        if call is None:
+            return
+        if isinstance(event, CallProgress):
+            call._on_progress(event.status, event.reason, event.sdp)
+        elif isinstance(event, CallAnswered):
+            call._on_answered(event.sdp)
+        elif isinstance(event, CallConfirmed):
+            pass
+        elif isinstance(event, CallEnded):
+            call._on_ended(event.by, event.status, event.reason)
+        elif isinstance(event, ReInviteReceived):
+            call._on_reinvite(event.sdp)
+        elif isinstance(event, ReInviteAnswered):
+            call._on_reinvite_answered(event.sdp)
+        elif isinstance(event, ReInviteRejected):
+            call._on_reinvite_rejected(event.status, event.reason, event.retry_in is not None)
+        elif isinstance(event, ReInviteRetryDue):
+            call._on_retry_due()
+        elif isinstance(event, InfoReceived):
+            if event.digit is not None:
+                call._on_dtmf(event.digit, "info")
+
+
+_ = CallEvent  # re-exported through exotel_voice.client
