@@ -653,9 +653,6 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         if m is not None:
             head_bytes = raw[:m.start()]
             body = raw[m.end():]
-        elif raw.endswith(b"\n"):
-            head_bytes = raw.rstrip(b"\r\n")
-            body = b""
         else:
             raise InvalidMessage("no blank line after the headers" if raw else "empty message")
     if not head_bytes:

@@ -55,7 +55,8 @@ class SipURI:
         user: the user part, percent-decoded, or ``None``.
         host: the host; IPv6 addresses keep their brackets (``"[::1]"``).
         port: the port, or ``None`` when absent.
-        params: URI parameters in order; a flag parameter (``;lr``) maps to ``None``.
+        params: URI parameters in order, percent-decoded, names lower-cased; a flag
+            parameter (``;lr``) maps to ``None``.
         headers: URI headers (``?name=value``), percent-decoded.
         password: the deprecated ``user:password`` part; never shown by ``repr``.
     """
@@ -79,7 +80,8 @@ class SipURI:
         if self.port is not None:
             out.append(f":{self.port}")
         for name, value in self.params.items():
-            out.append(f";{name}" if value is None else f";{name}={value}")
+            name = _escape_param(name)
+            out.append(f";{name}" if value is None else f";{name}={_escape_param(value)}")
         if self.headers:
             pairs = (f"{_escape_hvalue(k)}={_escape_hvalue(v)}" for k, v in self.headers.items())
             out.append("?" + "&".join(pairs))
@@ -162,6 +164,13 @@ def _escape_password(value: str) -> str:
     return _PASSWORD_UNSAFE.sub(_percent, value)
 
 
+_PARAM_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/:&+$]")
+
+
+def _escape_param(value: str) -> str:
+    return _PARAM_UNSAFE.sub(_percent, value)
+
+
 def _escape_hvalue(value: str) -> str:
     return _HVALUE_UNSAFE.sub(_percent, value)
 
@@ -189,8 +198,8 @@ def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
 def parse_uri(text: str) -> URI:
     """Parse a URI (RFC 3261 §19.1.1 for ``sip:``/``sips:``, RFC 3986 shape for the rest).
 
-    The user part and header values are percent-decoded; URI parameter values are kept as
-    they appear. Escapes must be well formed (``%`` followed by two hex digits).
+    The user part, password, parameters and header values are percent-decoded
+    (RFC 3261 §19.1.4: ``%6C%72`` and ``lr`` are the same parameter). Escapes must be well formed (``%`` followed by two hex digits).
 
     Args:
         text: the URI, without surrounding ``<>`` and without surrounding whitespace.
@@ -255,7 +264,11 @@ def parse_uri(text: str) -> URI:
     if pstr:
         if _PARAMS_RE.fullmatch(pstr) is None or BAD_ESCAPE_RE.search(pstr):
             raise InvalidMessage(f"invalid SIP URI parameters in {text[:80]!r}")
+        escaped = "%" in pstr
         for item in pstr[1:].split(";"):
             k, sep, v = item.partition("=")
+            if escaped:
+                # RFC 3261 §19.1.4: escaped and unescaped forms are equal ("%6C%72" is "lr").
+                k, v = unquote(k), unquote(v)
             params[k.lower()] = v if sep else None
     return SipURI(scheme, user, host, port, params, headers, password)
