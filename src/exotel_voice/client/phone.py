@@ -353,6 +353,10 @@ class Phone:
         """
         if self._transport is None:
             return "not_initialized"
+        if self._closed:
+            # Closed on purpose (unregister/close): no connection, no binding.
+            failed = self._ua.registration.state is RegistrationState.FAILED
+            return "terminated" if failed else "unregistered"
         if not self._media_ok():
             return "media_permission_denied"
         state = self._transport.state
