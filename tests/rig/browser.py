@@ -252,7 +252,9 @@ class BrowserHost:
         # in the work folder too.
         with _environ({"TMPDIR": env["TMPDIR"]}):
             self._playwright = await async_playwright().start()
-        browser_env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYWRIGHT_")}
+        browser_env: dict[str, str | float | bool] = {
+            k: v for k, v in os.environ.items() if not k.startswith("PLAYWRIGHT_")
+        }
         browser_env.update(env)
         self._browser = await self._playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -475,7 +477,8 @@ class BrowserPhone:
         await asyncio.gather(*pending, return_exceptions=True)
         results = [t for t in done if not t.cancelled() and t.exception() is None]
         if not results:
-            raise next(iter(done)).exception() or TimeoutError(good)  # type: ignore[misc]
+            error = next(iter(done)).exception()
+            raise error if error is not None else TimeoutError(good)
         event: dict[str, Any] = results[0].result()
         if event["type"] == bad:
             raise BrowserPeerError(f"{self.name}: {bad}: {event}")
