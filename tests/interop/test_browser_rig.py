@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from tests.rig import netns_skip_reason
 from tests.rig.audio import write_tone_wav
-from tests.rig.browser import BrowserHost, BrowserPhone
+from tests.rig.browser import BrowserHost, BrowserPeerError, BrowserPhone
 from tests.rig.kamailio import Kamailio
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -390,3 +390,16 @@ async def test_fake_capture_wav_is_sent(relay: SipRelay, host: BrowserHost, tmp_
             await alice.wait_for("terminated", by="remote")
         finally:
             await alice.close()
+
+
+async def test_kamailio_wrong_password_is_reported(
+    kamailio: Kamailio, phones: tuple[BrowserPhone, BrowserPhone]
+) -> None:
+    alice, _ = phones
+    user, password = kamailio.new_user("wrongpw")
+    wrong = password[::-1] + "x"
+    with pytest.raises(BrowserPeerError, match="register_failed") as failure:
+        await alice.register(kamailio.info.ws_url, kamailio.info.aor(user), user, wrong)
+    assert wrong not in str(failure.value) and password not in str(failure.value)
+    assert alice.seen("register_failed")[0]["status"] in (401, 403)
+    assert not alice.seen("registered")
