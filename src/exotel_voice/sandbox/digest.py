@@ -1,0 +1,209 @@
+"""The server side of SIP digest authentication (RFC 3261 §22, RFC 7616), for the sandbox.
+
+The client side lives in :mod:`exotel_voice.sip.auth`; this module reuses its
+:class:`~exotel_voice.sip.auth.DigestChallenge` as the challenge model and its parser
+(:func:`~exotel_voice.sip.auth.parse_challenges`) for credentials, which share the
+challenge's ``auth-param`` syntax.
+
+Nonces are stateless: ``<issued-at hex>.<HMAC(secret, issued-at:realm)>``, so any nonce
+we issued can be checked without a table, and one older than ``nonce_ttl`` is answered
+with ``stale=true`` (RFC 7616 §3.3) rather than as a wrong password.
+
+Nothing here logs, and no exception or repr shows a password or a ``response=`` value.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..exceptions import SipError
+from ..sip.auth import DigestChallenge, parse_challenges
+from ..sip.message import Request
+
+
+__all__ = ["DigestServer", "Verdict", "VerifyResult", "format_challenge"]
+
+_HASHES: dict[str, Callable[[bytes], str]] = {
+    "MD5": lambda data: hashlib.md5(data).hexdigest(),
+    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
+}
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_challenge(challenge: DigestChallenge) -> str:
+    """Serialise a challenge as a ``WWW-Authenticate``/``Proxy-Authenticate`` value.
+
+    ``algorithm`` and ``stale`` are unquoted tokens, ``qop`` is a quoted list
+    (RFC 7616 §3.3).
+    """
+    parts = [f"realm={_quote(challenge.realm)}", f"nonce={_quote(challenge.nonce)}"]
+    if challenge.opaque is not None:
+        parts.append(f"opaque={_quote(challenge.opaque)}")
+    parts.append(f"algorithm={challenge.algorithm}")
+    if challenge.qop:
+        parts.append(f"qop={_quote(','.join(challenge.qop))}")
+    if challenge.stale:
+        parts.append("stale=true")
+    return "Digest " + ", ".join(parts)
+
+
+class Verdict(enum.Enum):
+    """What :meth:`DigestServer.verify` concluded."""
+
+    OK = "ok"
+    MISSING = "missing"  # no credentials for our realm: challenge
+    STALE = "stale"  # our nonce, expired: challenge with stale=true
+    UNKNOWN_USER = "unknown-user"
+    WRONG = "wrong"  # bad response, foreign nonce, malformed: reject
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking one request's credentials.
+
+    Attributes:
+        verdict: the :class:`Verdict`.
+        username: the ``username=`` the client sent, if any (never the password).
+    """
+
+    verdict: Verdict
+    username: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the credentials are good."""
+        return self.verdict is Verdict.OK
+
+
+class DigestServer:
+    """Issues digest challenges and checks credentials against a user table.
+
+    Args:
+        realm: the protection realm.
+        users: username -> password; read at every check, so it may change later.
+        algorithm: ``"MD5"`` (what SIP.js and Exotel use) or ``"SHA-256"``.
+        nonce_ttl: seconds a nonce stays fresh.
+        clock: a function returning the current time in seconds (wall or monotonic).
+    """
+
+    def __init__(
+        self,
+        realm: str,
+        users: Mapping[str, str],
+        *,
+        algorithm: str = "MD5",
+        nonce_ttl: float = 300.0,
+        clock: Callable[[], float],
+    ) -> None:
+        algorithm = algorithm.upper()
+        if algorithm not in _HASHES:
+            raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+        self.realm = realm
+        self.algorithm = algorithm
+        self.nonce_ttl = nonce_ttl
+        self._users = users
+        self._clock = clock
+        self._secret = secrets.token_bytes(32)
+        self._opaque = secrets.token_hex(8)
+
+    def __repr__(self) -> str:
+        return f"<DigestServer realm={self.realm!r} algorithm={self.algorithm}>"
+
+    # -- nonces ------------------------------------------------------------------------------
+    def _sign(self, issued: str) -> str:
+        mac = hmac.new(self._secret, f"{issued}:{self.realm}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def new_nonce(self) -> str:
+        """A fresh nonce carrying its issue time and our signature."""
+        issued = format(int(self._clock() * 1000), "x")
+        return f"{issued}.{self._sign(issued)}"
+
+    def _nonce_state(self, nonce: str) -> Verdict:
+        issued, sep, mac = nonce.partition(".")
+        if not sep or not hmac.compare_digest(mac, self._sign(issued)):
+            return Verdict.WRONG
+        try:
+            age = self._clock() - int(issued, 16) / 1000
+        except ValueError:
+            return Verdict.WRONG
+        return Verdict.STALE if age > self.nonce_ttl else Verdict.OK
+
+    # -- challenges --------------------------------------------------------------------------
+    def challenge(self, *, stale: bool = False) -> DigestChallenge:
+        """A new challenge (``qop=auth``) for our realm."""
+        return DigestChallenge(
+            scheme="Digest",
+            realm=self.realm,
+            nonce=self.new_nonce(),
+            opaque=self._opaque,
+            algorithm=self.algorithm,
+            qop=["auth"],
+            stale=stale,
+        )
+
+    def challenge_header(self, *, stale: bool = False) -> str:
+        """:meth:`challenge`, formatted as a header value."""
+        return format_challenge(self.challenge(stale=stale))
+
+    # -- verification ------------------------------------------------------------------------
+    def verify(self, request: Request, header: str = "Authorization") -> VerifyResult:
+        """Check the Digest credentials in ``header`` of ``request`` (RFC 7616 §3.4).
+
+        Args:
+            request: the request (its method is part of the digest).
+            header: ``"Authorization"`` (after a 401) or ``"Proxy-Authorization"`` (407).
+
+        Returns:
+            The verdict and the username the client claimed.
+        """
+        params: dict[str, str] | None = None
+        for value in request.headers.get_all(header):
+            try:
+                parsed = parse_challenges(value)
+            except SipError:
+                return VerifyResult(Verdict.WRONG)
+            for creds in parsed:
+                if creds.realm == self.realm:
+                    params = creds.params
+        if params is None:
+            return VerifyResult(Verdict.MISSING)
+        username = params.get("username")
+        if username is None:
+            return VerifyResult(Verdict.WRONG)
+        password = self._users.get(username)
+        if password is None:
+            return VerifyResult(Verdict.UNKNOWN_USER, username)
+        nonce = params.get("nonce", "")
+        state = self._nonce_state(nonce)
+        if state is not Verdict.OK:
+            return VerifyResult(state, username)
+        algorithm = params.get("algorithm", "MD5").upper()
+        hash_fn = _HASHES.get(algorithm)
+        if hash_fn is None or params.get("opaque", self._opaque) != self._opaque:
+            return VerifyResult(Verdict.WRONG, username)
+        # RFC 3261 §22.4 / RFC 2617 §3.2.2.5: the digest-uri is what the client signed; we
+        # accept any value, as proxies do (the Request-URI may have been rewritten).
+        uri = params.get("uri", "")
+        ha1 = hash_fn(f"{username}:{self.realm}:{password}".encode())
+        ha2 = hash_fn(f"{request.method}:{uri}".encode())
+        qop = params.get("qop")
+        if qop is None:
+            expected = hash_fn(f"{ha1}:{nonce}:{ha2}".encode())
+        elif qop.lower() == "auth":
+            nc = params.get("nc", "")
+            cnonce = params.get("cnonce", "")
+            expected = hash_fn(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
+        else:
+            return VerifyResult(Verdict.WRONG, username)
+        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+            return VerifyResult(Verdict.WRONG, username)
+        return VerifyResult(Verdict.OK, username)
