@@ -102,6 +102,9 @@ class MediaConfig:
         dtmf_duration_ms: default duration of each RFC 4733 digit (40-1000 ms).
         dtmf_gap_ms: default pause between RFC 4733 digits (at least 40 ms).
         dtmf_volume: RFC 4733 volume field, the tone power in -dBm0 (0-63).
+        media_path: ``"lean"`` (default) receives audio through our own jitter buffer
+            and inline decoders (:mod:`exotel_voice.media.jitter`); ``"aiortc"`` uses
+            aiortc's receiver (fixed 80 ms buffer, a decoder thread per call).
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -110,6 +113,7 @@ class MediaConfig:
     dtmf_duration_ms: int = 100
     dtmf_gap_ms: int = 70
     dtmf_volume: int = 10
+    media_path: Literal["lean", "aiortc"] = "lean"
 
     def __post_init__(self) -> None:
         if not self.codecs:
@@ -123,6 +127,8 @@ class MediaConfig:
         check_dtmf_timing(self.dtmf_duration_ms, self.dtmf_gap_ms)
         if not 0 <= self.dtmf_volume <= 63:
             raise ConfigurationError("dtmf_volume", "must be within 0-63")
+        if self.media_path not in ("lean", "aiortc"):
+            raise ConfigurationError("media_path", "must be 'lean' or 'aiortc'")
 
 
 def check_dtmf_timing(duration_ms: int, gap_ms: int) -> None:

@@ -340,6 +340,8 @@ class RtpTap:
         self.bytes_received = 0
         self._sender = sender
         self._receiver = receiver
+        #: Takes audio packets off aiortc's path when set (the lean receive path).
+        self.media: Callable[[bytes], bool] | None = None
         self._send_original = transport._send_rtp
         self._handle_original = transport._handle_rtp_data
         transport._send_rtp = self._send_rtp
@@ -364,6 +366,8 @@ class RtpTap:
             self.packets_received += 1
             self.bytes_received += len(data) - _RTP_HEADER
             if self._receiver.handle(data):
+                return
+            if self.media is not None and self.media(data):
                 return
         await self._handle_original(data, arrival_time_ms)
 

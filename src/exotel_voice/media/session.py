@@ -50,6 +50,7 @@ from . import _sdp
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits, sender_ssrc
 from .ice import apply_gathering_policy, rtc_configuration
+from .jitter import LeanReceiver, ReceiveStats
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
 from .sinks import AudioSink, FrameSink
 from .sources import AudioSource, FrameSource, PcmFrame, SilenceSource
@@ -182,6 +183,9 @@ class MediaSession:
         self._sinks: list[AudioSink] = []
         self._receive_task: asyncio.Task[None] | None = None
         self._receive_track: Any = None
+        self._lean: LeanReceiver | None = None
+        if self.config.media_path == "lean":
+            _skip_aiortc_decoder(self._transceiver.receiver)
         self._local_sdp: str | None = None
         self._remote_sdp: str | None = None
         self._local_events: list[_sdp.PayloadFormat] = []
@@ -387,10 +391,21 @@ class MediaSession:
                 sender=self._dtmf_sender,
                 receiver=self._dtmf_receiver,
             )
+        if self.config.media_path == "lean":
+            codecs = _audio_codecs(self._transceiver)
+            if self._lean is None:
+                self._lean = LeanReceiver(self._deliver, codecs)
+            else:
+                self._lean.configure(codecs)
+            self._tap.media = self._lean.handle
+            return self._log_negotiated(codec)
         track = self._transceiver.receiver.track
         if track is not None and track is not self._receive_track:
             self._receive_track = track
             self._receive_task = asyncio.create_task(self._receive_loop(track))
+        self._log_negotiated(codec)
+
+    def _log_negotiated(self, codec: tuple[str, int, int] | None) -> None:
         self.logger.debug(
             "= media codec=%s local=%s remote=%s dtmf_pt=%s",
             codec[0] if codec else None,
@@ -520,18 +535,27 @@ class MediaSession:
             self.remove_sink(sink)
 
     async def _receive_loop(self, track: Any) -> None:
+        # media_path="aiortc": frames come out of aiortc's receiver and decoder thread.
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            samples, rate = frame_to_samples(frame)
-            for sink in list(self._sinks):
-                try:
-                    sink.write(samples, rate)
-                except Exception:
-                    self.logger.exception("! audio sink %r failed; detaching it", sink)
-                    self.remove_sink(sink)
+            self._deliver(*frame_to_samples(frame))
+
+    def _deliver(self, samples: Samples, rate: int) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink.write(samples, rate)
+            except Exception:
+                self.logger.exception("! audio sink %r failed; detaching it", sink)
+                self.remove_sink(sink)
+
+    def receive_stats(self) -> ReceiveStats | None:
+        """Jitter-buffer counters of the lean receive path (``None`` with ``media_path="aiortc"``
+        or before negotiation): frames decoded and concealed, late and lost packets, jitter.
+        """
+        return self._lean.stats() if self._lean is not None else None
 
     # -- DTMF ----------------------------------------------------------------------
 
@@ -666,6 +690,8 @@ class MediaSession:
         finally:
             if self._tap is not None:
                 self._tap.detach()
+            if self._lean is not None:
+                self._lean.close()
             if self._receive_task is not None:
                 self._receive_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -687,3 +713,32 @@ class MediaSession:
         dtls = self._transceiver.receiver.transport
         yield dtls
         yield dtls.transport
+
+
+def _audio_codecs(transceiver: Any) -> dict[int, tuple[str, int]]:
+    """``payload type -> (name, clock)`` of the negotiated audio formats (no events, no RTX)."""
+    codecs = {}
+    for codec in getattr(transceiver, "_codecs", None) or []:
+        name = str(codec.name)
+        if name.lower() in ("telephone-event", "rtx", "red", "cn"):
+            continue
+        codecs[int(codec.payloadType)] = (name, int(codec.clockRate))
+    return codecs
+
+
+def _skip_aiortc_decoder(receiver: Any) -> None:
+    """Stop aiortc's decoder thread as soon as its receiver starts (lean path only).
+
+    ``RTCRtpReceiver.receive()`` starts one decoder thread per call; with the lean
+    path no audio packet ever reaches it, so it is ended right away through
+    ``_handle_disconnect()`` (what aiortc itself calls when DTLS goes away).  The
+    receiver keeps its RTCP task and its registration with the transport.
+    Shadowed per instance, like the RTP hooks in :mod:`exotel_voice.media.dtmf`.
+    """
+    original = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original(parameters)
+        receiver._handle_disconnect()
+
+    receiver.receive = receive

@@ -1,0 +1,308 @@
+"""The lean receive path: our own small jitter buffer and inline decoding.
+
+Why not aiortc's receiver
+-------------------------
+aiortc's ``RTCRtpReceiver`` puts audio through a fixed ``JitterBuffer(capacity=16,
+prefetch=4)``: a frame leaves it only once four newer packets are behind it, so
+every frame waits 80 ms even on a perfect network.  Frames are then decoded in a
+per-leg thread and cross back to the loop with ``run_coroutine_threadsafe``.
+
+This module replaces that path for audio.  :class:`RtpTap` hands us every
+decrypted RTP packet; :class:`LeanReceiver` puts it into a :class:`JitterBuffer`
+that releases packets **as soon as they are in order**, decodes them inline (see
+:mod:`exotel_voice.media.codecs`) and calls ``deliver(samples, rate)``.
+
+Theory of operation of the buffer
+---------------------------------
+The buffer never delays an in-order packet.  It only waits when a packet is
+*missing*: packets behind the hole are held until the hole is filled or until a
+deadline (the *reorder wait*) passes; then the hole is declared lost (and
+concealed with silence by the receiver, up to :data:`MAX_CONCEAL_PACKETS`) and the
+held packets are released.  The wait adapts to the measured inter-arrival jitter
+(RFC 3550 §6.4.1 estimator): ``clamp(3 × jitter, min_wait, max_wait)``.  Packets
+that arrive after their slot was released are dropped and counted as late.  A new
+SSRC or a sequence jump of more than :data:`MAX_JUMP` restarts the buffer.
+
+The buffer is pure logic with the clock passed in, so it is tested without a loop;
+:class:`LeanReceiver` owns the one ``loop.call_at`` timer per leg, armed only
+while a hole is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codecs import AudioDecoder, make_decoder
+from .dtmf import rtp_payload
+from .pcm import Samples
+
+
+__all__ = ["JitterBuffer", "LeanReceiver", "Packet", "ReceiveStats"]
+
+#: A forward sequence jump larger than this restarts the buffer (sender restart).
+MAX_JUMP = 1000
+#: Holes longer than this many packets are skipped rather than filled with silence.
+MAX_CONCEAL_PACKETS = 10
+#: At most this many packets are held behind a hole; more releases the hole at once.
+MAX_HELD = 50
+
+
+@dataclass(slots=True)
+class Packet:
+    """An RTP packet as the buffer keeps it; ``payload is None`` marks a lost one."""
+
+    seq: int
+    timestamp: int
+    payload_type: int
+    payload: bytes | None
+
+
+class JitterBuffer:
+    """Releases RTP packets in sequence order, waiting only for holes (see module doc).
+
+    Args:
+        clock_rate: RTP clock of the stream, for the jitter estimate.
+        min_wait: shortest reorder wait, seconds.
+        max_wait: longest reorder wait, seconds.
+    """
+
+    def __init__(self, *, clock_rate: int = 8000, min_wait: float = 0.01, max_wait: float = 0.06):
+        self.clock_rate = clock_rate
+        self.min_wait = min_wait
+        self.max_wait = max_wait
+        self.jitter = 0.0  # seconds, RFC 3550 estimator
+        self.late = 0
+        self.lost = 0
+        self.restarts = 0
+        self._ssrc: int | None = None
+        self._next: int | None = None
+        self._held: dict[int, Packet] = {}
+        self._hole_since: float | None = None
+        self._transit: float | None = None
+
+    @property
+    def wait(self) -> float:
+        """The current reorder wait in seconds."""
+        return min(self.max_wait, max(self.min_wait, 3.0 * self.jitter))
+
+    def deadline(self) -> float | None:
+        """When :meth:`expire` must be called next (only while a hole is open)."""
+        if self._hole_since is None:
+            return None
+        return self._hole_since + self.wait
+
+    def push(
+        self, ssrc: int, seq: int, timestamp: int, payload_type: int, payload: bytes, now: float
+    ) -> list[Packet]:
+        """Add one packet; return the packets (and holes) now released, in order."""
+        self._update_jitter(timestamp, now)
+        if ssrc != self._ssrc or self._next is None:
+            self._restart(ssrc, seq)
+        distance = (seq - self._next) & 0xFFFF  # type: ignore[operator]
+        if distance >= 0x8000:
+            self.late += 1
+            return []
+        if distance > MAX_JUMP:
+            self._restart(ssrc, seq)
+            distance = 0
+        packet = Packet(seq, timestamp, payload_type, payload)
+        if distance == 0 and not self._held:
+            self._next = (seq + 1) & 0xFFFF
+            return [packet]
+        if seq in self._held:
+            self.late += 1  # a duplicate
+            return []
+        self._held[seq] = packet
+        released = self._drain()
+        if self._held:
+            if self._hole_since is None:
+                self._hole_since = now
+            if len(self._held) > MAX_HELD:
+                released += self._skip_hole(now)
+        else:
+            self._hole_since = None
+        return released
+
+    def expire(self, now: float) -> list[Packet]:
+        """Give up on the current hole if its deadline has passed; return what is released."""
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return []
+        return self._skip_hole(now)
+
+    def _skip_hole(self, now: float) -> list[Packet]:
+        assert self._next is not None
+        nearest = min(self._held, key=lambda s: (s - self._next) & 0xFFFF)  # type: ignore[operator]
+        released = []
+        seq = self._next
+        while seq != nearest:
+            released.append(Packet(seq, 0, -1, None))
+            seq = (seq + 1) & 0xFFFF
+        self.lost += len(released)
+        self._next = nearest
+        released += self._drain()
+        self._hole_since = now if self._held else None
+        return released
+
+    def _drain(self) -> list[Packet]:
+        released = []
+        while self._next in self._held:
+            released.append(self._held.pop(self._next))
+            self._next = (self._next + 1) & 0xFFFF
+        if released and self._held:
+            # The hole moved: the next one gets its own full wait.
+            self._hole_since = None
+        return released
+
+    def _restart(self, ssrc: int, seq: int) -> None:
+        if self._ssrc is not None:
+            self.restarts += 1
+        self._ssrc = ssrc
+        self._next = seq
+        self._held.clear()
+        self._hole_since = None
+
+    def _update_jitter(self, timestamp: int, now: float) -> None:
+        transit = now - timestamp / self.clock_rate
+        if self._transit is not None:
+            delta = abs(transit - self._transit)
+            if delta < 1.0:  # ignore timestamp jumps (DTX, restarts)
+                self.jitter += (delta - self.jitter) / 16.0
+        self._transit = transit
+
+
+@dataclass(frozen=True)
+class ReceiveStats:
+    """Counters of the lean receive path."""
+
+    frames_decoded: int
+    frames_concealed: int
+    packets_late: int
+    packets_lost: int
+    jitter_ms: float
+
+
+class LeanReceiver:
+    """Jitter buffer + decoders for one leg; feeds decoded audio to ``deliver``.
+
+    Args:
+        deliver: called with ``(samples, sample_rate)`` for every decoded frame, on
+            the event loop, in order.
+        codecs: ``payload type -> (encoding name, clock rate)`` of the audio formats
+            the far end may send.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[Samples, int], None],
+        codecs: dict[int, tuple[str, int]],
+    ) -> None:
+        self._deliver = deliver
+        self._codecs: dict[int, tuple[str, int]] = {}
+        self._decoders: dict[int, AudioDecoder | None] = {}
+        clock = next(iter(codecs.values()))[1] if codecs else 8000
+        self._buffer = JitterBuffer(clock_rate=clock)
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_size: dict[int, int] = {}
+        self._last_payload_type: int | None = None
+        self.frames_decoded = 0
+        self.frames_concealed = 0
+        self.configure(codecs)
+
+    def configure(self, codecs: dict[int, tuple[str, int]]) -> None:
+        """Set the payload types we decode (after each negotiation)."""
+        for pt in list(self._decoders):
+            if self._codecs.get(pt) != codecs.get(pt):
+                del self._decoders[pt]
+        self._codecs = dict(codecs)
+        if codecs:
+            self._buffer.clock_rate = next(iter(codecs.values()))[1]
+
+    def stats(self) -> ReceiveStats:
+        """Counters so far."""
+        return ReceiveStats(
+            frames_decoded=self.frames_decoded,
+            frames_concealed=self.frames_concealed,
+            packets_late=self._buffer.late,
+            packets_lost=self._buffer.lost,
+            jitter_ms=self._buffer.jitter * 1000.0,
+        )
+
+    def handle(self, data: bytes) -> bool:
+        """Take one plain RTP packet; return whether it was ours (an audio format)."""
+        payload_type = data[1] & 0x7F
+        if payload_type not in self._codecs:
+            return False
+        try:
+            payload = rtp_payload(data)
+        except ValueError:
+            return True
+        seq, timestamp, ssrc = struct.unpack_from("!HII", data, 2)
+        released = self._buffer.push(
+            ssrc, seq, timestamp, payload_type, payload, self._loop.time()
+        )
+        if released:
+            self._play(released)
+        self._arm()
+        return True
+
+    def close(self) -> None:
+        """Cancel the timer; nothing more is delivered."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._codecs = {}
+
+    def _arm(self) -> None:
+        deadline = self._buffer.deadline()
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif self._timer is None or self._timer.when() != deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        released = self._buffer.expire(self._loop.time())
+        if released:
+            self._play(released)
+        self._arm()
+
+    def _play(self, packets: list[Packet]) -> None:
+        conceal = sum(1 for p in packets if p.payload is None) <= MAX_CONCEAL_PACKETS
+        for packet in packets:
+            if packet.payload is None:
+                pt = self._last_payload_type
+                if conceal and pt is not None and pt in self._last_size:
+                    decoder = self._decoders.get(pt)
+                    if decoder is not None:
+                        self.frames_concealed += 1
+                        silence = np.zeros(self._last_size[pt], dtype=np.int16)
+                        self._deliver(silence, decoder.sample_rate)
+                continue
+            decoder = self._decoder(packet.payload_type)
+            if decoder is None:
+                continue
+            samples = decoder.decode(packet.payload)
+            if samples.size:
+                self.frames_decoded += 1
+                self._last_size[packet.payload_type] = samples.size
+                self._last_payload_type = packet.payload_type
+                self._deliver(samples, decoder.sample_rate)
+
+    def _decoder(self, payload_type: int) -> AudioDecoder | None:
+        try:
+            return self._decoders[payload_type]
+        except KeyError:
+            name, clock = self._codecs[payload_type]
+            decoder = self._decoders[payload_type] = make_decoder(name, clock)
+            return decoder
