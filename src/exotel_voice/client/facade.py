@@ -1,0 +1,937 @@
+"""``ExotelWebClient``: Exotel's Voice WebSDK API (the integration guide's names) for Python.
+
+::
+
+    from exotel_voice import ExotelWebClient
+
+    def register_event(state, phone):            # RegisterEventCallBack
+        print("registration:", state)
+
+    def call_listener(call_obj, event_type, phone):   # CallListenerCallback
+        if event_type == "incoming":
+            ExotelWebClient_instance.getCall().Answer()
+
+    client = ExotelWebClient()
+    client.initWebrtc(sip_account_info, register_event, call_listener, None)
+    client.DoRegister()                      # returns at once; callbacks follow
+
+This is a thin, synchronous face over the asyncio :class:`~exotel_voice.client.phone.Phone`
+and :class:`~exotel_voice.client.call.Call` (one core, two faces): it holds no SIP logic,
+only maps the phone's typed events to the guide's callback strings.
+
+Threads: each client runs its own asyncio event loop in one daemon thread
+(``exotel-voice-<n>``), started by the constructor and stopped by :meth:`ExotelWebClient.close`.
+Every callback (register, call, session, ``checkClientStatus``) runs on that thread, in
+event order; a callback must not block for long (it would delay that client's SIP and
+audio). Methods that start work (``DoRegister``, ``Answer``, ``Hold`` ...) return at once and
+can be called from any thread, callbacks included. Operations return an
+:class:`~exotel_voice.client._thread.OpFuture` (a ``concurrent.futures.Future``); waiting on
+one, or using a blocking helper (``wait_for_registration`` ...), from inside a callback
+raises :class:`~exotel_voice.exceptions.InvalidState` instead of deadlocking.
+
+Applications that already run asyncio should use :class:`~exotel_voice.client.phone.Phone`
+directly; see docs/quickstart.md and docs/guide-mapping.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from ..config import AccountConfig
+from ..exceptions import ConfigurationError, InvalidState, SipError
+from ..media import AudioSource, MediaConfig
+from ._thread import LoopThread, OpFuture
+from .call import Call
+from .events import (
+    CallEvent,
+    ClientStatus,
+    PhoneEvent,
+    RegistrationStateChanged,
+    TransportStateChanged,
+)
+from .logbridge import LoggerCallback, forget_secret, remember_secret, set_logger_callback
+from .phone import Phone
+
+
+__all__ = ["ExotelCall", "ExotelWebClient", "OpFuture"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``RegisterEventCallBack(state, phone)``.
+RegisterEventCallBack = Callable[[str, str], object]
+#: ``CallListenerCallback(callObj, eventType, phone)``.
+CallListenerCallback = Callable[["ExotelCall", str, str], object]
+#: ``SessionCallback(state, phone)``.
+SessionCallback = Callable[[str, str], object]
+#: ``checkClientStatus`` callback ``(status)``.
+ClientStatusCallback = Callable[[str], object]
+
+#: Keys of the guide's callObj (section 5.4) plus ours, in the order ``keys()`` gives them.
+CALL_OBJ_KEYS = (
+    "callId",
+    "callState",
+    "callDirection",
+    "callStartTime",
+    "remoteDisplayName",
+    "remoteId",
+    "remoteUri",
+    "callSid",
+    "sipHeaders",
+)
+
+_counter = itertools.count(1)
+_live_clients: weakref.WeakSet[ExotelWebClient] = weakref.WeakSet()
+
+
+class ExotelCall(Mapping[str, Any]):
+    """One call, as the guide sees it: both the ``callObj`` and the ``getCall()`` object.
+
+    The same object is passed as ``callObj`` to every ``CallListenerCallback`` of one call
+    and returned by :meth:`ExotelWebClient.getCall` while that call is the current one.
+
+    * The guide's call methods: :meth:`Answer`, :meth:`Hangup`, :meth:`Mute`,
+      :meth:`UnMute`, :meth:`MuteToggle`, :meth:`Hold`, :meth:`UnHold`,
+      :meth:`HoldToggle`, :meth:`sendDTMF`. Each returns at once with an
+      :class:`OpFuture`; failures are logged and set on the future, never raised.
+    * The guide's callObj fields as attributes (``call_obj.callId``) and as a read-only
+      dict (``call_obj["callId"]``, ``dict(call_obj)``): ``callId`` (SIP Call-ID),
+      ``callState`` (``incoming``/``calling``/``ringing``/``connected``/``ended``),
+      ``callDirection`` (``incoming``/``outgoing``), ``callStartTime`` (local ISO time),
+      ``remoteDisplayName``, and ours: ``remoteId`` (the far end's number/user),
+      ``remoteUri``, ``callSid`` (``X-Exotel-Callsid``), ``sipHeaders`` (every header of
+      the INVITE). Values are live: they follow the call's state.
+
+    When there is no call, :meth:`ExotelWebClient.getCall` returns an empty, *falsy*
+    ``ExotelCall`` whose methods log a warning and return a future failed with
+    :class:`InvalidState` (so the guide's ``if (call) call.sendDTMF(d)`` works as written).
+    """
+
+    def __init__(self, client: ExotelWebClient, call: Call | None) -> None:
+        self._client = client
+        self._call = call
+
+    # -- identity ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        if self._call is None:
+            return "<ExotelCall (no call)>"
+        return f"<ExotelCall {self.callDirection} {self.callState} {self.remoteUri}>"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @property
+    def call(self) -> Call | None:
+        """The asyncio :class:`Call` underneath (``None`` for the empty handle)."""
+        return self._call
+
+    # -- Mapping -----------------------------------------------------------------------------
+    def callDetails(self) -> dict[str, Any]:  # noqa: N802 - the JS SDK's name
+        """A plain-dict snapshot of the callObj fields (``{}`` when there is no call)."""
+        call = self._call
+        if call is None:
+            return {}
+        details = dict(call.details())
+        details["remoteUri"] = call.remote_uri
+        return {key: details.get(key, "") for key in CALL_OBJ_KEYS}
+
+    def __getitem__(self, key: str) -> Any:
+        if self._call is None or key not in CALL_OBJ_KEYS:
+            raise KeyError(key)
+        return self.callDetails()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CALL_OBJ_KEYS if self._call is not None else ())
+
+    def __len__(self) -> int:
+        return len(CALL_OBJ_KEYS) if self._call is not None else 0
+
+    def _field(self, key: str, default: Any = "") -> Any:
+        return self.callDetails().get(key, default) if self._call is not None else default
+
+    @property
+    def callId(self) -> str:  # noqa: N802
+        """The SIP Call-ID."""
+        return str(self._field("callId"))
+
+    @property
+    def callState(self) -> str:  # noqa: N802
+        """``incoming``, ``calling``, ``ringing``, ``connected`` or ``ended``."""
+        return str(self._field("callState"))
+
+    @property
+    def callDirection(self) -> str:  # noqa: N802
+        """``incoming`` or ``outgoing``."""
+        return str(self._field("callDirection"))
+
+    @property
+    def callStartTime(self) -> str:  # noqa: N802
+        """When the INVITE was sent or received (local time, ISO 8601)."""
+        return str(self._field("callStartTime"))
+
+    @property
+    def remoteDisplayName(self) -> str:  # noqa: N802
+        """The far end's display name, or its user part when it sent none."""
+        return str(self._field("remoteDisplayName"))
+
+    @property
+    def remoteId(self) -> str:  # noqa: N802
+        """The far end's number or SIP user (the caller's number for incoming calls)."""
+        return str(self._field("remoteId"))
+
+    @property
+    def remoteUri(self) -> str:  # noqa: N802
+        """The far end's SIP URI."""
+        return str(self._field("remoteUri"))
+
+    @property
+    def callSid(self) -> str:  # noqa: N802
+        """Exotel's ``X-Exotel-Callsid`` header of the INVITE, or ``""``."""
+        return str(self._field("callSid"))
+
+    @property
+    def sipHeaders(self) -> dict[str, Any]:  # noqa: N802
+        """Every header of the initial INVITE (a list when a header repeats)."""
+        value = self._field("sipHeaders", {})
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    def header(self, name: str) -> str | None:
+        """One INVITE header by case-insensitive name, or ``None``."""
+        return self._call.header(name) if self._call is not None else None
+
+    # -- the guide's methods -----------------------------------------------------------------
+    def Answer(self) -> OpFuture[None]:  # noqa: N802
+        """Answer the ringing incoming call (5.5). "connected" follows in the callback."""
+        return self._op("Answer", lambda c: c.answer())
+
+    def Hangup(self, status: int | None = None, reason: str | None = None) -> OpFuture[None]:  # noqa: N802
+        """End the call (5.6): reject if ringing (486 Busy Here, or ``status``), cancel if
+        still calling, BYE if connected. "callEnded" follows in the callback."""
+        return self._op("Hangup", lambda c: c.hangup(status, reason))
+
+    def Mute(self) -> OpFuture[None]:  # noqa: N802
+        """Send silence instead of our audio (5.7). No-op if already muted."""
+        return self._op_sync("Mute", lambda c: c.mute())
+
+    def UnMute(self) -> OpFuture[None]:  # noqa: N802
+        """Send our audio again (5.7). No-op if not muted."""
+        return self._op_sync("UnMute", lambda c: c.unmute())
+
+    def MuteToggle(self) -> OpFuture[None]:  # noqa: N802
+        """Flip mute (5.7)."""
+        return self._op_sync("MuteToggle", lambda c: c.toggle_mute())
+
+    def Hold(self) -> OpFuture[None]:  # noqa: N802
+        """Put the far end on hold: re-INVITE with ``a=sendonly`` (5.8). No-op if on hold.
+
+        SessionCallback gets ``holdunhold_success`` or ``holdunhold_failed``.
+        """
+        return self._op("Hold", lambda c: self._client._hold(c, True))
+
+    def UnHold(self) -> OpFuture[None]:  # noqa: N802
+        """Resume a held call: re-INVITE with ``a=sendrecv`` (5.8). No-op if not on hold."""
+        return self._op("UnHold", lambda c: self._client._hold(c, False))
+
+    def HoldToggle(self) -> OpFuture[None]:  # noqa: N802
+        """Flip hold (5.8)."""
+        return self._op("HoldToggle", lambda c: self._client._hold(c, not c.on_hold))
+
+    def sendDTMF(self, digit: str, method: str = "info") -> OpFuture[None]:  # noqa: N802
+        """Send DTMF (5.9): ``0-9``, ``A-D``, ``*``, ``#`` (several digits allowed).
+
+        Args:
+            digit: the digit(s).
+            method: ``"info"`` (SIP INFO ``application/dtmf-relay``, as Exotel's SDK),
+                ``"rfc4733"`` or ``"auto"``.
+        """
+        return self._op("sendDTMF", lambda c: c.send_dtmf(str(digit), method=method))
+
+    # -- blocking helpers --------------------------------------------------------------------
+    def wait_connected(self, timeout: float | None = 10.0) -> None:
+        """Block until the call is connected (not from a callback).
+
+        Raises:
+            SipError: the call ended first. TimeoutError: not within ``timeout``.
+            InvalidState: there is no call, or called from a callback.
+        """
+        call = self._need_call("wait_connected")
+        self._client._thread.run(lambda: call.wait_connected(timeout))
+
+    def wait_ended(self, timeout: float | None = 10.0) -> None:
+        """Block until the call has ended (not from a callback).
+
+        Raises:
+            TimeoutError: not within ``timeout``. InvalidState: no call / from a callback.
+        """
+        call = self._need_call("wait_ended")
+        if call.ended:
+            return
+        self._client._thread.run(lambda: call.wait_ended(timeout))
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _need_call(self, what: str) -> Call:
+        if self._call is None:
+            raise InvalidState(f"{what}(): there is no call")
+        return self._call
+
+    def _op(self, name: str, action: Callable[[Call], Awaitable[None]]) -> OpFuture[None]:
+        call = self._call
+        if call is None:
+            return self._client._no_call(name)
+        return self._client._start(name, lambda: action(call))
+
+    def _op_sync(self, name: str, action: Callable[[Call], None]) -> OpFuture[None]:
+        call = self._call
+        if call is None:
+            return self._client._no_call(name)
+
+        async def run() -> None:
+            action(call)
+
+        return self._client._start(name, run)
+
+
+class ExotelWebClient:
+    """Exotel's ``ExotelWebClient`` (integration guide section 5), one per SIP account.
+
+    Create one, call :meth:`initWebrtc` with the guide's ``sipAccountInfo`` dict and
+    callbacks, then :meth:`DoRegister`. See the module docstring for threads, and
+    docs/guide-mapping.md for every difference from Exotel's JS SDK.
+
+    Only one client per ``userName`` may be initialised in a process at a time (the JS SDK's
+    Dup-Reg guard); the name is released by :meth:`UnRegister` and :meth:`close`.
+    """
+
+    _pool: ClassVar[weakref.WeakValueDictionary[str, ExotelWebClient]] = (
+        weakref.WeakValueDictionary()
+    )
+    _pool_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._number = next(_counter)
+        self._thread = LoopThread(f"exotel-voice-{self._number}")
+        self._account: AccountConfig | None = None
+        self._media: MediaConfig | None = None
+        self._source: Callable[[], AudioSource] | None = None
+        self._ring_timeout: float | None = 60.0
+        self._register_cb: RegisterEventCallBack | None = None
+        self._call_cb: CallListenerCallback | None = None
+        self._session_cb: SessionCallback | None = None
+        # Touched only on the loop thread:
+        self._phone: Phone | None = None
+        self._phone_done = False
+        self._register_task: asyncio.Task[Any] | None = None
+        self._wrappers: dict[int, ExotelCall] = {}
+        # Shared with other threads (under _cond):
+        self._cond = threading.Condition()
+        self._reg_state = ""
+        self._reg_wanted = False
+        self._live: list[ExotelCall] = []
+        self._unregistered = threading.Event()
+        self._unregistered.set()
+        self._incoming: queue.Queue[ExotelCall] = queue.Queue()
+        self._pooled_name: str | None = None
+        self._secret: str | None = None
+        self._closed = False
+        #: The error of the last failed :meth:`initWebrtc` (or other refused call), or ``None``.
+        self.last_error: Exception | None = None
+        _live_clients.add(self)
+
+    def __repr__(self) -> str:
+        name = self._account.user_name if self._account is not None else "-"
+        state = "closed" if self._closed else (self._reg_state or "idle")
+        return f"<ExotelWebClient #{self._number} {name} {state}>"
+
+    def __enter__(self) -> ExotelWebClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def userName(self) -> str | None:  # noqa: N802
+        """The initialised account's ``userName`` (the callbacks' ``phone``), or ``None``."""
+        return self._account.user_name if self._account is not None else None
+
+    @property
+    def account(self) -> AccountConfig | None:
+        """The :class:`AccountConfig` built from ``sipAccountInfo`` (secret hidden in repr)."""
+        return self._account
+
+    @property
+    def phone(self) -> Phone | None:
+        """The asyncio :class:`Phone` underneath (created by :meth:`DoRegister`), or ``None``.
+
+        Use it only from the client's loop thread (``client.loop``).
+        """
+        return self._phone
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The client's event loop (running in its own thread)."""
+        return self._thread.loop
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread the callbacks run on."""
+        return self._thread.thread
+
+    @property
+    def registration_state(self) -> str:
+        """The newest register state: ``""`` (never asked), ``"pending"`` (DoRegister called,
+        no answer yet), ``registered``, ``unregistered`` or ``terminated``."""
+        return self._reg_state
+
+    # -- 5.1 initWebrtc ----------------------------------------------------------------------
+    def initWebrtc(  # noqa: N802
+        self,
+        sipAccountInfo: Mapping[str, Any],  # noqa: N803
+        RegisterEventCallBack: RegisterEventCallBack | None = None,  # noqa: N803
+        CallListenerCallback: CallListenerCallback | None = None,  # noqa: N803
+        SessionCallback: SessionCallback | None = None,  # noqa: N803
+        *,
+        media: MediaConfig | None = None,
+        source: Callable[[], AudioSource] | None = None,
+        ring_timeout: float | None = 60.0,
+        strict: bool = False,
+    ) -> bool:
+        """Validate ``sipAccountInfo`` and store the callbacks (5.1). No network activity.
+
+        Args:
+            sipAccountInfo: the guide's dict: ``userName``, ``authUser``, ``sipdomain``,
+                ``domain`` ("host:port"), ``displayname``, ``secret``, ``port``,
+                ``security`` ("wss"/"ws"), optional ``endpoint``; Python extras ``wsUrl``
+                (full URL), ``caFile`` (PEM CA bundle for wss), ``insecureSkipVerify``
+                (``True`` turns TLS verification off, with a warning).
+            RegisterEventCallBack: ``(state, phone)``.
+            CallListenerCallback: ``(callObj, eventType, phone)``.
+            SessionCallback: ``(state, phone)``.
+            media: ICE/codec settings for calls (e.g.
+                ``MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"]))``).
+            source: a factory of the audio each call sends (default silence).
+            ring_timeout: seconds an unanswered incoming call rings before 480.
+            strict: raise instead of returning ``False``.
+
+        Returns:
+            ``True`` on success; ``False`` on bad input, with the error logged (ERROR,
+            naming the field) and kept in :attr:`last_error` -- like the JS SDK.
+
+        Raises:
+            ConfigurationError: (``strict=True`` only) a field is missing or invalid;
+                ``.field`` names it.
+            InvalidState: (``strict=True`` only) the ``userName`` is used by another client,
+                this client is registered (UnRegister first), or it is closed.
+        """
+        try:
+            if self._closed:
+                raise InvalidState("initWebrtc(): the client is closed")
+            for arg, cb in (
+                ("RegisterEventCallBack", RegisterEventCallBack),
+                ("CallListenerCallback", CallListenerCallback),
+                ("SessionCallback", SessionCallback),
+                ("source", source),
+            ):
+                if cb is not None and not callable(cb):
+                    raise ConfigurationError(arg, "must be a function or None")
+            if media is not None and not isinstance(media, MediaConfig):
+                raise ConfigurationError("media", "must be a MediaConfig")
+            if isinstance(sipAccountInfo, Mapping):
+                insecure = sipAccountInfo.get("insecureSkipVerify", False)
+                if insecure is not None and not isinstance(insecure, bool):
+                    raise ConfigurationError("insecureSkipVerify", "must be True or False")
+            account = AccountConfig.from_sip_account_info(sipAccountInfo)
+            with self._cond:
+                if self._reg_wanted or not self._unregistered.is_set():
+                    raise InvalidState(
+                        "initWebrtc(): this client is registered; call UnRegister() first"
+                    )
+            previous_name = self._pooled_name
+            self._acquire_name(account.user_name)
+        except (ConfigurationError, InvalidState) as exc:
+            self.last_error = exc
+            if "[Dup-Reg]" in str(exc):
+                logger.warning("! initWebrtc: %s", exc)
+            else:
+                logger.error("! initWebrtc: %s", exc)
+            if strict:
+                raise
+            return False
+        if previous_name is not None and previous_name != account.user_name:
+            with ExotelWebClient._pool_lock:
+                if ExotelWebClient._pool.get(previous_name) is self:
+                    del ExotelWebClient._pool[previous_name]
+        if self._secret is not None:
+            forget_secret(self._secret)
+        self._secret = account.secret
+        remember_secret(account.secret)
+        if account.tls.insecure_skip_verify:
+            logger.warning(
+                "! initWebrtc: insecureSkipVerify is set: TLS certificates of %s will NOT be "
+                "verified (development only)", account.ws_url,
+            )
+        self._account = account
+        self._media = media
+        self._source = source
+        self._ring_timeout = ring_timeout
+        self._register_cb = RegisterEventCallBack
+        self._call_cb = CallListenerCallback
+        self._session_cb = SessionCallback
+        self.last_error = None
+        with self._cond:
+            self._reg_state = ""
+        logger.info("= initWebrtc: %s at %s", account.user_name, account.ws_url)
+        return True
+
+    # -- 5.2 / 5.3 registration --------------------------------------------------------------
+    def DoRegister(self) -> bool:  # noqa: N802
+        """Connect and register (5.2). Returns at once; RegisterEventCallBack follows.
+
+        Keeps the registration alive (refreshes; reconnects and re-registers after a lost
+        connection) until :meth:`UnRegister`.
+
+        Returns:
+            ``True`` if registration was started; ``False`` (error logged, in
+            :attr:`last_error`) before :meth:`initWebrtc`, after :meth:`close`, when the
+            ``userName`` is now used by another client, or when already registered.
+        """
+        if not self._ready("DoRegister"):
+            return False
+        assert self._account is not None
+        try:
+            self._acquire_name(self._account.user_name)
+        except InvalidState as exc:
+            self.last_error = exc
+            logger.warning("! DoRegister: %s", exc)
+            return False
+        with self._cond:
+            if self._reg_wanted and self._reg_state == "registered":
+                logger.warning("! DoRegister: %s is already registered", self._account.user_name)
+                return False
+            self._reg_wanted = True
+            self._reg_state = "pending"
+            self._unregistered.clear()
+            self._cond.notify_all()
+        self._start("DoRegister", self._do_register)
+        return True
+
+    def UnRegister(self) -> bool:  # noqa: N802
+        """Remove the registration and disconnect (5.3). Returns at once.
+
+        RegisterEventCallBack gets ``sent_request`` and then ``unregistered`` (when the
+        registrar answers). Calls in progress are hung up. The ``userName`` is released, so
+        another client may use it; this one may :meth:`DoRegister` again.
+
+        Returns:
+            ``True`` if an un-registration was started; ``False`` (logged) before
+            :meth:`initWebrtc` or after :meth:`close`.
+        """
+        if not self._ready("UnRegister"):
+            return False
+        with self._cond:
+            self._reg_wanted = False
+        self._release_name()
+        self._start("UnRegister", self._do_unregister)
+        return True
+
+    def unregister(self) -> bool:
+        """Alias of :meth:`UnRegister` (the name the guide's 5.12 snippet uses)."""
+        return self.UnRegister()
+
+    # -- 5.5 getCall, MakeCall ---------------------------------------------------------------
+    def getCall(self) -> ExotelCall:  # noqa: N802
+        """The current call's :class:`ExotelCall` (the newest that has not ended).
+
+        When there is none, an empty, falsy ``ExotelCall`` whose methods log a warning and
+        return a failed future (never ``None``, never an exception).
+        """
+        with self._cond:
+            if self._live:
+                return self._live[-1]
+        return ExotelCall(self, None)
+
+    def MakeCall(  # noqa: N802
+        self,
+        number: str,
+        headers: Mapping[str, str] | None = None,
+        source: AudioSource | None = None,
+    ) -> OpFuture[ExotelCall]:
+        """Place an outgoing call (not in the guide; Exotel's SDK is inbound-only).
+
+        Args:
+            number: a number or SIP user (dialled at ``sipdomain``), ``user@host`` or a SIP URI.
+            headers: extra INVITE headers, e.g. ``{"X-Ticket": "42"}``.
+            source: what to send (default: ``initWebrtc(source=...)``, else silence).
+
+        Returns:
+            A future of the call's :class:`ExotelCall`, set once the INVITE is sent.
+            CallListenerCallback then gets ``ringing``, ``connected``, ``callEnded`` /
+            ``terminated``. Fails with :class:`InvalidState` when not connected.
+        """
+        if not self._ready("MakeCall"):
+            return self._failed(InvalidState("MakeCall(): call initWebrtc() first"))
+
+        async def dial() -> ExotelCall:
+            phone = self._phone
+            if phone is None or self._phone_done:
+                raise InvalidState("MakeCall(): not registered; call DoRegister() first")
+            call = await phone.dial(number, headers=dict(headers or {}), source=source)
+            wrapper = self._wrap(call)
+            with self._cond:
+                if not call.ended and wrapper not in self._live:
+                    self._live.append(wrapper)
+            return wrapper
+
+        return self._start("MakeCall", dial)
+
+    # -- 5.13 checkClientStatus --------------------------------------------------------------
+    def checkClientStatus(  # noqa: N802
+        self, callback: ClientStatusCallback | None = None
+    ) -> OpFuture[ClientStatus]:
+        """Report readiness (5.13): ``callback(status)`` on the client's thread.
+
+        Statuses: ``not_initialized``, ``media_permission_denied`` (the ``source`` cannot be
+        opened), ``connecting``, ``websocket_connection_failed``, ``disconnected``,
+        ``initial`` (registering), ``registered``, ``terminated``, ``unregistered``.
+
+        Returns:
+            A future of the same status (for synchronous code: ``.result(timeout)``).
+        """
+
+        def compute() -> ClientStatus:
+            status: ClientStatus
+            phone = self._phone
+            if self._account is None:
+                status = "not_initialized"
+            elif phone is None:
+                status = "not_initialized"
+            elif self._phone_done:
+                status = "unregistered"
+            else:
+                status = phone.status()
+            if callback is not None:
+                try:
+                    callback(status)
+                except Exception:
+                    logger.exception("! checkClientStatus: the callback failed")
+            return status
+
+        if self._closed:
+            logger.warning("! checkClientStatus: the client is closed")
+        return self._thread.call(compute)
+
+    # -- 5.15 logger callback ----------------------------------------------------------------
+    @staticmethod
+    def registerLoggerCallback(  # noqa: N802
+        callback: LoggerCallback | None, level: int = logging.DEBUG
+    ) -> None:
+        """Send the SDK's log records to ``callback(type, message, args)`` (5.15).
+
+        Process-wide (static, as in the JS SDK 3.x); a new callback replaces the previous
+        one, ``None`` removes it. ``type`` is ``log`` (DEBUG), ``info``, ``warn`` or
+        ``error``; ``message`` is redacted (no password, digest response, ice-pwd ...);
+        ``args`` is ``[logger name]`` plus a redacted traceback if any. The callback runs on
+        the thread that logged. See :mod:`exotel_voice.client.logbridge` for the effect on
+        the ``exotel_voice`` logger's level.
+        """
+        set_logger_callback(callback, level)
+
+    # -- blocking helpers --------------------------------------------------------------------
+    def wait_for_registration(self, timeout: float | None = 10.0) -> bool:
+        """Block until the registration succeeds (``True``) or fails (``False``).
+
+        Not from a callback. Returns ``True`` at once if already registered.
+
+        Raises:
+            InvalidState: :meth:`DoRegister` was not called, or called from a callback.
+            TimeoutError: neither within ``timeout`` seconds.
+        """
+        self._no_wait_in_callback("wait_for_registration")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            if not self._reg_wanted and self._reg_state != "registered":
+                raise InvalidState("wait_for_registration(): DoRegister() was not called")
+            while self._reg_state not in ("registered", "terminated"):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"not registered within {timeout} s")
+                self._cond.wait(remaining)
+            return self._reg_state == "registered"
+
+    def wait_for_unregistration(self, timeout: float | None = 10.0) -> bool:
+        """Block until :meth:`UnRegister` has finished (``True``), or ``timeout`` (``False``)."""
+        self._no_wait_in_callback("wait_for_unregistration")
+        return self._unregistered.wait(timeout)
+
+    def wait_for_call(self, timeout: float | None = 30.0) -> ExotelCall:
+        """Block until an incoming call arrives; returns it (calls that already ended while
+        nobody waited are skipped). Not from a callback.
+
+        Raises:
+            TimeoutError: no call within ``timeout`` seconds.
+        """
+        self._no_wait_in_callback("wait_for_call")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                call = self._incoming.get(timeout=remaining)
+            except queue.Empty:
+                raise TimeoutError(f"no incoming call within {timeout} s") from None
+            if call.call is not None and not call.call.ended:
+                return call
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Unregister if registered, hang up, stop the client's thread. Idempotent.
+
+        The client cannot be used afterwards. Called for every live client at interpreter
+        exit. From a callback, the work is scheduled and ``close`` returns at once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with self._cond:
+            self._reg_wanted = False
+        self._release_name()
+        if self._secret is not None:
+            forget_secret(self._secret)
+            self._secret = None
+
+        async def shutdown() -> None:
+            try:
+                await asyncio.wait_for(self._do_unregister(quiet=True), timeout)
+            except (TimeoutError, SipError) as exc:
+                logger.warning("! close: %s", exc)
+
+        if self._thread.in_loop_thread:
+            fut = self._thread.submit(shutdown)
+            fut.add_done_callback(lambda _f: self._thread.stop())
+            return
+        try:
+            self._thread.run(shutdown, timeout + 1.0)
+        except (TimeoutError, InvalidState):
+            pass
+        finally:
+            self._thread.stop()
+
+    # -- loop-thread side --------------------------------------------------------------------
+    async def _do_register(self) -> None:
+        account = self._account
+        assert account is not None
+        phone = self._phone
+        if phone is None or self._phone_done:
+            phone = Phone(account, media=self._media, source=self._source,
+                          ring_timeout=self._ring_timeout)
+            self._phone = phone
+            self._phone_done = False
+            phone.add_listener(self._on_event)
+        task = self._register_task
+        if task is not None and not task.done():
+            task.cancel()
+        self._register_task = asyncio.current_task()
+        try:
+            await phone.register(timeout=None)
+        except SipError as exc:
+            # RegisterEventCallBack already got "terminated"; retries go on where possible.
+            logger.info("= DoRegister: %s", exc)
+
+    async def _do_unregister(self, quiet: bool = False) -> None:
+        try:
+            task = self._register_task
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+            phone = self._phone
+            if phone is None or self._phone_done:
+                if not quiet:
+                    logger.info("= UnRegister: not registered; nothing to do")
+                with self._cond:
+                    if self._reg_state in ("pending", "registered"):
+                        self._reg_state = "unregistered"
+                    self._cond.notify_all()
+                return
+            self._phone_done = True
+            await phone.unregister()
+        finally:
+            with self._cond:
+                if not self._reg_wanted:
+                    self._live.clear()
+                    if self._reg_state == "pending":
+                        self._reg_state = "unregistered"
+                self._cond.notify_all()
+            self._unregistered.set()
+
+    async def _hold(self, call: Call, hold: bool) -> None:
+        try:
+            if hold:
+                await call.hold()
+            else:
+                await call.unhold()
+        except InvalidState:
+            raise
+        except SipError:
+            self._emit_session("holdunhold_failed")
+            raise
+
+    def _on_event(self, event: PhoneEvent) -> None:
+        """Map one :class:`Phone` event to the guide's callbacks (on the loop thread)."""
+        if isinstance(event, RegistrationStateChanged):
+            # The callback first, so that a waiter woken by the new state sees its effects.
+            self._emit_register(event.state)
+            with self._cond:
+                if event.state != "sent_request":
+                    self._reg_state = event.state
+                self._cond.notify_all()
+        elif isinstance(event, TransportStateChanged):
+            if event.connected:
+                return
+            with self._cond:
+                failed = self._reg_wanted and self._reg_state == "pending"
+            if failed:
+                # No REGISTER could be sent: report the failure as the guide's "terminated".
+                logger.warning("! %s: cannot reach %s: %s", event.phone,
+                               self._account.ws_url if self._account else "?", event.error)
+                self._emit_register("terminated")
+                with self._cond:
+                    if self._reg_state == "pending":
+                        self._reg_state = "terminated"
+                    self._cond.notify_all()
+        elif isinstance(event, CallEvent):
+            self._on_call_event(event)
+
+    def _on_call_event(self, event: CallEvent) -> None:
+        wrapper = self._wrap(event.call)
+        kind = event.event
+        if kind == "incoming":
+            with self._cond:
+                if wrapper not in self._live:
+                    self._live.append(wrapper)
+            self._incoming.put(wrapper)
+            self._emit_session("incoming")
+            self._emit_call(wrapper, "incoming")
+        elif kind == "ringing":
+            self._emit_call(wrapper, "ringing")
+        elif kind == "connected":
+            self._emit_session("accepted")
+            self._emit_call(wrapper, "connected")
+        elif kind in ("callEnded", "terminated"):
+            with self._cond:
+                if wrapper in self._live:
+                    self._live.remove(wrapper)
+            self._wrappers.pop(id(event.call), None)
+            self._emit_session("terminated")
+            self._emit_call(wrapper, kind)
+        elif kind in ("muted", "unmuted", "remote_hold", "remote_unhold"):
+            self._emit_session(kind)
+        elif kind in ("hold", "unhold"):
+            self._emit_session("holdunhold_success")
+
+    def _wrap(self, call: Call) -> ExotelCall:
+        wrapper = self._wrappers.get(id(call))
+        if wrapper is None or wrapper.call is not call:
+            wrapper = ExotelCall(self, call)
+            self._wrappers[id(call)] = wrapper
+        return wrapper
+
+    def _emit_register(self, state: str) -> None:
+        cb = self._register_cb
+        if cb is not None:
+            self._safe(cb, "RegisterEventCallBack", state, self._name())
+
+    def _emit_call(self, call: ExotelCall, event: str) -> None:
+        cb = self._call_cb
+        if cb is not None:
+            self._safe(cb, "CallListenerCallback", call, event, self._name())
+
+    def _emit_session(self, state: str) -> None:
+        cb = self._session_cb
+        if cb is not None:
+            self._safe(cb, "SessionCallback", state, self._name())
+
+    def _name(self) -> str:
+        return self._account.user_name if self._account is not None else ""
+
+    @staticmethod
+    def _safe(cb: Callable[..., object], what: str, *args: Any) -> None:
+        try:
+            cb(*args)
+        except Exception:
+            logger.exception("! %s raised", what)
+
+    # -- any-thread side ---------------------------------------------------------------------
+    def _ready(self, what: str) -> bool:
+        if self._closed:
+            exc = InvalidState(f"{what}(): the client is closed")
+        elif self._account is None:
+            exc = InvalidState(f"{what}(): call initWebrtc() first")
+        else:
+            return True
+        self.last_error = exc
+        logger.error("! %s", exc)
+        return False
+
+    def _start(
+        self, name: str, factory: Callable[[], Awaitable[T]], *, quiet: bool = False
+    ) -> OpFuture[T]:
+        fut = self._thread.submit(factory)
+
+        def report(f: Any) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is None or quiet:
+                return
+            if isinstance(exc, InvalidState):
+                logger.warning("! %s: %s", name, exc)
+            else:
+                logger.error("! %s failed: %s", name, exc)
+
+        fut.add_done_callback(report)
+        return fut
+
+    def _failed(self, exc: Exception) -> OpFuture[Any]:
+        self.last_error = exc
+        return OpFuture.failed(exc)
+
+    def _no_call(self, name: str) -> OpFuture[None]:
+        logger.warning("! %s(): there is no call", name)
+        return OpFuture.failed(InvalidState(f"{name}(): there is no call"))
+
+    def _no_wait_in_callback(self, what: str) -> None:
+        if self._thread.in_loop_thread:
+            raise InvalidState(f"{what}() cannot be called from a callback (it would deadlock)")
+
+    def _acquire_name(self, name: str) -> None:
+        with ExotelWebClient._pool_lock:
+            owner = ExotelWebClient._pool.get(name)
+            if owner is not None and owner is not self:
+                raise InvalidState(
+                    f"[Dup-Reg] {name} already in use by another ExotelWebClient - init rejected"
+                )
+            ExotelWebClient._pool[name] = self
+            self._pooled_name = name
+
+    def _release_name(self) -> None:
+        with ExotelWebClient._pool_lock:
+            name = self._pooled_name
+            if name is not None and ExotelWebClient._pool.get(name) is self:
+                del ExotelWebClient._pool[name]
+            self._pooled_name = None
+
+
+@atexit.register
+def _close_all() -> None:
+    for client in list(_live_clients):
+        try:
+            client.close(timeout=2.0)
+        except Exception:
+            pass
