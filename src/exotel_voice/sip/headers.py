@@ -478,6 +478,9 @@ def parse_name_addr(text: str) -> NameAddr:
                 display = QUOTED_PAIR_RE.sub(_unescape_pair, display)
         else:
             display = token
+        rest = rest.lstrip(" \t")
+        if rest and rest[0] != ";":
+            raise InvalidMessage(f"unexpected text after <URI> in {text[:80]!r}")
         return NameAddr(parse_uri(uri_text), display, parse_params(rest) if rest else {})
     s = text.strip(" \t")
     if not s or s[0] in "<\"" or "<" in s:

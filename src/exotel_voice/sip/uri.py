@@ -199,7 +199,8 @@ def parse_uri(text: str) -> URI:
     """Parse a URI (RFC 3261 §19.1.1 for ``sip:``/``sips:``, RFC 3986 shape for the rest).
 
     The user part, password, parameters and header values are percent-decoded
-    (RFC 3261 §19.1.4: ``%6C%72`` and ``lr`` are the same parameter). Escapes must be well formed (``%`` followed by two hex digits).
+    (RFC 3261 §19.1.4: ``%6C%72`` and ``lr`` are the same parameter). Escapes must be
+    well formed (``%`` followed by two hex digits).
 
     Args:
         text: the URI, without surrounding ``<>`` and without surrounding whitespace.
