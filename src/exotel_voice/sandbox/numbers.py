@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..media import AudioSink, AudioSource, SilenceSource, ToneSource
+from ..media.analysis import goertzel_power, rms
 from ..media.pcm import Resampler, Samples, samples_per_frame
 from ..sip.message import Request
 from ..sip.useragent import parse_dtmf_relay
@@ -41,6 +42,7 @@ __all__ = [
     "NumberApp",
     "RelayBuffer",
     "ToneApp",
+    "detect_dtmf",
     "make_app",
 ]
 
@@ -287,3 +289,46 @@ class Bridge:
                 dst.sandbox.spawn(dst.media.send_dtmf(digit), f"{dst!r} DTMF relay")
 
         return relay
+
+
+_LOWS = (697.0, 770.0, 852.0, 941.0)
+_HIGHS = (1209.0, 1336.0, 1477.0, 1633.0)
+_BY_PAIR = {pair: digit for digit, pair in DTMF_FREQUENCIES.items()}
+
+
+def detect_dtmf(pcm: Samples, sample_rate: int, *, min_level: float = 0.01) -> str:
+    """The DTMF digits audible in ``pcm`` (mono int16), in order.
+
+    Looks at 40 ms windows every 20 ms: a window holds a digit when its strongest row and
+    column tones together carry most of its power (over 60%, twist within 8 dB). A digit
+    is reported once per tone burst: it must be absent (silence or another digit) between
+    two reports of the same digit.
+
+    Args:
+        pcm: the audio.
+        sample_rate: its rate.
+        min_level: windows quieter than this RMS (fraction of full scale) are silence.
+    """
+    window = sample_rate * 40 // 1000
+    hop = sample_rate * 20 // 1000
+    out: list[str] = []
+    previous: str | None = None
+    for start in range(0, max(0, pcm.size - window + 1), hop):
+        chunk = pcm[start : start + window]
+        level = rms(chunk)
+        digit: str | None = None
+        if level >= min_level:
+            lows = [goertzel_power(chunk, sample_rate, f) for f in _LOWS]
+            highs = [goertzel_power(chunk, sample_rate, f) for f in _HIGHS]
+            low_i = int(np.argmax(lows))
+            high_i = int(np.argmax(highs))
+            low_p, high_p = lows[low_i], highs[high_i]
+            # A sine of amplitude A: RMS^2 = A^2/2, Goertzel power A^2/4 (see detect_tone).
+            share = 2.0 * (low_p + high_p) / (level * level)
+            twist_ok = min(low_p, high_p) > 0 and max(low_p, high_p) / min(low_p, high_p) < 6.3
+            if share > 0.6 and twist_ok:
+                digit = _BY_PAIR[(_LOWS[low_i], _HIGHS[high_i])]
+        if digit is not None and digit != previous:
+            out.append(digit)
+        previous = digit
+    return "".join(out)

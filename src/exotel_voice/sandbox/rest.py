@@ -37,7 +37,7 @@ from .numbers import TEST_NUMBERS
 if TYPE_CHECKING:
     from .server import Sandbox, SandboxCall
 
-__all__ = ["RestServer", "call_resource"]
+__all__ = ["RestServer", "call_resource", "http_request"]
 
 logger = logging.getLogger(__name__)
 
@@ -279,3 +279,53 @@ async def _read(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str],
         raise _HttpError(413, "Request body too large")
     body = await reader.readexactly(length) if length else b""
     return parts[0].upper(), parts[1], headers, body
+
+
+async def http_request(
+    method: str,
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    form: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, str]:
+    """A minimal HTTP/1.1 client for the REST emulation (plain ``http://`` only).
+
+    Args:
+        method: ``"GET"`` or ``"POST"``.
+        url: the full URL.
+        username: Basic-auth user (the API key).
+        password: Basic-auth password (the API token).
+        form: form fields, sent ``application/x-www-form-urlencoded``.
+        timeout: seconds for the whole exchange.
+
+    Returns:
+        The status code and the body text.
+    """
+    from urllib.parse import urlencode
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname is None:
+        raise ValueError("only http:// URLs are supported")
+    body = urlencode(form).encode() if form is not None else b""
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+    if username is not None:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        lines.append(f"Authorization: Basic {token}")
+    if form is not None:
+        lines.append("Content-Type: application/x-www-form-urlencoded")
+    lines.append(f"Content-Length: {len(body)}")
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, parts.port or 80)
+        try:
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            await writer.drain()
+            data = await reader.read()
+        finally:
+            writer.close()
+    head, _, text = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, text.decode("utf-8", "replace")

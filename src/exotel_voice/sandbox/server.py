@@ -705,7 +705,12 @@ class Sandbox:
         return call
 
     async def _dial_user(
-        self, call: SandboxCall, user: str, caller: str, time_out: float | None
+        self,
+        call: SandboxCall,
+        user: str,
+        caller: str,
+        time_out: float | None,
+        app: NumberApp | None = None,
     ) -> Leg | None:
         binding = self.binding(user)
         if binding is None:
@@ -719,9 +724,13 @@ class Sandbox:
             target=binding.contact.uri,
             caller=caller,
             headers=[("X-Exotel-Callsid", call.sid)],
-            source=SilenceSource(),
+            source=app.source() if app is not None else SilenceSource(),
             ring_timeout=time_out if time_out is not None else self.config.ring_timeout,
         )
+        if app is not None:
+            # Listen before the answer: the client may send DTMF the moment it answers.
+            call.app = app
+            app.attach(leg)
         call.legs.append(leg)
         leg.end_listeners.append(lambda _: self._leg_ended(call))
         return leg
@@ -735,7 +744,9 @@ class Sandbox:
         time_limit: float | None,
     ) -> None:
         caller = normalise_party(call.caller_id) or "sandbox"
-        first = await self._dial_user(call, from_user, caller, time_out)
+        # A test number answers at once, so its app serves the first leg from the start.
+        app = make_app(to, tone_hz=self.config.tone_hz) if to in TEST_NUMBERS else None
+        first = await self._dial_user(call, from_user, caller, time_out, app)
         if first is None:
             return
         call.set_status("ringing")
@@ -746,6 +757,8 @@ class Sandbox:
             asyncio.get_running_loop().call_later(time_limit, call.hangup)
         if to in TEST_NUMBERS:
             await self._connect_number(call, first, to, time_out)
+            return
+        if first.ended:
             return
         second = await self._dial_user(call, to, caller, time_out)
         if second is None:
@@ -774,11 +787,7 @@ class Sandbox:
                 call.set_status("no-answer")
                 leg.bye("no answer")
             return
-        app = make_app(number, tone_hz=self.config.tone_hz)
-        assert app is not None and leg.media is not None
-        call.app = app
-        await leg.media.set_source(app.source())
-        app.attach(leg)
+        # echo, tone, ivr: their app has served the leg since it was created.
 
 
 def normalise_party(value: str) -> str:
