@@ -28,11 +28,14 @@ def config(codec: str, **kwargs: object) -> MediaConfig:
 
 @contextlib.asynccontextmanager
 async def connected_pair(
-    codec: str, source_a: AudioSource | None = None, source_b: AudioSource | None = None
+    codec: str,
+    source_a: AudioSource | None = None,
+    source_b: AudioSource | None = None,
+    **options: object,
 ) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
     """A calls B: A offers, B answers, both wait until ICE and DTLS are up."""
-    a = MediaSession(config=config(codec), source=source_a)
-    b = MediaSession(config=config(codec), source=source_b)
+    a = MediaSession(config=config(codec, **options), source=source_a)
+    b = MediaSession(config=config(codec, **options), source=source_b)
     try:
         answer = await b.accept_offer(await a.create_offer())
         await a.set_answer(answer)

@@ -51,6 +51,28 @@ async def test_tones_both_ways(codec: str) -> None:
         assert a.stats().packets_sent > 0 and b.stats().packets_received > 0
 
 
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("media_path", ["lean", "aiortc"])
+async def test_both_receive_paths(codec: str, media_path: str) -> None:
+    """The lean path (default) and aiortc's own receiver deliver the same audio."""
+    async with connected_pair(
+        codec, ToneSource(1000), ToneSource(600), media_path=media_path
+    ) as (a, b):
+        at_b, at_a = await asyncio.gather(collect(b, 0.4), collect(a, 0.4))
+        assert dominant_frequency(at_b, 16000) == pytest.approx(1000, abs=20)
+        assert dominant_frequency(at_a, 16000) == pytest.approx(600, abs=20)
+        decoder_threads = [t for t in threading.enumerate() if t.name == "audio-decoder"]
+        stats = b.receive_stats()
+        if media_path == "lean":
+            # aiortc's decoder threads were ended as soon as its receivers started.
+            assert decoder_threads == []
+            assert stats is not None and stats.frames_decoded >= 20
+            assert stats.packets_late == 0
+        else:
+            assert len(decoder_threads) == 2
+            assert stats is None
+
+
 async def test_mute_sends_silence_but_keeps_packets_flowing() -> None:
     async with connected_pair("PCMU", ToneSource(1000)) as (a, b):
         assert rms_dbfs(await collect(b, 0.3)) > -20

@@ -1,0 +1,256 @@
+"""The lean receive path's pieces without a network: G.711 tables, the jitter buffer,
+and LeanReceiver on a loop.  The end-to-end path is exercised by test_session.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import struct
+
+import av
+import numpy as np
+import pytest
+
+from exotel_voice.media.codecs import (
+    ALAW_DECODE,
+    ULAW_DECODE,
+    G711Decoder,
+    PyAvDecoder,
+    alaw_encode,
+    make_decoder,
+    ulaw_encode,
+)
+from exotel_voice.media.jitter import MAX_CONCEAL_PACKETS, JitterBuffer, LeanReceiver, Packet
+
+
+def _av_codec(name: str, mode: str) -> object:
+    codec = av.CodecContext.create(name, mode)
+    codec.format = "s16"  # type: ignore[attr-defined]
+    codec.layout = "mono"  # type: ignore[attr-defined]
+    codec.sample_rate = 8000  # type: ignore[attr-defined]
+    return codec
+
+
+@pytest.mark.parametrize(
+    ("av_name", "table"), [("pcm_mulaw", ULAW_DECODE), ("pcm_alaw", ALAW_DECODE)]
+)
+def test_g711_tables_decode_like_libavcodec(av_name: str, table: np.ndarray) -> None:
+    codec = _av_codec(av_name, "r")
+    frames = codec.decode(av.Packet(bytes(range(256))))  # type: ignore[attr-defined]
+    reference = frames[0].to_ndarray().reshape(-1)
+    assert np.array_equal(table, reference)
+
+
+@pytest.mark.parametrize(
+    ("encode", "table", "zero_codes"),
+    [(ulaw_encode, ULAW_DECODE, {0x7F, 0xFF}), (alaw_encode, ALAW_DECODE, set())],
+)
+def test_g711_encode(encode, table, zero_codes) -> None:  # type: ignore[no-untyped-def]
+    # Every code's own level encodes back to that code (µ-law has two zeros).
+    codes = np.frombuffer(encode(table), dtype=np.uint8)
+    for code in range(256):
+        if code not in zero_codes:
+            assert codes[code] == code
+    # Quantisation error is within half the step of each segment (at most 1/16 of
+    # the level, plus the smallest step), and the extremes clip to the largest level.
+    values = np.arange(-32768, 32768, dtype=np.int32)
+    decoded = table[np.frombuffer(encode(values.astype(np.int16)), dtype=np.uint8)]
+    error = np.abs(decoded.astype(np.int32) - values)
+    assert np.all(error <= np.abs(values) // 16 + 16)
+    assert decoded[0] == table.min() and decoded[-1] == table.max()
+
+
+def test_g711_encode_matches_libavcodec_closely() -> None:
+    """Reference-encoder boundaries differ from ffmpeg's nearest-level table by one
+    step at a few segment edges only; both are valid G.711."""
+    codec = _av_codec("pcm_mulaw", "w")
+    codec.time_base = fractions.Fraction(1, 8000)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(8000) * 4000).clip(-32768, 32767).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(x.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = 8000
+    frame.pts = 0
+    frame.time_base = fractions.Fraction(1, 8000)
+    reference = b"".join(bytes(p) for p in codec.encode(frame))  # type: ignore[attr-defined]
+    ours = ulaw_encode(x)
+    assert len(reference) == len(ours) == 8000
+    theirs_codes = np.frombuffer(reference, np.uint8)
+    ours_codes = np.frombuffer(ours, np.uint8)
+    assert np.count_nonzero(theirs_codes != ours_codes) < 0.03 * x.size
+    # Where they differ, both are one step apart: within a segment step of the input.
+    bound = np.abs(x.astype(np.int32)) // 16 + 16
+    for codes in (theirs_codes, ours_codes):
+        assert np.all(np.abs(ULAW_DECODE[codes].astype(np.int32) - x) <= bound)
+
+
+def test_make_decoder() -> None:
+    assert isinstance(make_decoder("PCMU", 8000), G711Decoder)
+    assert isinstance(make_decoder("pcma", 8000), G711Decoder)
+    opus = make_decoder("opus", 48000)
+    assert isinstance(opus, PyAvDecoder) and opus.sample_rate == 48000
+    assert make_decoder("G722", 8000).sample_rate == 16000  # type: ignore[union-attr]
+    assert make_decoder("telephone-event", 8000) is None
+    decoder = make_decoder("PCMU", 8000)
+    assert decoder is not None
+    assert decoder.decode(ulaw_encode(np.full(160, 1000, np.int16))).tolist() == [988] * 160
+
+
+def test_opus_decoder_is_mono_and_tolerates_garbage() -> None:
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.format = "s16"  # type: ignore[attr-defined]
+    encoder.layout = "mono"  # type: ignore[attr-defined]
+    encoder.sample_rate = 48000  # type: ignore[attr-defined]
+    encoder.time_base = fractions.Fraction(1, 48000)  # type: ignore[attr-defined]
+    decoder = PyAvDecoder("libopus", 48000)
+    out = []
+    t = np.arange(960 * 10) / 48000
+    pcm = (np.sin(2 * np.pi * 1000 * t) * 8000).astype(np.int16)
+    for i in range(10):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[i * 960 : (i + 1) * 960].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = 48000
+        frame.pts = i * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        for packet in encoder.encode(frame):  # type: ignore[attr-defined]
+            out.append(decoder.decode(bytes(packet)))
+    assert out and all(chunk.dtype == np.int16 and chunk.ndim == 1 for chunk in out)
+    assert {chunk.size for chunk in out} == {960}
+    assert decoder.decode(b"\xff\xff\xff").size in (0, 960, 2880)  # no exception
+
+
+# -- JitterBuffer -------------------------------------------------------------------------
+
+
+def seqs(packets: list[Packet]) -> list[tuple[int, bool]]:
+    return [(p.seq, p.payload is not None) for p in packets]
+
+
+def push(buffer: JitterBuffer, seq: int, now: float, ssrc: int = 1) -> list[Packet]:
+    return buffer.push(ssrc, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0, b"x", now)
+
+
+def test_in_order_packets_are_released_at_once() -> None:
+    buffer = JitterBuffer()
+    for i in range(5):
+        assert seqs(push(buffer, 100 + i, i * 0.02)) == [(100 + i, True)]
+        assert buffer.deadline() is None
+    assert buffer.late == buffer.lost == 0
+
+
+def test_reordered_packet_fills_the_hole_before_the_deadline() -> None:
+    buffer = JitterBuffer(min_wait=0.02)
+    assert seqs(push(buffer, 1, 0.0)) == [(1, True)]
+    assert push(buffer, 3, 0.04) == []
+    assert buffer.deadline() == pytest.approx(0.06)
+    assert push(buffer, 4, 0.05) == []
+    assert seqs(push(buffer, 2, 0.055)) == [(2, True), (3, True), (4, True)]
+    assert buffer.deadline() is None and buffer.lost == 0
+
+
+def test_hole_is_declared_lost_at_the_deadline_and_late_packet_dropped() -> None:
+    buffer = JitterBuffer(min_wait=0.02)
+    push(buffer, 1, 0.0)
+    push(buffer, 4, 0.06)
+    assert buffer.expire(0.07) == []  # not yet
+    released = buffer.expire(0.08)
+    assert seqs(released) == [(2, False), (3, False), (4, True)]
+    assert buffer.lost == 2 and buffer.deadline() is None
+    assert push(buffer, 2, 0.09) == []
+    assert buffer.late == 1
+    assert seqs(push(buffer, 5, 0.1)) == [(5, True)]
+
+
+def test_second_hole_gets_its_own_wait() -> None:
+    buffer = JitterBuffer(min_wait=0.02)
+    push(buffer, 1, 0.0)
+    push(buffer, 3, 0.04)
+    push(buffer, 5, 0.08)
+    assert seqs(buffer.expire(0.06)) == [(2, False), (3, True)]
+    assert buffer.deadline() == pytest.approx(0.08)
+    assert seqs(push(buffer, 4, 0.07)) == [(4, True), (5, True)]
+
+
+def test_sequence_wrap_duplicates_and_restarts() -> None:
+    buffer = JitterBuffer()
+    assert seqs(push(buffer, 0xFFFE, 0.0)) == [(0xFFFE, True)]
+    assert seqs(push(buffer, 0xFFFF, 0.02)) == [(0xFFFF, True)]
+    assert seqs(push(buffer, 0x10000, 0.04)) == [(0, True)]
+    assert push(buffer, 0xFFFF, 0.05) == []  # duplicate / late
+    assert buffer.late == 1
+    # A big jump (sender restart without a new SSRC) and a new SSRC both restart.
+    assert seqs(push(buffer, 30000, 0.06)) == [(30000, True)]
+    assert seqs(push(buffer, 7, 0.08, ssrc=2)) == [(7, True)]
+    assert buffer.restarts == 2
+
+
+def test_too_many_held_packets_release_the_hole() -> None:
+    buffer = JitterBuffer(max_wait=10.0, min_wait=10.0)
+    push(buffer, 1, 0.0)
+    released: list[Packet] = []
+    for i in range(3, 60):
+        released += push(buffer, i, i * 0.02)
+    assert (2, False) in seqs(released)
+    assert seqs(released)[-1] == (59, True)
+
+
+def test_wait_follows_jitter() -> None:
+    steady = JitterBuffer(clock_rate=8000)
+    jittery = JitterBuffer(clock_rate=8000)
+    for i in range(200):
+        push(steady, i, i * 0.02)
+        push(jittery, i, i * 0.02 + (0.015 if i % 2 else 0.0))
+    assert steady.wait == steady.min_wait
+    assert jittery.jitter > 0.005
+    assert steady.wait < jittery.wait <= jittery.max_wait
+
+
+# -- LeanReceiver ---------------------------------------------------------------------------
+
+
+def rtp(seq: int, pt: int = 0, payload: bytes = b"", *, extension: bool = False) -> bytes:
+    first = 0x90 if extension else 0x80
+    header = struct.pack("!BBHII", first, pt, seq & 0xFFFF, seq * 160, 0x1234)
+    if extension:
+        header += struct.pack("!HH", 0xBEDE, 1) + b"\x10\xff\x00\x00"
+    return header + payload
+
+
+async def test_lean_receiver_decodes_conceals_and_ignores_other_payload_types() -> None:
+    got: list[tuple[np.ndarray, int]] = []
+    receiver = LeanReceiver(lambda s, r: got.append((s, r)), {0: ("PCMU", 8000)})
+    tone = ulaw_encode(np.full(160, 2000, np.int16))
+    assert receiver.handle(rtp(1, payload=tone))
+    assert receiver.handle(rtp(2, payload=tone, extension=True))
+    assert not receiver.handle(rtp(3, pt=101, payload=b"\x01\x00\x00\xa0"))
+    assert len(got) == 2 and got[0][1] == 8000 and got[1][0].size == 160
+    assert int(got[0][0][0]) == int(ULAW_DECODE[tone[0]])
+    # A one-packet hole: packet 4 is held until the reorder wait passes, then the
+    # hole becomes 20 ms of silence followed by packet 4.
+    assert receiver.handle(rtp(4, payload=tone))
+    assert len(got) == 2
+    async with asyncio.timeout(2):
+        while len(got) < 4:
+            await asyncio.sleep(0.005)
+    assert not got[2][0].any() and got[2][0].size == 160
+    assert got[3][0].any()
+    stats = receiver.stats()
+    assert stats.frames_decoded == 3 and stats.frames_concealed == 1
+    assert stats.packets_lost == 1 and stats.packets_late == 0
+    receiver.close()
+    assert not receiver.handle(rtp(5, payload=tone))
+
+
+async def test_lean_receiver_does_not_conceal_long_holes() -> None:
+    got: list[np.ndarray] = []
+    receiver = LeanReceiver(lambda s, r: got.append(s), {8: ("PCMA", 8000)})
+    frame = alaw_encode(np.full(160, 500, np.int16))
+    receiver.handle(rtp(1, pt=8, payload=frame))
+    receiver.handle(rtp(1 + MAX_CONCEAL_PACKETS + 2, pt=8, payload=frame))
+    async with asyncio.timeout(2):
+        while len(got) < 2:
+            await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)
+    assert len(got) == 2 and receiver.stats().frames_concealed == 0
+    receiver.close()
