@@ -57,6 +57,7 @@ class Call:
         self._muted = False
         self._on_hold = False
         self._remote_hold = False
+        self._ring_reported = False
         self._hold_wanted: bool | None = None
         self._hold_result: asyncio.Future[None] | None = None
         self._events: asyncio.Queue[CallEvent | DtmfReceived | None] | None = None
@@ -427,12 +428,17 @@ class Call:
         self.phone._publish(ev)
 
     def _on_progress(self, status: int, reason: str, sdp: str | None) -> None:
+        # The guide's "ringing" is reported once per call: a far end may send 180 more than
+        # once (SIP.js does; RFC 3261 §13.3.1.1 lets a UAS repeat provisionals), and the
+        # repeats are reported as "progress".
+        first_ring = status == 180 and not self._ring_reported
+        self._ring_reported = self._ring_reported or first_ring
         if status == 180 or (status == 183 and self._state == "calling"):
             self._state = "ringing"
         if sdp and self.media is not None:
             media = self.media
             self._spawn(lambda: media.set_answer(sdp, provisional=True))
-        self._publish("ringing" if status == 180 else "progress", status, reason)
+        self._publish("ringing" if first_ring else "progress", status, reason)
 
     def _on_answered(self, sdp: str | None) -> None:
         media = self.media
