@@ -428,20 +428,26 @@ _NAME_ADDR_RE = re.compile(
 
 
 # The common shape in one match: a display name without quoted-pairs, a fast-path SIP URI
-# (groups 3-7) and unquoted parameters (group 8).
+# (groups 3-7) and parameters whose quoted values hold no ";", DQUOTE or "\" (group 8).
 _FAST_NAME_ADDR_RE = re.compile(
     r'[ \t]*(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + TOKEN + r"(?:[ \t]+" + TOKEN + r")*)[ \t]*)?"
     r"<" + FAST_SIP_URI + r">"
-    r"((?:[ \t]*;[ \t]*" + TOKEN + r"(?:[ \t]*=[ \t]*" + GEN_VALUE + r")?)*)[ \t]*"
+    r"((?:[ \t]*;[ \t]*" + TOKEN
+    + r"(?:[ \t]*=[ \t]*(?:" + GEN_VALUE + r'|"[^";\\\x00-\x1f\x7f]*"))?)*)'
+    r"[ \t]*"
 )
 
 
 def _fast_params(text: str) -> dict[str, str | None]:
-    """Parameters already checked by a fast-path regex (no quoted values)."""
+    """Parameters already checked by a fast-path regex (quoted values hold no ``;``)."""
     params: dict[str, str | None] = {}
     for item in text.split(";")[1:]:
         k, sep, v = item.partition("=")
-        params[k.strip(" \t").lower()] = v.strip(" \t") if sep else None
+        if sep:
+            v = v.strip(" \t")
+            params[k.strip(" \t").lower()] = v[1:-1] if v[:1] == '"' else v
+        else:
+            params[k.strip(" \t").lower()] = None
     return params
 
 
