@@ -354,17 +354,24 @@ class Message:
             views.from_ = self._name_addr("From")
         if views.to is None:
             views.to = self._name_addr("To")
-        contacts = self.headers.get_all("Contact")
-        if contacts == ["*"]:
-            views.contacts = []
-        else:
-            views.contacts = [parse_name_addr(v) for v in contacts]
-        views.routes = self._name_addrs("Route")
-        views.record_routes = self._name_addrs("Record-Route")
+        contacts: list[NameAddr] = []
+        routes: list[NameAddr] = []
+        record_routes: list[NameAddr] = []
+        lists = {"Contact": contacts, "Route": routes, "Record-Route": record_routes}
         for name, value in self.headers:
+            target = lists.get(name)
+            if target is not None:
+                if target is contacts and value == "*":
+                    continue
+                for part in split_header_values(value):
+                    target.append(parse_name_addr(part))
+                continue
             check = _FULL_CHECKS.get(name)
             if check is not None:
                 check(value)
+        views.contacts = contacts
+        views.routes = routes
+        views.record_routes = record_routes
         self.sdp  # noqa: B018
         return self
 
@@ -524,14 +531,13 @@ def _check_media_type(value: str) -> None:
         parse_params(m.group(3))
 
 
-_TOKEN_RE = re.compile(TOKEN)
+_TOKEN_LIST_RE = re.compile(r"[ \t]*(?:" + TOKEN + r"[ \t]*(?:,[ \t]*" + TOKEN + r"[ \t]*)*)?")
 
 
 def _check_token_list(value: str) -> None:
     # Allow / Supported / Require / Proxy-Require / Unsupported = [token *(COMMA token)]
-    for item in split_header_values(value):
-        if _TOKEN_RE.fullmatch(item) is None:
-            raise InvalidMessage(f"invalid token list element {item[:40]!r}")
+    if _TOKEN_LIST_RE.fullmatch(value) is None:
+        raise InvalidMessage(f"invalid token list {value[:40]!r}")
 
 
 def _check_name_addrs(value: str) -> None:
