@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from exotel_voice.exceptions import InvalidState
-from exotel_voice.sip import Headers, Response, parse_message
+from exotel_voice.sip import Headers, Request, Response, parse_message
 from exotel_voice.sip.registration import Registered, RegistrationFailed
 from exotel_voice.sip.uri import SipURI
 from exotel_voice.sip.useragent import (
@@ -27,6 +27,7 @@ from exotel_voice.sip.useragent import (
     UserAgent,
     parse_dtmf_relay,
 )
+from exotel_voice.sip.utils import make_response
 
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n"
@@ -150,6 +151,51 @@ def test_cancel_before_answer(pair: Pair) -> None:
     assert ended_b and ended_b[0].status == 487 and ended_b[0].by == "remote"
     ended_a = [e for e in pair.a.events_received() if isinstance(e, CallEnded)]
     assert ended_a and ended_a[0].by == "local" and ended_a[0].status == 487
+
+
+def methods(data: list[bytes]) -> list[str]:
+    out = []
+    for raw in data:
+        message = parse_message(raw)
+        out.append(message.method if hasattr(message, "method") else str(message.status))
+    return out
+
+
+def test_cancel_goes_out_on_a_proxys_100_trying() -> None:
+    # Through a proxy the first provisional may be the proxy's 100 (the callee may never
+    # ring): §9.1 allows the CANCEL from then on, so it must not wait for a 180.
+    ua = make_ua("alice")
+    ua.connection_made(0.0)
+    call = ua.invite("bob", OFFER, 0.0)
+    (raw,) = ua.data_to_send()
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    ua.receive_data(make_response(invite, 100).serialize(), 0.1)
+    assert ua.data_to_send() == [] and ua.events_received() == []
+    ua.cancel(call, 0.2)
+    assert methods(ua.data_to_send()) == ["CANCEL"]
+    # A later 180 (and a repeat of it) starts no second CANCEL transaction.
+    ringing = make_response(invite, 180, to_tag="t1")
+    ua.receive_data(ringing.serialize(), 0.3)
+    ua.receive_data(ringing.serialize(), 0.4)
+    assert ua.data_to_send() == []
+    ua.receive_data(make_response(invite, 487, to_tag="t1").serialize(), 0.5)
+    ended = [e for e in ua.events_received() if isinstance(e, CallEnded)]
+    assert ended and ended[0].by == "local" and ended[0].status == 487
+    assert call.state is CallState.TERMINATED
+
+
+def test_cancel_wanted_before_any_response_waits_for_the_100() -> None:
+    ua = make_ua("alice")
+    ua.connection_made(0.0)
+    call = ua.invite("bob", OFFER, 0.0)
+    (raw,) = ua.data_to_send()
+    invite = parse_message(raw)
+    assert isinstance(invite, Request)
+    ua.cancel(call, 0.0)
+    assert ua.data_to_send() == [], "no provisional yet: the CANCEL must wait (§9.1)"
+    ua.receive_data(make_response(invite, 100).serialize(), 0.1)
+    assert methods(ua.data_to_send()) == ["CANCEL"]
 
 
 def test_ring_timeout_sends_480(pair: Pair) -> None:

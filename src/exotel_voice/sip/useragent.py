@@ -141,6 +141,7 @@ class CallSession:
     _invite_tx: ServerTransaction | ClientTransaction | None = field(default=None, repr=False)
     _cancel_wanted: bool = False
     _cancel_status: tuple[int, str] | None = None
+    _cancel_sent: bool = False
     _got_provisional: bool = False
     _ack: Request | None = field(default=None, repr=False)
     _ack_deadline: float | None = None
@@ -757,8 +758,11 @@ class UserAgent:
         self._tx_calls[id(tx)] = ("bye", call)
 
     def _send_cancel(self, call: CallSession, now: float) -> None:
-        if self.connection is None:
+        # Once per INVITE: later provisionals (a 180 after the 100, a repeated 180) must not
+        # start another CANCEL transaction for the same branch.
+        if self.connection is None or call._cancel_sent:
             return
+        call._cancel_sent = True
         try:
             tx = self.connection.send_request(make_cancel(call.invite), now)
         except SipError as exc:
@@ -839,9 +843,13 @@ class UserAgent:
         status = response.status
         sdp = _sdp_of(response)
         if status < 200:
-            if status == 100:
-                return
+            # §9.1: the CANCEL may go once "a provisional response" has arrived; a 100 Trying
+            # from a proxy counts (a callee that never rings must still be cancellable).
             call._got_provisional = True
+            if status == 100:
+                if call._cancel_wanted:
+                    self._send_cancel(call, now)
+                return
             if response.to.tag and call.dialog is None:
                 try:
                     call.dialog = Dialog.from_response(tx.request, response)
