@@ -1,0 +1,57 @@
+"""5.4 Receive Calls: CallListenerCallback(callObj, eventType, phone).
+
+Registers and waits for a call; prints each call event with the callObj details. Does not
+answer: exits when the caller gives up (or after --timeout seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+from _common import parse
+
+from exotel_voice import ExotelWebClient
+
+
+exWebClient = ExotelWebClient()  # noqa: N816
+callComing = threading.Event()  # noqa: N816
+callEnded = threading.Event()  # noqa: N816
+
+
+def RegisterEventCallBack(state: str, phone: str) -> None:  # noqa: N802
+    print(f"RegisterEventCallBack: {state} {phone}", flush=True)
+
+
+def CallListenerCallback(callObj, eventType: str, phone: str) -> None:  # noqa: N802, N803, ANN001
+    print(f"CallListenerCallback: {eventType} {phone}", flush=True)
+    if eventType == "incoming":
+        # Incoming Call
+        callComing.set()
+        print(f"  callId={callObj['callId']} callState={callObj['callState']} "
+              f"callDirection={callObj['callDirection']} callStartTime={callObj['callStartTime']} "
+              f"remoteDisplayName={callObj['remoteDisplayName']} remoteId={callObj.remoteId} "
+              f"callSid={callObj.callSid!r}", flush=True)
+    elif eventType == "connected":
+        # Call in connected state
+        callComing.clear()
+    elif eventType in ("callEnded", "terminated"):
+        # Call ended (locally) / terminated (remotely)
+        callComing.clear()
+        callEnded.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args, sipAccountInfo, options = parse(__doc__, argv)  # noqa: N806
+    exWebClient.initWebrtc(sipAccountInfo, RegisterEventCallBack, CallListenerCallback, None,
+                           **options)
+    exWebClient.DoRegister()
+    ok = callEnded.wait(args.timeout)
+    exWebClient.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
