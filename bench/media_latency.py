@@ -243,8 +243,13 @@ def make_click_track(schedule: ClickSchedule) -> Any:
     return ClickTrack()
 
 
-async def raw_pair(track_a: Any, codec: str) -> tuple[Any, Any, asyncio.Future[Any]]:
-    """Two raw aiortc peer connections, A sending ``track_a``; returns (pc_a, pc_b, B's track)."""
+async def raw_pair(
+    track_a: Any, codec: str, track_b: Any = None
+) -> tuple[Any, Any, asyncio.Future[Any]]:
+    """Two raw aiortc peer connections, A sending ``track_a`` (and B ``track_b`` if given).
+
+    Returns (pc_a, pc_b, a future of the track B receives).
+    """
     from aiortc import RTCPeerConnection, RTCRtpSender
 
     pc_a, pc_b = RTCPeerConnection(), RTCPeerConnection()
@@ -263,6 +268,8 @@ async def raw_pair(track_a: Any, codec: str) -> tuple[Any, Any, asyncio.Future[A
     apply_gathering_policy(pc_a, LOOPBACK)
     await pc_a.setLocalDescription(offer)
     await pc_b.setRemoteDescription(pc_a.localDescription)
+    if track_b is not None:
+        pc_b.addTrack(track_b)
     for t in pc_b.getTransceivers():
         t.setCodecPreferences(caps)
     answer = await pc_b.createAnswer()

@@ -52,6 +52,7 @@ from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digi
 from .ice import apply_gathering_policy, rtc_configuration
 from .jitter import LeanReceiver, ReceiveStats
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
+from .sender import LeanSender, SendClock
 from .sinks import AudioSink, FrameSink
 from .sources import AudioSource, FrameSource, PcmFrame, SilenceSource
 
@@ -111,11 +112,15 @@ class _OutboundTrack(MediaStreamTrack):
         self._elapsed = 0.0
         self._pts = 0
         self._source_failed = False
+        #: With the lean send path aiortc's sender never gets a frame from us.
+        self.parked = False
 
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
+        if self.parked:
+            await loop.create_future()  # until aiortc's sender cancels its task
         now = loop.time()
         if self._start is None:
             self._start = now
@@ -128,15 +133,20 @@ class _OutboundTrack(MediaStreamTrack):
                 # The loop stalled: carry on from now rather than sending a burst.
                 self._start = now - self._elapsed
         rate = self.sample_rate
+        samples = self.next_samples(rate)
+        frame = samples_to_frame(samples, rate, self._pts)
+        self._pts += samples.size
+        return frame
+
+    def next_samples(self, rate: int) -> Samples:
+        """The next 20 ms to send at ``rate``: the source's, or silence (muted, nothing ready)."""
         n = samples_per_frame(rate)
         samples = self._read(rate)
         if samples is None or self.muted:
-            samples = np.zeros(n, dtype=np.int16)
-        elif samples.size != n:
-            samples = np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
-        frame = samples_to_frame(samples, rate, self._pts)
-        self._pts += n
-        return frame
+            return np.zeros(n, dtype=np.int16)
+        if samples.size != n:
+            return np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
+        return samples
 
     def _read(self, rate: int) -> Samples | None:
         try:
@@ -184,8 +194,20 @@ class MediaSession:
         self._receive_task: asyncio.Task[None] | None = None
         self._receive_track: Any = None
         self._lean: LeanReceiver | None = None
+        self._lean_sender: LeanSender | None = None
+        self._send_clock: SendClock | None = None
         if self.config.media_path == "lean":
             _skip_aiortc_decoder(self._transceiver.receiver)
+            self._track.parked = True
+            self._lean_sender = LeanSender(
+                self._transceiver.sender.transport,
+                self._transceiver.sender,
+                self._track.next_samples,
+                self._can_send,
+            )
+            _watch_send_parameters(
+                self._transceiver.sender, self._lean_sender.set_header_extensions
+            )
         self._local_sdp: str | None = None
         self._remote_sdp: str | None = None
         self._local_events: list[_sdp.PayloadFormat] = []
@@ -398,6 +420,11 @@ class MediaSession:
             else:
                 self._lean.configure(codecs)
             self._tap.media = self._lean.handle
+            if codec is not None and self._lean_sender is not None:
+                self._lean_sender.configure(*codec)
+                if self._send_clock is None:
+                    self._send_clock = SendClock.for_loop()
+                    self._send_clock.add(self._lean_sender)
             return self._log_negotiated(codec)
         track = self._transceiver.receiver.track
         if track is not None and track is not self._receive_track:
@@ -543,6 +570,9 @@ class MediaSession:
                 return
             self._deliver(*frame_to_samples(frame))
 
+    def _can_send(self) -> bool:
+        return self._transceiver.currentDirection in ("sendrecv", "sendonly")
+
     def _deliver(self, samples: Samples, rate: int) -> None:
         for sink in list(self._sinks):
             try:
@@ -685,6 +715,8 @@ class MediaSession:
         self._set_state(MediaState.CLOSED)
         self._closed.set()
         self._dtmf_sender.cancel(MediaError("the media session was closed"))
+        if self._send_clock is not None and self._lean_sender is not None:
+            self._send_clock.remove(self._lean_sender)
         try:
             await self._pc.close()
         finally:
@@ -724,6 +756,21 @@ def _audio_codecs(transceiver: Any) -> dict[int, tuple[str, int]]:
             continue
         codecs[int(codec.payloadType)] = (name, int(codec.clockRate))
     return codecs
+
+
+def _watch_send_parameters(sender: Any, callback: Callable[[Any], None]) -> None:
+    """Hand the parameters of each ``RTCRtpSender.send()`` call to ``callback`` (lean path).
+
+    The lean sender takes its header-extension ids and MID from them; aiortc's
+    sender still starts (its RTCP task sends our sender reports).
+    """
+    original = sender.send
+
+    async def send(parameters: Any) -> None:
+        callback(parameters)
+        await original(parameters)
+
+    sender.send = send
 
 
 def _skip_aiortc_decoder(receiver: Any) -> None:

@@ -1,0 +1,514 @@
+"""Call legs per process and CPU per call-minute at full quality, against raw aiortc and baresip.
+
+What is measured
+----------------
+N legs live in one Python process (one event loop) as N/2 loopback calls
+(ICE + DTLS-SRTP over 127.0.0.1); every leg sends a tone and receives the other
+leg's.  N ramps up (legs are added, never restarted); after each step a short
+settle time, then a measuring window of ``--window`` seconds records:
+
+* received frame rate: decoded 20 ms frames handed to the application, per leg,
+  divided by the nominal 50 per second (worst leg and mean);
+* event-loop lag: a 10 ms ``asyncio.sleep`` probe's overshoot, p99;
+* CPU: ``time.process_time()`` (every thread of the process) over the window.
+
+A step is at *full quality* when the worst leg's frame-rate ratio is >= 0.99 and
+the loop lag p99 is < 20 ms.  The ramp stops at the first step that is not.
+CPU per leg per call-minute is extrapolated from the window:
+``cpu_seconds / window / N * 60`` (windows are short so the whole benchmark fits in
+a few minutes on 2 cores; they are steady state, so the extrapolation is linear).
+
+Peers measured in the same run:
+
+* ``aiortc``: raw ``RTCPeerConnection`` pairs with aiortc's defaults (paced tone
+  track at the codec rate, a task per leg reading ``track.recv()``); loopback host
+  candidates through the SDK's ICE hook.
+* ``ours``: ``MediaSession`` pairs (default lean media path), ``ToneSource``, a sink.
+* ``baresip`` (PCMU only: Opus is not loaded in the rig's baresip): two baresip
+  processes calling each other directly over UDP with DTLS-SRTP (``dtls_srtp``
+  module, ``mediaenc=dtls_srtp``), tone file in, null audio out; CPU from
+  ``/proc/<pid>/stat`` of both processes over the same window, per leg.
+
+Run inside the loopback namespace:
+``scripts/in-netns.sh .venv/bin/python bench/media_capacity.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import wave
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from exotel_voice.media import MediaConfig, MediaSession, ToneSource  # noqa: E402
+from exotel_voice.media.pcm import frame_to_samples  # noqa: E402
+from exotel_voice.media.sinks import AudioSink  # noqa: E402
+from media_latency import CODEC_RATES, LOOPBACK, raw_pair  # noqa: E402
+
+
+NOMINAL_FPS = 50.0
+MIN_RATIO = 0.99
+MAX_LAG_P99_MS = 20.0
+
+
+@dataclass
+class Step:
+    peer: str
+    codec: str
+    legs: int
+    window_s: float
+    cpu_cores: float
+    cpu_s_per_leg_minute: float
+    frame_ratio_min: float
+    frame_ratio_mean: float
+    loop_lag_p99_ms: float
+    threads: int
+    full_quality: bool
+
+
+@dataclass
+class Summary:
+    peer: str
+    codec: str
+    max_legs_full_quality: int
+    ramp_stopped_by: str
+    cpu_s_per_leg_minute_at_10: float | None
+    cpu_s_per_leg_minute_at_max: float | None
+    steps: list[Step]
+
+
+class Counter:
+    """Decoded frames received by one leg."""
+
+    def __init__(self) -> None:
+        self.frames = 0.0
+
+
+class CountingSink(AudioSink):
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+
+    def write(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.counter.frames += samples.size / (sample_rate / NOMINAL_FPS)
+
+
+class LagProbe:
+    """Overshoot of a 10 ms sleep, collected while ``recording``."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.recording = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            if self.recording:
+                self.lags.append(loop.time() - start - 0.01)
+
+
+# -- the legs -------------------------------------------------------------------------------
+
+
+class OursPair:
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.counters = [Counter(), Counter()]
+        self.sessions: list[MediaSession] = []
+
+    async def start(self) -> None:
+        config = MediaConfig(ice=LOOPBACK, codecs=[self.codec])
+        a = MediaSession(config=config, source=ToneSource(700, 0.3))
+        b = MediaSession(config=config, source=ToneSource(900, 0.3))
+        self.sessions = [a, b]
+        answer = await b.accept_offer(await a.create_offer())
+        await a.set_answer(answer)
+        await asyncio.wait_for(asyncio.gather(a.wait_connected(), b.wait_connected()), 20)
+        a.add_sink(CountingSink(self.counters[0]))
+        b.add_sink(CountingSink(self.counters[1]))
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            await session.close()
+
+
+def make_tone_track(rate: int, frequency: float) -> Any:
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+    from av import AudioFrame
+
+    n = rate // 50
+
+    class ToneTrack(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._start: float | None = None
+            self._pts = 0
+
+        async def recv(self) -> Any:
+            if self.readyState != "live":
+                raise MediaStreamError
+            loop = asyncio.get_running_loop()
+            if self._start is None:
+                self._start = loop.time()
+            else:
+                wait = self._start + self._pts / rate - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            t = (self._pts + np.arange(n)) / rate
+            samples = (np.sin(2 * np.pi * frequency * t) * 10000).astype(np.int16)
+            frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = self._pts
+            frame.time_base = fractions.Fraction(1, rate)
+            self._pts += n
+            return frame
+
+    return ToneTrack()
+
+
+class RawPair:
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.counters = [Counter(), Counter()]
+        self.pcs: list[Any] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        rate = CODEC_RATES[self.codec]
+        loop = asyncio.get_running_loop()
+        pc_a, pc_b, at_b = await raw_pair(
+            make_tone_track(rate, 700), self.codec, make_tone_track(rate, 900)
+        )
+        self.pcs = [pc_a, pc_b]
+        at_a: asyncio.Future[Any] = loop.create_future()
+
+        @pc_a.on("track")
+        def on_track(track: Any) -> None:
+            if not at_a.done():
+                at_a.set_result(track)
+
+        for transceiver in pc_a.getTransceivers():  # already announced by setRemoteDescription
+            if transceiver.receiver.track is not None and not at_a.done():
+                at_a.set_result(transceiver.receiver.track)
+        track_at_b = await asyncio.wait_for(at_b, 20)
+        track_at_a = await asyncio.wait_for(at_a, 20)
+        self.tasks = [
+            asyncio.create_task(self._read(track_at_a, self.counters[0])),
+            asyncio.create_task(self._read(track_at_b, self.counters[1])),
+        ]
+        await asyncio.wait_for(_connected(pc_a, pc_b), 20)
+
+    async def _read(self, track: Any, counter: Counter) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            samples, rate = frame_to_samples(frame)
+            counter.frames += samples.size / (rate / NOMINAL_FPS)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for pc in self.pcs:
+            await pc.close()
+
+
+async def _connected(*pcs: Any) -> None:
+    while any(pc.connectionState != "connected" for pc in pcs):
+        if any(pc.connectionState in ("failed", "closed") for pc in pcs):
+            raise ConnectionError("aiortc connection failed")
+        await asyncio.sleep(0.02)
+
+
+# -- ramp -------------------------------------------------------------------------------------
+
+
+async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: float) -> Step:
+    await asyncio.sleep(settle)
+    counters = [c for p in pairs for c in p.counters]
+    before = [c.frames for c in counters]
+    probe.lags.clear()
+    probe.recording = True
+    loop = asyncio.get_running_loop()
+    t0, cpu0 = loop.time(), time.process_time()
+    await asyncio.sleep(window)
+    elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
+    probe.recording = False
+    ratios = [
+        (c.frames - b) / (NOMINAL_FPS * elapsed) for c, b in zip(counters, before, strict=True)
+    ]
+    lags = sorted(probe.lags) or [0.0]
+    p99 = lags[min(len(lags) - 1, math.ceil(0.99 * len(lags)) - 1)] * 1000
+    legs = len(counters)
+    return Step(
+        peer="",
+        codec="",
+        legs=legs,
+        window_s=round(elapsed, 2),
+        cpu_cores=round(cpu / elapsed, 3),
+        cpu_s_per_leg_minute=round(cpu / elapsed / legs * 60, 3),
+        frame_ratio_min=round(min(ratios), 4),
+        frame_ratio_mean=round(sum(ratios) / legs, 4),
+        loop_lag_p99_ms=round(p99, 2),
+        threads=threading.active_count(),
+        full_quality=min(ratios) >= MIN_RATIO and p99 < MAX_LAG_P99_MS,
+    )
+
+
+async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: float) -> Summary:
+    pair_class = OursPair if peer == "ours" else RawPair
+    pairs: list[Any] = []
+    probe = LagProbe()
+    probe.start()
+    results: list[Step] = []
+    stopped = "cap"
+    try:
+        for legs in steps:
+            try:
+                while len(pairs) * 2 < legs:
+                    pair = pair_class(codec)
+                    pairs.append(pair)
+                    await pair.start()
+            except (TimeoutError, Exception) as exc:  # noqa: B014 - report, don't crash the run
+                stopped = f"setup failed at {legs} legs: {type(exc).__name__}: {exc}"
+                break
+            step = await measure(pairs, probe, window, settle)
+            step.peer, step.codec = peer, codec
+            results.append(step)
+            print(
+                f"  {peer:7s} {codec:5s} legs={step.legs:3d} cpu={step.cpu_cores:.2f} cores "
+                f"({step.cpu_s_per_leg_minute:.2f} s/leg-min) frames min/mean="
+                f"{step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
+                f"lag p99={step.loop_lag_p99_ms:.1f} ms threads={step.threads} "
+                f"{'ok' if step.full_quality else 'DEGRADED'}",
+                flush=True,
+            )
+            if not step.full_quality:
+                stopped = f"degraded at {legs} legs"
+                break
+    finally:
+        await probe.stop()
+        for pair in pairs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pair.close(), 10)
+    good = [s for s in results if s.full_quality]
+    at10 = next((s for s in results if s.legs == 10), None)
+    return Summary(
+        peer=peer,
+        codec=codec,
+        max_legs_full_quality=max((s.legs for s in good), default=0),
+        ramp_stopped_by=stopped,
+        cpu_s_per_leg_minute_at_10=at10.cpu_s_per_leg_minute if at10 else None,
+        cpu_s_per_leg_minute_at_max=good[-1].cpu_s_per_leg_minute if good else None,
+        steps=results,
+    )
+
+
+# -- baresip ------------------------------------------------------------------------------------
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def _baresip_config(folder: Path, sip_port: int, rtp_first: int, tone: Path, srtp: bool) -> None:
+    folder.mkdir(parents=True)
+    modules = ["g711.so", "aufile.so", "alsa.so", "account.so", "menu.so"]
+    if srtp:
+        modules.insert(0, "dtls_srtp.so")
+    (folder / "config").write_text(
+        "\n".join(
+            [
+                "poll_method epoll",
+                f"sip_listen 127.0.0.1:{sip_port}",
+                "net_interface 127.0.0.1",
+                "audio_player alsa,null",
+                f"audio_source aufile,{tone}",
+                "audio_alert alsa,null",
+                f"rtp_ports {rtp_first}-{rtp_first + 9}",
+                "rtp_timeout 0",
+                f"module_path {'/usr/lib/baresip/modules'}",
+                *[f"module {m}" for m in modules if m not in ("account.so", "menu.so")],
+                "module_app account.so",
+                "module_app menu.so",
+                "",
+            ]
+        )
+    )
+    enc = ";mediaenc=dtls_srtp" if srtp else ""
+    (folder / "accounts").write_text(
+        f"<sip:bench@127.0.0.1:{sip_port}>;regint=0;audio_codecs=PCMU;answermode=auto{enc}\n"
+    )
+
+
+async def baresip_cpu(window: float, settle: float, srtp: bool = True) -> dict[str, Any]:
+    """One PCMU call between two baresip processes; CPU per leg-minute over ``window``."""
+    binary = shutil.which("baresip") or "/usr/bin/baresip"
+    if not os.path.exists(binary):
+        return {"error": "baresip not installed"}
+    with tempfile.TemporaryDirectory(prefix="bench-baresip-") as tmp:
+        root = Path(tmp)
+        tone = root / "tone.wav"
+        n = int(8000 * (window + settle + 30))
+        pcm = (np.sin(2 * np.pi * 440 * np.arange(n) / 8000) * 8000).astype("<i2")
+        with wave.open(str(tone), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(8000)
+            wav.writeframes(pcm.tobytes())
+        ports = [_free_udp_port(), _free_udp_port()]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i, name in enumerate(("a", "b")):
+                _baresip_config(root / name, ports[i], 24000 + 20 * i, tone, srtp)
+                args = [binary, "-f", str(root / name)]
+                if name == "a":
+                    args += ["-e", f"/dial sip:bench@127.0.0.1:{ports[1]}"]
+                log = open(root / f"{name}.log", "wb")  # noqa: SIM115
+                procs.append(
+                    subprocess.Popen(
+                        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        env={"HOME": str(root / name), "PATH": os.environ.get("PATH", "")},
+                        start_new_session=True,
+                    )
+                )
+                await asyncio.sleep(0.5)  # b must listen before a dials; a waits too
+            await asyncio.sleep(settle)
+            texts = [(root / f"{n}.log").read_text(errors="replace") for n in ("a", "b")]
+            established = all("established" in t.lower() or "call established" in t.lower()
+                              for t in texts)
+            before = [_proc_cpu_seconds(p.pid) for p in procs]
+            t0 = time.monotonic()
+            await asyncio.sleep(window)
+            elapsed = time.monotonic() - t0
+            used = [_proc_cpu_seconds(p.pid) - b for p, b in zip(procs, before, strict=True)]
+            texts = [(root / f"{n}.log").read_text(errors="replace") for n in ("a", "b")]
+            srtp_up = srtp and all("dtls" in t.lower() for t in texts)
+            return {
+                "peer": "baresip",
+                "codec": "PCMU",
+                "dtls_srtp": srtp_up if srtp else False,
+                "call_established": established,
+                "window_s": round(elapsed, 2),
+                "cpu_s_per_leg_minute": round(sum(used) / 2 / elapsed * 60, 3),
+                "per_process_cpu_s_per_minute": [round(u / elapsed * 60, 3) for u in used],
+                "log_tail": [t[-600:] for t in texts],
+            }
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(3)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(3)
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
+    lines = [
+        "| peer | codec | max legs at full quality | CPU s/leg-min at 10 legs | "
+        "CPU s/leg-min at max | stopped by |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.peer} | {s.codec} | {s.max_legs_full_quality} | "
+            f"{s.cpu_s_per_leg_minute_at_10} | {s.cpu_s_per_leg_minute_at_max} | "
+            f"{s.ramp_stopped_by} |"
+        )
+    if baresip and "cpu_s_per_leg_minute" in baresip:
+        lines.append(
+            f"| baresip (1 call, 2 processes, DTLS-SRTP={baresip['dtls_srtp']}) | PCMU | - | "
+            f"{baresip['cpu_s_per_leg_minute']} (1 leg/process) | - | - |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--peers", default="aiortc,ours")
+    parser.add_argument("--codecs", default="PCMU,opus")
+    parser.add_argument("--steps", default="10,20,30,40,50,60,70,80")
+    parser.add_argument("--window", type=float, default=8.0, help="seconds measured per step")
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds before each window")
+    parser.add_argument("--no-baresip", action="store_true")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    if os.environ.get("EXOTEL_NETNS") != "1":
+        print("note: not inside the loopback namespace (scripts/in-netns.sh)", file=sys.stderr)
+    steps = [min(int(s), 200) for s in args.steps.split(",")]
+    window = max(1.0, min(args.window, 60.0))
+    print(f"media_capacity: steps {steps} legs, {window:.0f} s windows", flush=True)
+
+    async def run() -> tuple[list[Summary], dict[str, Any] | None]:
+        summaries = []
+        for codec in args.codecs.split(","):
+            for peer in args.peers.split(","):
+                summaries.append(await ramp(peer, codec, steps, window, args.settle))
+        baresip = None if args.no_baresip else await baresip_cpu(window * 2, args.settle)
+        if baresip:
+            print(f"  baresip PCMU: {baresip}", flush=True)
+        return summaries, baresip
+
+    summaries, baresip = asyncio.run(run())
+    print(table(summaries, baresip))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"python": [asdict(s) for s in summaries], "baresip": baresip}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

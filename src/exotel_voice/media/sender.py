@@ -1,0 +1,288 @@
+"""The lean send path: one shared 20 ms clock per event loop, inline encoding.
+
+Why not aiortc's sender
+-----------------------
+Per leg and per 20 ms packet, aiortc's ``RTCRtpSender`` awaits the track (its own
+sleep), builds a PyAV ``AudioFrame``, computes the RFC 6465 audio level with a
+Python loop over every sample, and hands the frame to the default thread pool for
+resampling + encoding (a GIL hand-off and a future per packet), then builds an
+``RtpPacket`` object.  With many legs those per-packet costs, not the codecs,
+decide how many legs fit in a process.
+
+Here one :class:`SendClock` task per event loop ticks every 20 ms (on an absolute
+schedule, so it does not drift) and, for each registered :class:`LeanSender`,
+reads the source, encodes inline (G.711 by table, Opus/G.722 with PyAV on the
+loop), packs the RTP header with ``struct`` and awaits
+``RTCDtlsTransport._send_rtp`` — the same entry aiortc's sender uses, so our RTP
+tap (RFC 4733 DTMF, counters) and SRTP are unchanged.  That await completes
+without suspending (a UDP ``sendto``), so one task serves every leg.
+
+aiortc's own sender is still started (its RTCP task sends the sender reports),
+but its RTP task waits on a track that never yields a frame.  Its sender-report
+counters are kept current by :meth:`LeanSender.tick` (name-mangled attributes of
+aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import math
+import random
+import struct
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+
+from .codecs import alaw_encode, ulaw_encode
+from .pcm import FRAME_MS, Samples
+
+
+__all__ = ["AudioEncoder", "LeanSender", "SendClock", "make_encoder"]
+
+logger = logging.getLogger(__name__)
+
+_MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
+
+
+class AudioEncoder:
+    """Encodes one 20 ms frame of mono int16 samples at :attr:`sample_rate`."""
+
+    def __init__(
+        self, sample_rate: int, ticks_per_frame: int, encode: Callable[[Samples], bytes]
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.ticks_per_frame = ticks_per_frame
+        self.encode = encode
+
+
+class _PyAvEncoder:
+    def __init__(self, codec_name: str, sample_rate: int, bit_rate: int | None) -> None:
+        codec: Any = av.CodecContext.create(codec_name, "w")
+        codec.format = "s16"
+        codec.layout = "mono"
+        codec.sample_rate = sample_rate
+        codec.time_base = fractions.Fraction(1, sample_rate)
+        if bit_rate is not None:
+            codec.bit_rate = bit_rate
+        if codec_name == "libopus":
+            codec.options = {"application": "voip"}
+        self._codec = codec
+        self._rate = sample_rate
+        self._pts = 0
+
+    def encode(self, samples: Samples) -> bytes:
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self._rate)
+        self._pts += samples.size
+        return b"".join(bytes(p) for p in self._codec.encode(frame))
+
+
+def make_encoder(name: str) -> AudioEncoder | None:
+    """An encoder for the SDP encoding ``name`` (20 ms frames), or ``None``."""
+    key = name.lower()
+    if key == "pcmu":
+        return AudioEncoder(8000, 160, ulaw_encode)
+    if key == "pcma":
+        return AudioEncoder(8000, 160, alaw_encode)
+    if key == "opus":
+        # Mono, as browsers send by default; 48 kbit/s is transparent for speech.
+        return AudioEncoder(48000, 960, _PyAvEncoder("libopus", 48000, 48000).encode)
+    if key == "g722":
+        # G.722 encodes 16 kHz audio but its RTP clock runs at 8 kHz (RFC 3551 §4.5.2).
+        return AudioEncoder(16000, 160, _PyAvEncoder("g722", 16000, None).encode)
+    return None
+
+
+def audio_level(samples: Samples) -> int:
+    """RFC 6465 level of ``samples``: 0 (loudest) to 127 (silence), in -dBov."""
+    if samples.size == 0:
+        return 127
+    power = float(np.dot(samples.astype(np.float64), samples)) / samples.size
+    if power <= 0.0:
+        return 127
+    db = 10.0 * math.log10(power / (32767.0 * 32767.0))
+    return min(127, max(0, int(round(-db))))
+
+
+class SendClock:
+    """One 20 ms ticker per event loop, shared by every :class:`LeanSender` on it."""
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendClock] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._senders: list[LeanSender] = []
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.resyncs = 0
+
+    @classmethod
+    def for_loop(cls) -> SendClock:
+        """The clock of the running loop (created on first use)."""
+        loop = asyncio.get_running_loop()
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def add(self, sender: LeanSender) -> None:
+        if sender not in self._senders:
+            self._senders.append(sender)
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run())
+
+    def remove(self, sender: LeanSender) -> None:
+        with contextlib.suppress(ValueError):
+            self._senders.remove(sender)
+        if not self._senders and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        interval = FRAME_MS / 1000
+        due = self._loop.time()
+        while self._senders:
+            due += interval
+            delay = due - self._loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.1:
+                # The loop stalled: carry on from now rather than sending a burst.
+                due = self._loop.time()
+                self.resyncs += 1
+            self.ticks += 1
+            for sender in list(self._senders):
+                try:
+                    await sender.tick()
+                except ConnectionError:
+                    pass
+                except Exception:
+                    logger.exception("! lean sender %r failed; removing it", sender)
+                    self.remove(sender)
+
+
+class LeanSender:
+    """Sends one leg's audio on the shared :class:`SendClock`.
+
+    Args:
+        transport: aiortc's ``RTCDtlsTransport`` (its ``_send_rtp`` is awaited).
+        rtp_sender: aiortc's ``RTCRtpSender`` (SSRC, and its SR counters).
+        read: returns the next 20 ms of samples at a given rate (source, mute).
+        can_send: whether the negotiated direction lets us send now.
+    """
+
+    def __init__(
+        self,
+        transport: Any,
+        rtp_sender: Any,
+        read: Callable[[int], Samples],
+        can_send: Callable[[], bool],
+    ) -> None:
+        self.transport = transport
+        self.rtp_sender = rtp_sender
+        self._read = read
+        self._can_send = can_send
+        self._encoder: AudioEncoder | None = None
+        self._codec: tuple[str, int] | None = None
+        self._payload_type = 0
+        self._ssrc = int(rtp_sender._ssrc)
+        self._seq = random.getrandbits(16)
+        self._timestamp = random.getrandbits(32)
+        self._marker = True
+        self._mid_ext: bytes = b""
+        self._level_id: int | None = None
+        self.packets = 0
+        self.octets = 0
+        self._ready = False
+
+    def configure(self, name: str, clock_rate: int, payload_type: int) -> None:
+        """Set the negotiated codec (a new encoder only if the codec changed)."""
+        if self._codec != (name.lower(), clock_rate):
+            self._encoder = make_encoder(name)
+            self._codec = (name.lower(), clock_rate)
+            self._marker = True
+        self._payload_type = payload_type
+
+    def set_header_extensions(self, parameters: Any) -> None:
+        """Use the extension ids aiortc negotiated (from ``RTCRtpSendParameters``)."""
+        mid = getattr(parameters, "muxId", None)
+        self._ready = True
+        self._mid_ext = b""
+        self._level_id = None
+        for ext in getattr(parameters, "headerExtensions", []):
+            if ext.uri == _MID_URI and mid and 0 < ext.id < 15 and 0 < len(mid) <= 16:
+                self._mid_ext = bytes([(ext.id << 4) | (len(mid) - 1)]) + mid.encode()
+            elif ext.uri == _LEVEL_URI and 0 < ext.id < 15:
+                self._level_id = ext.id
+
+    @property
+    def encoder(self) -> AudioEncoder | None:
+        return self._encoder
+
+    async def tick(self) -> None:
+        """Send one packet if connected, sending and negotiated."""
+        encoder = self._encoder
+        if (
+            encoder is None
+            or not self._ready
+            or self.transport.state != "connected"
+            or not self._can_send()
+        ):
+            self._marker = True
+            return
+        samples = self._read(encoder.sample_rate)
+        payload = encoder.encode(samples)
+        if not payload:
+            return
+        extension = self._mid_ext
+        if self._level_id is not None:
+            extension += bytes([self._level_id << 4, audio_level(samples)])
+        first = 0x80
+        if extension:
+            extension += b"\x00" * (-len(extension) % 4)
+            extension = struct.pack("!HH", 0xBEDE, len(extension) // 4) + extension
+            first |= 0x10
+        header = struct.pack(
+            "!BBHII",
+            first,
+            (0x80 if self._marker else 0) | self._payload_type,
+            self._seq,
+            self._timestamp,
+            self._ssrc,
+        )
+        self._marker = False
+        timestamp = self._timestamp
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + encoder.ticks_per_frame) & 0xFFFFFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        self._update_sender_report(timestamp)
+        await self.transport._send_rtp(header + extension + payload)
+
+    def _update_sender_report(self, timestamp: int) -> None:
+        # aiortc's RTCP task builds the SR from these (RTCRtpSender, aiortc 1.16).
+        sender = self.rtp_sender
+        now = self._loop_wallclock()
+        sender._RTCRtpSender__ntp_timestamp = now
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__packet_count = self.packets
+        sender._RTCRtpSender__octet_count = self.octets
+
+    @staticmethod
+    def _loop_wallclock() -> int:
+        now = time.time() + _NTP_EPOCH
+        seconds = int(now)
+        return (seconds << 32) | int((now - seconds) * (1 << 32))
