@@ -343,7 +343,6 @@ class Leg:
             logger.warning("! %r: unusable 2xx: %s", self, exc)
             self._end("remote", 500, "unusable 2xx")
             return
-        self.flow.add_leg(self.dialog, self)
         self._ack = self.dialog.create_ack(self.invite.cseq.seq)
         self.flow.send_ack(self._ack)
         if self.ended or self._cancel_wanted:
@@ -351,6 +350,7 @@ class Leg:
             self._send_bye()
             self._end("sandbox", None, self.end_reason or "cancelled")
             return
+        self.flow.add_leg(self.dialog, self)
         sdp = response.body.decode("utf-8", "replace") if response.body else ""
         self.sandbox.spawn(self._apply_answer(sdp), f"{self!r} answer")
 
