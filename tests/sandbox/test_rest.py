@@ -225,3 +225,40 @@ async def test_connect_agent_to_another_user_bridges_audio(
     assert record is not None
     await record.wait_ended(5)
     assert record.status == "completed"
+
+
+@pytest.mark.media
+@NEEDS_NETNS
+@pytest.mark.parametrize(("to", "expected"), [("busy", "busy"), ("noanswer", "no-answer")])
+async def test_connect_to_busy_or_noanswer_hangs_up_the_agent(
+    sandbox: Sandbox, phones: PhoneFactory, to: str, expected: str
+) -> None:
+    phone = await phones("agent")
+    status, body = await rest_json(sandbox, "POST", "/Calls/connect.json",
+                                   {**FORM, "To": to, "TimeOut": "1"})
+    assert status == 200
+    incoming = await phone.next_incoming_call(timeout=10)
+    await incoming.answer()
+    await incoming.wait_ended(5)  # the sandbox sends BYE
+    assert incoming.ended_by == "remote"
+    status, body = await rest_json(sandbox, "GET", f"/Calls/{body['Call']['Sid']}.json")
+    assert body["Call"]["Status"] == expected
+
+
+@pytest.mark.media
+@NEEDS_NETNS
+async def test_time_limit_ends_the_call(sandbox: Sandbox, phones: PhoneFactory) -> None:
+    phone = await phones("agent")
+    status, body = await rest_json(sandbox, "POST", "/Calls/connect.json",
+                                   {**FORM, "To": "tone", "TimeLimit": "1"})
+    incoming = await phone.next_incoming_call(timeout=10)
+    await incoming.answer()
+    await incoming.wait_ended(5)
+    record = sandbox.find_call(body["Call"]["Sid"])
+    assert record is not None and record.status == "completed"
+
+
+async def test_bad_timeout_is_400(sandbox: Sandbox) -> None:
+    status, body = await rest_json(sandbox, "POST", "/Calls/connect.json",
+                                   {**FORM, "TimeOut": "soon"})
+    assert status == 400 and "TimeOut" in body["RestException"]["Message"]
