@@ -1,0 +1,144 @@
+"""The lean send path without a network: RTP packing, header extensions, the shared
+clock, SR counters.  End to end (with SRTP, DTMF, hold) it runs in test_session.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from exotel_voice.media.codecs import ULAW_DECODE, make_decoder
+from exotel_voice.media.dtmf import rtp_payload
+from exotel_voice.media.sender import LeanSender, SendClock, audio_level, make_encoder
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.state = "connected"
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def fake_rtp_sender() -> Any:
+    return SimpleNamespace(_ssrc=0xCAFEBABE)
+
+
+def parameters(mid: str = "0") -> Any:
+    ext = [
+        SimpleNamespace(uri="urn:ietf:params:rtp-hdrext:sdes:mid", id=1),
+        SimpleNamespace(uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level", id=2),
+    ]
+    return SimpleNamespace(muxId=mid, headerExtensions=ext)
+
+
+def tone(rate: int, level: float = 0.5) -> np.ndarray:
+    t = np.arange(rate // 50) / rate
+    return (np.sin(2 * np.pi * 440 * t) * level * 32767).astype(np.int16)
+
+
+def test_audio_level() -> None:
+    assert audio_level(np.zeros(160, np.int16)) == 127
+    assert audio_level(np.full(160, 32767, np.int16)) == 0
+    assert audio_level(tone(8000, 0.5)) == 9  # -6 dB peak, -3 dB sine crest
+
+
+@pytest.mark.parametrize(("name", "rate", "ticks"), [("PCMU", 8000, 160), ("opus", 48000, 960)])
+def test_encoders_round_trip(name: str, rate: int, ticks: int) -> None:
+    encoder = make_encoder(name)
+    decoder = make_decoder(name, rate)
+    assert encoder is not None and decoder is not None
+    assert encoder.sample_rate == rate and encoder.ticks_per_frame == ticks
+    decoded = [decoder.decode(encoder.encode(tone(rate))) for _ in range(10)]
+    assert all(d.size == rate // 50 for d in decoded)
+    assert np.abs(decoded[-1]).max() > 8000
+    assert make_encoder("G722") is not None and make_encoder("nope") is None
+
+
+async def test_packets_header_extensions_and_sender_report_counters() -> None:
+    transport = FakeTransport()
+    rtp_sender = fake_rtp_sender()
+    sending = True
+    sender = LeanSender(transport, rtp_sender, lambda rate: tone(rate), lambda: sending)
+    sender.configure("PCMU", 8000, 0)
+    await sender.tick()
+    assert transport.sent == []  # not before aiortc's send() gave us the parameters
+    sender.set_header_extensions(parameters())
+    for _ in range(3):
+        await sender.tick()
+    sending = False
+    await sender.tick()
+    sending = True
+    await sender.tick()
+    assert len(transport.sent) == 4
+    first = transport.sent[0]
+    assert first[0] == 0x90  # V=2, extension
+    markers = [p[1] >> 7 for p in transport.sent]
+    assert markers == [1, 0, 0, 1]  # marker again after a pause in sending
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in transport.sent]
+    stamps = [struct.unpack_from("!I", p, 4)[0] for p in transport.sent]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
+    assert [(t - stamps[0]) & 0xFFFFFFFF for t in stamps] == [0, 160, 320, 480]
+    assert {struct.unpack_from("!I", p, 8)[0] for p in transport.sent} == {0xCAFEBABE}
+    # One-byte header extensions: mid "0" (id 1) and the audio level (id 2), padded.
+    profile, words = struct.unpack_from("!HH", first, 12)
+    assert profile == 0xBEDE and words == 1
+    assert first[16:20] == bytes([0x10, ord("0"), 0x20, 9])
+    payload = rtp_payload(first)
+    assert len(payload) == 160
+    assert np.abs(ULAW_DECODE[np.frombuffer(payload, np.uint8)] - tone(8000)).max() < 600
+    assert rtp_sender._RTCRtpSender__packet_count == 4
+    assert rtp_sender._RTCRtpSender__octet_count == 640
+    assert rtp_sender._RTCRtpSender__rtp_timestamp == stamps[-1]
+    assert rtp_sender._RTCRtpSender__ntp_timestamp > 0
+
+
+async def test_codec_change_gets_a_new_encoder_and_payload_type() -> None:
+    transport = FakeTransport()
+    sender = LeanSender(transport, fake_rtp_sender(), lambda rate: tone(rate), lambda: True)
+    sender.set_header_extensions(SimpleNamespace(muxId=None, headerExtensions=[]))
+    sender.configure("PCMU", 8000, 0)
+    encoder = sender.encoder
+    sender.configure("PCMU", 8000, 0)
+    assert sender.encoder is encoder
+    await sender.tick()
+    sender.configure("PCMA", 8000, 8)
+    assert sender.encoder is not encoder
+    await sender.tick()
+    assert [p[1] for p in transport.sent] == [0x80 | 0, 0x80 | 8]
+    assert all(p[0] == 0x80 for p in transport.sent)  # no extensions negotiated
+
+
+async def test_shared_clock_paces_every_leg_and_stops_when_empty() -> None:
+    clock = SendClock.for_loop()
+    assert SendClock.for_loop() is clock
+    transports = [FakeTransport() for _ in range(3)]
+    senders = []
+    for transport in transports:
+        sender = LeanSender(transport, fake_rtp_sender(), lambda rate: tone(rate), lambda: True)
+        sender.configure("PCMU", 8000, 0)
+        sender.set_header_extensions(SimpleNamespace(muxId=None, headerExtensions=[]))
+        clock.add(sender)
+        senders.append(sender)
+    broken = LeanSender(FakeTransport(), fake_rtp_sender(), lambda rate: 1 / 0, lambda: True)  # type: ignore[arg-type,return-value]
+    broken.configure("PCMU", 8000, 0)
+    broken.set_header_extensions(SimpleNamespace(muxId=None, headerExtensions=[]))
+    clock.add(broken)
+    async with asyncio.timeout(5):
+        while min(len(t.sent) for t in transports) < 10:
+            await asyncio.sleep(0.01)
+    counts = [len(t.sent) for t in transports]
+    assert max(counts) - min(counts) <= 1  # one tick serves every leg
+    for sender in senders:
+        clock.remove(sender)
+    await asyncio.sleep(0.05)
+    assert clock._task is None  # the failing sender was removed; no legs, no task
+    frozen = [len(t.sent) for t in transports]
+    await asyncio.sleep(0.06)
+    assert [len(t.sent) for t in transports] == frozen
