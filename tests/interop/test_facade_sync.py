@@ -129,7 +129,7 @@ def test_register_and_unregister(kamailio: Kamailio, clients: Any, secure: bool)
     assert client.checkClientStatus().result(5) == "registered"
     assert kamailio.registered_contacts(user)
     proto = "wss" if secure else "ws"
-    assert kamailio.events("SAVED", aor=user, proto=proto)
+    assert kamailio.wait_event("SAVED", timeout=5, aor=user, proto=proto)
 
     assert client.UnRegister() is True
     assert client.wait_for_unregistration(10)
@@ -225,10 +225,12 @@ def test_incoming_call_answer_hold_mute_dtmf_remote_hangup(
     assert caller_rec.kinds("call") == CALLER_LOCAL_HANGUP
     assert all(obj is incoming for obj in rec.objects)  # one callObj per call
     # The hold re-INVITEs reached Kamailio over ws.
-    invites = kamailio.events("REQ", method="INVITE", proto="ws", callid=incoming.callId)
+    invites = kamailio.wait_event("REQ", timeout=5, count=3, method="INVITE", proto="ws",
+                                  callid=incoming.callId)
     assert len(invites) >= 3
     # Both digits went out as SIP INFO over ws and the caller saw them.
-    infos = kamailio.events("REQ", method="INFO", proto="ws", callid=incoming.callId)
+    infos = kamailio.wait_event("REQ", timeout=5, count=2, method="INFO", proto="ws",
+                                callid=incoming.callId)
     assert len(infos) == 2
     assert received == ["1", "#"]
 
