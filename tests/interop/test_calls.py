@@ -14,6 +14,8 @@ Needs the loopback-only namespace::
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -43,6 +45,7 @@ from tests.rig.fixtures import BaresipFactory
 from tests.rig.kamailio import Kamailio
 
 from exotel_voice.exceptions import InvalidState, SipError
+from exotel_voice.media import MediaState
 
 
 pytestmark = [
@@ -375,3 +378,62 @@ async def test_call_waiting(
             assert_recording_has(phone, PY_HZ)
         finally:
             await close_browser_phones(browser)
+
+
+async def test_hangup_when_callee_never_rings(
+    kamailio: Kamailio, baresip_factory: BaresipFactory, scheme: str
+) -> None:
+    # The callee is frozen (SIGSTOP): only Kamailio's 100 Trying comes back.  Hanging up
+    # must send the CANCEL right after that 100 (RFC 3261 §9.1), not wait for a 180 that
+    # never comes; the call then ends with the 487 Kamailio sends when its branch timer
+    # (fr_timer, 8 s in the rig) gives up on the silent callee -- not after our Timer B.
+    async with python_phone(kamailio, scheme) as py:
+        phone = await asyncio.to_thread(baresip_factory)
+        pid = phone._daemon.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            call = await py.phone.dial(phone.aor)
+            await asyncio.sleep(0.5)  # the 407 round, the INVITE forwarded, 100 Trying back
+            assert not call.ended
+            t0 = time.monotonic()
+            hangup = asyncio.create_task(call.hangup())
+            while not kamailio.events("REQ", method="CANCEL", callid=call.call_id):
+                assert time.monotonic() - t0 < 1.5, "no CANCEL reached Kamailio"
+                await asyncio.sleep(0.05)
+            await asyncio.wait_for(hangup, 12.0)
+            assert call.ended and call.ended_by == "local"
+            assert call.end_status == 487, (call.end_status, call.end_reason)
+            assert py.recorder.call_events(call) == ["callEnded"]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
+async def test_early_media_then_answer(
+    kamailio: Kamailio, baresip_factory: BaresipFactory, scheme: str
+) -> None:
+    # baresip in "early" answer mode sends 183 Session Progress with SDP (anchored by
+    # rtpengine): we apply it as a provisional answer, and the 200 then completes the same
+    # session (RFC 3261 §13.2.1: same o= line) with audio both ways.
+    async with python_phone(kamailio, scheme) as py:
+        phone = await asyncio.to_thread(baresip_factory, answer_mode="early")
+        call = await py.phone.dial(phone.aor)
+        progress = await wait_call_event(py.recorder, call, "progress")
+        assert progress.status == 183
+        assert call.state == "ringing" and not call.ended
+        # The 183's answer is applied: media runs early (we send; baresip 1.0 sends no audio
+        # before its 200 even in early mode -- rtpengine counts 0 packets on its leg).
+        media = call.media
+        assert media is not None
+        for _ in range(100):
+            if media.state is MediaState.EARLY:
+                break
+            await asyncio.sleep(0.02)
+        assert media.state is MediaState.EARLY
+        await bs(phone, "accept")
+        await call.wait_connected(10)
+        assert media.state is MediaState.ACTIVE
+        await assert_python_hears(call, BARESIP_HZ)
+        await call.hangup()
+        await bs(phone, "wait_event", "CALL_CLOSED")
+        assert_recording_has(phone, PY_HZ)

@@ -58,6 +58,7 @@ class Call:
         self._on_hold = False
         self._remote_hold = False
         self._ring_reported = False
+        self._early_sdp: str | None = None
         self._hold_wanted: bool | None = None
         self._hold_result: asyncio.Future[None] | None = None
         self._events: asyncio.Queue[CallEvent | DtmfReceived | None] | None = None
@@ -437,15 +438,33 @@ class Call:
             self._state = "ringing"
         if sdp and self.media is not None:
             media = self.media
+            self._early_sdp = sdp
             self._spawn(lambda: media.set_answer(sdp, provisional=True))
         self._publish("ringing" if first_ring else "progress", status, reason)
 
     def _on_answered(self, sdp: str | None) -> None:
         media = self.media
+        early = self._early_sdp
 
         async def connect() -> None:
             if media is not None and sdp:
-                await media.set_answer(sdp)
+                try:
+                    await media.set_answer(sdp)
+                except MediaError as exc:
+                    if early is None or not _same_but_version(early, sdp):
+                        # The SIP call is up but its audio cannot be: end it rather than
+                        # leave it connected in SIP and "ringing" here.
+                        logger.warning("! call %s: cannot apply the answer (%s); hanging up",
+                                       self.id, exc)
+                        self.phone._command(
+                            lambda now: self.phone._ua.hangup(self._session, now)
+                        )
+                        return
+                    # The 200 repeats the 183's answer with only the o= version bumped
+                    # (baresip does): the early answer stays the session in force.
+                    logger.info("= call %s: the 200 repeats the early answer (new o= "
+                                "version only); keeping it", self.id)
+                    await media.set_answer(early)
             self._mark_connected()
 
         self._spawn(connect)
@@ -537,6 +556,24 @@ class Call:
         self._publish("callEnded" if by == "local" else "terminated", status, reason)
         if self._events is not None:
             self._events.put_nowait(None)
+
+
+def _same_but_version(early: str, final: str) -> bool:
+    """Whether two SDP bodies differ at most in the o= line's session version."""
+
+    def normalised(sdp: str) -> list[str]:
+        lines = [line.strip() for line in sdp.strip().splitlines()]
+        out = []
+        for line in lines:
+            if line.startswith("o="):
+                parts = line.split()
+                if len(parts) >= 3:
+                    parts[2] = "*"
+                line = " ".join(parts)
+            out.append(line)
+        return out
+
+    return normalised(early) == normalised(final)
 
 
 async def _rollback(media: MediaSession, direction: str) -> None:
