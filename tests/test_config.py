@@ -64,6 +64,7 @@ def test_full_url_and_ipv6() -> None:
         ({"domain": "wss://host/x"}, "domain", "not a URL"),
         ({"secret": 1234}, "secret", "must be a string"),
         ({"wsUrl": "http://x/y"}, "ws_url", "ws:// or wss://"),
+        ({"insecureSkipVerify": "false"}, "insecureSkipVerify", "True or False"),
     ],
 )
 def test_bad_values_name_the_field(change: dict[str, object], field: str, text: str) -> None:

@@ -222,10 +222,13 @@ class AccountConfig:
         if not isinstance(secret, str):
             raise ConfigurationError("secret", "must be a string")
         display = _optional_str(info, "displayname") or _optional_str(info, "displayName")
-        tls = TlsConfig(
-            ca_file=_optional_str(info, "caFile"),
-            insecure_skip_verify=bool(info.get("insecureSkipVerify", False)),
-        )
+        insecure = info.get("insecureSkipVerify", False)
+        if not isinstance(insecure, bool):
+            # A string such as "false" must not silently turn verification off.
+            raise ConfigurationError(
+                "insecureSkipVerify", f"must be True or False, not {insecure!r}"
+            )
+        tls = TlsConfig(ca_file=_optional_str(info, "caFile"), insecure_skip_verify=insecure)
         kwargs: dict[str, Any] = {
             "user_name": user_name,
             "auth_user": auth_user,

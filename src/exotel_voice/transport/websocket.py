@@ -191,10 +191,7 @@ class WebSocketTransport:
         self._wake.set()
         ws = self._ws
         if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), 2.0)
-            except (TimeoutError, OSError, WsConnectionClosed):
-                ws.transport.abort()
+            await self._close_quietly(ws)
         task = self._task
         if task is not None and task is not asyncio.current_task():
             try:
@@ -275,6 +272,10 @@ class WebSocketTransport:
                 error = TransportError(f"cannot connect: {type(exc).__name__}")
                 error.__cause__ = exc
             else:
+                if self._closing:
+                    # close() was called while the handshake was in flight.
+                    await self._close_quietly(ws)
+                    break
                 failures = 0
                 error = await self._serve(ws)
             if self._closing:
@@ -348,11 +349,21 @@ class WebSocketTransport:
                 error = ConnectionClosed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
         except OSError as exc:
             error = TransportError(f"connection lost: {exc.strerror or type(exc).__name__}")
+        except asyncio.CancelledError:
+            ws.transport.abort()
+            raise
         finally:
             if keepalive is not None:
                 keepalive.cancel()
             self._ws = None
         return error
+
+    @staticmethod
+    async def _close_quietly(ws: ClientConnection) -> None:
+        try:
+            await asyncio.wait_for(ws.close(), 2.0)
+        except (TimeoutError, OSError, WsConnectionClosed):
+            ws.transport.abort()
 
     async def _crlf_keepalive(self, ws: ClientConnection) -> None:
         interval = float(self.keepalive.interval or 0)
