@@ -1,7 +1,7 @@
 """A Phone against test-double servers: one that never answers, one that sends garbage.
 
 Both run as WebSocket servers on 127.0.0.1. The real-server tests are in
-tests/interop/test_registration.py.
+tests/interop/test_registration_kamailio.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Registration state machine, sans-I/O, against an in-test registrar with real digest checks.
 
-The same flows against a real Kamailio are in tests/interop/test_registration.py.
+The same flows against a real Kamailio are in tests/interop/test_registration_kamailio.py.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def test_register_with_digest_then_refresh_then_unregister() -> None:
     assert second.branch != first.branch
     contact = second.contacts[0]
     assert contact.params["+sip.instance"] == "<urn:uuid:11111111-2222-3333-4444-555555555555>"
-    assert '+sip.instance="<urn:uuid:11111111-2222-3333-4444-555555555555>"' in second.headers["Contact"]
+    uuid = "11111111-2222-3333-4444-555555555555"
+    assert f'+sip.instance="<urn:uuid:{uuid}>"' in second.headers["Contact"]
     assert contact.params["reg-id"] == "1"
     assert contact.sip_uri.transport == "wss" and "ob" in contact.sip_uri.params
     assert contact.sip_uri.host.endswith(".invalid")
