@@ -73,6 +73,10 @@ ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "200"))
 SCALE = [int(x) for x in os.environ.get("BENCH_SCALE", "100,300,1000").split(",") if x]
 CONCURRENCY = int(os.environ.get("BENCH_SCALE_CONCURRENCY", "1000"))
 TRACE_PHONES = int(os.environ.get("BENCH_TRACE_PHONES", "1000"))
+# Kamailio shared memory in MB.  The rig runs with -m 64, which holds only ~450 WebSocket
+# connections (each costs ~55-70 KiB of shm in the websocket module + tcp buffers); the
+# bench runs its private Kamailio with more.  BENCH_KAMAILIO_SHM_MB=64 reproduces the rig.
+KAMAILIO_SHM_MB = int(os.environ.get("BENCH_KAMAILIO_SHM_MB", "256"))
 LATENCY_BUDGET = float(os.environ.get("BENCH_LATENCY_SECONDS", "60"))  # wall-clock cap, part 1
 STEP_TIMEOUT = 60.0  # per scale step
 FD_WANTED = 65536
@@ -180,8 +184,10 @@ class RawClient:
 
     async def options(self) -> float:
         msg = self._common(
-            "OPTIONS", f"sip:127.0.0.1:{self.k.info.ws_port}",
-            f"sip:127.0.0.1:{self.k.info.ws_port}", secrets.token_hex(8),
+            "OPTIONS",
+            f"sip:127.0.0.1:{self.k.info.ws_port}",
+            f"sip:127.0.0.1:{self.k.info.ws_port}",
+            secrets.token_hex(8),
         )
         t0 = time.perf_counter()
         reply = await self.round_trip(msg)
@@ -315,9 +321,19 @@ async def latency(k: Kamailio) -> dict[str, Any]:
         await sdk_register_connect(k, *users[2])
 
     samples: dict[str, list[float]] = {
-        "floor_options": [], "raw_register": [], "raw_rt1": [], "raw_rt2": [],
-        "sdk_register": [], "sdk_rt1": [], "sdk_rt2": [], "sdk_to_first_send": [],
-        "sdk_401_to_second_send": [], "sdk_200_to_return": [], "sdk_register_connect": [],
+        "floor_options": [],
+        "raw_register": [],
+        "raw_rt1": [],
+        "raw_rt2": [],
+        "sdk_register": [],
+        "sdk_rt1": [],
+        "sdk_rt2": [],
+        "sdk_to_first_send": [],
+        "sdk_401_to_second_send": [],
+        "sdk_200_to_return": [],
+        "sdk_register_connect": [],
+        "sdk_client_side": [],
+        "raw_client_side": [],
     }
 
     async def floor() -> None:
@@ -328,6 +344,7 @@ async def latency(k: Kamailio) -> dict[str, Any]:
         samples["raw_register"].append(total)
         samples["raw_rt1"].append(rt1)
         samples["raw_rt2"].append(rt2)
+        samples["raw_client_side"].append(total - rt1 - rt2)
 
     async def sdk_open() -> None:
         r = await sdk_register_open(k, *users[1])
@@ -337,6 +354,7 @@ async def latency(k: Kamailio) -> dict[str, Any]:
         samples["sdk_to_first_send"].append(r["to_first_send"])
         samples["sdk_401_to_second_send"].append(r["401_to_second_send"])
         samples["sdk_200_to_return"].append(r["200_to_return"])
+        samples["sdk_client_side"].append(r["total"] - r["rt1"] - r["rt2"])
 
     async def sdk_connect() -> None:
         samples["sdk_register_connect"].append(await sdk_register_connect(k, *users[2]))
@@ -463,22 +481,25 @@ async def scale(k: Kamailio, creds: list[tuple[str, str]]) -> dict[str, Any]:
         bound = await asyncio.to_thread(server_bindings, k, {u for u, _ in creds[:target]})
         still = sum(1 for p in phones if p.registered)
         shm = shm_used(k)
-        steps.append({
-            "target": target,
-            "added": len(batch),
-            "added_ok": len(new),
-            "errors": len(errors),
-            "error_samples": sorted(set(errors))[:5],
-            "step_seconds": round(seconds, 2),
-            "per_phone_ms": round(seconds / max(1, len(batch)) * 1e3, 2),
-            "registered_now": still,
-            "kamailio_bindings": bound,
-            "rss_delta_kib": rss - rss0,
-            "rss_per_phone_kib": round((rss - rss0) / max(1, len(phones)), 1),
-            "kamailio_shm_per_phone_kib": None if shm is None or shm0 is None
-            else round((shm - shm0) / 1024 / max(1, len(phones)), 1),
-            "load_before": load_before,
-        })
+        steps.append(
+            {
+                "target": target,
+                "added": len(batch),
+                "added_ok": len(new),
+                "errors": len(errors),
+                "error_samples": sorted(set(errors))[:5],
+                "step_seconds": round(seconds, 2),
+                "per_phone_ms": round(seconds / max(1, len(batch)) * 1e3, 2),
+                "registered_now": still,
+                "kamailio_bindings": bound,
+                "rss_delta_kib": rss - rss0,
+                "rss_per_phone_kib": round((rss - rss0) / max(1, len(phones)), 1),
+                "kamailio_shm_per_phone_kib": None
+                if shm is None or shm0 is None
+                else round((shm - shm0) / 1024 / max(1, len(phones)), 1),
+                "load_before": load_before,
+            }
+        )
     total = time.perf_counter() - t_start
     unreg = await close_all(phones)
     after = await asyncio.to_thread(server_bindings, k, {u for u, _ in creds})
@@ -492,50 +513,62 @@ async def scale(k: Kamailio, creds: list[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def _short(filename: str) -> str:
+    return filename.replace(str(REPO) + "/", "").split("site-packages/")[-1]
+
+
 async def traced(k: Kamailio, creds: list[tuple[str, str]]) -> dict[str, Any]:
     """Python heap per registered phone vs per bare websockets connection (tracemalloc)."""
     n = len(creds)
     gc.collect()
     tracemalloc.start(1)
     try:
-        base = tracemalloc.get_traced_memory()[0]
-        conns = await asyncio.gather(
-            *(ws_open(k.info.ws_url) for _ in range(n)), return_exceptions=True
-        )
-        ok = [c for c in conns if isinstance(c, ClientConnection)]
-        gc.collect()
-        ws_bytes = tracemalloc.get_traced_memory()[0] - base
-        await asyncio.gather(*(c.close() for c in ok), return_exceptions=True)
-        del conns
-        gc.collect()
-
+        # Registered phones (fresh users: the ramp's phones have unregistered).
         base = tracemalloc.get_traced_memory()[0]
         before = tracemalloc.take_snapshot()
         phones, errors, seconds = await register_many(k, creds, CONCURRENCY)
         await asyncio.sleep(0.2)
         gc.collect()
         phone_bytes = tracemalloc.get_traced_memory()[0] - base
-        after = tracemalloc.take_snapshot()
-        top = after.compare_to(before, "filename")[:8]
+        diff = tracemalloc.take_snapshot().compare_to(before, "filename")
+        del before
+        per = max(1, len(phones))
         sites = [
             {
-                "file": str(Path(s.traceback[0].filename)).replace(str(REPO) + "/", "")
-                .split("site-packages/")[-1],
-                "kib_per_phone": round(s.size_diff / 1024 / max(1, len(phones)), 2),
+                "file": _short(d.traceback[0].filename),
+                "kib_per_phone": round(d.size_diff / 1024 / per, 2),
             }
-            for s in top
+            for d in diff[:10]
         ]
+        await close_all(phones)
+        del phones
+        await asyncio.sleep(0.5)
+        gc.collect()
+
+        # Bare websockets connections (no SIP), same library, to the same server.
+        base = tracemalloc.get_traced_memory()[0]
+        conns = await asyncio.gather(
+            *(ws_open(k.info.ws_url) for _ in range(n)), return_exceptions=True
+        )
+        ok = [c for c in conns if isinstance(c, ClientConnection)]
+        del conns
+        gc.collect()
+        ws_bytes = tracemalloc.get_traced_memory()[0] - base
+        await asyncio.gather(*(c.close() for c in ok), return_exceptions=True)
     finally:
         tracemalloc.stop()
-    await close_all(phones)
+    registered = n - len(errors)
     return {
         "phones": n,
-        "registered": len(phones),
+        "registered": registered,
         "errors": len(errors),
+        "error_samples": sorted(set(errors))[:5],
         "seconds_with_tracemalloc": round(seconds, 2),
-        "python_heap_per_phone_kib": round(phone_bytes / 1024 / max(1, len(phones)), 1),
+        "python_heap_per_phone_kib": round(phone_bytes / 1024 / registered, 1)
+        if registered
+        else None,
         "bare_ws_connections": len(ok),
-        "python_heap_per_bare_ws_kib": round(ws_bytes / 1024 / max(1, len(ok)), 1),
+        "python_heap_per_bare_ws_kib": round(ws_bytes / 1024 / len(ok), 1) if ok else None,
         "top_files_by_growth": sites,
     }
 
@@ -566,6 +599,9 @@ def main() -> dict[str, Any]:
         certs=certs,
         users=dict(scale_creds),  # rendered into the config: there at start
     )
+    # The Kamailio class has no option for its shared memory size: adjust the command line.
+    argv = k._daemon.argv
+    argv[argv.index("-m") + 1] = str(KAMAILIO_SHM_MB)
     failed = True
     try:
         engine.start()
@@ -582,24 +618,34 @@ def main() -> dict[str, Any]:
 
     lat = result["latency"]
     table = [
-        {"measure": name, **{k2: v for k2, v in s.items()}}
-        for name, s in lat["stats"].items()
+        {"measure": name, **{k2: v for k2, v in s.items()}} for name, s in lat["stats"].items()
     ]
     table += [
-        {"measure": r["what"], "median_ms": f"{r['median_x_floor']}x", "p90_ms":
-         f"{r['p90_x_floor']}x"}
+        {
+            "measure": r["what"],
+            "median_ms": f"{r['median_x_floor']}x",
+            "p90_ms": f"{r['p90_x_floor']}x",
+        }
         for r in lat["ratios"]
     ]
     table += [
-        {"measure": f"scale {s['target']}", "n": f"{s['added_ok']}/{s['added']} ok",
-         "median_ms": f"{s['step_seconds']} s", "p90_ms": f"rss {s['rss_per_phone_kib']} KiB/phone",
-         "min_ms": f"bound {s['kamailio_bindings']}"}
+        {
+            "measure": f"scale {s['target']}",
+            "n": f"{s['added_ok']}/{s['added']} ok",
+            "median_ms": f"{s['step_seconds']} s",
+            "p90_ms": f"rss {s['rss_per_phone_kib']} KiB/phone",
+            "min_ms": f"bound {s['kamailio_bindings']}",
+        }
         for s in result["scale"]["steps"]
     ]
     return {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "fd_limit": fd[0], "load_end": load()},
-        "kamailio_args": "-m 64 -M 8, children=2, tcp_children=2 (rig defaults)",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "fd_limit": fd[0],
+            "load_end": load(),
+        },
+        "kamailio_args": f"-m {KAMAILIO_SHM_MB} -M 8, children=2, tcp_children=2",
         **result,
         "table": table,
         "targets": lat["target_per_round_trip_within_2x_floor"],
