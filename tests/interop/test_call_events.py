@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pytest
 import pytest_asyncio
-from test_calls_peers import (
+from tests.interop.test_calls_peers import (
     SCHEMES,
     browser_phone,
     close_browser_phones,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,3 +207,29 @@ def uri_user(value: str) -> str | None:
 
     match = re.search(r"sips?:([^@;>:]+)@", value)
     return match.group(1) if match else None
+
+
+async def kamailio_events(
+    kamailio: Kamailio, kind: str, *, count: int = 1, timeout: float = 5.0, **match: str
+) -> list[Any]:
+    """Kamailio's RIG events, waiting (without blocking the loop) until ``count`` are logged:
+    its log lags a little behind the SIP traffic."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = kamailio.events(kind, **match)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def assert_ack_delivered(kamailio: Kamailio, call_id: str) -> None:
+    """Our ACK for the 2xx crossed Kamailio (record-route) and reached the callee.
+
+    Proof: Kamailio relayed our ACK, and the callee never retransmitted its 200 (a UAS
+    repeats the 2xx until the ACK arrives, every 500 ms at first: RFC 3261 §13.3.1.4).
+    """
+    assert await kamailio_events(kamailio, "REQ", method="ACK", callid=call_id), (
+        f"no ACK for {call_id} reached Kamailio"
+    )
+    oks = kamailio.events("RPL", status="200", method="INVITE", callid=call_id)
+    assert len(oks) == 1, f"the callee sent its 200 {len(oks)} times: the ACK did not reach it"
