@@ -38,9 +38,7 @@ Run inside the loopback namespace:
 ``scripts/in-netns.sh .venv/bin/python bench/media_capacity.py``.
 """
 
-from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fractions
@@ -503,39 +501,80 @@ def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--peers", default="aiortc,ours")
-    parser.add_argument("--codecs", default="PCMU,opus")
-    parser.add_argument("--steps", default="10,20,30,40,50,60,70,80")
-    parser.add_argument("--window", type=float, default=8.0, help="seconds measured per step")
-    parser.add_argument("--settle", type=float, default=2.0, help="seconds before each window")
-    parser.add_argument("--no-baresip", action="store_true")
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
+TARGET_LEGS = 50
+
+
+def main() -> dict[str, Any]:
+    """Run the capacity ramp; settings from the environment:
+
+    ``BENCH_CAPACITY_STEPS`` (legs, default ``10,20,30,40,50,60,70,80``),
+    ``BENCH_CAPACITY_WINDOW`` (seconds per step, default 8), ``BENCH_CAPACITY_SETTLE``
+    (default 2), ``BENCH_CAPACITY_CODECS`` (default ``PCMU,opus``),
+    ``BENCH_CAPACITY_PEERS`` (default ``aiortc,ours``), ``BENCH_CAPACITY_BARESIP=0`` to skip it.
+    """
+    steps = [
+        max(2, min(int(x), 200))
+        for x in os.environ.get("BENCH_CAPACITY_STEPS", "10,20,30,40,50,60,70,80").split(",")
+    ]
+    window = max(1.0, min(float(os.environ.get("BENCH_CAPACITY_WINDOW", "8")), 60.0))
+    settle = max(0.0, min(float(os.environ.get("BENCH_CAPACITY_SETTLE", "2")), 30.0))
+    codecs = os.environ.get("BENCH_CAPACITY_CODECS", "PCMU,opus").split(",")
+    peers = os.environ.get("BENCH_CAPACITY_PEERS", "aiortc,ours").split(",")
+    with_baresip = os.environ.get("BENCH_CAPACITY_BARESIP", "1") != "0"
     if os.environ.get("EXOTEL_NETNS") != "1":
         print("note: not inside the loopback namespace (scripts/in-netns.sh)", file=sys.stderr)
-    steps = [min(int(s), 200) for s in args.steps.split(",")]
-    window = max(1.0, min(args.window, 60.0))
+    load_before = os.getloadavg()
     print(f"media_capacity: steps {steps} legs, {window:.0f} s windows", flush=True)
 
     async def run() -> tuple[list[Summary], dict[str, Any] | None]:
         summaries = []
-        for codec in args.codecs.split(","):
-            for peer in args.peers.split(","):
-                summaries.append(await ramp(peer, codec, steps, window, args.settle))
-        baresip = None if args.no_baresip else await baresip_cpu(window * 2, args.settle)
-        if baresip:
-            print(f"  baresip PCMU: {baresip}", flush=True)
+        baresip = None
+        for codec in codecs:
+            if with_baresip and codec == "PCMU":
+                baresip = await baresip_cpu(window * 2, settle)
+                print(f"  baresip PCMU: {baresip.get('cpu_s_per_leg_minute')} s/leg-min "
+                      f"(DTLS-SRTP {baresip.get('dtls_srtp')})", flush=True)
+            for peer in peers:
+                summaries.append(await ramp(peer, codec, steps, window, settle))
         return summaries, baresip
 
     summaries, baresip = asyncio.run(run())
     print(table(summaries, baresip))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"python": [asdict(s) for s in summaries], "baresip": baresip}, f, indent=1)
-    return 0
+    by = {(s.peer, s.codec): s for s in summaries}
+    targets: dict[str, Any] = {}
+    for codec in codecs:
+        ours, raw = by.get(("ours", codec)), by.get(("aiortc", codec))
+        if ours is None:
+            continue
+        targets[f"{codec}: ours >= {TARGET_LEGS} legs at full quality"] = (
+            ours.max_legs_full_quality >= TARGET_LEGS
+        )
+        targets[f"{codec}: ours >= {TARGET_LEGS} legs with frames >= 0.99"] = (
+            ours.max_legs_frames_ok >= TARGET_LEGS
+        )
+        if raw is not None and raw.max_legs_frames_ok:
+            targets[f"{codec}: legs ours/aiortc (frames >= 0.99)"] = round(
+                ours.max_legs_frames_ok / raw.max_legs_frames_ok, 1
+            )
+        if codec == "PCMU" and baresip and ours.cpu_s_per_leg_minute_at_10:
+            targets["PCMU: CPU per leg ours <= baresip (at 10 legs)"] = (
+                ours.cpu_s_per_leg_minute_at_10 <= baresip["cpu_s_per_leg_minute"]
+            )
+    rows = [
+        {k: v for k, v in asdict(s).items() if k != "steps"} for s in summaries
+    ]
+    if baresip and "cpu_s_per_leg_minute" in baresip:
+        rows.append({"peer": "baresip", "codec": "PCMU", "cpu_s_per_leg_minute_at_10":
+                     baresip["cpu_s_per_leg_minute"]})
+    return {
+        "what": "legs per process and CPU per leg-minute at full quality, loopback pairs",
+        "loadavg_before_after": [round(x, 2) for x in load_before + os.getloadavg()],
+        "table": rows,
+        "steps": [asdict(step) for s in summaries for step in s.steps],
+        "baresip": baresip,
+        "targets": targets,
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print(json.dumps(main(), indent=1))
