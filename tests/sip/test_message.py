@@ -487,3 +487,44 @@ def test_repr_hides_secrets() -> None:
         assert "hunter2" not in text
     assert "branch=z9hG4bKrepr" in repr(req) and "Call-ID=abc" in repr(resp)
     assert "[secure]" in repr(headers)
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets never reach exception texts (the connection logs str(exc) at WARNING)
+# --------------------------------------------------------------------------------------------
+
+SENTINEL = "S3ntinelPw9"
+
+_HEAD = (
+    "Via: SIP/2.0/WSS h.invalid;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\n"
+    "Call-ID: c1\r\nCSeq: 1 INVITE\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # malformed Request-URIs carrying a password
+        f"INVITE sip:alice:{SENTINEL}@h;;bad SIP/2.0\r\n{_HEAD}\r\n",
+        f"INVITE sip:alice:{SENTINEL}@ SIP/2.0\r\n{_HEAD}\r\n",
+        f"INVITE sip:al ice:{SENTINEL}@h SIP/2.0\r\n{_HEAD}\r\n",
+        f"INVITE sip:alice:{SENTINEL}@h SIP/2.0 extra\r\n{_HEAD}\r\n",
+        f"INVITE sip:{'x' * 120}:{SENTINEL}@h?bad SIP/2.0\r\n{_HEAD}\r\n",
+        # malformed headers carrying one
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('<sip:a@h>', f'<sip:a:{SENTINEL}@h')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('<sip:b@h>', f'sip:b:{SENTINEL}@h?x=1')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('<sip:b@h>', f'<sip:b:{SENTINEL}@h>junk')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('<sip:b@h>', f'<sip:b:{SENTINEL}@h>;;')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('<sip:b@h>', f'b:{SENTINEL}@h x')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD.replace('h.invalid', f'u:{SENTINEL}@h.invalid')}\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD}Authorization Digest response={SENTINEL}\r\n\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD}Contact: <sip:c:{SENTINEL}@h;x=\"\r\n\r\n",
+        f"INVITE sip:b@h SIP/2.0\r\n{_HEAD}Content-Type: sip:c:{SENTINEL}@h\r\n\r\n",
+    ],
+)
+def test_exception_texts_never_carry_passwords(text: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_message(text.encode(), full=True)
+    # Not even a cut-off piece of it (the old texts cut at 40/80 characters).
+    assert SENTINEL[:6] not in str(info.value)
+    assert SENTINEL[:6] not in repr(info.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from exotel_voice.exceptions import InvalidMessage
-from exotel_voice.sip.uri import AbsoluteURI, SipURI, parse_uri
+from exotel_voice.sip.uri import AbsoluteURI, SipURI, excerpt, parse_uri
 
 
 def sip(text: str) -> SipURI:
@@ -115,3 +115,33 @@ def test_copy() -> None:
     other = uri.copy(host="example.org", port=5080)
     assert str(other) == "sip:alice@example.org:5080;transport=ws"
     assert uri.host == "example.com"
+
+
+SENTINEL = "S3ntinelPw9"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"sip:alice:{SENTINEL}@",
+        f"sip:alice:{SENTINEL}@host;;",
+        f"sips:alice:{SENTINEL}@host?bad",
+        f"sip:al ice:{SENTINEL}@host",
+        f"SIP:alice:{SENTINEL}@[::1",
+        f"alice:{SENTINEL}@ho st",
+        f"sip:alice:{SENTINEL}@h@st:99999x",
+        f"sip:alice:{'p' * 100}{SENTINEL}@host;;",
+    ],
+)
+def test_invalid_uri_errors_mask_the_password(text: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_uri(text)
+    assert SENTINEL[:6] not in str(info.value)
+    assert "[secure]" in str(info.value) or "alice" not in str(info.value)
+
+
+def test_excerpt_keeps_what_is_not_secret() -> None:
+    assert excerpt("sip:alice@host;;") == "'sip:alice@host;;'"
+    assert excerpt("sip:alice:pw@host") == "'sip:alice:[secure]@host'"
+    assert excerpt("<sip:a:pw@h>, <sip:b@h>") == "'<sip:a:[secure]@h>, <sip:b@h>'"
+    assert excerpt("x" * 100, 10) == repr("x" * 10)

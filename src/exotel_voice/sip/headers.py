@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
 from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
-from .uri import FAST_SIP_URI, URI, SipURI, parse_uri, sip_uri_from_match
+from .uri import FAST_SIP_URI, URI, SipURI, excerpt, parse_uri, sip_uri_from_match
 
 
 __all__ = [
@@ -331,7 +331,7 @@ def parse_params(text: str) -> dict[str, str | None]:
     while pos < n:
         m = match(text, pos)
         if m is None:
-            raise InvalidMessage(f"invalid parameter list near {text[pos:pos + 40]!r}")
+            raise InvalidMessage(f"invalid parameter list at offset {pos} in {excerpt(text)}")
         name, value, quoted = m.groups()
         if quoted is not None:
             value = quoted[1:-1]
@@ -486,16 +486,16 @@ def parse_name_addr(text: str) -> NameAddr:
             display = token
         rest = rest.lstrip(" \t")
         if rest and rest[0] != ";":
-            raise InvalidMessage(f"unexpected text after <URI> in {text[:80]!r}")
+            raise InvalidMessage(f"unexpected text after <URI> in {excerpt(text)}")
         return NameAddr(parse_uri(uri_text), display, parse_params(rest) if rest else {})
     s = text.strip(" \t")
     if not s or s[0] in "<\"" or "<" in s:
-        raise InvalidMessage(f"invalid name-addr {text[:80]!r}")
+        raise InvalidMessage(f"invalid name-addr {excerpt(text)}")
     at = s.find("@")
     semi = s.find(";", at + 1 if at != -1 else 0)
     uri_text = s if semi == -1 else s[:semi].rstrip(" \t")
     if "?" in uri_text or "," in uri_text:
-        raise InvalidMessage(f"a URI with '?' or ',' must be in <>: {text[:80]!r}")
+        raise InvalidMessage(f"a URI with '?' or ',' must be in <>: {excerpt(text)}")
     uri = parse_uri(uri_text)
     return NameAddr(uri, None, {} if semi == -1 else parse_params(s[semi:]))
 
@@ -562,7 +562,7 @@ def parse_via(text: str) -> Via:
     if m is None:
         m = _VIA_RE.fullmatch(text)
         if m is None:
-            raise InvalidMessage(f"invalid Via: {text[:80]!r}")
+            raise InvalidMessage(f"invalid Via: {excerpt(text)}")
     transport, host, port_text, rest = m.groups()
     port: int | None = None
     if port_text is not None:
@@ -594,7 +594,7 @@ def parse_cseq(text: str) -> CSeq:
     """
     m = _CSEQ_RE.fullmatch(text)
     if m is None:
-        raise InvalidMessage(f"invalid CSeq: {text[:80]!r}")
+        raise InvalidMessage(f"invalid CSeq: {excerpt(text)}")
     seq = int(m.group(1))
     if seq > 2**31 - 1:
         raise InvalidMessage(f"CSeq number too large: {seq}")

@@ -67,7 +67,7 @@ from .headers import (
     parse_via,
     split_header_values,
 )
-from .uri import URI, SipURI, parse_uri
+from .uri import URI, SipURI, excerpt, parse_uri
 
 
 __all__ = [
@@ -506,7 +506,7 @@ def _parse_max_forwards(value: str) -> int:
     # Max-Forwards = 1*DIGIT ; RFC 3261 §20.22 "range 0-255"
     v = value.strip(" \t")
     if not (v.isascii() and v.isdigit()) or int(v) > 255:
-        raise InvalidMessage(f"invalid Max-Forwards {value[:20]!r}")
+        raise InvalidMessage(f"invalid Max-Forwards {excerpt(value, 20)}")
     return int(v)
 
 
@@ -514,7 +514,7 @@ def _check_delta_seconds(value: str) -> None:
     # Expires = delta-seconds ; RFC 3261 §20.19: 1*DIGIT, at most 2**32-1 (§25.1).
     v = value.strip(" \t")
     if not (v.isascii() and v.isdigit()) or int(v) > 2**32 - 1:
-        raise InvalidMessage(f"invalid delta-seconds {value[:20]!r}")
+        raise InvalidMessage(f"invalid delta-seconds {excerpt(value, 20)}")
 
 
 _MEDIA_TYPE_RE = re.compile(
@@ -526,7 +526,7 @@ def _check_media_type(value: str) -> None:
     # media-type = m-type SLASH m-subtype *(SEMI m-parameter) ; RFC 3261 §20.15
     m = _MEDIA_TYPE_RE.fullmatch(value)
     if m is None:
-        raise InvalidMessage(f"invalid media type {value[:40]!r}")
+        raise InvalidMessage(f"invalid media type {excerpt(value, 40)}")
     if m.group(3):
         parse_params(m.group(3))
 
@@ -537,7 +537,7 @@ _TOKEN_LIST_RE = re.compile(r"[ \t]*(?:" + TOKEN + r"[ \t]*(?:,[ \t]*" + TOKEN +
 def _check_token_list(value: str) -> None:
     # Allow / Supported / Require / Proxy-Require / Unsupported = [token *(COMMA token)]
     if _TOKEN_LIST_RE.fullmatch(value) is None:
-        raise InvalidMessage(f"invalid token list {value[:40]!r}")
+        raise InvalidMessage(f"invalid token list {excerpt(value, 40)}")
 
 
 def _check_name_addrs(value: str) -> None:
@@ -602,7 +602,7 @@ def _header_name(raw: str) -> str:
         return name
     stripped = raw.rstrip(" \t")
     if _METHOD_RE.fullmatch(stripped) is None:
-        raise InvalidMessage(f"invalid header name {raw[:40]!r}")
+        raise InvalidMessage(f"invalid header name {excerpt(raw, 40)}")
     name = canonical_name(stripped)
     if len(_known_names) < 2048:
         _known_names[raw] = name
@@ -707,7 +707,7 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     for line in lines[1:] if not folded else _unfold(lines):
         raw_name, colon, value = line.partition(":")
         if not colon or not raw_name:
-            raise InvalidMessage(f"invalid header line {line[:40]!r}")
+            raise InvalidMessage(f"invalid header line {excerpt(line, 40)}")
         name = known.get(raw_name) or _header_name(raw_name)
         value = value.strip(" \t")
         append((name, value))
@@ -748,7 +748,7 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     clen = found.get("Content-Length")
     if clen is not None:
         if not (clen.isascii() and clen.isdigit()):
-            raise InvalidMessage(f"invalid Content-Length {clen[:20]!r}")
+            raise InvalidMessage(f"invalid Content-Length {excerpt(clen, 20)}")
         length = int(clen)
         if length > len(body):
             raise InvalidMessage(
@@ -783,14 +783,14 @@ def _parse_request_line(line: str) -> Request:
     # Request-Line = Method SP Request-URI SP SIP-Version   (RFC 3261 §25.1: exactly one SP)
     parts = line.split(" ")
     if len(parts) != 3:
-        raise InvalidMessage(f"invalid request line {line[:80]!r}")
+        raise InvalidMessage(f"invalid request line {excerpt(line, 80)}")
     method, uri_text, version = parts
     if _METHOD_RE.fullmatch(method) is None:
-        raise InvalidMessage(f"invalid method {method[:40]!r}")
+        raise InvalidMessage(f"invalid method {excerpt(method, 40)}")
     if version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
-            raise InvalidMessage(f"unsupported version {version[:20]!r}", status_hint=505)
-        raise InvalidMessage(f"invalid request line {line[:80]!r}")
+            raise InvalidMessage(f"unsupported version {excerpt(version, 20)}", status_hint=505)
+        raise InvalidMessage(f"invalid request line {excerpt(line, 80)}")
     uri = parse_uri(uri_text)
     if isinstance(uri, SipURI) and uri.headers:
         # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
@@ -809,11 +809,11 @@ def _parse_status_line(line: str) -> Response:
     version = parts[0]
     if version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
-            raise InvalidMessage(f"unsupported version {version[:20]!r}", status_hint=505)
-        raise InvalidMessage(f"invalid status line {line[:80]!r}")
+            raise InvalidMessage(f"unsupported version {excerpt(version, 20)}", status_hint=505)
+        raise InvalidMessage(f"invalid status line {excerpt(line, 80)}")
     code = parts[1] if len(parts) > 1 else ""
     if len(code) != 3 or not (code.isascii() and code.isdigit()):
-        raise InvalidMessage(f"invalid status code {code[:10]!r}")
+        raise InvalidMessage(f"invalid status code {excerpt(code, 10)}")
     status = int(code)
     if not 100 <= status <= 699:
         raise InvalidMessage(f"status code {status} out of range")

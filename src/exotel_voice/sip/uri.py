@@ -14,9 +14,43 @@ from urllib.parse import unquote
 
 from ..exceptions import InvalidMessage
 from .abnf import BAD_ESCAPE_RE
+from .redact import SECURE, redact
 
 
-__all__ = ["AbsoluteURI", "SipURI", "URI", "parse_uri"]
+__all__ = ["AbsoluteURI", "SipURI", "URI", "excerpt", "parse_uri"]
+
+# Secrets in malformed input (see excerpt()). Pass 1: "scheme:user:" then anything up to the
+# last "@" (the password of a URI, however malformed). Pass 2: "user:" then anything up to
+# the last "@", for userinfo without a scheme ("alice:pw@host"); "sip:"/"sips:"/"tel:" are
+# schemes there, not users, so "sip:alice@host" keeps its user.
+_SCHEME_USERINFO_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*:[^:@\s<>\"',;]*:)[^@]*@")
+_BARE_USERINFO_RE = re.compile(
+    r"((?:^|(?<=[\s<>\"',;]))(?!(?i:sips?|tel):)[^:@\s<>\"',;]*:)(?!\[secure\]@)[^@]*@"
+)
+
+
+def excerpt(text: str, limit: int = 80) -> str:
+    """Quote (part of) malformed input for an exception message, with secrets masked.
+
+    Exception texts reach logs (the connection logs ``str(exc)``), so they must never carry
+    a secret (RFC 3261 §19.1.1 deprecates ``user:password@`` but a peer may still send one).
+    Masked, on the *whole* text before it is cut (so a cut can never leave part of a secret
+    unmasked): everything :func:`exotel_voice.sip.redact.redact` masks (Authorization
+    values, digest ``response=``, ``a=ice-pwd`` ...), and anything between a userinfo ``:``
+    and the last ``@`` after it, however malformed the URI is.
+
+    Args:
+        text: the offending input.
+        limit: the most characters of the masked text shown.
+
+    Returns:
+        The ``repr`` of the masked, cut text.
+    """
+    text = redact(text, limit=-1)
+    if "@" in text:
+        text = _SCHEME_USERINFO_RE.sub(r"\1" + SECURE + "@", text)
+        text = _BARE_USERINFO_RE.sub(r"\1" + SECURE + "@", text)
+    return repr(text[:limit])
 
 # RFC 3261 §19.1.1 / §25.1, applied to what follows "sip:" / "sips:".
 #   userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
@@ -218,7 +252,7 @@ def parse_uri(text: str) -> URI:
     scheme = text[:colon].lower()
     if scheme != "sip" and scheme != "sips":
         if colon <= 0 or _ABSOLUTE_RE.fullmatch(text) is None or BAD_ESCAPE_RE.search(text):
-            raise InvalidMessage(f"invalid URI {text[:80]!r}")
+            raise InvalidMessage(f"invalid URI {excerpt(text)}")
         return AbsoluteURI(text)
     rest = text[colon + 1:]
     user: str | None = None
@@ -229,10 +263,10 @@ def parse_uri(text: str) -> URI:
         rest = rest[at + 1:]
         u, sep, p = userinfo.partition(":")
         if _USER_RE.fullmatch(u) is None or _PASSWORD_RE.fullmatch(p) is None:
-            raise InvalidMessage(f"invalid SIP URI user part in {text[:80]!r}")
+            raise InvalidMessage(f"invalid SIP URI user part in {excerpt(text)}")
         if "%" in userinfo:
             if BAD_ESCAPE_RE.search(userinfo):
-                raise InvalidMessage(f"invalid escape in SIP URI {text[:80]!r}")
+                raise InvalidMessage(f"invalid escape in SIP URI {excerpt(text)}")
             u = unquote(u)
             p = unquote(p)
         user = u
@@ -243,7 +277,7 @@ def parse_uri(text: str) -> URI:
         hpart = rest[q + 1:]
         rest = rest[:q]
         if _HEADERS_RE.fullmatch(hpart) is None or BAD_ESCAPE_RE.search(hpart):
-            raise InvalidMessage(f"invalid SIP URI headers in {text[:80]!r}")
+            raise InvalidMessage(f"invalid SIP URI headers in {excerpt(text)}")
         for item in hpart.split("&"):
             k, _, v = item.partition("=")
             headers[unquote(k)] = unquote(v)
@@ -254,7 +288,7 @@ def parse_uri(text: str) -> URI:
         hostport, pstr = rest[:semi], rest[semi:]
     hm = _HOSTPORT_RE.fullmatch(hostport)
     if hm is None:
-        raise InvalidMessage(f"invalid SIP URI host in {text[:80]!r}")
+        raise InvalidMessage(f"invalid SIP URI host in {excerpt(text)}")
     host, port_text = hm.groups()
     port: int | None = None
     if port_text is not None:
@@ -264,7 +298,7 @@ def parse_uri(text: str) -> URI:
     params: dict[str, str | None] = {}
     if pstr:
         if _PARAMS_RE.fullmatch(pstr) is None or BAD_ESCAPE_RE.search(pstr):
-            raise InvalidMessage(f"invalid SIP URI parameters in {text[:80]!r}")
+            raise InvalidMessage(f"invalid SIP URI parameters in {excerpt(text)}")
         escaped = "%" in pstr
         for item in pstr[1:].split(";"):
             k, sep, v = item.partition("=")
