@@ -236,10 +236,13 @@ class RawClient:
         t0 = time.perf_counter()
         await self.ws.send("\r\n\r\n")
         try:
-            await asyncio.wait_for(self.ws.recv(), 0.5)
+            reply = await asyncio.wait_for(self.ws.recv(), 0.5)
         except TimeoutError:
             return None
-        return time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if reply not in ("\r\n", b"\r\n"):
+            raise RuntimeError(f"CRLF ping answered with {reply!r}")
+        return t1 - t0
 
 
 # -- the SDK ---------------------------------------------------------------------------------
@@ -322,6 +325,7 @@ async def latency(k: Kamailio) -> dict[str, Any]:
 
     samples: dict[str, list[float]] = {
         "floor_options": [],
+        "floor_crlf": [],
         "raw_register": [],
         "raw_rt1": [],
         "raw_rt2": [],
@@ -338,6 +342,10 @@ async def latency(k: Kamailio) -> dict[str, Any]:
 
     async def floor() -> None:
         samples["floor_options"].append(await raw.options())
+        if crlf is not None:
+            pong = await raw.crlf_ping()
+            if pong is not None:
+                samples["floor_crlf"].append(pong)
 
     async def raw_reg() -> None:
         total, rt1, rt2 = await raw.register()
@@ -437,6 +445,29 @@ async def register_many(
     return phones, errors, time.perf_counter() - t0
 
 
+def kamailio_cpu(k: Kamailio) -> float:
+    """CPU seconds used so far by every Kamailio process (its process group)."""
+    if k.pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == k.pid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / tick
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def server_bindings(k: Kamailio, users: set[str]) -> int:
     result = k.rpc("ul.dump", timeout=30)
     n = 0
@@ -472,7 +503,9 @@ async def scale(k: Kamailio, creds: list[tuple[str, str]]) -> dict[str, Any]:
     for target in SCALE:
         batch = creds[used:target]
         load_before = load()
+        cpu0, kcpu0 = own_cpu(), kamailio_cpu(k)
         new, errors, seconds = await register_many(k, batch, CONCURRENCY)
+        cpu, kcpu = own_cpu() - cpu0, kamailio_cpu(k) - kcpu0
         used = target
         phones += new
         await asyncio.sleep(0.2)  # let the loop settle before reading memory
@@ -490,6 +523,8 @@ async def scale(k: Kamailio, creds: list[tuple[str, str]]) -> dict[str, Any]:
                 "error_samples": sorted(set(errors))[:5],
                 "step_seconds": round(seconds, 2),
                 "per_phone_ms": round(seconds / max(1, len(batch)) * 1e3, 2),
+                "python_cpu_seconds": round(cpu, 2),
+                "kamailio_cpu_seconds": round(kcpu, 2),
                 "registered_now": still,
                 "kamailio_bindings": bound,
                 "rss_delta_kib": rss - rss0,
@@ -630,11 +665,12 @@ def main() -> dict[str, Any]:
     ]
     table += [
         {
-            "measure": f"scale {s['target']}",
+            "measure": f"scale to {s['target']}",
             "n": f"{s['added_ok']}/{s['added']} ok",
             "median_ms": f"{s['step_seconds']} s",
-            "p90_ms": f"rss {s['rss_per_phone_kib']} KiB/phone",
-            "min_ms": f"bound {s['kamailio_bindings']}",
+            "p90_ms": f"{s['rss_per_phone_kib']} KiB rss/phone",
+            "min_ms": f"{s['kamailio_bindings']} bound",
+            "cpu_s": f"py {s['python_cpu_seconds']} kam {s['kamailio_cpu_seconds']}",
         }
         for s in result["scale"]["steps"]
     ]
