@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import InvalidDTMF, InvalidState, MediaError, SipError
 from ..media import AudioSink, AudioSource, MediaSession
 from ..media.dtmf import parse_digits
+from ..sip.headers import SENSITIVE_HEADERS
 from ..sip.useragent import CallSession, CallState
 from .events import CallEvent, DtmfReceived
 
@@ -61,7 +62,7 @@ class Call:
         self._early_sdp: str | None = None
         self._hold_wanted: bool | None = None
         self._hold_result: asyncio.Future[None] | None = None
-        self._events: asyncio.Queue[CallEvent | DtmfReceived | None] | None = None
+        self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -102,12 +103,26 @@ class Call:
 
     @property
     def headers(self) -> dict[str, str | list[str]]:
-        """Every header of the initial INVITE (a list when a header repeats)."""
-        return self._session.invite.headers.to_dict()
+        """Every header of the initial INVITE (a list when a header repeats).
+
+        For an outgoing call this is the INVITE as we sent it; credentials we added
+        (``Authorization``, ``Proxy-Authorization``) show as ``[secure]``.
+        """
+        out = self._session.invite.headers.to_dict()
+        for name in list(out):
+            if name.lower() in SENSITIVE_HEADERS:
+                out[name] = "[secure]"
+        return out
 
     def header(self, name: str) -> str | None:
-        """One header of the initial INVITE, by case-insensitive name, or ``None``."""
-        return self._session.invite.headers.get(name)
+        """One header of the initial INVITE, by case-insensitive name, or ``None``.
+
+        Credentials (``Authorization``, ``Proxy-Authorization``) show as ``[secure]``.
+        """
+        value = self._session.invite.headers.get(name)
+        if value is not None and name.lower() in SENSITIVE_HEADERS:
+            return "[secure]"
+        return value
 
     @property
     def call_sid(self) -> str | None:
@@ -189,14 +204,22 @@ class Call:
         return self._ended.is_set()
 
     async def events(self) -> AsyncIterator[CallEvent | DtmfReceived]:
-        """This call's events from now on, ending after the call ends."""
-        if self._events is None:
-            self._events = asyncio.Queue()
-        while True:
-            event = await self._events.get()
-            if event is None:
-                return
-            yield event
+        """This call's events from now on, ending after the call ends.
+
+        Each iterator gets every event (several consumers do not steal from each other).
+        """
+        if self._ended.is_set():
+            return
+        q: asyncio.Queue[CallEvent | DtmfReceived | None] = asyncio.Queue()
+        self._subscribers.append(q)
+        try:
+            while True:
+                event = await q.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.remove(q)
 
     # -- control -----------------------------------------------------------------------------
     async def answer(self, source: AudioSource | None = None) -> None:
@@ -409,8 +432,8 @@ class Call:
 
     def _publish(self, event: str, status: int | None = None, reason: str = "") -> None:
         ev = CallEvent(self.phone.name, self, event, status, reason)
-        if self._events is not None:
-            self._events.put_nowait(ev)
+        for q in self._subscribers:
+            q.put_nowait(ev)
         self.phone._publish(ev)
 
     def _mark_connected(self) -> None:
@@ -424,8 +447,8 @@ class Call:
     def _on_dtmf(self, digit: str, method: str) -> None:
         self._dtmf.put_nowait(digit)
         ev = DtmfReceived(self.phone.name, self, digit, method)
-        if self._events is not None:
-            self._events.put_nowait(ev)
+        for q in self._subscribers:
+            q.put_nowait(ev)
         self.phone._publish(ev)
 
     def _on_progress(self, status: int, reason: str, sdp: str | None) -> None:
@@ -554,8 +577,8 @@ class Call:
             task.add_done_callback(self._tasks.discard)
         # The guide: "callEnded" for a local hang-up, "terminated" for a remote one.
         self._publish("callEnded" if by == "local" else "terminated", status, reason)
-        if self._events is not None:
-            self._events.put_nowait(None)
+        for q in self._subscribers:
+            q.put_nowait(None)
 
 
 def _same_but_version(early: str, final: str) -> bool:
