@@ -15,23 +15,39 @@ from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
 from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
-from .uri import FAST_SIP_URI, URI, SipURI, excerpt, parse_uri, sip_uri_from_match
+from .uri import (
+    FAST_SIP_URI,
+    PORT_0_65535,
+    URI,
+    SipURI,
+    excerpt,
+    parse_uri,
+    sip_uri_from_match,
+)
 
 
 __all__ = [
     "COMPACT_FORMS",
+    "CSEQ_RE",
+    "FAST_NAME_ADDR_RE",
+    "FAST_VIA_RE",
     "CSeq",
     "Headers",
     "NameAddr",
     "SENSITIVE_HEADERS",
     "Via",
     "canonical_name",
+    "name_addr_from_match",
+    "new_cseq",
     "parse_cseq",
     "parse_name_addr",
     "parse_params",
     "parse_via",
     "split_header_values",
+    "via_from_match",
 ]
+
+_new = object.__new__
 
 #: RFC 3261 §7.3.3 and later RFCs' compact forms.
 COMPACT_FORMS: dict[str, str] = {
@@ -429,7 +445,8 @@ _NAME_ADDR_RE = re.compile(
 
 # The common shape in one match: a display name without quoted-pairs, a fast-path SIP URI
 # (groups 3-7) and parameters whose quoted values hold no ";", DQUOTE or "\" (group 8).
-_FAST_NAME_ADDR_RE = re.compile(
+# A match is a valid name-addr: name_addr_from_match() cannot fail on it.
+FAST_NAME_ADDR_RE = re.compile(
     r'[ \t]*(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + TOKEN + r"(?:[ \t]+" + TOKEN + r")*)[ \t]*)?"
     r"<" + FAST_SIP_URI + r">"
     r"((?:[ \t]*;[ \t]*" + TOKEN
@@ -441,6 +458,11 @@ _FAST_NAME_ADDR_RE = re.compile(
 def _fast_params(text: str) -> dict[str, str | None]:
     """Parameters already checked by a fast-path regex (quoted values hold no ``;``)."""
     params: dict[str, str | None] = {}
+    if text[0] == ";" and " " not in text and "\t" not in text and '"' not in text:
+        for item in text[1:].split(";"):  # the usual ";tag=abc": nothing to strip or unquote
+            k, sep, v = item.partition("=")
+            params[k.lower()] = v if sep else None
+        return params
     for item in text.split(";")[1:]:
         k, sep, v = item.partition("=")
         if sep:
@@ -449,6 +471,16 @@ def _fast_params(text: str) -> dict[str, str | None]:
         else:
             params[k.strip(" \t").lower()] = None
     return params
+
+
+def name_addr_from_match(m: re.Match[str]) -> NameAddr:
+    """Build a fresh :class:`NameAddr` from a :data:`FAST_NAME_ADDR_RE` match (cannot fail)."""
+    quoted, token, hp = m.group(1, 2, 8)
+    value = _new(NameAddr)
+    value.uri = sip_uri_from_match(m, 3)
+    value.display_name = quoted if quoted is not None else token
+    value.params = _fast_params(hp) if hp else {}
+    return value
 
 
 def parse_name_addr(text: str) -> NameAddr:
@@ -466,14 +498,9 @@ def parse_name_addr(text: str) -> NameAddr:
     Raises:
         InvalidMessage: the text is not a name-addr or addr-spec.
     """
-    m = _FAST_NAME_ADDR_RE.fullmatch(text)
+    m = FAST_NAME_ADDR_RE.fullmatch(text)
     if m is not None:
-        hp = m.group(8)
-        return NameAddr(
-            sip_uri_from_match(m, 3),
-            m.group(1) if m.group(1) is not None else m.group(2),
-            _fast_params(hp) if hp else {},
-        )
+        return name_addr_from_match(m)
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
         quoted, token, uri_text, rest = m.groups()
@@ -540,10 +567,29 @@ _VIA_RE = re.compile(
 )
 
 
-_FAST_VIA_RE = re.compile(
-    r"SIP/2\.0/(" + TOKEN + r") (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+# The common shape (what browsers and Kamailio send): no whitespace inside, no quoted or
+# IPv6 parameter values, a port in range. A match is a valid Via: via_from_match() cannot
+# fail on it. Groups: 1 transport, 2 host, 3 port, 4 ";params".
+FAST_VIA_RE = re.compile(
+    r"SIP/2\.0/(" + TOKEN + r") (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(" + PORT_0_65535 + r"))?"
     r"((?:;" + TOKEN + r"(?:=" + GEN_VALUE + r")?)*)"
 )
+
+
+def via_from_match(m: re.Match[str]) -> Via:
+    """Build a fresh :class:`Via` from a :data:`FAST_VIA_RE` match (cannot fail)."""
+    transport, host, port_text, rest = m.groups()
+    via = _new(Via)
+    via.transport = transport.upper()
+    via.host = host
+    via.port = int(port_text) if port_text is not None else None
+    params: dict[str, str | None] = {}
+    if rest:
+        for item in rest[1:].split(";"):
+            k, sep, v = item.partition("=")
+            params[k.lower()] = v if sep else None
+    via.params = params
+    return via
 
 
 def parse_via(text: str) -> Via:
@@ -558,11 +604,12 @@ def parse_via(text: str) -> Via:
     Raises:
         InvalidMessage: the value is not a valid Via.
     """
-    m = _FAST_VIA_RE.fullmatch(text)
+    m = FAST_VIA_RE.fullmatch(text)
+    if m is not None:
+        return via_from_match(m)
+    m = _VIA_RE.fullmatch(text)
     if m is None:
-        m = _VIA_RE.fullmatch(text)
-        if m is None:
-            raise InvalidMessage(f"invalid Via: {excerpt(text)}")
+        raise InvalidMessage(f"invalid Via: {excerpt(text)}")
     transport, host, port_text, rest = m.groups()
     port: int | None = None
     if port_text is not None:
@@ -583,7 +630,8 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
-_CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
+#: CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16). Groups: 1 number, 2 method.
+CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
 
 
 def parse_cseq(text: str) -> CSeq:
@@ -592,10 +640,21 @@ def parse_cseq(text: str) -> CSeq:
     Raises:
         InvalidMessage: the value is not ``<number> <method>`` or the number exceeds 2**31-1.
     """
-    m = _CSEQ_RE.fullmatch(text)
+    m = CSEQ_RE.fullmatch(text)
     if m is None:
         raise InvalidMessage(f"invalid CSeq: {excerpt(text)}")
     seq = int(m.group(1))
     if seq > 2**31 - 1:
         raise InvalidMessage(f"CSeq number too large: {seq}")
-    return CSeq(seq, m.group(2))
+    return new_cseq(seq, m.group(2))
+
+
+_set = object.__setattr__
+
+
+def new_cseq(seq: int, method: str) -> CSeq:
+    """``CSeq(seq, method)`` without the frozen dataclass ``__init__`` (the parser's hot path)."""
+    cseq = _new(CSeq)
+    _set(cseq, "seq", seq)
+    _set(cseq, "method", method)
+    return cseq

@@ -52,22 +52,30 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter
 
 from ..exceptions import InvalidMessage, LineTooLong, MessageTooLarge, TooManyHeaders
 from .abnf import TOKEN
 from .headers import (
+    CSEQ_RE,
+    FAST_NAME_ADDR_RE,
+    FAST_VIA_RE,
     CSeq,
     Headers,
     NameAddr,
     Via,
     canonical_name,
+    name_addr_from_match,
+    new_cseq,
     parse_cseq,
     parse_name_addr,
     parse_params,
     parse_via,
     split_header_values,
+    via_from_match,
 )
-from .uri import URI, SipURI, excerpt, parse_uri
+from .uri import FAST_SIP_URI_RE, URI, SipURI, excerpt, parse_uri, sip_uri_from_match
 
 
 __all__ = [
@@ -139,24 +147,38 @@ def reason_phrase(status: int) -> str:
 
 
 class _Views:
-    """Structured views of a message's headers, parsed once (see :class:`Message`)."""
+    """Structured views of a message's headers, parsed once (see :class:`Message`).
+
+    ``via_m``/``from_m``/``to_m`` hold the fast-path regex matches :func:`parse_message`
+    validated the headers with: the objects are built from them on each access (cheap, and
+    every caller gets its own object). ``vias``/``from_``/``to`` hold objects parsed by the
+    general grammar (the fast path did not match, or :meth:`Message.parse_all`).
+    """
 
     __slots__ = (
+        "call_id",
         "contacts",
         "cseq",
         "from_",
+        "from_m",
         "record_routes",
         "routes",
         "sdp",
         "sdp_body",
         "to",
+        "to_m",
+        "via_m",
         "vias",
     )
 
     def __init__(self) -> None:
         self.vias: list[Via] | None = None
+        self.via_m: list[re.Match[str]] | None = None
         self.from_: NameAddr | None = None
+        self.from_m: re.Match[str] | None = None
         self.to: NameAddr | None = None
+        self.to_m: re.Match[str] | None = None
+        self.call_id: str | None = None
         self.cseq: CSeq | None = None
         self.contacts: list[NameAddr] | None = None
         self.routes: list[NameAddr] | None = None
@@ -197,9 +219,15 @@ class Message:
 
     def _vias(self) -> list[Via]:
         views = self._views()
-        if views.vias is None:
-            views.vias = [parse_via(v) for v in self.headers.get_all("Via")]
-        return views.vias
+        vias = views.vias
+        if vias is None:
+            matches = views.via_m
+            if matches is not None:
+                vias = [via_from_match(m) for m in matches]
+            else:
+                vias = [parse_via(v) for v in self.headers.get_all("Via")]
+            views.vias = vias
+        return vias
 
     def _name_addr(self, name: str) -> NameAddr:
         value = self.headers.get(name)
@@ -214,10 +242,14 @@ class Message:
     @property
     def call_id(self) -> str:
         """The Call-ID value."""
-        value = self.headers.get("Call-ID")
+        views = self._views()
+        value = views.call_id
         if value is None:
-            raise InvalidMessage("missing Call-ID")
-        return value.strip()
+            header = self.headers.get("Call-ID")
+            if header is None:
+                raise InvalidMessage("missing Call-ID")
+            value = views.call_id = header.strip()
+        return value
 
     @property
     def cseq(self) -> CSeq:
@@ -233,11 +265,17 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """Every Via, top first."""
+        views = self._views()
+        if views.vias is None and views.via_m is not None:
+            return [via_from_match(m) for m in views.via_m]
         return [v.copy() for v in self._vias()]
 
     @property
     def via(self) -> Via:
         """The top Via."""
+        views = self._views()
+        if views.vias is None and views.via_m:
+            return via_from_match(views.via_m[0])
         vias = self._vias()
         if not vias:
             raise InvalidMessage("missing Via")
@@ -253,6 +291,8 @@ class Message:
     def from_(self) -> NameAddr:
         """The parsed From header."""
         views = self._views()
+        if views.from_m is not None:
+            return name_addr_from_match(views.from_m)
         value = views.from_
         if value is None:
             return self._name_addr("From")
@@ -263,6 +303,8 @@ class Message:
     def to(self) -> NameAddr:
         """The parsed To header."""
         views = self._views()
+        if views.to_m is not None:
+            return name_addr_from_match(views.to_m)
         value = views.to
         if value is None:
             return self._name_addr("To")
@@ -347,12 +389,13 @@ class Message:
         Raises:
             InvalidMessage: a header or the SDP body is malformed.
         """
-        self._vias()
-        self.cseq  # noqa: B018 - parsed for the side effect of caching and checking
         views = self._views()
-        if views.from_ is None:
+        if views.via_m is None:  # (fast-path matches are already checked)
+            self._vias()
+        self.cseq  # noqa: B018 - parsed for the side effect of caching and checking
+        if views.from_ is None and views.from_m is None:
             views.from_ = self._name_addr("From")
-        if views.to is None:
+        if views.to is None and views.to_m is None:
             views.to = self._name_addr("To")
         contacts: list[NameAddr] = []
         routes: list[NameAddr] = []
@@ -423,7 +466,6 @@ class Request(Message):
     """
 
     method: str = ""
-    uri: URI = field(default_factory=SipURI)
 
     def __init__(
         self, method: str, uri: URI | str, headers: Headers | None = None, body: bytes = b""
@@ -433,6 +475,24 @@ class Request(Message):
         self.headers = headers if headers is not None else Headers()
         self.body = body
         self._views_cache = None
+
+    # The parser checks the Request-URI with a regex and builds the SipURI on first read.
+    _uri: URI | None = field(default=None, init=False, repr=False, compare=False)
+    _uri_m: re.Match[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI (built once, then the same object on every read)."""
+        uri = self._uri
+        if uri is None:
+            m = self._uri_m
+            uri = self._uri = sip_uri_from_match(m, 1) if m is not None else SipURI()
+        return uri
+
+    @uri.setter
+    def uri(self, value: URI) -> None:
+        self._uri = value
+        self._uri_m = None
 
     def serialize(self) -> bytes:
         """The request as wire bytes; Content-Length is always set from the body."""
@@ -592,8 +652,8 @@ _LINE_SPLIT_RE = re.compile(r"\r?\n")
 _known_names: dict[str, str] = {}
 
 #: Headers the transaction layer needs; parse_message parses them eagerly.
-_TXN_HEADERS = frozenset({"Via", "From", "To", "Call-ID", "CSeq", "Content-Length"})
 _SINGLE = ("From", "To", "Call-ID", "CSeq")
+_AT_MOST_ONCE = ("From", "To", "Call-ID", "CSeq", "Content-Length")
 
 
 def _header_name(raw: str) -> str:
@@ -636,6 +696,10 @@ def parse_message(
         raise
     except Exception as exc:  # the contract: nothing but InvalidMessage escapes
         raise InvalidMessage(f"malformed message ({type(exc).__name__})") from None
+
+
+_name = itemgetter(0)
+_COLONS = repeat(":")
 
 
 def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
@@ -694,54 +758,97 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     else:
         message = _parse_request_line(start)
 
-    # Header fields. Names are validated and canonicalised once per distinct spelling.
-    # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request) are
-    # picked out on the way.
-    items: list[tuple[str, str]] = []
-    append = items.append
-    known = _known_names
-    txn_headers = _TXN_HEADERS
-    found: dict[str, str] = {}
-    via_values: list[str] = []
-    folded = "\n " in head or "\n\t" in head
-    for line in lines[1:] if not folded else _unfold(lines):
-        raw_name, colon, value = line.partition(":")
-        if not colon or not raw_name:
-            raise InvalidMessage(f"invalid header line {excerpt(line, 40)}")
-        name = known.get(raw_name) or _header_name(raw_name)
-        value = value.strip(" \t")
-        append((name, value))
-        if name in txn_headers:
-            if name == "Via":
-                via_values.append(value)
-            elif name in found:
-                raise InvalidMessage(f"more than one {name} header")
-            else:
-                found[name] = value
-    if len(items) > MAX_NUM_HEADERS:
+    # Header fields: one partition per line, names validated and canonicalised once per
+    # distinct spelling (_known_names only ever holds valid tokens), all in comprehensions
+    # and C-level calls rather than a Python loop body per line.
+    if "\n " in head or "\n\t" in head:
+        lines = _unfold(lines)
+    else:
+        del lines[0]
+    if len(lines) > MAX_NUM_HEADERS:
         raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
+    known = _known_names
+    items = [
+        (known.get(n) or _header_name(n), v.strip(" \t"))
+        for n, c, v in map(str.partition, lines, _COLONS)
+        if c
+    ]
+    if len(items) != len(lines):  # a line without ":"
+        for line in lines:
+            if ":" not in line:
+                raise InvalidMessage(f"invalid header line {excerpt(line, 40)}")
+    message.headers = Headers._from_canonical(items)
+
+    # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request).
+    found = dict(items)
+    via_values: list[str]
+    if len(found) == len(items):  # no name repeats: one Via, and every single header once
+        via = found.get("Via")
+        via_values = [via] if via is not None else []
+    else:
+        names = list(map(_name, items))
+        for name in _AT_MOST_ONCE:
+            if names.count(name) > 1:
+                raise InvalidMessage(f"more than one {name} header")
+        via_values = [v for k, v in items if k == "Via"]
     if not via_values:
         raise InvalidMessage("missing mandatory header Via")
-    for name in _SINGLE:
-        if name not in found:
-            raise InvalidMessage(f"missing mandatory header {name}")
-    headers = Headers._from_canonical(items)
-    message.headers = headers
+    from_value = found.get("From")
+    to_value = found.get("To")
+    call_id = found.get("Call-ID")
+    cseq_value = found.get("CSeq")
+    if from_value is None or to_value is None or call_id is None or cseq_value is None:
+        for name in _SINGLE:
+            if name not in found:
+                raise InvalidMessage(f"missing mandatory header {name}")
+
+    # Checked here by one regex match each (the common shapes) or by the general grammar;
+    # the structured objects are built from the matches when first read (see _Views).
     views = message._views()
+    via_m: list[re.Match[str]] | None = []
     vias: list[Via] = []
     for value in via_values:
+        vm = _FAST_VIA_FULLMATCH(value)
+        if vm is not None and via_m is not None:
+            via_m.append(vm)
+            continue
         for part in split_header_values(value):
-            vias.append(parse_via(part))
-    if not vias:
+            vm = _FAST_VIA_FULLMATCH(part)
+            if vm is not None and via_m is not None:
+                via_m.append(vm)
+            else:
+                if via_m is not None:  # leave the fast path: parse every Via
+                    vias = [via_from_match(x) for x in via_m]
+                    via_m = None
+                vias.append(parse_via(part))
+    if via_m:
+        views.via_m = via_m
+    elif vias:
+        views.vias = vias
+    else:
         raise InvalidMessage("empty Via")
-    views.vias = vias
-    views.from_ = parse_name_addr(found["From"])
-    views.to = parse_name_addr(found["To"])
-    if not found["Call-ID"]:
+    assert from_value is not None and to_value is not None and cseq_value is not None
+    nm = _FAST_NAME_ADDR_FULLMATCH(from_value)
+    if nm is not None:
+        views.from_m = nm
+    else:
+        views.from_ = parse_name_addr(from_value)
+    nm = _FAST_NAME_ADDR_FULLMATCH(to_value)
+    if nm is not None:
+        views.to_m = nm
+    else:
+        views.to = parse_name_addr(to_value)
+    if not call_id:
         raise InvalidMessage("empty Call-ID")
-    cseq = views.cseq = parse_cseq(found["CSeq"])
-    if cseq.seq > 2**31 - 1:
-        raise InvalidMessage(f"CSeq number too large: {cseq.seq}")
+    views.call_id = call_id
+    cm = _CSEQ_FULLMATCH(cseq_value)
+    if cm is None:
+        cseq = views.cseq = parse_cseq(cseq_value)  # raises, with the reason
+    else:
+        seq_text = cm.group(1)
+        if len(seq_text) == 10 and int(seq_text) > 2**31 - 1:
+            raise InvalidMessage(f"CSeq number too large: {seq_text}")
+        cseq = views.cseq = new_cseq(int(seq_text), cm.group(2))
     if type(message) is Request and cseq.method != message.method:
         raise InvalidMessage(f"CSeq method {cseq.method} does not match {message.method}")
 
@@ -758,6 +865,11 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
             body = body[:length]
     message.body = body
     return message
+
+
+_FAST_VIA_FULLMATCH = FAST_VIA_RE.fullmatch
+_CSEQ_FULLMATCH = CSEQ_RE.fullmatch
+_FAST_NAME_ADDR_FULLMATCH = FAST_NAME_ADDR_RE.fullmatch
 
 
 def _unfold(lines: list[str]) -> list[str]:
@@ -779,25 +891,37 @@ def _unfold(lines: list[str]) -> list[str]:
     return out
 
 
+_METHODS = frozenset(
+    {"ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK",
+     "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE"}
+)
+
+
 def _parse_request_line(line: str) -> Request:
     # Request-Line = Method SP Request-URI SP SIP-Version   (RFC 3261 §25.1: exactly one SP)
     parts = line.split(" ")
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line {excerpt(line, 80)}")
     method, uri_text, version = parts
-    if _METHOD_RE.fullmatch(method) is None:
+    if method not in _METHODS and _METHOD_RE.fullmatch(method) is None:
         raise InvalidMessage(f"invalid method {excerpt(method, 40)}")
-    if version.upper() != "SIP/2.0":
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         if _VERSION_RE.fullmatch(version):
             raise InvalidMessage(f"unsupported version {excerpt(version, 20)}", status_hint=505)
         raise InvalidMessage(f"invalid request line {excerpt(line, 80)}")
-    uri = parse_uri(uri_text)
-    if isinstance(uri, SipURI) and uri.headers:
-        # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
-        raise InvalidMessage("Request-URI has URI headers")
     request = Request.__new__(Request)
     request.method = method
-    request.uri = uri
+    m = FAST_SIP_URI_RE.fullmatch(uri_text)
+    if m is not None:
+        request._uri = None
+        request._uri_m = m
+    else:
+        uri = parse_uri(uri_text)
+        if isinstance(uri, SipURI) and uri.headers:
+            # RFC 3261 §19.1.5: no headers in a Request-URI (RFC 4475 §3.1.2.11).
+            raise InvalidMessage("Request-URI has URI headers")
+        request._uri = uri
+        request._uri_m = None
     request.body = b""
     request._views_cache = None
     return request

@@ -17,7 +17,17 @@ from .abnf import BAD_ESCAPE_RE
 from .redact import SECURE, redact
 
 
-__all__ = ["AbsoluteURI", "SipURI", "URI", "excerpt", "parse_uri"]
+__all__ = [
+    "FAST_SIP_URI",
+    "FAST_SIP_URI_RE",
+    "PORT_0_65535",
+    "AbsoluteURI",
+    "SipURI",
+    "URI",
+    "excerpt",
+    "parse_uri",
+    "sip_uri_from_match",
+]
 
 # Secrets in malformed input (see excerpt()). Pass 1: "scheme:user:" then anything up to the
 # last "@" (the password of a URI, however malformed). Pass 2: "user:" then anything up to
@@ -68,14 +78,23 @@ _HEADERS_RE = re.compile(
     r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*"
     r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*)*"
 )
+#: A port number 0-65535 without leading zeros (five-digit ports with a leading zero, and
+#: anything out of range, fail the fast paths and are judged by the general parser).
+PORT_0_65535 = (
+    r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
 # The common shape, matched in one go: no password, no escapes, no URI headers, lower-case
-# scheme. Groups: 1 scheme, 2 user, 3 host, 4 port, 5 ";params". Anything else takes the
-# general path below, which accepts the full grammar.
+# scheme, a port in range. Groups: 1 scheme, 2 user, 3 host, 4 port, 5 ";params". Anything
+# else takes the general path below, which accepts the full grammar. A match of it is a
+# valid URI: building the SipURI from it (sip_uri_from_match) cannot fail.
 FAST_SIP_URI = (
     r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
-    r"(?::([0-9]{1,5}))?((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+    r"(?::(" + PORT_0_65535 + r"))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
 )
-_FAST_SIP_URI_RE = re.compile(FAST_SIP_URI)
+#: :data:`FAST_SIP_URI`, compiled (the parser validates a Request-URI with it and builds
+#: the :class:`SipURI` only when ``Request.uri`` is first read).
+FAST_SIP_URI_RE = re.compile(FAST_SIP_URI)
 # absoluteURI = scheme ":" ( hier-part / opaque-part ), made of uric characters.
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
 
@@ -181,6 +200,10 @@ class AbsoluteURI:
 
 URI = SipURI | AbsoluteURI
 
+# Building parsed values without the dataclass __init__ (object.__new__ + attribute sets):
+# the parser's hot path; every attribute the class declares is set right after.
+_new = object.__new__
+
 _USER_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,;?/]")
 _PASSWORD_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,]")
 _HVALUE_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/?:+$]")
@@ -212,21 +235,25 @@ def _escape_hvalue(value: str) -> str:
 def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
     """Build a :class:`SipURI` from a match of :data:`FAST_SIP_URI` whose groups start at ``first``.
 
-    Raises:
-        InvalidMessage: the port is above 65535.
+    The regex has already checked everything (port range included), so this cannot fail.
     """
     scheme, user, host, port_text, pstr = m.group(first, first + 1, first + 2, first + 3, first + 4)
-    params: dict[str, str | None] = {}
+    uri = _new(SipURI)
+    uri.scheme = scheme
+    uri.user = user
+    uri.host = host
+    uri.port = int(port_text) if port_text is not None else None
     if pstr:
+        params: dict[str, str | None] = {}
         for item in pstr[1:].split(";"):
             k, sep, v = item.partition("=")
             params[k.lower()] = v if sep else None
-    port: int | None = None
-    if port_text is not None:
-        port = int(port_text)
-        if port > 65535:
-            raise InvalidMessage(f"invalid SIP URI port {port}")
-    return SipURI(scheme, user, host, port, params, {}, None)
+        uri.params = params
+    else:
+        uri.params = {}
+    uri.headers = {}
+    uri.password = None
+    return uri
 
 
 def parse_uri(text: str) -> URI:
@@ -245,7 +272,7 @@ def parse_uri(text: str) -> URI:
     Raises:
         InvalidMessage: the text is not a valid URI.
     """
-    fast = _FAST_SIP_URI_RE.fullmatch(text)
+    fast = FAST_SIP_URI_RE.fullmatch(text)
     if fast is not None:
         return sip_uri_from_match(fast, 1)
     colon = text.find(":")
