@@ -633,10 +633,8 @@ def main() -> dict[str, Any]:
         rtpengine_ng_port=engine.ng_port,
         certs=certs,
         users=dict(scale_creds),  # rendered into the config: there at start
+        shm_mb=KAMAILIO_SHM_MB,
     )
-    # The Kamailio class has no option for its shared memory size: adjust the command line.
-    argv = k._daemon.argv
-    argv[argv.index("-m") + 1] = str(KAMAILIO_SHM_MB)
     failed = True
     try:
         engine.start()

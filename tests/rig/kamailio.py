@@ -140,6 +140,8 @@ class Kamailio:
         min_expires: registrar ``min_expires`` (lower it to test quick refreshes).
         qop: challenge with ``qop=auth`` (True) or without qop (False).
         debug: Kamailio ``debug`` level (2 = info; 3 = debug, very chatty).
+        shm_mb: shared memory in MB (``-m``). Each WebSocket client costs about 59 KiB, so
+            the default 64 holds roughly 450-650 clients; load tests need more.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class Kamailio:
         min_expires: int = 10,
         qop: bool = True,
         debug: int = 2,
+        shm_mb: int = 64,
     ) -> None:
         run_dir = run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +193,7 @@ class Kamailio:
                 shutil.which("kamailio") or BINARY,
                 "-f", str(self.cfg_path),
                 "-DD", "-E",
-                "-m", "64", "-M", "8",
+                "-m", str(shm_mb), "-M", "8",
                 "-Y", str(run_dir),
                 "-P", str(self.pid_path),
             ],
