@@ -601,6 +601,7 @@ class SessionDescription(_Attributes):
 # --------------------------------------------------------------------------------------------
 
 _SESSION_ONLY = frozenset("vostrzuep")
+_new = object.__new__
 
 
 def _is_num(text: str) -> bool:
@@ -628,29 +629,39 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidSDP("SDP is not valid UTF-8") from None
+    if "\r" in text:
+        # CRLF or LF line ends; only the CR of a CRLF goes (a lone CR stays in its line).
+        text = text.replace("\r\n", "\n")
+        if text.endswith("\r"):
+            text = text[:-1]
     lines = text.split("\n")
-    if not lines or not lines[0].rstrip("\r").startswith("v="):
+    if not lines[0].startswith("v="):
         raise InvalidSDP("SDP must start with a v= line")
     sdp = SessionDescription(timing=[])
     media: MediaDescription | None = None
+    attributes = sdp.attributes
     seen_origin = seen_name = False
-    for lineno, raw in enumerate(lines, 1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if not line:
-            continue
-        if len(line) < 2 or line[1] != "=":
+    new = _new
+    for lineno, line in enumerate(lines, 1):
+        if line[1:2] != "=":
+            if not line:
+                continue
             raise InvalidSDP(f"line {lineno}: expected <type>=<value>, got {line[:40]!r}")
         kind = line[0]
-        value = line[2:]
-        if kind == "a":
-            name, sep, avalue = value.partition(":")
+        if kind == "a":  # most lines: one partition, one object (no dataclass __init__)
+            name, sep, avalue = line[2:].partition(":")
             if not name:
                 raise InvalidSDP(f"line {lineno}: empty attribute name")
-            attr = Attribute(name, avalue if sep else None)
-            (media.attributes if media is not None else sdp.attributes).append(attr)
-        elif kind == "m":
+            attr = new(Attribute)
+            attr.name = name
+            attr.value = avalue if sep else None
+            attributes.append(attr)
+            continue
+        value = line[2:]
+        if kind == "m":
             media = _parse_media(value, lineno)
             sdp.media.append(media)
+            attributes = media.attributes
         elif kind == "c":
             conn = _parse_connection(value, lineno)
             if media is not None:
