@@ -38,6 +38,9 @@ def load_main(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise ImportError(path)
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import does: dataclasses with postponed
+    # annotations look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module.main
 
