@@ -8,7 +8,9 @@ processes falls on all parsers alike.
 Parsers ("modes"):
 
 * ``ours_txn``: ``parse_message(data)`` then ``.via .from_ .to .call_id .cseq`` - the
-  transaction path: start line, Via, From, To, Call-ID, CSeq and Content-Length structured.
+  transaction path: start line, Request-URI, Via, From, To, Call-ID, CSeq and Content-Length
+  checked by the parse; the Via/From/To objects are built when read (so they are in this
+  number); the Request-URI object is built only when ``.uri`` is read (not here).
 * ``ours_full``: ``parse_message(data, full=True)`` - every header the SDK knows structured
   (Via, From, To, Contact, Route, Record-Route, CSeq, Max-Forwards, Content-Type ...) plus
   the SDP body parsed by ``exotel_voice.sip.sdp.parse_sdp``.

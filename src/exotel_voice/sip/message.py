@@ -23,10 +23,12 @@ What :func:`parse_message` checks (and so what a returned message guarantees):
   to Content-Length (the extra octets are dropped, as RFC 3261 §18.3 says for datagrams).
   Without Content-Length the whole rest of the frame is the body.
 
-Every other header is kept as text and parsed when first asked for. ``parse_message(data,
-full=True)`` or :meth:`Message.parse_all` parses and checks *every* header the SDK
-understands (Contact, Route, Record-Route, Max-Forwards, Expires, Content-Type ...) and an
-``application/sdp`` body.
+Via, From, To and the Request-URI are *checked* while parsing (one regex match each for
+the common shapes, the full grammar otherwise); their objects are built from those matches
+when first read. Every other header is kept as text and parsed when first asked for.
+``parse_message(data, full=True)`` or :meth:`Message.parse_all` parses and checks *every*
+header the SDK understands (Contact, Route, Record-Route, Max-Forwards, Expires,
+Content-Type ...) and an ``application/sdp`` body.
 
 Parsed views (``.via``, ``.from_``, ``.to``, ``.cseq`` ...) are cached on the message and
 dropped when its headers change; each access returns a fresh copy, so changing the returned
