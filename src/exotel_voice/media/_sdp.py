@@ -141,6 +141,24 @@ def origin(sdp: str) -> tuple[str, str, str] | None:
     return None
 
 
+def with_origin(sdp: str, username: str, session_id: str, version: int) -> str:
+    """``sdp`` with its ``o=`` line's username, session id and version replaced."""
+    lines = _split(sdp)
+    for i, line in enumerate(lines):
+        if line.startswith("o="):
+            parts = line[2:].split()
+            if len(parts) >= 3:
+                parts[0:3] = [username, session_id, str(version)]
+                lines[i] = "o=" + " ".join(parts)
+            break
+    return _join(lines)
+
+
+def without_origin(sdp: str) -> list[str]:
+    """The lines of ``sdp`` except the ``o=`` line (to tell whether a description changed)."""
+    return [line for line in _split(sdp) if not line.startswith("o=")]
+
+
 def candidate_addresses(sdp: str) -> list[str]:
     """Connection addresses of every ``a=candidate`` line, in order."""
     addresses = []

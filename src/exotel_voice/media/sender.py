@@ -34,7 +34,7 @@ import random
 import struct
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import av
@@ -217,12 +217,23 @@ class LeanSender:
         self._payload_type = payload_type
 
     def set_header_extensions(self, parameters: Any) -> None:
-        """Use the extension ids aiortc negotiated (from ``RTCRtpSendParameters``)."""
-        mid = getattr(parameters, "muxId", None)
+        """aiortc's sender started with ``parameters`` (``RTCRtpSendParameters``): send from now
+        on, with the extension ids they carry."""
         self._ready = True
+        self.use_header_extensions(
+            getattr(parameters, "muxId", None), getattr(parameters, "headerExtensions", [])
+        )
+
+    def use_header_extensions(self, mid: str | None, extensions: Iterable[Any]) -> None:
+        """Write the ``sdes:mid`` and ``ssrc-audio-level`` extensions with these ids.
+
+        The session calls it after every completed negotiation and after a rollback,
+        so the ids are always the negotiated ones (RFC 8285 §6), never those of a
+        pending offer.  Extensions not in ``extensions`` are not sent.
+        """
         self._mid_ext = b""
         self._level_id = None
-        for ext in getattr(parameters, "headerExtensions", []):
+        for ext in extensions:
             if ext.uri == _MID_URI and mid and 0 < ext.id < 15 and 0 < len(mid) <= 16:
                 self._mid_ext = bytes([(ext.id << 4) | (len(mid) - 1)]) + mid.encode()
             elif ext.uri == _LEVEL_URI and 0 < ext.id < 15:

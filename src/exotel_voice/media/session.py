@@ -23,8 +23,28 @@ States (:class:`MediaState`)::
      |                       |                                         |
      |                       +--------------set_answer----------------+--> ACTIVE
      +--accept_offer------------------------------------------------------> ACTIVE
-    ACTIVE --create_reoffer--> OFFERING ;  ACTIVE --update--> ACTIVE
+    ACTIVE --create_reoffer--> OFFERING --set_answer--> ACTIVE ;  ACTIVE --update--> ACTIVE
+    OFFERING (a re-offer) --rollback--> ACTIVE
     any --close--> CLOSED
+
+Re-offers keep what was negotiated
+----------------------------------
+aiortc's ``createOffer()`` starts from its own codec and RTP header-extension
+tables every time, so a re-offer would renumber payload types and
+``a=extmap`` ids.  RFC 8285 §6 forbids changing an extension's id within a
+session (Chromium answers 488 "RTP extension ID reassignment not supported") and
+RFC 3264 §8.3.2 forbids changing a dynamic payload type's mapping.  Each
+completed exchange therefore records a :class:`_Negotiated` snapshot, and every
+re-offer offers exactly its codecs and extensions with their ids.
+
+Rollback
+--------
+aiortc has no JSEP rollback.  When the far end rejects our re-offer (488, 491
+glare, timeout), :meth:`MediaSession.rollback` returns aiortc's peer connection
+to ``stable`` (two name-mangled attributes, see docs/media.md) and restores the
+snapshot: local description, direction, codecs, extensions.  Until then, media
+keeps flowing as last negotiated (RFC 3264 §8: the old parameters hold until the
+answer arrives), so DTMF may be sent while a re-offer is pending.
 
 Each method checks the state and raises :class:`~exotel_voice.exceptions.InvalidState`
 naming it; aiortc failures become :class:`~exotel_voice.exceptions.MediaError`
@@ -35,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -42,7 +63,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..exceptions import InvalidSDP, InvalidState, MediaError
@@ -96,6 +117,17 @@ class MediaStats:
     dtmf_sent: int
     dtmf_received: int
     connection_state: str
+
+
+@dataclass(frozen=True)
+class _Negotiated:
+    """What the last completed offer/answer exchange settled (see "Rollback" above)."""
+
+    direction: str
+    codecs: list[Any]
+    header_extensions: list[Any]
+    local_sdp: str | None
+    local_events: list[_sdp.PayloadFormat]
 
 
 class _OutboundTrack(MediaStreamTrack):
@@ -211,6 +243,10 @@ class MediaSession:
         self._local_sdp: str | None = None
         self._remote_sdp: str | None = None
         self._local_events: list[_sdp.PayloadFormat] = []
+        #: The last completed exchange; re-offers keep it, rollback restores it.
+        self._negotiated: _Negotiated | None = None
+        #: ``(username, sess-id, version)`` of the last ``o=`` line we sent.
+        self._origin: tuple[str, str, int] | None = None
         self._remote_events: list[_sdp.PayloadFormat] = []
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
@@ -282,16 +318,81 @@ class MediaSession:
     async def create_reoffer(self, direction: str = "sendrecv") -> str:
         """Create a re-INVITE offer: ``"sendonly"`` to hold, ``"sendrecv"`` to resume.
 
-        Apply the far end's answer with :meth:`set_answer`.
+        The offer keeps the payload types and RTP header-extension ids negotiated so
+        far (RFC 3264 §8.3.2, RFC 8285 §6) and the ``o=`` session id (version + 1).
+        Apply the far end's answer with :meth:`set_answer`; if the far end rejects
+        the re-INVITE, call :meth:`rollback`.  A re-offer that is still pending
+        (never answered nor rolled back) is discarded first, as :meth:`rollback`
+        would.
+
+        Raises:
+            ValueError: ``direction`` is not an SDP direction.
+            InvalidState: no exchange has completed yet (or the session is closed).
+            MediaError: aiortc failed; the session is left as it was.
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
         async with self._lock:
+            if self._state is MediaState.OFFERING and self._negotiated is not None:
+                self._discard_pending_offer()
             self._check_state("create a re-offer", MediaState.ACTIVE)
             self._transceiver.direction = direction
-            sdp = await self._make_offer()
+            try:
+                sdp = await self._make_offer()
+            except BaseException:
+                self._discard_pending_offer()
+                raise
             self._set_state(MediaState.OFFERING)
             return sdp
+
+    async def rollback(self) -> bool:
+        """Abandon our pending re-offer and return to the last negotiated state.
+
+        Call it when the far end rejects our re-INVITE (488, 491 glare, 408/timeout,
+        any non-2xx).  The direction, codecs, header extensions and local
+        description in force before :meth:`create_reoffer` are restored, and the
+        session is ``ACTIVE`` again: it can re-offer (the RFC 3261 §14.1 glare
+        retry), answer the far end's re-INVITE with :meth:`update` and send DTMF.
+        Media never stopped: it kept following the last negotiation meanwhile.
+
+        Returns:
+            ``True`` if a pending re-offer was discarded, ``False`` if there was
+            none (the session is already ``ACTIVE``).
+
+        Raises:
+            InvalidState: the pending offer is the initial one (nothing to go back
+                to), or the session is ``NEW``, ``EARLY`` or closed.
+        """
+        async with self._lock:
+            if self._state is MediaState.ACTIVE:
+                return False
+            self._check_state("roll back", MediaState.OFFERING)
+            if self._negotiated is None:
+                raise InvalidState("cannot roll back the initial offer")
+            self._discard_pending_offer()
+            self.logger.debug("= media re-offer rolled back (direction %s)", self.local_direction)
+            return True
+
+    def _discard_pending_offer(self) -> None:
+        """Undo a local re-offer (aiortc has no rollback; see the module docstring)."""
+        negotiated = self._negotiated
+        if negotiated is None:
+            return
+        pc = self._pc
+        if pc.signalingState == "have-local-offer":
+            # aiortc 1.16 RTCPeerConnection: the pending local description is the
+            # only thing setLocalDescription(offer) stored; the current one is intact.
+            pc._RTCPeerConnection__pendingLocalDescription = None  # type: ignore[attr-defined]
+            pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
+        transceiver = self._transceiver
+        transceiver.direction = negotiated.direction
+        transceiver._codecs = copy.deepcopy(negotiated.codecs)
+        transceiver._headerExtensions = list(negotiated.header_extensions)
+        self._local_sdp = negotiated.local_sdp
+        self._local_events = list(negotiated.local_events)
+        self._use_negotiated_extensions()
+        if self._state is MediaState.OFFERING:
+            self._set_state(MediaState.ACTIVE)
 
     async def set_answer(self, sdp: str, *, provisional: bool = False) -> None:
         """Apply the far end's answer to our offer.
@@ -332,6 +433,11 @@ class MediaSession:
 
         After it, :attr:`remote_direction` and :attr:`remote_hold` describe the offer.
         Our own hold (see :meth:`create_reoffer`) is kept in the answer.
+
+        Raises:
+            InvalidState: not ``ACTIVE``; in particular while our own re-offer is
+                pending (glare: the SIP layer answers 491; after our re-INVITE was
+                rejected, :meth:`rollback` first).
         """
         async with self._lock:
             self._check_state("update", MediaState.ACTIVE)
@@ -341,6 +447,8 @@ class MediaSession:
         await self._start_source()
         async with self._mapped("create an offer"):
             offer = await self._pc.createOffer()
+            if self._negotiated is not None:
+                offer = self._keep_negotiated(offer)
             apply_gathering_policy(self._pc, self.config.ice)
             await self._pc.setLocalDescription(offer)
         sdp = str(self._pc.localDescription.sdp)
@@ -355,9 +463,52 @@ class MediaSession:
                 events.append(_sdp.PayloadFormat(pt, "telephone-event", 8000))
                 self._local_events = events
             sdp = _sdp.add_telephone_events(sdp, self._local_events)
+        sdp = self._stamp_origin(sdp)
         self._local_sdp = sdp
         self._log_sdp("local offer", sdp)
         return sdp
+
+    def _keep_negotiated(self, offer: Any) -> Any:
+        """aiortc's re-offer with the negotiated codecs and header-extension ids.
+
+        ``createOffer()`` reset the transceiver's codecs and extensions from
+        aiortc's tables; put the negotiated ones back (they are also what the
+        answer will be matched against) and rewrite the audio section to match.
+        """
+        negotiated = self._negotiated
+        assert negotiated is not None
+        transceiver = self._transceiver
+        transceiver._codecs = copy.deepcopy(negotiated.codecs)
+        transceiver._headerExtensions = list(negotiated.header_extensions)
+        description = aiortc_sdp.SessionDescription.parse(offer.sdp)
+        for media in description.media:
+            if media.kind == transceiver.kind and media.rtp.muxId == transceiver.mid:
+                media.fmt = [codec.payloadType for codec in transceiver._codecs]
+                media.rtp.codecs = transceiver._codecs
+                media.rtp.headerExtensions = transceiver._headerExtensions
+        return RTCSessionDescription(sdp=str(description), type="offer")
+
+    def _stamp_origin(self, sdp: str) -> str:
+        """Keep our first ``o=`` line's username and session id; bump the version.
+
+        RFC 3264 §8: a later SDP in the session has the same origin except the
+        version, which grows by one when the description changed.  aiortc makes a
+        new session id for every description.
+        """
+        origin = _sdp.origin(sdp)
+        if origin is None:
+            return sdp
+        if self._origin is None:
+            if origin[2].isdigit():
+                self._origin = (origin[0], origin[1], int(origin[2]))
+            return sdp
+        username, session_id, version = self._origin
+        if self._local_sdp is None or _sdp.without_origin(sdp) != _sdp.without_origin(
+            self._local_sdp
+        ):
+            version += 1
+        self._origin = (username, session_id, version)
+        return _sdp.with_origin(sdp, username, session_id, version)
 
     async def _answer(self, offer: str) -> str:
         self._check_sdp(offer)
@@ -371,6 +522,7 @@ class MediaSession:
         offered = _sdp.telephone_events(offer) if self.config.telephone_event else []
         self._local_events = self._remote_events = offered
         sdp = _sdp.add_telephone_events(sdp, offered)
+        sdp = self._stamp_origin(sdp)
         self._local_sdp = sdp
         self._after_negotiation()
         self._log_sdp("local answer", sdp)
@@ -425,12 +577,27 @@ class MediaSession:
                 if self._send_clock is None:
                     self._send_clock = SendClock.for_loop()
                     self._send_clock.add(self._lean_sender)
-            return self._log_negotiated(codec)
-        track = self._transceiver.receiver.track
-        if track is not None and track is not self._receive_track:
-            self._receive_track = track
-            self._receive_task = asyncio.create_task(self._receive_loop(track))
+        else:
+            track = self._transceiver.receiver.track
+            if track is not None and track is not self._receive_track:
+                self._receive_track = track
+                self._receive_task = asyncio.create_task(self._receive_loop(track))
+        self._negotiated = _Negotiated(
+            direction=str(self._transceiver.direction),
+            codecs=copy.deepcopy(self._transceiver._codecs),
+            header_extensions=list(self._transceiver._headerExtensions),
+            local_sdp=self._local_sdp,
+            local_events=list(self._local_events),
+        )
+        self._use_negotiated_extensions()
         self._log_negotiated(codec)
+
+    def _use_negotiated_extensions(self) -> None:
+        """Give the lean sender the negotiated header-extension ids (RFC 8285 §6)."""
+        if self._lean_sender is not None:
+            self._lean_sender.use_header_extensions(
+                self._transceiver.mid, self._transceiver._headerExtensions
+            )
 
     def _log_negotiated(self, codec: tuple[str, int, int] | None) -> None:
         self.logger.debug(
@@ -604,7 +771,9 @@ class MediaSession:
         duration = self.config.dtmf_duration_ms if duration_ms is None else duration_ms
         gap = self.config.dtmf_gap_ms if gap_ms is None else gap_ms
         check_dtmf_timing(duration, gap)
-        self._check_state("send DTMF", MediaState.ACTIVE, MediaState.EARLY)
+        if not (self._state is MediaState.OFFERING and self._negotiated is not None):
+            # While our re-offer is pending, media follows the last negotiation.
+            self._check_state("send DTMF", MediaState.ACTIVE, MediaState.EARLY)
         if self._transceiver.currentDirection not in ("sendrecv", "sendonly"):
             direction = self._transceiver.currentDirection
             raise MediaError(f"cannot send DTMF while media is {direction}")
