@@ -46,7 +46,7 @@ from tests.rig.browser import BrowserHost
 from tests.rig.fixtures import BaresipFactory
 from tests.rig.kamailio import Kamailio
 
-from exotel_voice.exceptions import InvalidState, SipError
+from exotel_voice.exceptions import InvalidState
 from exotel_voice.media import MediaState
 
 
@@ -181,14 +181,6 @@ async def test_browser_calls_python(kamailio: Kamailio, host: BrowserHost, schem
             await close_browser_phones(browser)
 
 
-@pytest.mark.xfail(
-    reason="media bug: MediaSession.create_reoffer() (aiortc createOffer) renumbers the RTP "
-    "header extensions (a=extmap:1 becomes sdes:mid where the browser's offer had "
-    "ssrc-audio-level), so when Python answered the call Chromium rejects our hold re-offer: "
-    "'RTP extension ID reassignment not supported' -> 488",
-    raises=SipError,
-    strict=True,
-)
 async def test_python_callee_holds_browser(
     kamailio: Kamailio, host: BrowserHost, scheme: str
 ) -> None:
