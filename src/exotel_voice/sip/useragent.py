@@ -7,7 +7,11 @@ Theory of operation
 * a :class:`~exotel_voice.sip.registration.Registration` (REGISTER, refresh, unregister);
 * one :class:`~exotel_voice.sip.connection.SipConnection` per WebSocket flow (a new one
   after each reconnect; live dialogs are carried over, RFC 5626);
-* a :class:`CallSession` per call, incoming or outgoing, with its dialog.
+* a :class:`~exotel_voice.sip.calls.CallLayer` (:attr:`UserAgent.call_layer`) that keeps a
+  :class:`CallSession` per call, incoming or outgoing, with its dialog. The call logic
+  (INVITE, CANCEL, ACK, BYE, re-INVITE, INFO, glare, auth retries, ring and ACK timeouts)
+  lives there, shared with servers such as the sandbox; this class adds the account's
+  identity, registration and the one-connection-at-a-time life cycle.
 
 The asyncio layer does only this: feed :meth:`receive_data` with each WebSocket message and
 :meth:`connection_made` / :meth:`connection_lost` with the transport's state; write out
@@ -15,40 +19,37 @@ The asyncio layer does only this: feed :meth:`receive_data` with each WebSocket 
 and act on :meth:`events_received`. Media is not here: SDP goes in and out as text, and an
 event such as :class:`ReInviteReceived` waits for the owner to answer with SDP.
 
-Call states::
-
-    incoming: INCOMING --answer()--> ESTABLISHED (200 sent; ACK confirms) --BYE--> TERMINATED
-              INCOMING --reject()/CANCEL/ring timeout--> TERMINATED
-    outgoing: CALLING --1xx--> EARLY --2xx (ACK sent)--> ESTABLISHED --BYE--> TERMINATED
-              CALLING/EARLY --cancel()/4xx-6xx/timeout--> TERMINATED
-
-Glare (RFC 3261 §14.1): a re-INVITE of ours answered 491 is retried after a random delay,
-2.1-4 s when we own the Call-ID (we placed the call), 0-2 s otherwise: a
-:class:`ReInviteRetryDue` event tells the owner to make a fresh offer.
+Call states and glare handling: see :mod:`exotel_voice.sip.calls`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
-import re
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from ..exceptions import (
-    AuthenticationError,
-    InvalidMessage,
-    InvalidState,
-    LocalProtocolError,
-    SipError,
-)
+from ..exceptions import InvalidState, LocalProtocolError, SipError
 from .auth import DigestAuth
+from .calls import (
+    SDP,
+    CallAnswered,
+    CallConfirmed,
+    CallEnded,
+    CallLayer,
+    CallProgress,
+    CallSession,
+    CallState,
+    IncomingCall,
+    InfoReceived,
+    ReInviteAnswered,
+    ReInviteReceived,
+    ReInviteRejected,
+    ReInviteRetryDue,
+    UserAgentEvent,
+    parse_dtmf_relay,
+)
 from .connection import SipConnection
-from .dialog import Dialog, DialogState
 from .events import (
-    CancelReceived,
     Event,
     MessageRejected,
     RequestReceived,
@@ -56,7 +57,6 @@ from .events import (
     TransactionTerminated,
     TransactionTimedOut,
 )
-from .headers import NameAddr
 from .message import Request, Response
 from .registration import (
     ALLOW,
@@ -64,15 +64,16 @@ from .registration import (
     RegistrationEvent,
     make_contact,
 )
-from .transaction import ClientTransaction, ServerTransaction
-from .uri import URI, SipURI, parse_uri
-from .utils import make_cancel, make_request, make_response, new_call_id, new_tag
+from .transaction import ClientTransaction
+from .uri import URI, SipURI
+from .utils import make_response
 
 
 __all__ = [
     "CallAnswered",
     "CallConfirmed",
     "CallEnded",
+    "CallLayer",
     "CallProgress",
     "CallSession",
     "CallState",
@@ -88,211 +89,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SDP = "application/sdp"
-DTMF_RELAY = "application/dtmf-relay"
-_DTMF_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*([0-9A-Da-d*#])\s*$")
-
-
-def parse_dtmf_relay(body: bytes) -> str | None:
-    """The digit in an ``application/dtmf-relay`` body (``Signal=5``), or ``None``."""
-    m = _DTMF_SIGNAL.search(body.decode("utf-8", "replace"))
-    return m.group(1).upper() if m else None
-
-
-class CallState(enum.Enum):
-    """Where a call is."""
-
-    INCOMING = "incoming"
-    CALLING = "calling"
-    EARLY = "early"
-    ESTABLISHED = "established"
-    TERMINATING = "terminating"
-    TERMINATED = "terminated"
-
-
-@dataclass(eq=False)
-class CallSession:
-    """One call, as the SIP core sees it.
-
-    Attributes:
-        id: a local identifier, unique in this process.
-        direction: ``"incoming"`` or ``"outgoing"``.
-        invite: the initial INVITE (as received, or as last sent).
-        state: the call state.
-        dialog: the dialog, once there is one.
-        remote_sdp: the newest SDP from the far end.
-        ended_by: ``"local"`` or ``"remote"`` once ended.
-        end_status: the SIP status that ended the call, if any.
-        end_reason: why it ended.
-    """
-
-    id: str
-    direction: str
-    invite: Request
-    state: CallState
-    dialog: Dialog | None = None
-    remote_sdp: str | None = None
-    ended_by: str | None = None
-    end_status: int | None = None
-    end_reason: str = ""
-    # -- internals ---------------------------------------------------------------------------
-    _local_tag: str = ""
-    _invite_tx: ServerTransaction | ClientTransaction | None = field(default=None, repr=False)
-    _cancel_wanted: bool = False
-    _cancel_status: tuple[int, str] | None = None
-    _cancel_sent: bool = False
-    _got_provisional: bool = False
-    _ack: Request | None = field(default=None, repr=False)
-    _ack_deadline: float | None = None
-    _ring_deadline: float | None = None
-    _reinvite_tx: ClientTransaction | None = field(default=None, repr=False)
-    _reinvite_server: tuple[Request, ServerTransaction] | None = field(default=None, repr=False)
-    _glare_at: float | None = None
-    _auth_retried: bool = False
-
-    @property
-    def call_id(self) -> str:
-        """The SIP Call-ID."""
-        return self.invite.call_id
-
-    @property
-    def remote_identity(self) -> NameAddr:
-        """The far end: From of an incoming INVITE, To of an outgoing one."""
-        return self.invite.from_ if self.direction == "incoming" else self.invite.to
-
-    @property
-    def active(self) -> bool:
-        """Whether the call has not ended."""
-        return self.state is not CallState.TERMINATED
-
-    def __repr__(self) -> str:
-        return f"<CallSession {self.id} {self.direction} {self.state.value} {self.call_id}>"
-
-
-# -- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserAgentEvent:
-    """Base class of call events from :class:`UserAgent`."""
-
-    call: CallSession
-
-
-@dataclass(frozen=True)
-class IncomingCall(UserAgentEvent):
-    """A new INVITE arrived; 180 Ringing has been sent. ``call.remote_sdp`` is the offer."""
-
-
-@dataclass(frozen=True)
-class CallProgress(UserAgentEvent):
-    """A provisional response to our INVITE (180 Ringing, 183 Session Progress).
-
-    Attributes:
-        status: the status code.
-        reason: the reason phrase.
-        sdp: the early-media answer, if the response carried one.
-    """
-
-    status: int
-    reason: str
-    sdp: str | None = None
-
-
-@dataclass(frozen=True)
-class CallAnswered(UserAgentEvent):
-    """Our INVITE was answered (2xx); the ACK has been sent.
-
-    Attributes:
-        sdp: the answer (or an offer, when our INVITE had no body).
-    """
-
-    sdp: str | None
-
-
-@dataclass(frozen=True)
-class CallConfirmed(UserAgentEvent):
-    """The ACK for our 2xx arrived.
-
-    Attributes:
-        sdp: the ACK's body: the answer, when our 200 carried the offer.
-    """
-
-    sdp: str | None
-
-
-@dataclass(frozen=True)
-class CallEnded(UserAgentEvent):
-    """The call is over.
-
-    Attributes:
-        by: ``"local"`` or ``"remote"``.
-        status: the SIP status involved, if any (486, 487, 408 ...).
-        reason: a description.
-    """
-
-    by: str
-    status: int | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class ReInviteReceived(UserAgentEvent):
-    """The far end sent a re-INVITE. Answer with :meth:`UserAgent.answer_reinvite`.
-
-    Attributes:
-        sdp: the new offer, or ``None`` for an offer-less re-INVITE.
-    """
-
-    sdp: str | None
-
-
-@dataclass(frozen=True)
-class ReInviteAnswered(UserAgentEvent):
-    """Our re-INVITE got a 2xx (the ACK has been sent).
-
-    Attributes:
-        sdp: the answer.
-    """
-
-    sdp: str | None
-
-
-@dataclass(frozen=True)
-class ReInviteRejected(UserAgentEvent):
-    """Our re-INVITE failed; the session continues as before.
-
-    Attributes:
-        status: the status (``None`` for a timeout).
-        reason: the reason phrase.
-        retry_in: for a 491 (glare), seconds until :class:`ReInviteRetryDue`.
-    """
-
-    status: int | None
-    reason: str
-    retry_in: float | None = None
-
-
-@dataclass(frozen=True)
-class ReInviteRetryDue(UserAgentEvent):
-    """The glare back-off is over: make a fresh offer and call :meth:`UserAgent.reinvite`."""
-
-
-@dataclass(frozen=True)
-class InfoReceived(UserAgentEvent):
-    """An in-dialog INFO arrived (answered 200).
-
-    Attributes:
-        content_type: its Content-Type (lower case, no parameters).
-        body: its body.
-        digit: the DTMF digit, for ``application/dtmf-relay``.
-    """
-
-    content_type: str | None
-    body: bytes
-    digit: str | None
-
 
 AnyEvent = UserAgentEvent | RegistrationEvent | MessageRejected
 
@@ -342,9 +138,7 @@ class UserAgent:
         self.secure = secure
         self.user_agent = user_agent
         self.request_timeout = request_timeout
-        self.ring_timeout = ring_timeout
         self.t1 = t1
-        self._rng = rng
         self.auth = DigestAuth(auth_user, password)
         self.contact = make_contact(secure=secure, instance_id=instance_id)
         self.registration = Registration(
@@ -357,24 +151,51 @@ class UserAgent:
             refresh_fraction=refresh_fraction,
             user_agent=user_agent,
         )
+        invite_headers = [("Supported", "outbound")]
+        if user_agent:
+            invite_headers.append(("User-Agent", user_agent))
+        self.call_layer = CallLayer(
+            aor=aor,
+            contact=self.contact,
+            display_name=display_name,
+            auth=self.auth,
+            accept_calls=True,
+            invite_headers=invite_headers,
+            user_agent=user_agent,
+            ring_timeout=ring_timeout,
+            t1=t1,
+            rng=rng,
+        )
         self.connection: SipConnection | None = None
-        self.calls: dict[str, CallSession] = {}
         self._register_tx: ClientTransaction | None = None
         self._register_deadline: float | None = None
         self._want_registered = False
-        self._tx_calls: dict[int, tuple[str, CallSession]] = {}
         self._events: list[AnyEvent] = []
-        self._pending_out: list[bytes] = []
-        self._counter = 0
 
     def __repr__(self) -> str:
         return f"<UserAgent {self.aor.aor} {self.registration.state.value} calls={len(self.calls)}>"
+
+    @property
+    def calls(self) -> dict[str, CallSession]:
+        """The calls that have not ended, by :attr:`CallSession.id`."""
+        return self.call_layer.calls
+
+    @property
+    def ring_timeout(self) -> float | None:
+        """Seconds an incoming call rings before it is ended with 480 (``None``: forever)."""
+        return self.call_layer.ring_timeout
+
+    @ring_timeout.setter
+    def ring_timeout(self, value: float | None) -> None:
+        self.call_layer.ring_timeout = value
 
     # ========================================================================================
     # I/O plumbing
     # ========================================================================================
     def connection_made(self, now: float) -> None:
         """A new WebSocket flow is open. Re-registers if registration was wanted."""
+        if self.connection is not None:
+            self.call_layer.connection_lost(self.connection, now)
         contact_uri = self.contact.sip_uri
         self.connection = SipConnection(
             reliable=True,
@@ -382,9 +203,7 @@ class UserAgent:
             via_host=contact_uri.host,
             t1=self.t1,
         )
-        for call in self.calls.values():
-            if call.dialog is not None and call.active:
-                self.connection.add_dialog(call.dialog)
+        self.call_layer.connection_made(self.connection)
         if self._want_registered:
             self._send_register(self.registration.register(now), now)
 
@@ -394,6 +213,7 @@ class UserAgent:
         if conn is not None:
             conn.connection_lost()
             self._process_connection_events(conn.events_received(), now)
+            self.call_layer.connection_lost(conn, now)
         self.connection = None
         self._register_tx = None
         self._register_deadline = None
@@ -410,10 +230,7 @@ class UserAgent:
 
     def data_to_send(self) -> list[bytes]:
         """Return and forget the messages to send, one WebSocket message each."""
-        out, self._pending_out = self._pending_out, []
-        if self.connection is not None:
-            out.extend(self.connection.data_to_send())
-        return out
+        return self.connection.data_to_send() if self.connection is not None else []
 
     def events_received(self) -> list[AnyEvent]:
         """Return and forget the events produced since the last call."""
@@ -422,11 +239,13 @@ class UserAgent:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of anything in the user agent."""
-        deadlines = [self.registration.get_timer(), self._register_deadline]
+        deadlines = [
+            self.registration.get_timer(),
+            self._register_deadline,
+            self.call_layer.get_timer(),
+        ]
         if self.connection is not None:
             deadlines.append(self.connection.get_timer())
-        for call in self.calls.values():
-            deadlines.extend((call._ack_deadline, call._ring_deadline, call._glare_at))
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
 
@@ -444,23 +263,8 @@ class UserAgent:
             request = self.registration.handle_timer(now)
             if request is not None:
                 self._send_register(request, now)
-        for call in list(self.calls.values()):
-            if call._ring_deadline is not None and now >= call._ring_deadline:
-                call._ring_deadline = None
-                if call.state is CallState.INCOMING:
-                    self._respond_invite(call, 480, "Temporarily Unavailable", now)
-                    self._end(call, "remote", 480, "not answered in time")
-            if call._ack_deadline is not None and now >= call._ack_deadline:
-                call._ack_deadline = None
-                # §13.3.1.4: no ACK for our 2xx: "the UAS core SHOULD [...] terminate the dialog
-                # by sending a BYE".
-                if call.state is CallState.ESTABLISHED:
-                    self._send_bye(call, now)
-                    self._end(call, "remote", 408, "no ACK for the 200 OK")
-            if call._glare_at is not None and now >= call._glare_at:
-                call._glare_at = None
-                if call.state is CallState.ESTABLISHED:
-                    self._events.append(ReInviteRetryDue(call))
+        self.call_layer.handle_timer(now)
+        self._pull_call_events()
         self._events.extend(self.registration.events_received())
 
     # ========================================================================================
@@ -495,7 +299,7 @@ class UserAgent:
         self._events.extend(self.registration.events_received())
 
     # ========================================================================================
-    # Calls: commands
+    # Calls: commands (the call layer's, on the current connection)
     # ========================================================================================
     def invite(
         self,
@@ -518,27 +322,8 @@ class UserAgent:
             InvalidMessage: ``target`` is not a valid URI.
         """
         conn = self._need_connection("place a call")
-        uri = self._target_uri(target)
-        extra = [("Allow", ALLOW), ("Supported", "outbound")]
-        if self.user_agent:
-            extra.append(("User-Agent", self.user_agent))
-        extra.extend(headers or [])
-        request = make_request(
-            "INVITE",
-            uri,
-            from_=NameAddr(self.aor, self.display_name, {"tag": new_tag()}),
-            to=NameAddr(uri.copy(params={}, headers={}) if isinstance(uri, SipURI) else uri),
-            call_id=new_call_id(),
-            cseq=secrets.randbelow(10000) + 1,
-            contact=self.contact,
-            headers=extra,
-            body=sdp.encode() if sdp else b"",
-            content_type=SDP if sdp else None,
-        )
-        call = self._new_call("outgoing", request, CallState.CALLING)
-        tx = conn.send_request(request, now)
-        call._invite_tx = tx
-        self._tx_calls[id(tx)] = ("invite", call)
+        call = self.call_layer.invite(conn, target, sdp, now, headers=headers)
+        self._pull_call_events()
         return call
 
     def answer(self, call: CallSession, sdp: str, now: float) -> None:
@@ -547,14 +332,8 @@ class UserAgent:
         Raises:
             InvalidState: the call is not ringing.
         """
-        if call.direction != "incoming" or call.state is not CallState.INCOMING:
-            raise InvalidState(f"cannot answer a call that is {call.state.value}")
-        call._ring_deadline = None
-        self._respond_invite(call, 200, "OK", now, sdp=sdp)
-        if call.dialog is not None and call.dialog.state is DialogState.EARLY:
-            call.dialog.confirm()
-        call._ack_deadline = now + 64 * self.t1
-        self._set_state(call, CallState.ESTABLISHED)
+        self.call_layer.answer(call, sdp, now)
+        self._pull_call_events()
 
     def reject(
         self, call: CallSession, now: float, status: int = 486, reason: str | None = None
@@ -565,12 +344,8 @@ class UserAgent:
             InvalidState: the call is not ringing.
             ValueError: ``status`` is not a final error status.
         """
-        if not 400 <= status <= 699:
-            raise ValueError(f"a rejection needs a 4xx-6xx status, not {status}")
-        if call.direction != "incoming" or call.state is not CallState.INCOMING:
-            raise InvalidState(f"cannot reject a call that is {call.state.value}")
-        self._respond_invite(call, status, reason, now)
-        self._end(call, "local", status, reason or "rejected")
+        self.call_layer.reject(call, now, status, reason)
+        self._pull_call_events()
 
     def cancel(self, call: CallSession, now: float) -> None:
         """Cancel an outgoing call that has not been answered (RFC 3261 §9.1).
@@ -579,12 +354,8 @@ class UserAgent:
         (§9.1 forbids sending it earlier); the call is reported ended when the INVITE's 487
         arrives.
         """
-        if call.direction != "outgoing" or call.state not in (CallState.CALLING, CallState.EARLY):
-            raise InvalidState(f"cannot cancel a call that is {call.state.value}")
-        call._cancel_wanted = True
-        self._set_state(call, CallState.TERMINATING)
-        if call._got_provisional:
-            self._send_cancel(call, now)
+        self.call_layer.cancel(call, now)
+        self._pull_call_events()
 
     def hangup(
         self, call: CallSession, now: float, status: int | None = None, reason: str | None = None
@@ -597,14 +368,8 @@ class UserAgent:
             status: for a ringing incoming call, the rejection status (486 default).
             reason: the rejection reason phrase.
         """
-        if call.state is CallState.INCOMING:
-            self.reject(call, now, status or 486, reason)
-        elif call.state in (CallState.CALLING, CallState.EARLY):
-            self.cancel(call, now)
-        elif call.state is CallState.ESTABLISHED:
-            self._send_bye(call, now)
-            self._end(call, "local", None, "hung up")
-        # TERMINATING / TERMINATED: nothing left to do.
+        self.call_layer.hangup(call, now, status, reason)
+        self._pull_call_events()
 
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
         """Send a re-INVITE with a new offer (hold, resume).
@@ -612,52 +377,23 @@ class UserAgent:
         Raises:
             InvalidState: the call is not established, or a re-INVITE is already pending.
         """
-        if call.state is not CallState.ESTABLISHED or call.dialog is None:
-            raise InvalidState(f"cannot re-INVITE a call that is {call.state.value}")
-        if call._reinvite_tx is not None or call._reinvite_server is not None:
-            raise InvalidState("a re-INVITE is already in progress on this call")
-        conn = self._need_connection("send a re-INVITE")
-        call._glare_at = None
-        request = call.dialog.create_request(
-            "INVITE", body=sdp.encode(), content_type=SDP, headers=[("Allow", ALLOW)]
-        )
-        tx = conn.send_request(request, now)
-        call._reinvite_tx = tx
-        self._tx_calls[id(tx)] = ("reinvite", call)
+        self.call_layer.reinvite(call, sdp, now)
+        self._pull_call_events()
 
     def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
         """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
-        pending = call._reinvite_server
-        if pending is None:
-            raise InvalidState("no re-INVITE is waiting for an answer")
-        request, _ = pending
-        call._reinvite_server = None
-        response = make_response(
-            request,
-            200,
-            headers=[("Contact", str(self.contact)), ("Allow", ALLOW)],
-            body=sdp.encode() if sdp else b"",
-            content_type=SDP if sdp else None,
-        )
-        self._send_response(response, now)
+        self.call_layer.answer_reinvite(call, sdp, now)
+        self._pull_call_events()
 
     def reject_reinvite(self, call: CallSession, now: float, status: int = 488) -> None:
         """Decline the far end's pending re-INVITE (488 Not Acceptable Here by default)."""
-        pending = call._reinvite_server
-        if pending is None:
-            raise InvalidState("no re-INVITE is waiting for an answer")
-        request, _ = pending
-        call._reinvite_server = None
-        self._send_response(make_response(request, status), now)
+        self.call_layer.reject_reinvite(call, now, status)
+        self._pull_call_events()
 
     def send_info(self, call: CallSession, content_type: str, body: bytes, now: float) -> None:
         """Send an in-dialog INFO (e.g. ``application/dtmf-relay``)."""
-        if call.state is not CallState.ESTABLISHED or call.dialog is None:
-            raise InvalidState(f"cannot send INFO on a call that is {call.state.value}")
-        conn = self._need_connection("send INFO")
-        request = call.dialog.create_request("INFO", body=body, content_type=content_type)
-        tx = conn.send_request(request, now)
-        self._tx_calls[id(tx)] = ("info", call)
+        self.call_layer.send_info(call, content_type, body, now)
+        self._pull_call_events()
 
     # ========================================================================================
     # Internals
@@ -667,49 +403,64 @@ class UserAgent:
             raise InvalidState(f"cannot {action}: not connected to the SIP server")
         return self.connection
 
-    def _target_uri(self, target: URI | str) -> URI:
-        if not isinstance(target, str):
-            return target
-        text = target.strip()
-        if not text:
-            raise InvalidMessage("empty call target")
-        if ":" in text.split("@", 1)[0] and text.split(":", 1)[0].lower() in (
-            "sip",
-            "sips",
-            "tel",
+    def _pull_call_events(self) -> None:
+        # Call events join the registration events in the order they happened.
+        self._events.extend(self.call_layer.events_received())
+
+    def _process_connection_events(self, events: list[Event], now: float) -> None:
+        conn = self.connection
+        for event in events:
+            try:
+                self._dispatch(conn, event, now)
+            except SipError as exc:
+                # A peer's malformed or unexpected message must not stop the user agent.
+                logger.warning("! could not handle %s: %s", type(event).__name__, exc)
+            self._pull_call_events()
+        self._events.extend(self.registration.events_received())
+
+    def _dispatch(self, conn: SipConnection | None, event: Event, now: float) -> None:
+        if isinstance(event, ResponseReceived) and event.transaction is not None and (
+            event.transaction is self._register_tx
         ):
-            return parse_uri(text)
-        if "@" in text:
-            return parse_uri(f"sip:{text}")
-        return SipURI("sip", text, self.aor.host, self.aor.port)
-
-    def _new_call(self, direction: str, invite: Request, state: CallState) -> CallSession:
-        self._counter += 1
-        call = CallSession(f"{direction[0]}{self._counter}-{secrets.token_hex(3)}", direction,
-                           invite, state)
-        self.calls[call.id] = call
-        logger.info("= call %s %s %s", call.id, direction, invite.call_id)
-        return call
-
-    def _set_state(self, call: CallSession, state: CallState) -> None:
-        if call.state is not state:
-            logger.debug("= call %s %s -> %s", call.id, call.state.value, state.value)
-            call.state = state
-
-    def _end(self, call: CallSession, by: str, status: int | None, reason: str) -> None:
-        if call.state is CallState.TERMINATED:
+            self._on_register_response(event.response, now)
             return
-        self._set_state(call, CallState.TERMINATED)
-        call.ended_by, call.end_status, call.end_reason = by, status, reason
-        call._ack_deadline = call._ring_deadline = call._glare_at = None
-        if call.dialog is not None:
-            if call.dialog.state is not DialogState.TERMINATED:
-                call.dialog.terminate()
-            if self.connection is not None:
-                self.connection.remove_dialog(call.dialog)
-        self.calls.pop(call.id, None)
-        logger.info("= call %s ended by %s: %s %s", call.id, by, status or "", reason)
-        self._events.append(CallEnded(call, by, status, reason))
+        if isinstance(event, TransactionTimedOut) and event.transaction is self._register_tx:
+            self._register_tx = None
+            self._register_deadline = None
+            self.registration.handle_timeout(now)
+            return
+        if isinstance(event, TransactionTerminated) and event.transaction is self._register_tx:
+            self._register_tx = None
+        if conn is not None and self.call_layer.handle_event(conn, event, now):
+            return
+        if isinstance(event, RequestReceived):
+            self._on_request(event, now)
+        elif isinstance(event, MessageRejected):
+            self._events.append(event)
+
+    def _on_register_response(self, response: Response, now: float) -> None:
+        if response.status >= 200:
+            self._register_tx = None
+            self._register_deadline = None
+        if self.registration.owns(response):
+            retry = self.registration.handle_response(response, now)
+            if retry is not None and self.connection is not None:
+                self._send_register(retry, now)
+
+    def _on_request(self, event: RequestReceived, now: float) -> None:
+        """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 481/405 for the rest."""
+        request = event.request
+        if request.method == "ACK" or event.transaction is None:
+            return
+        if request.method == "OPTIONS":
+            response = make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)])
+        elif request.method in ("NOTIFY", "MESSAGE") and request.to.tag is None:
+            response = make_response(request, 200)
+        elif request.to.tag is not None:
+            response = make_response(request, 481)
+        else:
+            response = make_response(request, 405, headers=[("Allow", ALLOW)])
+        self._send_response(response, now)
 
     def _send_response(self, response: Response, now: float) -> None:
         conn = self.connection
@@ -720,374 +471,3 @@ class UserAgent:
             conn.send_response(response, now)
         except (LocalProtocolError, InvalidState) as exc:
             logger.warning("! cannot send %r: %s", response, exc)
-
-    def _respond_invite(
-        self,
-        call: CallSession,
-        status: int,
-        reason: str | None,
-        now: float,
-        *,
-        sdp: str | None = None,
-    ) -> None:
-        headers: list[tuple[str, str]] = []
-        if status < 300:
-            headers = [("Contact", str(self.contact)), ("Allow", ALLOW)]
-            if self.user_agent:
-                headers.append(("User-Agent", self.user_agent))
-        response = make_response(
-            call.invite,
-            status,
-            reason,
-            to_tag=call._local_tag,
-            headers=headers,
-            body=sdp.encode() if sdp else b"",
-            content_type=SDP if sdp else None,
-        )
-        self._send_response(response, now)
-
-    def _send_bye(self, call: CallSession, now: float) -> None:
-        if call.dialog is None or self.connection is None:
-            return
-        request = call.dialog.create_request("BYE")
-        try:
-            tx = self.connection.send_request(request, now)
-        except SipError as exc:
-            logger.warning("! cannot send BYE for call %s: %s", call.id, exc)
-            return
-        self._tx_calls[id(tx)] = ("bye", call)
-
-    def _send_cancel(self, call: CallSession, now: float) -> None:
-        # Once per INVITE: later provisionals (a 180 after the 100, a repeated 180) must not
-        # start another CANCEL transaction for the same branch.
-        if self.connection is None or call._cancel_sent:
-            return
-        call._cancel_sent = True
-        try:
-            tx = self.connection.send_request(make_cancel(call.invite), now)
-        except SipError as exc:
-            logger.warning("! cannot CANCEL call %s: %s", call.id, exc)
-            return
-        self._tx_calls[id(tx)] = ("cancel", call)
-
-    def _process_connection_events(self, events: list[Event], now: float) -> None:
-        for event in events:
-            try:
-                self._dispatch(event, now)
-            except SipError as exc:
-                # A peer's malformed or unexpected message must not stop the user agent.
-                logger.warning("! could not handle %s: %s", type(event).__name__, exc)
-        self._events.extend(self.registration.events_received())
-
-    def _dispatch(self, event: Event, now: float) -> None:
-        if isinstance(event, ResponseReceived):
-            self._on_response(event, now)
-        elif isinstance(event, RequestReceived):
-            self._on_request(event, now)
-        elif isinstance(event, CancelReceived):
-            for call in self.calls.values():
-                if call._invite_tx is event.invite_transaction:
-                    if call.state is CallState.INCOMING:
-                        self._respond_invite(call, 487, "Request Terminated", now)
-                        self._end(call, "remote", 487, "cancelled by the caller")
-                    break
-        elif isinstance(event, TransactionTimedOut):
-            self._on_timeout(event, now)
-        elif isinstance(event, TransactionTerminated):
-            self._tx_calls.pop(id(event.transaction), None)
-            if event.transaction is self._register_tx:
-                self._register_tx = None
-        elif isinstance(event, MessageRejected):
-            self._events.append(event)
-
-    # -- responses ---------------------------------------------------------------------------
-    def _on_response(self, event: ResponseReceived, now: float) -> None:
-        response = event.response
-        tx = event.transaction
-        if tx is not None and tx is self._register_tx:
-            if response.status >= 200:
-                self._register_tx = None
-                self._register_deadline = None
-            if self.registration.owns(response):
-                retry = self.registration.handle_response(response, now)
-                if retry is not None and self.connection is not None:
-                    self._send_register(retry, now)
-            return
-        if tx is None:
-            # A 2xx retransmission (or one from another fork): re-send our ACK (§13.2.2.4).
-            if response.status < 300 and response.cseq.method == "INVITE":
-                for call in self.calls.values():
-                    if call.call_id == response.call_id and call._ack is not None:
-                        if self.connection is not None:
-                            self.connection.send_ack(call._ack)
-            return
-        owner = self._tx_calls.get(id(tx))
-        if owner is None:
-            return
-        kind, call = owner
-        if kind == "invite":
-            self._on_invite_response(call, tx, response, event.dialog, now)
-        elif kind == "reinvite":
-            self._on_reinvite_response(call, tx, response, now)
-        elif kind == "bye" and response.status in (401, 407):
-            self._retry_in_dialog(call, tx.request, response, now, "bye")
-
-    def _on_invite_response(
-        self,
-        call: CallSession,
-        tx: ClientTransaction,
-        response: Response,
-        matched: Dialog | None,
-        now: float,
-    ) -> None:
-        status = response.status
-        sdp = _sdp_of(response)
-        if status < 200:
-            # §9.1: the CANCEL may go once "a provisional response" has arrived; a 100 Trying
-            # from a proxy counts (a callee that never rings must still be cancellable).
-            call._got_provisional = True
-            if status == 100:
-                if call._cancel_wanted:
-                    self._send_cancel(call, now)
-                return
-            if response.to.tag and call.dialog is None:
-                try:
-                    call.dialog = Dialog.from_response(tx.request, response)
-                except (InvalidMessage, ValueError):
-                    call.dialog = None
-                if call.dialog is not None and self.connection is not None:
-                    self.connection.add_dialog(call.dialog)
-            if call._cancel_wanted:
-                self._send_cancel(call, now)
-                return
-            if call.state is CallState.CALLING:
-                self._set_state(call, CallState.EARLY)
-            if sdp:
-                call.remote_sdp = sdp
-            self._events.append(CallProgress(call, status, response.reason, sdp))
-            return
-        if status < 300:
-            # The connection has already matched (and confirmed) a registered dialog; a 2xx
-            # from another fork, or without an early dialog, creates one now (§13.2.2.4).
-            dialog = matched if matched is not None else None
-            if dialog is None:
-                dialog = Dialog.from_response(tx.request, response)
-            if dialog.state is DialogState.EARLY:
-                dialog.receive_response(response, "INVITE")
-            call.dialog = dialog
-            if self.connection is not None:
-                self.connection.add_dialog(dialog)
-            call._ack = dialog.create_ack(tx.request.cseq.seq)
-            if self.connection is not None:
-                self.connection.send_ack(call._ack)
-            if call._cancel_wanted:
-                # The 200 crossed our CANCEL (§9.1): the call is up, so end it with a BYE.
-                self._send_bye(call, now)
-                self._end(call, "local", None, "cancelled")
-                return
-            if sdp:
-                call.remote_sdp = sdp
-            self._set_state(call, CallState.ESTABLISHED)
-            self._events.append(CallAnswered(call, sdp))
-            return
-        if status in (401, 407) and not call._auth_retried:
-            try:
-                name, value = self.auth.respond(tx.request, response)
-            except AuthenticationError as exc:
-                self._end(call, "remote", status, str(exc))
-                return
-            call._auth_retried = True
-            retry = Request(tx.request.method, tx.request.uri, tx.request.headers.copy(),
-                            tx.request.body)
-            retry.headers.remove("Via")
-            retry.headers.set("CSeq", f"{tx.request.cseq.seq + 1} INVITE")
-            retry.headers.add(name, value)
-            call.invite = retry
-            if self.connection is not None:
-                new_tx = self.connection.send_request(retry, now)
-                call._invite_tx = new_tx
-                self._tx_calls[id(new_tx)] = ("invite", call)
-            return
-        if call._cancel_wanted or status == 487:
-            self._end(call, "local" if call._cancel_wanted else "remote", status,
-                      "cancelled" if call._cancel_wanted else response.reason)
-            return
-        self._end(call, "remote", status, response.reason)
-
-    def _on_reinvite_response(
-        self, call: CallSession, tx: ClientTransaction, response: Response, now: float
-    ) -> None:
-        status = response.status
-        if status < 200:
-            return
-        call._reinvite_tx = None
-        if status < 300:
-            if call.dialog is not None:
-                ack = call.dialog.create_ack(tx.request.cseq.seq)
-                if self.connection is not None:
-                    self.connection.send_ack(ack)
-            sdp = _sdp_of(response)
-            if sdp:
-                call.remote_sdp = sdp
-            self._events.append(ReInviteAnswered(call, sdp))
-            return
-        if status in (401, 407) and not call._auth_retried:
-            call._auth_retried = True
-            if self._retry_in_dialog(call, tx.request, response, now, "reinvite"):
-                return
-        if status == 491:
-            # §14.1: "If the UAC [...] is the owner of the Call-ID [...] T has a randomly
-            # chosen value between 2.1 and 4 seconds [...]. If the UAC is not the owner of
-            # the Call-ID, T has a randomly chosen value of between 0 and 2 seconds".
-            owner = call.direction == "outgoing"
-            delay = (2.1 + 1.9 * self._rng()) if owner else 2.0 * self._rng()
-            call._glare_at = now + delay
-            self._events.append(ReInviteRejected(call, status, response.reason, delay))
-            return
-        if status in (408, 481):
-            # §12.2.1.2: the dialog is gone.
-            self._events.append(ReInviteRejected(call, status, response.reason))
-            self._end(call, "remote", status, response.reason)
-            return
-        self._events.append(ReInviteRejected(call, status, response.reason))
-
-    def _retry_in_dialog(
-        self, call: CallSession, request: Request, response: Response, now: float, kind: str
-    ) -> bool:
-        if call.dialog is None or self.connection is None:
-            return False
-        try:
-            name, value = self.auth.respond(request, response)
-        except AuthenticationError as exc:
-            logger.warning("! call %s: %s", call.id, exc)
-            return False
-        dialog = call.dialog
-        dialog.local_seq = (dialog.local_seq or 0) + 1
-        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
-        retry.headers.remove("Via")
-        retry.headers.set("CSeq", f"{dialog.local_seq} {request.method}")
-        retry.headers.add(name, value)
-        tx = self.connection.send_request(retry, now)
-        self._tx_calls[id(tx)] = (kind, call)
-        if kind == "reinvite":
-            call._reinvite_tx = tx
-        return True
-
-    def _on_timeout(self, event: TransactionTimedOut, now: float) -> None:
-        tx = event.transaction
-        if tx is self._register_tx:
-            self._register_tx = None
-            self._register_deadline = None
-            self.registration.handle_timeout(now)
-            return
-        owner = self._tx_calls.pop(id(tx), None)
-        if owner is None:
-            return
-        kind, call = owner
-        if kind == "invite":
-            if call.state in (CallState.CALLING, CallState.EARLY, CallState.TERMINATING):
-                reason = (
-                    "connection lost" if event.timer == "transport" else "no answer (timeout)"
-                )
-                self._end(call, "remote" if not call._cancel_wanted else "local", 408, reason)
-        elif kind == "reinvite":
-            call._reinvite_tx = None
-            self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
-        elif kind == "cancel" and call.state is CallState.TERMINATING:
-            self._end(call, "local", None, "cancelled (no answer to CANCEL)")
-
-    # -- requests ----------------------------------------------------------------------------
-    def _on_request(self, event: RequestReceived, now: float) -> None:
-        request = event.request
-        method = request.method
-        call = self._call_for(request)
-        if method == "ACK":
-            if call is not None:
-                call._ack_deadline = None
-                sdp = _sdp_of(request)
-                if sdp:
-                    call.remote_sdp = sdp
-                self._events.append(CallConfirmed(call, sdp))
-            return
-        tx = event.transaction
-        if tx is None:
-            return
-        if method == "INVITE" and event.dialog is None and request.to.tag is None:
-            self._on_new_invite(request, tx, now)
-            return
-        if method == "OPTIONS":
-            self._send_response(
-                make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)]), now
-            )
-            return
-        if call is None:
-            if method in ("NOTIFY", "MESSAGE") and request.to.tag is None:
-                self._send_response(make_response(request, 200), now)
-            elif request.to.tag is not None:
-                self._send_response(make_response(request, 481), now)
-            else:
-                self._send_response(
-                    make_response(request, 405, headers=[("Allow", ALLOW)]), now
-                )
-            return
-        if method == "BYE":
-            self._send_response(make_response(request, 200), now)
-            self._end(call, "remote", None, "hung up by the far end")
-        elif method == "INVITE":
-            if call._reinvite_tx is not None or call._reinvite_server is not None:
-                # §14.2: a re-INVITE while ours is pending: 491 Request Pending.
-                self._send_response(make_response(request, 491), now)
-                return
-            call._reinvite_server = (request, tx)
-            sdp = _sdp_of(request)
-            if sdp:
-                call.remote_sdp = sdp
-            self._events.append(ReInviteReceived(call, sdp))
-        elif method == "INFO":
-            self._send_response(make_response(request, 200), now)
-            digit = parse_dtmf_relay(request.body) if request.content_type == DTMF_RELAY else None
-            self._events.append(InfoReceived(call, request.content_type, request.body, digit))
-        elif method == "UPDATE" and not request.body:
-            self._send_response(make_response(request, 200, headers=[("Contact",
-                                                                      str(self.contact))]), now)
-        elif method in ("NOTIFY", "MESSAGE"):
-            self._send_response(make_response(request, 200), now)
-        else:
-            self._send_response(make_response(request, 405, headers=[("Allow", ALLOW)]), now)
-
-    def _on_new_invite(self, request: Request, tx: ServerTransaction, now: float) -> None:
-        call = self._new_call("incoming", request, CallState.INCOMING)
-        call._local_tag = new_tag()
-        call._invite_tx = tx
-        call.remote_sdp = _sdp_of(request)
-        try:
-            call.dialog = Dialog.from_request(
-                request, call._local_tag, local_contact=self.contact, state=DialogState.EARLY
-            )
-        except InvalidMessage as exc:
-            self._send_response(make_response(request, 400, str(exc)[:60]), now)
-            self.calls.pop(call.id, None)
-            return
-        if self.connection is not None:
-            self.connection.add_dialog(call.dialog)
-        if request.content_type not in (None, SDP):
-            self._respond_invite(call, 415, "Unsupported Media Type", now)
-            self.calls.pop(call.id, None)
-            return
-        self._respond_invite(call, 180, "Ringing", now)
-        if self.ring_timeout is not None:
-            call._ring_deadline = now + self.ring_timeout
-        self._events.append(IncomingCall(call))
-
-    def _call_for(self, request: Request) -> CallSession | None:
-        call_id = request.call_id
-        for call in self.calls.values():
-            if call.call_id == call_id:
-                return call
-        return None
-
-
-def _sdp_of(message: Request | Response) -> str | None:
-    if message.body and message.content_type == SDP:
-        return message.body.decode("utf-8", "replace")
-    return None

@@ -1,0 +1,1120 @@
+"""The call layer: INVITE sessions over one or more SIP connections, sans-I/O.
+
+Theory of operation
+-------------------
+:class:`CallLayer` is the RFC 3261 transaction user for calls (§13-§15): it places and takes
+INVITEs, keeps each call's dialog, and handles what happens inside it (ACK, BYE, CANCEL,
+re-INVITE, INFO). It does no I/O and owns no connection. Each :class:`CallSession` remembers
+the :class:`~exotel_voice.sip.connection.SipConnection` it lives on, so the same layer serves:
+
+* a phone (:class:`~exotel_voice.sip.useragent.UserAgent`): one connection at a time; after
+  a reconnect :meth:`CallLayer.connection_made` re-homes the live dialogs onto the new flow
+  (RFC 5626), and incoming INVITEs are taken, rung (180) and reported automatically;
+* a server (the sandbox): one connection per client flow; the server authenticates and
+  routes a new INVITE itself, then hands it over with :meth:`CallLayer.accept_invite`;
+  when a flow closes for good, :meth:`CallLayer.connection_lost` ends its calls.
+
+Its owner feeds it the events of its connections (:meth:`CallLayer.handle_event` returns
+whether the event was the layer's: a response to one of its transactions, a request in one
+of its calls, a CANCEL of one of its INVITEs ...), re-arms :meth:`CallLayer.get_timer` /
+:meth:`CallLayer.handle_timer` (ring, ACK and glare deadlines), and acts on
+:meth:`CallLayer.events_received`. Media is not here: SDP goes in and out as text.
+
+Call states::
+
+    incoming: INCOMING --answer()--> ESTABLISHED (200 sent; ACK confirms) --BYE--> TERMINATED
+              INCOMING --reject()/CANCEL/ring timeout--> TERMINATED
+    outgoing: CALLING --1xx--> EARLY --2xx (ACK sent)--> ESTABLISHED --BYE--> TERMINATED
+              CALLING/EARLY --cancel()/4xx-6xx/timeout--> TERMINATED
+
+Glare (RFC 3261 §14.1): a re-INVITE of ours answered 491 is retried after a random delay,
+2.1-4 s when we own the Call-ID (we placed the call), 0-2 s otherwise: a
+:class:`ReInviteRetryDue` event tells the owner to make a fresh offer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..exceptions import (
+    AuthenticationError,
+    InvalidMessage,
+    InvalidState,
+    LocalProtocolError,
+    SipError,
+)
+from .auth import DigestAuth
+from .connection import SipConnection
+from .dialog import Dialog, DialogState
+from .events import (
+    CancelReceived,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+from .headers import NameAddr
+from .message import Request, Response
+from .registration import ALLOW
+from .transaction import ClientTransaction, ServerTransaction
+from .uri import URI, SipURI, parse_uri
+from .utils import make_cancel, make_request, make_response, new_call_id, new_tag
+
+
+__all__ = [
+    "ALLOW",
+    "DTMF_RELAY",
+    "SDP",
+    "CallAnswered",
+    "CallConfirmed",
+    "CallEnded",
+    "CallLayer",
+    "CallProgress",
+    "CallSession",
+    "CallState",
+    "IncomingCall",
+    "InfoReceived",
+    "ReInviteAnswered",
+    "ReInviteReceived",
+    "ReInviteRejected",
+    "ReInviteRetryDue",
+    "UserAgentEvent",
+    "parse_dtmf_relay",
+]
+
+logger = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+DTMF_RELAY = "application/dtmf-relay"
+_DTMF_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*([0-9A-Da-d*#])\s*$")
+
+
+def parse_dtmf_relay(body: bytes) -> str | None:
+    """The digit in an ``application/dtmf-relay`` body (``Signal=5``), or ``None``."""
+    m = _DTMF_SIGNAL.search(body.decode("utf-8", "replace"))
+    return m.group(1).upper() if m else None
+
+
+class CallState(enum.Enum):
+    """Where a call is."""
+
+    INCOMING = "incoming"
+    CALLING = "calling"
+    EARLY = "early"
+    ESTABLISHED = "established"
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"
+
+
+@dataclass(eq=False)
+class CallSession:
+    """One call, as the SIP core sees it.
+
+    Attributes:
+        id: a local identifier, unique in this process.
+        direction: ``"incoming"`` or ``"outgoing"``.
+        invite: the initial INVITE (as received, or as last sent).
+        state: the call state.
+        dialog: the dialog, once there is one.
+        remote_sdp: the newest SDP from the far end.
+        ended_by: ``"local"`` or ``"remote"`` once ended.
+        end_status: the SIP status that ended the call, if any.
+        end_reason: why it ended.
+    """
+
+    id: str
+    direction: str
+    invite: Request
+    state: CallState
+    dialog: Dialog | None = None
+    remote_sdp: str | None = None
+    ended_by: str | None = None
+    end_status: int | None = None
+    end_reason: str = ""
+    # -- internals ---------------------------------------------------------------------------
+    _local_tag: str = ""
+    _invite_tx: ServerTransaction | ClientTransaction | None = field(default=None, repr=False)
+    _cancel_wanted: bool = False
+    _cancel_status: tuple[int, str] | None = None
+    _cancel_sent: bool = False
+    _got_provisional: bool = False
+    _ack: Request | None = field(default=None, repr=False)
+    _ack_deadline: float | None = None
+    _ring_deadline: float | None = None
+    _reinvite_tx: ClientTransaction | None = field(default=None, repr=False)
+    _reinvite_server: tuple[Request, ServerTransaction] | None = field(default=None, repr=False)
+    _glare_at: float | None = None
+    _auth_retried: bool = False
+    _cancel_reason: str = "cancelled"
+    _rung: bool = False
+    #: The connection the call lives on (``None`` while its flow is down).
+    connection: SipConnection | None = field(default=None, repr=False, compare=False)
+    #: Our Contact in this call's dialog.
+    local_contact: NameAddr | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def call_id(self) -> str:
+        """The SIP Call-ID."""
+        return self.invite.call_id
+
+    @property
+    def remote_identity(self) -> NameAddr:
+        """The far end: From of an incoming INVITE, To of an outgoing one."""
+        return self.invite.from_ if self.direction == "incoming" else self.invite.to
+
+    @property
+    def active(self) -> bool:
+        """Whether the call has not ended."""
+        return self.state is not CallState.TERMINATED
+
+    def __repr__(self) -> str:
+        return f"<CallSession {self.id} {self.direction} {self.state.value} {self.call_id}>"
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserAgentEvent:
+    """Base class of call events from :class:`CallLayer` (and so from ``UserAgent``)."""
+
+    call: CallSession
+
+
+@dataclass(frozen=True)
+class IncomingCall(UserAgentEvent):
+    """A new INVITE was taken; ``call.remote_sdp`` is the offer.
+
+    A layer that accepts calls itself (a phone) has sent 180 Ringing with this event; after
+    :meth:`CallLayer.accept_invite` with ``ring=False`` nothing has been sent yet.
+    """
+
+
+@dataclass(frozen=True)
+class CallProgress(UserAgentEvent):
+    """A provisional response to our INVITE (180 Ringing, 183 Session Progress).
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+        sdp: the early-media answer, if the response carried one.
+    """
+
+    status: int
+    reason: str
+    sdp: str | None = None
+
+
+@dataclass(frozen=True)
+class CallAnswered(UserAgentEvent):
+    """Our INVITE was answered (2xx); the ACK has been sent.
+
+    Attributes:
+        sdp: the answer (or an offer, when our INVITE had no body).
+    """
+
+    sdp: str | None
+
+
+@dataclass(frozen=True)
+class CallConfirmed(UserAgentEvent):
+    """The ACK for our 2xx arrived.
+
+    Attributes:
+        sdp: the ACK's body: the answer, when our 200 carried the offer.
+    """
+
+    sdp: str | None
+
+
+@dataclass(frozen=True)
+class CallEnded(UserAgentEvent):
+    """The call is over.
+
+    Attributes:
+        by: ``"local"`` or ``"remote"``.
+        status: the SIP status involved, if any (486, 487, 408 ...).
+        reason: a description.
+    """
+
+    by: str
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReInviteReceived(UserAgentEvent):
+    """The far end sent a re-INVITE. Answer with :meth:`CallLayer.answer_reinvite`.
+
+    Attributes:
+        sdp: the new offer, or ``None`` for an offer-less re-INVITE.
+    """
+
+    sdp: str | None
+
+
+@dataclass(frozen=True)
+class ReInviteAnswered(UserAgentEvent):
+    """Our re-INVITE got a 2xx (the ACK has been sent).
+
+    Attributes:
+        sdp: the answer.
+    """
+
+    sdp: str | None
+
+
+@dataclass(frozen=True)
+class ReInviteRejected(UserAgentEvent):
+    """Our re-INVITE failed; the session continues as before.
+
+    Attributes:
+        status: the status (``None`` for a timeout).
+        reason: the reason phrase.
+        retry_in: for a 491 (glare), seconds until :class:`ReInviteRetryDue`.
+    """
+
+    status: int | None
+    reason: str
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class ReInviteRetryDue(UserAgentEvent):
+    """The glare back-off is over: make a fresh offer and call :meth:`CallLayer.reinvite`."""
+
+
+@dataclass(frozen=True)
+class InfoReceived(UserAgentEvent):
+    """An in-dialog INFO arrived (answered 200).
+
+    Attributes:
+        content_type: its Content-Type (lower case, no parameters).
+        body: its body.
+        digit: the DTMF digit, for ``application/dtmf-relay``.
+    """
+
+    content_type: str | None
+    body: bytes
+    digit: str | None
+
+
+
+
+CallOwner = tuple[str, CallSession]
+
+
+class CallLayer:
+    """Calls (INVITE sessions) over one or more :class:`SipConnection`, without I/O.
+
+    Args:
+        aor: our address: the From of outgoing INVITEs (unless :meth:`invite` is given
+            ``from_``) and the domain that a bare user or number is dialled at.
+        contact: our Contact, unless a call is given its own (a server has one per flow).
+        display_name: the From display name of outgoing INVITEs.
+        auth: credentials for answering a 401/407 to our INVITE, re-INVITE or BYE (once per
+            call); ``None`` gives up on a challenge.
+        accept_calls: take every new INVITE on a connection, ring it (180) and report
+            :class:`IncomingCall` (a phone). ``False`` leaves new INVITEs to the owner, who
+            hands over those it wants with :meth:`accept_invite` (a server that
+            authenticates and routes first).
+        invite_headers: headers added to every initial INVITE we send, after ``Allow``
+            (e.g. ``Supported``, ``User-Agent``).
+        user_agent: ``User-Agent`` value for our responses that establish a dialog.
+        ring_timeout: an unanswered incoming call is ended with 480 after this many seconds;
+            ``None`` lets it ring forever.
+        t1: RFC 3261 T1: an answered call with no ACK is ended after 64·T1 (§13.3.1.4).
+        rng: random numbers for the glare back-off (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        aor: SipURI | None = None,
+        contact: NameAddr | None = None,
+        display_name: str | None = None,
+        auth: DigestAuth | None = None,
+        accept_calls: bool = True,
+        invite_headers: list[tuple[str, str]] | None = None,
+        user_agent: str | None = None,
+        ring_timeout: float | None = 60.0,
+        t1: float = 0.5,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.aor = aor
+        self.contact = contact
+        self.display_name = display_name
+        self.auth = auth
+        self.accept_calls = accept_calls
+        self.invite_headers = list(invite_headers or [])
+        self.user_agent = user_agent
+        self.ring_timeout = ring_timeout
+        self.t1 = t1
+        self._rng = rng
+        self.calls: dict[str, CallSession] = {}
+        self._tx_calls: dict[int, CallOwner] = {}
+        self._events: list[UserAgentEvent] = []
+        self._counter = 0
+
+    def __repr__(self) -> str:
+        return f"<CallLayer calls={len(self.calls)}>"
+
+    # ========================================================================================
+    # Plumbing
+    # ========================================================================================
+    def events_received(self) -> list[UserAgentEvent]:
+        """Return and forget the call events produced since the last call."""
+        out, self._events = self._events, []
+        return out
+
+    def get_timer(self, connection: SipConnection | None = None) -> float | None:
+        """The earliest call deadline (ring, ACK, glare back-off), or ``None``.
+
+        Args:
+            connection: only the calls living on this connection (a server arms one timer
+                per flow); ``None`` for every call.
+        """
+        deadlines = [
+            d
+            for call in self.calls.values()
+            if connection is None or call.connection is connection
+            for d in (call._ack_deadline, call._ring_deadline, call._glare_at)
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float, connection: SipConnection | None = None) -> None:
+        """Fire the call deadlines due at ``now`` (of the calls on ``connection``, if given)."""
+        for call in list(self.calls.values()):
+            if connection is not None and call.connection is not connection:
+                continue
+            if call._ring_deadline is not None and now >= call._ring_deadline:
+                call._ring_deadline = None
+                if call.state is CallState.INCOMING:
+                    self._respond_invite(call, 480, "Temporarily Unavailable", now)
+                    self._end(call, "remote", 480, "not answered in time")
+                elif call.state in (CallState.CALLING, CallState.EARLY):
+                    self.cancel(call, now, reason="no answer")
+            if call._ack_deadline is not None and now >= call._ack_deadline:
+                call._ack_deadline = None
+                # §13.3.1.4: no ACK for our 2xx: "the UAS core SHOULD [...] terminate the dialog
+                # by sending a BYE".
+                if call.state is CallState.ESTABLISHED:
+                    self._send_bye(call, now)
+                    self._end(call, "remote", 408, "no ACK for the 200 OK")
+            if call._glare_at is not None and now >= call._glare_at:
+                call._glare_at = None
+                if call.state is CallState.ESTABLISHED:
+                    self._events.append(ReInviteRetryDue(call))
+
+    def connection_made(self, connection: SipConnection) -> None:
+        """A new flow is up: the live calls without one move onto it (RFC 5626 flow recovery).
+
+        Their dialogs are registered with ``connection`` so in-dialog requests match.
+        """
+        for call in self.calls.values():
+            if call.active and call.connection is None:
+                call.connection = connection
+                if call.dialog is not None:
+                    connection.add_dialog(call.dialog)
+
+    def connection_lost(
+        self,
+        connection: SipConnection,
+        now: float,
+        *,
+        end_calls: bool = False,
+        reason: str = "connection lost",
+    ) -> None:
+        """``connection``'s flow is gone (feed its own transport-failure events first).
+
+        Args:
+            connection: the flow that closed.
+            now: the current time.
+            end_calls: end every call on it (:class:`CallEnded`, ``by="remote"``,
+                ``reason``): a server's client is gone for good. Otherwise (a phone) the
+                calls wait for :meth:`connection_made`.
+            reason: the end reason when ``end_calls``.
+        """
+        for call in list(self.calls.values()):
+            if call.connection is not connection:
+                continue
+            if end_calls:
+                self._end(call, "remote", None, reason)
+            call.connection = None
+
+    def handle_event(self, connection: SipConnection, event: Event, now: float) -> bool:
+        """Act on one event of ``connection`` if it belongs to a call.
+
+        Returns:
+            Whether the event was the layer's. Others (REGISTER and its responses,
+            out-of-dialog OPTIONS, MESSAGE, rejected messages ...) are the owner's.
+
+        Raises:
+            SipError: a peer's message could not be handled (the call state is kept).
+        """
+        if isinstance(event, ResponseReceived):
+            return self._on_response(connection, event, now)
+        if isinstance(event, RequestReceived):
+            return self._on_request(connection, event, now)
+        if isinstance(event, CancelReceived):
+            for call in self.calls.values():
+                if call._invite_tx is event.invite_transaction:
+                    if call.state is CallState.INCOMING:
+                        self._respond_invite(call, 487, "Request Terminated", now)
+                        self._end(call, "remote", 487, "cancelled by the caller")
+                    return True
+            return False
+        if isinstance(event, TransactionTimedOut):
+            return self._on_timeout(event, now)
+        if isinstance(event, TransactionTerminated):
+            return self._tx_calls.pop(id(event.transaction), None) is not None
+        return False
+
+    # ========================================================================================
+    # Commands
+    # ========================================================================================
+    def invite(
+        self,
+        connection: SipConnection,
+        target: URI | str,
+        sdp: str | None,
+        now: float,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        from_: NameAddr | None = None,
+        to: NameAddr | None = None,
+        contact: NameAddr | None = None,
+        ring_timeout: float | None = None,
+    ) -> CallSession:
+        """Place a call on ``connection``.
+
+        Args:
+            connection: where to send the INVITE.
+            target: the Request-URI: a SIP URI, or a user/number at the ``aor``'s domain.
+            sdp: the offer.
+            now: the current time.
+            headers: extra headers (e.g. ``X-`` headers).
+            from_: the From (a tag is added); default ``aor`` with ``display_name``.
+            to: the To; default the target without parameters.
+            contact: our Contact for this call; default the layer's.
+            ring_timeout: CANCEL after this many seconds without an answer (the call then
+                ends with reason ``"no answer"``); ``None``: only Timer B gives up.
+
+        Raises:
+            InvalidMessage: ``target`` is not a valid URI.
+            InvalidState: no From or Contact is known.
+        """
+        uri = self._target_uri(target)
+        local = contact or self._need_contact()
+        if from_ is None:
+            if self.aor is None:
+                raise InvalidState("cannot place a call: no From address (aor) configured")
+            from_ = NameAddr(self.aor, self.display_name, {})
+        from_ = NameAddr(from_.uri, from_.display_name, {**from_.params, "tag": new_tag()})
+        if to is None:
+            to = NameAddr(uri.copy(params={}, headers={}) if isinstance(uri, SipURI) else uri)
+        extra = [("Allow", ALLOW), *self.invite_headers, *(headers or [])]
+        request = make_request(
+            "INVITE",
+            uri,
+            from_=from_,
+            to=to,
+            call_id=new_call_id(),
+            cseq=secrets.randbelow(10000) + 1,
+            contact=local,
+            headers=extra,
+            body=sdp.encode() if sdp else b"",
+            content_type=SDP if sdp else None,
+        )
+        call = self._new_call("outgoing", request, CallState.CALLING, connection, local)
+        tx = connection.send_request(request, now)
+        call._invite_tx = tx
+        self._tx_calls[id(tx)] = ("invite", call)
+        if ring_timeout is not None:
+            call._ring_deadline = now + ring_timeout
+        return call
+
+    def accept_invite(
+        self,
+        connection: SipConnection,
+        request: Request,
+        transaction: ServerTransaction,
+        now: float,
+        *,
+        ring: bool = True,
+        contact: NameAddr | None = None,
+    ) -> CallSession | None:
+        """Take a new INVITE as an incoming call (reported as :class:`IncomingCall`).
+
+        A layer with ``accept_calls`` does this for every new INVITE; a server calls it for
+        the INVITEs it has authenticated and routed.
+
+        Args:
+            connection: the connection it came on.
+            request: the INVITE (no To tag).
+            transaction: its server transaction.
+            now: the current time.
+            ring: send 180 Ringing now (and start the ring timeout); else see :meth:`ring`.
+            contact: our Contact for this call; default the layer's.
+
+        Returns:
+            The call, or ``None`` when the INVITE was refused (400 for one that cannot
+            make a dialog, 415 for a body that is not SDP).
+        """
+        local = contact or self._need_contact()
+        call = self._new_call("incoming", request, CallState.INCOMING, connection, local)
+        call._local_tag = new_tag()
+        call._invite_tx = transaction
+        call.remote_sdp = _sdp_of(request)
+        try:
+            call.dialog = Dialog.from_request(
+                request, call._local_tag, local_contact=local, state=DialogState.EARLY
+            )
+        except InvalidMessage as exc:
+            self._send_response(call, make_response(request, 400, str(exc)[:60]), now)
+            self.calls.pop(call.id, None)
+            return None
+        connection.add_dialog(call.dialog)
+        if request.content_type not in (None, SDP):
+            self._respond_invite(call, 415, "Unsupported Media Type", now)
+            self.calls.pop(call.id, None)
+            connection.remove_dialog(call.dialog)
+            return None
+        if ring:
+            self.ring(call, now)
+        self._events.append(IncomingCall(call))
+        return call
+
+    def ring(self, call: CallSession, now: float) -> None:
+        """Send 180 Ringing for an incoming call (once) and start its ring timeout."""
+        if call.direction != "incoming" or call.state is not CallState.INCOMING or call._rung:
+            return
+        call._rung = True
+        self._respond_invite(call, 180, "Ringing", now)
+        if self.ring_timeout is not None:
+            call._ring_deadline = now + self.ring_timeout
+
+    def answer(self, call: CallSession, sdp: str, now: float) -> None:
+        """Answer an incoming call with 200 OK carrying ``sdp``.
+
+        Raises:
+            InvalidState: the call is not ringing.
+        """
+        if call.direction != "incoming" or call.state is not CallState.INCOMING:
+            raise InvalidState(f"cannot answer a call that is {call.state.value}")
+        call._ring_deadline = None
+        self._respond_invite(call, 200, "OK", now, sdp=sdp)
+        if call.dialog is not None and call.dialog.state is DialogState.EARLY:
+            call.dialog.confirm()
+        call._ack_deadline = now + 64 * self.t1
+        self._set_state(call, CallState.ESTABLISHED)
+
+    def reject(
+        self, call: CallSession, now: float, status: int = 486, reason: str | None = None
+    ) -> None:
+        """Decline an incoming call (486 Busy Here by default; 603 Decline, or any 4xx-6xx).
+
+        Raises:
+            InvalidState: the call is not ringing.
+            ValueError: ``status`` is not a final error status.
+        """
+        if not 400 <= status <= 699:
+            raise ValueError(f"a rejection needs a 4xx-6xx status, not {status}")
+        if call.direction != "incoming" or call.state is not CallState.INCOMING:
+            raise InvalidState(f"cannot reject a call that is {call.state.value}")
+        self._respond_invite(call, status, reason, now)
+        self._end(call, "local", status, reason or "rejected")
+
+    def cancel(self, call: CallSession, now: float, *, reason: str = "cancelled") -> None:
+        """Cancel an outgoing call that has not been answered (RFC 3261 §9.1).
+
+        If no provisional response has arrived yet, the CANCEL is sent as soon as one does
+        (§9.1 forbids sending it earlier); the call is reported ended (with ``reason``)
+        when the INVITE's 487 arrives.
+        """
+        if call.direction != "outgoing" or call.state not in (CallState.CALLING, CallState.EARLY):
+            raise InvalidState(f"cannot cancel a call that is {call.state.value}")
+        call._cancel_wanted = True
+        call._cancel_reason = reason
+        call._ring_deadline = None
+        self._set_state(call, CallState.TERMINATING)
+        if call._got_provisional:
+            self._send_cancel(call, now)
+
+    def hangup(
+        self, call: CallSession, now: float, status: int | None = None, reason: str | None = None
+    ) -> None:
+        """End a call whatever its state: reject if ringing, cancel if calling, BYE if up.
+
+        Args:
+            call: the call.
+            now: the current time.
+            status: for a ringing incoming call, the rejection status (486 default).
+            reason: the rejection reason phrase.
+        """
+        if call.state is CallState.INCOMING:
+            self.reject(call, now, status or 486, reason)
+        elif call.state in (CallState.CALLING, CallState.EARLY):
+            self.cancel(call, now)
+        elif call.state is CallState.ESTABLISHED:
+            self._send_bye(call, now)
+            self._end(call, "local", None, "hung up")
+        # TERMINATING / TERMINATED: nothing left to do.
+
+    def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
+        """Send a re-INVITE with a new offer (hold, resume).
+
+        Raises:
+            InvalidState: the call is not established, or a re-INVITE is already pending.
+        """
+        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+            raise InvalidState(f"cannot re-INVITE a call that is {call.state.value}")
+        if call._reinvite_tx is not None or call._reinvite_server is not None:
+            raise InvalidState("a re-INVITE is already in progress on this call")
+        conn = self._need_connection(call, "send a re-INVITE")
+        call._glare_at = None
+        request = call.dialog.create_request(
+            "INVITE", body=sdp.encode(), content_type=SDP, headers=[("Allow", ALLOW)]
+        )
+        tx = conn.send_request(request, now)
+        call._reinvite_tx = tx
+        self._tx_calls[id(tx)] = ("reinvite", call)
+
+    def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
+        """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
+        pending = call._reinvite_server
+        if pending is None:
+            raise InvalidState("no re-INVITE is waiting for an answer")
+        request, _ = pending
+        call._reinvite_server = None
+        response = make_response(
+            request,
+            200,
+            headers=[("Contact", str(call.local_contact)), ("Allow", ALLOW)],
+            body=sdp.encode() if sdp else b"",
+            content_type=SDP if sdp else None,
+        )
+        self._send_response(call, response, now)
+
+    def reject_reinvite(self, call: CallSession, now: float, status: int = 488) -> None:
+        """Decline the far end's pending re-INVITE (488 Not Acceptable Here by default)."""
+        pending = call._reinvite_server
+        if pending is None:
+            raise InvalidState("no re-INVITE is waiting for an answer")
+        request, _ = pending
+        call._reinvite_server = None
+        self._send_response(call, make_response(request, status), now)
+
+    def send_info(
+        self,
+        call: CallSession,
+        content_type: str,
+        body: bytes,
+        now: float,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Send an in-dialog INFO (e.g. ``application/dtmf-relay``), with extra ``headers``."""
+        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+            raise InvalidState(f"cannot send INFO on a call that is {call.state.value}")
+        conn = self._need_connection(call, "send INFO")
+        request = call.dialog.create_request(
+            "INFO", headers=headers, body=body, content_type=content_type
+        )
+        tx = conn.send_request(request, now)
+        self._tx_calls[id(tx)] = ("info", call)
+
+    # ========================================================================================
+    # Internals
+    # ========================================================================================
+    def _need_contact(self) -> NameAddr:
+        if self.contact is None:
+            raise InvalidState("no Contact: give the call one or configure the CallLayer's")
+        return self.contact
+
+    @staticmethod
+    def _need_connection(call: CallSession, action: str) -> SipConnection:
+        if call.connection is None:
+            raise InvalidState(f"cannot {action}: not connected to the SIP server")
+        return call.connection
+
+    def _target_uri(self, target: URI | str) -> URI:
+        if not isinstance(target, str):
+            return target
+        text = target.strip()
+        if not text:
+            raise InvalidMessage("empty call target")
+        if ":" in text.split("@", 1)[0] and text.split(":", 1)[0].lower() in (
+            "sip",
+            "sips",
+            "tel",
+        ):
+            return parse_uri(text)
+        if "@" in text:
+            return parse_uri(f"sip:{text}")
+        if self.aor is None:
+            raise InvalidMessage(f"{text!r} is not a URI and there is no domain to dial it at")
+        return SipURI("sip", text, self.aor.host, self.aor.port)
+
+    def _new_call(
+        self,
+        direction: str,
+        invite: Request,
+        state: CallState,
+        connection: SipConnection,
+        contact: NameAddr,
+    ) -> CallSession:
+        self._counter += 1
+        call = CallSession(f"{direction[0]}{self._counter}-{secrets.token_hex(3)}", direction,
+                           invite, state)
+        call.connection = connection
+        call.local_contact = contact
+        self.calls[call.id] = call
+        logger.info("= call %s %s %s", call.id, direction, invite.call_id)
+        return call
+
+    def _set_state(self, call: CallSession, state: CallState) -> None:
+        if call.state is not state:
+            logger.debug("= call %s %s -> %s", call.id, call.state.value, state.value)
+            call.state = state
+
+    def _end(self, call: CallSession, by: str, status: int | None, reason: str) -> None:
+        if call.state is CallState.TERMINATED:
+            return
+        self._set_state(call, CallState.TERMINATED)
+        call.ended_by, call.end_status, call.end_reason = by, status, reason
+        call._ack_deadline = call._ring_deadline = call._glare_at = None
+        if call.dialog is not None:
+            if call.dialog.state is not DialogState.TERMINATED:
+                call.dialog.terminate()
+            if call.connection is not None:
+                call.connection.remove_dialog(call.dialog)
+        self.calls.pop(call.id, None)
+        logger.info("= call %s ended by %s: %s %s", call.id, by, status or "", reason)
+        self._events.append(CallEnded(call, by, status, reason))
+
+    def _send_response(self, call: CallSession, response: Response, now: float) -> None:
+        conn = call.connection
+        if conn is None:
+            logger.warning("! cannot send %r: not connected", response)
+            return
+        try:
+            conn.send_response(response, now)
+        except (LocalProtocolError, InvalidState) as exc:
+            logger.warning("! cannot send %r: %s", response, exc)
+
+    def _respond_invite(
+        self,
+        call: CallSession,
+        status: int,
+        reason: str | None,
+        now: float,
+        *,
+        sdp: str | None = None,
+    ) -> None:
+        headers: list[tuple[str, str]] = []
+        if status < 300:
+            headers = [("Contact", str(call.local_contact)), ("Allow", ALLOW)]
+            if self.user_agent:
+                headers.append(("User-Agent", self.user_agent))
+        response = make_response(
+            call.invite,
+            status,
+            reason,
+            to_tag=call._local_tag,
+            headers=headers,
+            body=sdp.encode() if sdp else b"",
+            content_type=SDP if sdp else None,
+        )
+        self._send_response(call, response, now)
+
+    def _send_bye(self, call: CallSession, now: float) -> None:
+        if call.dialog is None or call.connection is None:
+            return
+        request = call.dialog.create_request("BYE")
+        try:
+            tx = call.connection.send_request(request, now)
+        except SipError as exc:
+            logger.warning("! cannot send BYE for call %s: %s", call.id, exc)
+            return
+        self._tx_calls[id(tx)] = ("bye", call)
+
+    def _send_cancel(self, call: CallSession, now: float) -> None:
+        # Once per INVITE: later provisionals (a 180 after the 100, a repeated 180) must not
+        # start another CANCEL transaction for the same branch.
+        if call.connection is None or call._cancel_sent:
+            return
+        call._cancel_sent = True
+        try:
+            tx = call.connection.send_request(make_cancel(call.invite), now)
+        except SipError as exc:
+            logger.warning("! cannot CANCEL call %s: %s", call.id, exc)
+            return
+        self._tx_calls[id(tx)] = ("cancel", call)
+
+    # -- responses ---------------------------------------------------------------------------
+    def _on_response(self, connection: SipConnection, event: ResponseReceived, now: float) -> bool:
+        response = event.response
+        tx = event.transaction
+        if tx is None:
+            # A 2xx retransmission (or one from another fork): re-send our ACK (§13.2.2.4).
+            if response.status < 300 and response.cseq.method == "INVITE":
+                for call in self.calls.values():
+                    if call.call_id == response.call_id and call._ack is not None:
+                        if call.connection is not None:
+                            call.connection.send_ack(call._ack)
+                        return True
+            return False
+        owner = self._tx_calls.get(id(tx))
+        if owner is None:
+            return False
+        kind, call = owner
+        if kind == "invite":
+            self._on_invite_response(call, tx, response, event.dialog, now)
+        elif kind == "reinvite":
+            self._on_reinvite_response(call, tx, response, now)
+        elif kind == "bye" and response.status in (401, 407):
+            self._retry_in_dialog(call, tx.request, response, now, "bye")
+        return True
+
+    def _on_invite_response(
+        self,
+        call: CallSession,
+        tx: ClientTransaction,
+        response: Response,
+        matched: Dialog | None,
+        now: float,
+    ) -> None:
+        status = response.status
+        sdp = _sdp_of(response)
+        conn = call.connection
+        if status < 200:
+            # §9.1: the CANCEL may go once "a provisional response" has arrived; a 100 Trying
+            # from a proxy counts (a callee that never rings must still be cancellable).
+            call._got_provisional = True
+            if status == 100:
+                if call._cancel_wanted:
+                    self._send_cancel(call, now)
+                return
+            if response.to.tag and call.dialog is None:
+                try:
+                    call.dialog = Dialog.from_response(tx.request, response)
+                except (InvalidMessage, ValueError):
+                    call.dialog = None
+                if call.dialog is not None and conn is not None:
+                    conn.add_dialog(call.dialog)
+            if call._cancel_wanted:
+                self._send_cancel(call, now)
+                return
+            if call.state is CallState.CALLING:
+                self._set_state(call, CallState.EARLY)
+            if sdp:
+                call.remote_sdp = sdp
+            self._events.append(CallProgress(call, status, response.reason, sdp))
+            return
+        if status < 300:
+            # The connection has already matched (and confirmed) a registered dialog; a 2xx
+            # from another fork, or without an early dialog, creates one now (§13.2.2.4).
+            dialog = matched if matched is not None else None
+            if dialog is None:
+                dialog = Dialog.from_response(tx.request, response)
+            if dialog.state is DialogState.EARLY:
+                dialog.receive_response(response, "INVITE")
+            call.dialog = dialog
+            call._ring_deadline = None
+            if conn is not None:
+                conn.add_dialog(dialog)
+            call._ack = dialog.create_ack(tx.request.cseq.seq)
+            if conn is not None:
+                conn.send_ack(call._ack)
+            if call._cancel_wanted:
+                # The 200 crossed our CANCEL (§9.1): the call is up, so end it with a BYE.
+                self._send_bye(call, now)
+                self._end(call, "local", None, call._cancel_reason)
+                return
+            if sdp:
+                call.remote_sdp = sdp
+            self._set_state(call, CallState.ESTABLISHED)
+            self._events.append(CallAnswered(call, sdp))
+            return
+        if status in (401, 407) and self.auth is not None and not call._auth_retried:
+            try:
+                name, value = self.auth.respond(tx.request, response)
+            except AuthenticationError as exc:
+                self._end(call, "remote", status, str(exc))
+                return
+            call._auth_retried = True
+            retry = Request(tx.request.method, tx.request.uri, tx.request.headers.copy(),
+                            tx.request.body)
+            retry.headers.remove("Via")
+            retry.headers.set("CSeq", f"{tx.request.cseq.seq + 1} INVITE")
+            retry.headers.add(name, value)
+            call.invite = retry
+            if conn is not None:
+                new_tx = conn.send_request(retry, now)
+                call._invite_tx = new_tx
+                self._tx_calls[id(new_tx)] = ("invite", call)
+            return
+        if call._cancel_wanted or status == 487:
+            self._end(call, "local" if call._cancel_wanted else "remote", status,
+                      call._cancel_reason if call._cancel_wanted else response.reason)
+            return
+        self._end(call, "remote", status, response.reason)
+
+    def _on_reinvite_response(
+        self, call: CallSession, tx: ClientTransaction, response: Response, now: float
+    ) -> None:
+        status = response.status
+        if status < 200:
+            return
+        call._reinvite_tx = None
+        if status < 300:
+            if call.dialog is not None:
+                ack = call.dialog.create_ack(tx.request.cseq.seq)
+                if call.connection is not None:
+                    call.connection.send_ack(ack)
+            sdp = _sdp_of(response)
+            if sdp:
+                call.remote_sdp = sdp
+            self._events.append(ReInviteAnswered(call, sdp))
+            return
+        if status in (401, 407) and not call._auth_retried:
+            call._auth_retried = True
+            if self._retry_in_dialog(call, tx.request, response, now, "reinvite"):
+                return
+        if status == 491:
+            # §14.1: "If the UAC [...] is the owner of the Call-ID [...] T has a randomly
+            # chosen value between 2.1 and 4 seconds [...]. If the UAC is not the owner of
+            # the Call-ID, T has a randomly chosen value of between 0 and 2 seconds".
+            owner = call.direction == "outgoing"
+            delay = (2.1 + 1.9 * self._rng()) if owner else 2.0 * self._rng()
+            call._glare_at = now + delay
+            self._events.append(ReInviteRejected(call, status, response.reason, delay))
+            return
+        if status in (408, 481):
+            # §12.2.1.2: the dialog is gone.
+            self._events.append(ReInviteRejected(call, status, response.reason))
+            self._end(call, "remote", status, response.reason)
+            return
+        self._events.append(ReInviteRejected(call, status, response.reason))
+
+    def _retry_in_dialog(
+        self, call: CallSession, request: Request, response: Response, now: float, kind: str
+    ) -> bool:
+        if call.dialog is None or call.connection is None or self.auth is None:
+            return False
+        try:
+            name, value = self.auth.respond(request, response)
+        except AuthenticationError as exc:
+            logger.warning("! call %s: %s", call.id, exc)
+            return False
+        dialog = call.dialog
+        dialog.local_seq = (dialog.local_seq or 0) + 1
+        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
+        retry.headers.remove("Via")
+        retry.headers.set("CSeq", f"{dialog.local_seq} {request.method}")
+        retry.headers.add(name, value)
+        tx = call.connection.send_request(retry, now)
+        self._tx_calls[id(tx)] = (kind, call)
+        if kind == "reinvite":
+            call._reinvite_tx = tx
+        return True
+
+    def _on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
+        owner = self._tx_calls.pop(id(event.transaction), None)
+        if owner is None:
+            return False
+        kind, call = owner
+        if kind == "invite":
+            if call.state in (CallState.CALLING, CallState.EARLY, CallState.TERMINATING):
+                reason = (
+                    "connection lost" if event.timer == "transport" else "no answer (timeout)"
+                )
+                self._end(call, "remote" if not call._cancel_wanted else "local", 408, reason)
+        elif kind == "reinvite":
+            call._reinvite_tx = None
+            self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
+        elif kind == "cancel" and call.state is CallState.TERMINATING:
+            self._end(call, "local", None, "cancelled (no answer to CANCEL)")
+        return True
+
+    # -- requests ----------------------------------------------------------------------------
+    def _on_request(self, connection: SipConnection, event: RequestReceived, now: float) -> bool:
+        request = event.request
+        method = request.method
+        call = self._call_for(connection, request)
+        if method == "ACK":
+            if call is None:
+                return False
+            call._ack_deadline = None
+            sdp = _sdp_of(request)
+            if sdp:
+                call.remote_sdp = sdp
+            self._events.append(CallConfirmed(call, sdp))
+            return True
+        tx = event.transaction
+        if tx is None:
+            return False
+        if method == "INVITE" and event.dialog is None and request.to.tag is None:
+            if not self.accept_calls:
+                return False
+            self.accept_invite(connection, request, tx, now)
+            return True
+        if call is None:
+            return False
+        if method == "OPTIONS":
+            self._send_response(
+                call, make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)]),
+                now,
+            )
+        elif method == "BYE":
+            self._send_response(call, make_response(request, 200), now)
+            self._end(call, "remote", None, "hung up by the far end")
+        elif method == "INVITE":
+            if call._reinvite_tx is not None or call._reinvite_server is not None:
+                # §14.2: a re-INVITE while ours is pending: 491 Request Pending.
+                self._send_response(call, make_response(request, 491), now)
+                return True
+            call._reinvite_server = (request, tx)
+            sdp = _sdp_of(request)
+            if sdp:
+                call.remote_sdp = sdp
+            self._events.append(ReInviteReceived(call, sdp))
+        elif method == "INFO":
+            self._send_response(call, make_response(request, 200), now)
+            digit = parse_dtmf_relay(request.body) if request.content_type == DTMF_RELAY else None
+            self._events.append(InfoReceived(call, request.content_type, request.body, digit))
+        elif method == "UPDATE" and not request.body:
+            self._send_response(
+                call,
+                make_response(request, 200, headers=[("Contact", str(call.local_contact))]),
+                now,
+            )
+        elif method in ("NOTIFY", "MESSAGE"):
+            self._send_response(call, make_response(request, 200), now)
+        else:
+            self._send_response(
+                call, make_response(request, 405, headers=[("Allow", ALLOW)]), now
+            )
+        return True
+
+    def _call_for(self, connection: SipConnection, request: Request) -> CallSession | None:
+        call_id = request.call_id
+        for call in self.calls.values():
+            if call.call_id == call_id and call.connection is connection:
+                return call
+        return None
+
+
+def _sdp_of(message: Request | Response) -> str | None:
+    if message.body and message.content_type == SDP:
+        return message.body.decode("utf-8", "replace")
+    return None
