@@ -68,12 +68,18 @@ class IceConfig:
         gather_timeout: seconds to wait for server-reflexive and relay candidates.
             Host candidates are always gathered.
         ice_transport_policy: ``"all"``, or ``"relay"`` to offer TURN candidates only.
+        early_selection: in the controlled role (we answered), start DTLS and media on
+            the first pair whose check succeeded instead of waiting for the controlling
+            agent's nomination, as browsers do; a later nomination of another pair
+            moves media there.  rtpengine nominates ~100 ms after its checks succeed,
+            which aioice alone would add to every answered call's setup.
     """
 
     servers: list[IceServer] = field(default_factory=list)
     host_addresses: list[str] | None = None
     gather_timeout: float = 5.0
     ice_transport_policy: Literal["all", "relay"] = "all"
+    early_selection: bool = True
 
     def __post_init__(self) -> None:
         if self.host_addresses is not None:

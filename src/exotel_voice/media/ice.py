@@ -12,24 +12,40 @@ connection, replacing ``addresses`` with :attr:`IceConfig.host_addresses` and
 ``timeout`` with :attr:`IceConfig.gather_timeout`.  Nothing module- or
 process-wide is patched, so sessions with different settings coexist.
 
+Early selection (:attr:`IceConfig.early_selection`): aioice's ``connect()``, in the
+controlled role, returns only once the controlling agent has nominated a pair
+(``USE-CANDIDATE``), and aiortc starts DTLS only then.  rtpengine uses regular
+nomination about 100 ms after its first check succeeded, so every call we answer
+would wait that long for its first audio.  RFC 8445 §12.1 lets an agent send on a
+valid pair before nomination, and browsers do, so the same hook shadows
+``Connection.check_complete``: when a check of ours succeeds while we are
+controlled and no pair is selected yet, that pair becomes the selected one
+(``_nominated[component]``) and the check list completes.  Nothing else changes:
+our other checks stop as they would after a nomination, incoming checks still
+trigger checks, and a later ``USE-CANDIDATE`` on any pair makes that pair the
+selected one (aioice's own handling), which is where data goes from then on.
+
 aiortc/aioice internals relied on (aiortc 1.16, aioice 0.13):
 ``RTCRtpTransceiver.receiver.transport.transport.iceGatherer._connection``
 reaches the aioice ``Connection``; ``get_component_candidates`` keeps its
 signature; gathering happens in ``setLocalDescription``, after
-:func:`apply_gathering_policy` runs.
+:func:`apply_gathering_policy` runs; ``Connection.check_complete(pair)``,
+``Connection._nominated``, ``Connection._check_list_done`` and
+``Connection._check_list_maybe_complete()`` for early selection.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aioice.ice import CandidatePair
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from .config import IceConfig
 
 
-__all__ = ["apply_gathering_policy", "rtc_configuration"]
+__all__ = ["apply_gathering_policy", "rtc_configuration", "select_early"]
 
 _MARK = "_exotel_voice_gathering_policy"
 
@@ -79,4 +95,24 @@ def _hook(connection: Any, config: IceConfig) -> None:
         )
 
     connection.get_component_candidates = get_component_candidates
+    if config.early_selection:
+        select_early(connection)
     setattr(connection, _MARK, True)
+
+
+def select_early(connection: Any) -> None:
+    """Controlled role: select the first pair whose check succeeded (module docstring)."""
+    original = connection.check_complete
+
+    def check_complete(pair: Any) -> None:
+        original(pair)
+        if (
+            not connection.ice_controlling
+            and pair.state == CandidatePair.State.SUCCEEDED
+            and not connection._check_list_done
+            and pair.component not in connection._nominated
+        ):
+            connection._nominated[pair.component] = pair
+            connection._check_list_maybe_complete()
+
+    connection.check_complete = check_complete
