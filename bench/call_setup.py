@@ -269,7 +269,6 @@ async def call_ours(caller: BaresipPhone, ours: TimedPhone, aor: str) -> dict[st
     delivered = time.perf_counter()
     await asyncio.wait_for(call.answer(), STEP_TIMEOUT)
     answered = time.perf_counter()
-    await dialled
     media = call.media
     assert media is not None
     early_packets = media.stats().packets_received
@@ -277,6 +276,7 @@ async def call_ours(caller: BaresipPhone, ours: TimedPhone, aor: str) -> dict[st
     sink = FirstFrame()
     call.add_sink(sink)
     try:
+        await dialled
         await asyncio.wait_for(sink.arrived.wait(), STEP_TIMEOUT)
     finally:
         await hang_up(caller)
