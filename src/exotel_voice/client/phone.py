@@ -50,6 +50,7 @@ from ..sip.useragent import (
     UserAgent,
 )
 from ..transport import TransportState, WebSocketTransport
+from ..transport.pump import Pump
 from .call import Call
 from .events import (
     CallEvent,
@@ -111,9 +112,7 @@ class Phone:
         )
         self._transport: WebSocketTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._send_queue: asyncio.Queue[bytes] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._io: Pump | None = None
         self._listeners: list[Listener] = []
         self._subscribers: list[asyncio.Queue[PhoneEvent | None]] = []
         self._incoming: asyncio.Queue[Call] = asyncio.Queue()
@@ -167,8 +166,7 @@ class Phone:
         if self._transport is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._send_queue = asyncio.Queue()
-        self._writer = self._loop.create_task(self._write_loop(), name=f"phone {self.name} writer")
+        self._io = Pump(self._ua, self._send, after=self._handle_events, name=f"phone {self.name}")
         self._transport = WebSocketTransport(
             self.account.ws_url,
             self,
@@ -234,6 +232,8 @@ class Phone:
         if self._closed:
             return
         self._closed = True
+        if self._io is not None:
+            self._io.stop_timer()
         for call in list(self._calls.values()):
             if not call.ended:
                 try:
@@ -241,16 +241,10 @@ class Phone:
                 except (TimeoutError, SipError):
                     pass
         await self._flush_sends()
-        if self._timer is not None:
-            self._timer.cancel()
         if self._transport is not None:
             await self._transport.close()
-        if self._writer is not None:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
+        if self._io is not None:
+            await self._io.aclose()
         for call in list(self._calls.values()):
             if call.media is not None:
                 await call.media.close()
@@ -405,57 +399,42 @@ class Phone:
     def message_received(self, data: str | bytes) -> None:  # noqa: D102
         self._command(lambda now: self._ua.receive_data(data, now))
 
-    # -- plumbing ----------------------------------------------------------------------------
+    # -- plumbing: the shared asyncio pump (feed, write in order, re-arm the timer) -------
     def _command(self, action: Callable[[float], Any]) -> None:
         """Run one core action at the current time, then pump its output."""
-        loop = self._loop or asyncio.get_running_loop()
-        action(loop.time())
+        if self._io is not None:
+            self._io.run(action)
+            return
+        # Not started: nothing can be written and no timer armed; events still count.
+        action((self._loop or asyncio.get_running_loop()).time())
         self._pump()
 
     def _pump(self) -> None:
-        ua = self._ua
-        for data in ua.data_to_send():
-            if self._send_queue is not None:
-                self._send_queue.put_nowait(data)
-        for event in ua.events_received():
+        if self._io is not None:
+            self._io.flush()
+            return
+        self._ua.data_to_send()
+        self._handle_events()
+
+    def _handle_events(self) -> None:
+        for event in self._ua.events_received():
             try:
                 self._handle(event)
             except Exception:
                 logger.exception("! %s: failed to handle %s", self.name, type(event).__name__)
-        self._arm_timer()
 
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self._ua.get_timer()
-        if deadline is not None and self._loop is not None and not self._closed:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._command(self._ua.handle_timer)
-
-    async def _write_loop(self) -> None:
-        assert self._send_queue is not None
-        while True:
-            data = await self._send_queue.get()
-            transport = self._transport
-            try:
-                if transport is None:
-                    raise TransportError("no transport")
-                await transport.send(data)
-            except TransportError as exc:
-                logger.warning("! %s: could not send a message: %s", self.name, exc)
-            finally:
-                self._send_queue.task_done()
+    async def _send(self, data: bytes) -> None:
+        transport = self._transport
+        try:
+            if transport is None:
+                raise TransportError("no transport")
+            await transport.send(data)
+        except TransportError as exc:
+            logger.warning("! %s: could not send a message: %s", self.name, exc)
 
     async def _flush_sends(self) -> None:
-        if self._send_queue is not None and self._transport is not None:
-            try:
-                await asyncio.wait_for(self._send_queue.join(), 2.0)
-            except TimeoutError:
-                pass
+        if self._io is not None and self._transport is not None:
+            await self._io.drain(2.0)
 
     def _new_source(self) -> AudioSource:
         return self._source_factory() if self._source_factory is not None else SilenceSource()

@@ -1,0 +1,101 @@
+"""The shared asyncio pump: feeds a sans-I/O core, writes in order, re-arms the timer.
+
+Its two users are exercised end to end in tests/test_phone_resilience.py (Phone) and
+tests/sandbox/ (the sandbox's flows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from exotel_voice.transport.pump import Pump
+
+
+class Core:
+    """A sans-I/O double: echoes input as output and fires deadlines it is given."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.deadlines: list[float] = []
+        self.fired: list[float] = []
+
+    def receive_data(self, data: str | bytes, now: float) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self.out.extend([raw + b"-1", raw + b"-2"])
+
+    def data_to_send(self) -> list[bytes]:
+        out, self.out = self.out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return min(self.deadlines) if self.deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        due = [d for d in self.deadlines if d <= now]
+        self.deadlines = [d for d in self.deadlines if d > now]
+        self.fired.extend(due)
+        self.out.append(b"timer")
+
+
+async def test_writes_in_order_even_when_send_suspends() -> None:
+    core = Core()
+    written: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        await asyncio.sleep(0.01 if data.endswith(b"-1") else 0)
+        written.append(data)
+
+    pump = Pump(core, send, name="test")
+    pump.receive_data("a")
+    pump.receive_data(b"b")
+    assert await pump.drain(2.0)
+    assert written == [b"a-1", b"a-2", b"b-1", b"b-2"]
+    await pump.aclose()
+
+
+async def test_timer_is_rearmed_after_every_flush_and_after_runs_each_time() -> None:
+    core = Core()
+    written: list[bytes] = []
+    flushes = 0
+
+    async def send(data: bytes) -> None:
+        written.append(data)
+
+    def after() -> None:
+        nonlocal flushes
+        flushes += 1
+
+    pump = Pump(core, send, after=after)
+    started: list[float] = []
+
+    def command(t: float) -> str:
+        started.append(t)
+        core.deadlines.extend([t + 0.05, t + 0.02])
+        return "done"
+
+    assert pump.run(command) == "done"
+    now = started[0]
+    await asyncio.sleep(0.15)
+    assert core.fired == [now + 0.02, now + 0.05]  # one at a time, the earliest first
+    assert written == [b"timer", b"timer"]
+    assert flushes == 3  # the command, then one per timer
+    await pump.aclose()
+
+
+async def test_stop_timer_and_a_failing_send_do_not_stop_writes() -> None:
+    core = Core()
+    written: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        if data == b"x-1":
+            raise OSError("boom")
+        written.append(data)
+
+    pump = Pump(core, send)
+    pump.run(lambda t: core.deadlines.append(t + 0.01))
+    pump.stop_timer()
+    pump.receive_data("x")
+    await asyncio.sleep(0.05)
+    assert core.fired == [], "no timer after stop_timer()"
+    assert written == [b"x-2"], "a failed write is dropped, the next one still goes"
+    await pump.aclose(drain=1.0)
