@@ -535,6 +535,11 @@ class Call:
         self._spawn(apply)
 
     def _on_reinvite_rejected(self, status: int | None, reason: str, retry: bool) -> None:
+        media = self.media
+        if media is not None:
+            # The far end refused our offer: go back to the negotiation in force, so the
+            # call can re-offer (the glare retry), answer re-INVITEs and send DTMF.
+            self._spawn(lambda: _rollback(media))
         if retry:
             return
         wanted, self._hold_wanted = self._hold_wanted, None
@@ -543,11 +548,6 @@ class Call:
             self._hold_result.set_exception(
                 SipError(f"{what} failed: {status or 'no response'} {reason}".strip())
             )
-        media = self.media
-        if media is not None:
-            # Roll the local description back to the direction in force.
-            direction = "sendonly" if self._on_hold else "sendrecv"
-            self._spawn(lambda: _rollback(media, direction))
 
     def _on_retry_due(self) -> None:
         if self._hold_wanted is None:
@@ -599,11 +599,11 @@ def _same_but_version(early: str, final: str) -> bool:
     return normalised(early) == normalised(final)
 
 
-async def _rollback(media: MediaSession, direction: str) -> None:
+async def _rollback(media: MediaSession) -> None:
     try:
-        await media.create_reoffer(direction)
-    except SipError:
-        pass
+        await media.rollback()
+    except InvalidState as exc:
+        logger.warning("! cannot roll back the rejected re-offer: %s", exc)
 
 
 _ = InvalidDTMF  # documented in send_dtmf's Raises
