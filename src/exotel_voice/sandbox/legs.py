@@ -1,4 +1,4 @@
-"""Call legs: one SIP dialog between the sandbox and a client, with the sandbox's media.
+"""Call legs: one call between the sandbox and a client, with the sandbox's media.
 
 The sandbox is a back-to-back user agent that terminates media: each leg has its own
 :class:`~exotel_voice.media.MediaSession` on the sandbox side, and test numbers (echo,
@@ -6,10 +6,17 @@ tone, IVR) or a bridge to another leg act on that session's audio. That is also 
 Exotel's edge does (its media servers answer the browser), and it means a leg handles hold
 (re-INVITE) and DTMF on its own, whatever is on the other side.
 
-* :meth:`Leg.incoming` wraps an INVITE a client sent us (we are the UAS): ring, answer,
-  reject, and a CANCEL ends it with 487.
+A leg has no SIP logic of its own: the SIP side of every leg is a
+:class:`~exotel_voice.sip.calls.CallSession` of the sandbox's one
+:class:`~exotel_voice.sip.calls.CallLayer` (the same core a phone uses), living on the
+client's flow. A leg is to a session what :class:`exotel_voice.client.Call` is to a phone's
+session: it runs the layer's commands through its flow's pump, makes and applies SDP with
+its media, and turns the layer's events into leg state and listeners.
+
+* :meth:`Leg.incoming` takes an INVITE a client sent us (we are the UAS): ring, answer,
+  reject; a CANCEL ends it with 487 (the layer answers it).
 * :meth:`Leg.outgoing` sends an INVITE to a registered client (we are the UAC) with our
-  SDP offer: wait for the answer, cancel, or time out.
+  SDP offer: wait for the answer, cancel, or give up after a ring timeout.
 * Either side: BYE, INFO (sent and received), re-INVITE answered from the media session.
 """
 
@@ -19,22 +26,25 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidMessage, InvalidState, SipError
+from ..exceptions import InvalidState, SipError
 from ..media import AudioSource, MediaSession
-from ..sip.dialog import Dialog, DialogState
-from ..sip.events import (
-    Event,
-    RequestReceived,
-    ResponseReceived,
-    TransactionTimedOut,
+from ..sip.calls import (
+    CallAnswered,
+    CallEnded,
+    CallProgress,
+    CallSession,
+    CallState,
+    InfoReceived,
+    ReInviteReceived,
+    UserAgentEvent,
 )
+from ..sip.dialog import Dialog
 from ..sip.headers import NameAddr
-from ..sip.message import Request, Response
+from ..sip.message import Request
 from ..sip.transaction import ServerTransaction
 from ..sip.uri import URI
-from ..sip.utils import make_cancel, make_request, make_response, new_call_id, new_cseq, new_tag
 
 
 if TYPE_CHECKING:
@@ -45,30 +55,26 @@ __all__ = ["Leg", "LegState"]
 
 logger = logging.getLogger(__name__)
 
-SDP = "application/sdp"
-ALLOW = "INVITE, ACK, CANCEL, BYE, INFO, OPTIONS"
-
 
 class LegState(enum.Enum):
     """Where a leg is."""
 
     CALLING = "calling"  # outgoing INVITE sent, nothing back yet
     RINGING = "ringing"  # 180 sent (incoming) or received (outgoing)
-    CONNECTED = "connected"
+    CONNECTED = "connected"  # answered, and the media session has the answer
     ENDED = "ended"
 
 
-InfoListener = Callable[["Leg", Request], None]
+InfoListener = Callable[["Leg", InfoReceived], None]
 
 
 class Leg:
-    """One dialog with a client, plus the sandbox's media for it.
+    """One call with a client, plus the sandbox's media for it.
 
     Attributes:
+        session: the SIP side, a call of the sandbox's :class:`CallLayer`.
         direction: ``"incoming"`` (the client called the sandbox) or ``"outgoing"``.
         user: the registered user at the client end.
-        invite: the initial INVITE (received or sent).
-        dialog: the dialog once it exists.
         media: the sandbox-side media session, once created.
         state: the :class:`LegState`.
         end_status: the SIP status that ended the call, if any (486, 487, 408 ...).
@@ -77,15 +83,12 @@ class Leg:
         info_listeners: called with each INFO received (after it was answered 200).
     """
 
-    def __init__(
-        self, sandbox: Sandbox, flow: Flow, *, direction: str, user: str, invite: Request
-    ) -> None:
+    def __init__(self, sandbox: Sandbox, flow: Flow, session: CallSession, *, user: str) -> None:
         self.sandbox = sandbox
         self.flow = flow
-        self.direction = direction
+        self.session = session
+        self.direction = session.direction
         self.user = user
-        self.invite = invite
-        self.dialog: Dialog | None = None
         self.media: MediaSession | None = None
         self.state = LegState.CALLING
         self.end_status: int | None = None
@@ -96,20 +99,25 @@ class Leg:
         self.answer_listeners: list[Callable[[Leg], None]] = []
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
-        self._local_tag = new_tag()
-        self._server_tx: ServerTransaction | None = None
-        self._ack: Request | None = None
-        self._cancel_wanted = False
-        self._got_provisional = False
-        self._ring_timer: asyncio.TimerHandle | None = None
+        sandbox.legs[session.id] = self
 
     def __repr__(self) -> str:
         return f"<Leg {self.direction} {self.user} {self.state.value} {self.call_id}>"
 
     @property
+    def invite(self) -> Request:
+        """The initial INVITE (received or sent)."""
+        return self.session.invite
+
+    @property
+    def dialog(self) -> Dialog | None:
+        """The dialog, once it exists."""
+        return self.session.dialog
+
+    @property
     def call_id(self) -> str:
         """The SIP Call-ID."""
-        return self.invite.call_id
+        return self.session.call_id
 
     @property
     def ended(self) -> bool:
@@ -137,8 +145,10 @@ class Leg:
         """Wait until the leg is over."""
         await asyncio.wait_for(self._ended.wait(), timeout)
 
-    def _contact(self) -> NameAddr:
-        return self.sandbox.contact(self.flow.secure)
+    def _command(self, action: Callable[[float], Any]) -> None:
+        """Run one call-layer command on this leg's flow, then settle the leg if it ended."""
+        self.flow.pump.run(action)
+        self._settle()
 
     # ========================================================================================
     # Incoming: the client called us
@@ -146,49 +156,22 @@ class Leg:
     @classmethod
     def incoming(
         cls, sandbox: Sandbox, flow: Flow, request: Request, tx: ServerTransaction, user: str
-    ) -> Leg:
-        """Wrap a new INVITE; the caller then rings, answers or rejects it.
-
-        Raises:
-            InvalidMessage: the INVITE cannot create a dialog (no Contact, no From tag).
-        """
-        leg = cls(sandbox, flow, direction="incoming", user=user, invite=request)
-        leg._server_tx = tx
-        leg.dialog = Dialog.from_request(
-            request, leg._local_tag, local_contact=leg._contact(), state=DialogState.EARLY
+    ) -> Leg | None:
+        """Take a new INVITE (authenticated and routed); the caller then rings, answers or
+        rejects it. ``None`` if the call layer refused it (400: no dialog can be made from
+        it; 415: its body is not SDP)."""
+        session = sandbox.call_layer.accept_invite(
+            flow.conn, request, tx, flow.now(), ring=False, contact=sandbox.contact(flow.secure)
         )
-        flow.add_leg(leg.dialog, leg)
-        return leg
-
-    def _respond(
-        self,
-        status: int,
-        reason: str | None = None,
-        *,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        extra = list(headers)
-        if 101 <= status < 300:
-            extra.append(("Contact", str(self._contact())))
-        if status >= 200:
-            extra.append(("Allow", ALLOW))
-        response = make_response(
-            self.invite,
-            status,
-            reason,
-            to_tag=self._local_tag,
-            headers=extra,
-            body=body,
-            content_type=SDP if body else None,
-        )
-        self.flow.send_response(response)
+        if session is None:
+            return None
+        return cls(sandbox, flow, session, user=user)
 
     def ring(self) -> None:
         """Send 180 Ringing."""
         if self.state is LegState.CALLING and not self.ended:
             self.state = LegState.RINGING
-            self._respond(180, "Ringing")
+            self._command(lambda now: self.sandbox.call_layer.ring(self.session, now))
 
     async def answer(self, source: AudioSource | None = None) -> None:
         """Answer with the sandbox's media: accept the INVITE's offer and send 200 OK.
@@ -207,28 +190,26 @@ class Leg:
         except (SipError, ValueError) as exc:
             logger.warning("! %r: cannot answer the offer: %s", self, exc)
             if not self.ended:
-                self._respond(488, "Not Acceptable Here")
-                self._end("sandbox", 488, "offer not acceptable")
+                self.end_reason = self.end_reason or "offer not acceptable"
+                self._command(
+                    lambda now: self.sandbox.call_layer.reject(
+                        self.session, now, 488, "Not Acceptable Here"
+                    )
+                )
             raise InvalidState(f"cannot answer {self!r}: {exc}") from exc
         if self.ended:
             raise InvalidState(f"{self!r} ended while it was being answered")
-        self._respond(200, "OK", body=answer.encode())
-        assert self.dialog is not None
-        self.dialog.confirm()
+        self._command(lambda now: self.sandbox.call_layer.answer(self.session, answer, now))
         self._mark_connected()
 
     def reject(self, status: int = 486, reason: str | None = None) -> None:
         """Refuse an incoming call that has not been answered."""
         if self.direction != "incoming" or self.ended or self.state is LegState.CONNECTED:
             raise InvalidState(f"cannot reject {self!r}")
-        self._respond(status, reason)
-        self._end("sandbox", status, reason or f"rejected with {status}")
-
-    def cancelled(self) -> None:
-        """The client sent CANCEL (already answered 200 by the connection): 487."""
-        if self.direction == "incoming" and not self.ended and self.state is not LegState.CONNECTED:
-            self._respond(487, "Request Terminated")
-            self._end("remote", 487, "cancelled by the caller")
+        self.end_reason = self.end_reason or reason or f"rejected with {status}"
+        self._command(
+            lambda now: self.sandbox.call_layer.reject(self.session, now, status, reason)
+        )
 
     # ========================================================================================
     # Outgoing: we call a registered client
@@ -266,93 +247,29 @@ class Leg:
         except BaseException:
             await media.close()
             raise
-        from_addr = NameAddr(sandbox.uri(caller), caller_name, {})
-        invite = make_request(
-            "INVITE",
+        session = sandbox.call_layer.invite(
+            flow.conn,
             target,
-            from_=from_addr,
+            offer,
+            flow.now(),
+            from_=NameAddr(sandbox.uri(caller), caller_name, {}),
             to=NameAddr(sandbox.uri(user)),
-            call_id=new_call_id(),
-            cseq=new_cseq(),
             contact=sandbox.contact(flow.secure),
             headers=list(headers),
-            body=offer.encode(),
-            content_type=SDP,
+            ring_timeout=ring_timeout,
         )
-        leg = cls(sandbox, flow, direction="outgoing", user=user, invite=invite)
-        from_addr.params["tag"] = leg._local_tag
-        invite.headers.set("From", str(from_addr))
+        leg = cls(sandbox, flow, session, user=user)
         leg.media = media
         if flow.closed:
-            leg._end("sandbox", None, "client connection lost")
-            return leg
-        flow.send_request(invite, leg._on_invite_event)
-        if ring_timeout is not None:
-            leg._ring_timer = asyncio.get_running_loop().call_later(
-                ring_timeout, leg._ring_timed_out
+            # The client went away while the offer was made: nothing will carry the INVITE.
+            leg._command(
+                lambda now: sandbox.call_layer.connection_lost(
+                    flow.conn, now, end_calls=True, reason="client connection lost"
+                )
             )
+            return leg
+        flow.pump.flush()
         return leg
-
-    def _ring_timed_out(self) -> None:
-        self._ring_timer = None
-        if not self.ended and self.state is not LegState.CONNECTED:
-            self.end_reason = "no answer"
-            self.cancel()
-
-    def cancel(self) -> None:
-        """Cancel our INVITE (sent once the client has answered 1xx, RFC 3261 §9.1)."""
-        if self.direction != "outgoing" or self.ended or self.state is LegState.CONNECTED:
-            return
-        self._cancel_wanted = True
-        if self._got_provisional:
-            try:
-                self.flow.send_request(make_cancel(self.invite))
-            except SipError as exc:  # the final response raced us
-                logger.debug("= %r: CANCEL not sent: %s", self, exc)
-
-    def _on_invite_event(self, event: Event) -> None:
-        if isinstance(event, ResponseReceived):
-            self._on_invite_response(event.response)
-        elif isinstance(event, TransactionTimedOut) and not self.ended:
-            if self.state is not LegState.CONNECTED:
-                self._end("remote", 408, "no answer from the client")
-
-    def _on_invite_response(self, response: Response) -> None:
-        status = response.status
-        if status < 200:
-            if status > 100:
-                self._got_provisional = True
-                if self.state is LegState.CALLING:
-                    self.state = LegState.RINGING
-                if self._cancel_wanted:
-                    self._cancel_wanted = False
-                    self.cancel()
-            return
-        if status >= 300:
-            if not self.ended:
-                reason = self.end_reason or f"{status} {response.reason}"
-                self._end("remote", status, reason)
-            return
-        # 2xx: §13.2.2.4 ACK it; a retransmission gets the same ACK again.
-        if self._ack is not None:
-            self.flow.send_ack(self._ack)
-            return
-        try:
-            self.dialog = Dialog.from_response(self.invite, response)
-        except (InvalidMessage, ValueError) as exc:
-            logger.warning("! %r: unusable 2xx: %s", self, exc)
-            self._end("remote", 500, "unusable 2xx")
-            return
-        self._ack = self.dialog.create_ack(self.invite.cseq.seq)
-        self.flow.send_ack(self._ack)
-        if self.ended or self._cancel_wanted:
-            # The 200 crossed our CANCEL or we gave up: §15 end it with a BYE.
-            self._send_bye()
-            self._end("sandbox", None, self.end_reason or "cancelled")
-            return
-        self.flow.add_leg(self.dialog, self)
-        sdp = response.body.decode("utf-8", "replace") if response.body else ""
-        self.sandbox.spawn(self._apply_answer(sdp), f"{self!r} answer")
 
     async def _apply_answer(self, sdp: str) -> None:
         assert self.media is not None
@@ -365,23 +282,10 @@ class Leg:
         if not self.ended:
             self._mark_connected()
 
-    def stray_response(self, response: Response) -> None:
-        """A response outside any transaction for our dialog: ACK a 2xx retransmission."""
-        if (
-            self._ack is not None
-            and 200 <= response.status < 300
-            and response.cseq.method == "INVITE"
-            and response.cseq.seq == self.invite.cseq.seq
-        ):
-            self.flow.send_ack(self._ack)
-
     # ========================================================================================
     # Both directions
     # ========================================================================================
     def _mark_connected(self) -> None:
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-            self._ring_timer = None
         self.state = LegState.CONNECTED
         self._connected.set()
         for listener in list(self.answer_listeners):
@@ -391,29 +295,29 @@ class Leg:
         """End the leg whatever its state: BYE, CANCEL, or 480 for an unanswered incoming."""
         if self.ended:
             return
-        if self.state is LegState.CONNECTED:
+        state = self.session.state
+        if self.state is LegState.CONNECTED or state is CallState.ESTABLISHED:
             self.bye(reason=reason)
         elif self.direction == "outgoing":
             self.end_reason = reason
-            self.cancel()
-        else:
-            self._respond(480, "Temporarily Unavailable")
-            self._end("sandbox", 480, reason)
+            if state in (CallState.CALLING, CallState.EARLY):
+                self._command(
+                    lambda now: self.sandbox.call_layer.cancel(self.session, now, reason=reason)
+                )
+        elif state is CallState.INCOMING:
+            self.end_reason = self.end_reason or reason
+            self._command(
+                lambda now: self.sandbox.call_layer.reject(
+                    self.session, now, 480, "Temporarily Unavailable"
+                )
+            )
 
     def bye(self, reason: str = "hung up by the sandbox") -> None:
         """Send BYE and end the leg."""
         if self.ended:
             return
-        self._send_bye()
-        self._end("sandbox", None, reason)
-
-    def _send_bye(self) -> None:
-        if self.dialog is None or self.flow.closed:
-            return
-        try:
-            self.flow.send_request(self.dialog.create_request("BYE"))
-        except SipError as exc:
-            logger.debug("= %r: BYE not sent: %s", self, exc)
+        self.end_reason = self.end_reason or reason
+        self._command(lambda now: self.sandbox.call_layer.hangup(self.session, now))
 
     def send_info(
         self,
@@ -421,94 +325,66 @@ class Leg:
         body: bytes,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Send an INFO in the dialog (the response is only logged)."""
-        if self.dialog is None or self.ended or self.dialog.state is not DialogState.CONFIRMED:
+        """Send an INFO in the dialog (the response is not waited for).
+
+        Raises:
+            InvalidState: the leg is not up.
+        """
+        if self.ended:
             raise InvalidState(f"cannot send INFO on {self!r}")
-        request = self.dialog.create_request(
-            "INFO", headers=list(headers), body=body, content_type=content_type
+        self._command(
+            lambda now: self.sandbox.call_layer.send_info(
+                self.session, content_type, body, now, headers=list(headers)
+            )
         )
 
-        def done(event: Event) -> None:
-            if isinstance(event, ResponseReceived) and event.response.status >= 300:
-                logger.info("%r: INFO answered %d", self, event.response.status)
-
-        self.flow.send_request(request, done)
-
-    def on_request(self, event: RequestReceived) -> None:
-        """An in-dialog request from the client."""
-        request = event.request
-        method = request.method
-        if method == "ACK":
-            return
-        respond = self._in_dialog_responder(request)
-        if method == "BYE":
-            respond(200, [])
-            self._end("remote", None, "hung up by the client")
-        elif method == "INFO":
-            respond(200, [])
-            for listener in list(self.info_listeners):
-                try:
-                    listener(self, request)
-                except Exception:
-                    logger.exception("! %r: INFO listener failed", self)
-        elif method == "INVITE":
-            self.sandbox.spawn(self._answer_reinvite(request), f"{self!r} re-INVITE")
-        elif method in ("OPTIONS", "UPDATE") and not request.body:
-            respond(200, [("Allow", ALLOW)])
-        else:
-            respond(405, [("Allow", ALLOW)])
-
-    def _in_dialog_responder(
-        self, request: Request
-    ) -> Callable[[int, list[tuple[str, str]]], None]:
-        def respond(status: int, headers: list[tuple[str, str]]) -> None:
-            self.flow.send_response(
-                make_response(request, status, to_tag=self._local_tag, headers=headers)
-            )
-
-        return respond
-
-    async def _answer_reinvite(self, request: Request) -> None:
-        offer = request.body.decode("utf-8", "replace") if request.body else ""
-        if self.media is None or not offer or self.ended:
-            self.flow.send_response(make_response(request, 488, to_tag=self._local_tag))
+    async def _answer_reinvite(self, sdp: str | None) -> None:
+        layer = self.sandbox.call_layer
+        if self.media is None or not sdp or self.ended:
+            self._command(lambda now: layer.reject_reinvite(self.session, now, 488))
             return
         try:
-            answer = await self.media.update(offer)
+            answer = await self.media.update(sdp)
         except (SipError, ValueError) as exc:
             logger.warning("! %r: cannot answer the re-INVITE: %s", self, exc)
-            self.flow.send_response(make_response(request, 488, to_tag=self._local_tag))
+            self._command(lambda now: layer.reject_reinvite(self.session, now, 488))
             return
-        self.flow.send_response(
-            make_response(
-                request,
-                200,
-                to_tag=self._local_tag,
-                headers=[("Contact", str(self._contact())), ("Allow", ALLOW)],
-                body=answer.encode(),
-                content_type=SDP,
-            )
-        )
+        self._command(lambda now: layer.answer_reinvite(self.session, answer, now))
         logger.info("%r: re-INVITE answered (%s)", self, self.media.remote_direction)
 
-    def connection_lost(self) -> None:
-        """The client's WebSocket closed."""
-        self._end("remote", None, "client connection lost")
+    # ========================================================================================
+    # Events from the call layer
+    # ========================================================================================
+    def on_call_event(self, event: UserAgentEvent) -> None:
+        """Act on one event of the call layer about this leg's session."""
+        if isinstance(event, CallProgress):
+            if self.state is LegState.CALLING:
+                self.state = LegState.RINGING
+        elif isinstance(event, CallAnswered):
+            self.sandbox.spawn(self._apply_answer(event.sdp or ""), f"{self!r} answer")
+        elif isinstance(event, ReInviteReceived):
+            self.sandbox.spawn(self._answer_reinvite(event.sdp), f"{self!r} re-INVITE")
+        elif isinstance(event, InfoReceived):
+            for listener in list(self.info_listeners):
+                try:
+                    listener(self, event)
+                except Exception:
+                    logger.exception("! %r: INFO listener failed", self)
+        elif isinstance(event, CallEnded):
+            self._settle()
 
-    def _end(self, by: str, status: int | None, reason: str) -> None:
-        if self.ended:
+    def _settle(self) -> None:
+        """Once the session has ended: end the leg (once), close its media, tell listeners."""
+        session = self.session
+        if self.ended or session.active:
             return
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-            self._ring_timer = None
         self.state = LegState.ENDED
-        self.ended_by = by
-        self.end_status = status
-        self.end_reason = self.end_reason or reason
-        if self.dialog is not None:
-            self.flow.remove_leg(self.dialog)
+        self.ended_by = "remote" if session.ended_by == "remote" else "sandbox"
+        self.end_status = session.end_status
+        self.end_reason = self.end_reason or session.end_reason
+        self.sandbox.legs.pop(session.id, None)
         self._ended.set()
-        logger.info("%r ended by %s: %s", self, by, self.end_reason)
+        logger.info("%r ended by %s: %s", self, self.ended_by, self.end_reason)
         if self.media is not None:
             self.sandbox.spawn(self.media.close(), f"{self!r} media close")
         for listener in list(self.end_listeners):

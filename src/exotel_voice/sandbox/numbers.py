@@ -27,8 +27,7 @@ import numpy as np
 from ..media import AudioSink, AudioSource, SilenceSource, ToneSource
 from ..media.analysis import goertzel_power, rms
 from ..media.pcm import Resampler, Samples, samples_per_frame
-from ..sip.message import Request
-from ..sip.useragent import parse_dtmf_relay
+from ..sip.calls import InfoReceived, parse_dtmf_relay
 from .legs import Leg
 
 
@@ -217,12 +216,12 @@ class IvrApp(NumberApp):
         leg.info_listeners.append(self._on_info)
         leg.media.add_dtmf_listener(lambda digit: self._digit(leg, digit, "rfc4733"))
 
-    def _on_info(self, leg: Leg, request: Request) -> None:
-        content_type = (request.content_type or "").lower()
+    def _on_info(self, leg: Leg, info: InfoReceived) -> None:
+        content_type = (info.content_type or "").lower()
         if content_type == "application/dtmf-relay":
-            digit = parse_dtmf_relay(request.body)
+            digit = parse_dtmf_relay(info.body)
         elif content_type == "application/dtmf":
-            text = request.body.decode("utf-8", "replace").strip().upper()
+            text = info.body.decode("utf-8", "replace").strip().upper()
             digit = text if text in DTMF_FREQUENCIES else None
         else:
             return
@@ -275,10 +274,10 @@ class Bridge:
             src.media.add_dtmf_listener(self._relay_rfc4733(dst))  # type: ignore[union-attr]
 
     @staticmethod
-    def _relay_info(dst: Leg) -> Callable[[Leg, Request], None]:
-        def relay(_: Leg, request: Request) -> None:
-            if (request.content_type or "").lower() in _DTMF_TYPES and dst.connected:
-                dst.send_info(request.content_type or "", request.body)
+    def _relay_info(dst: Leg) -> Callable[[Leg, InfoReceived], None]:
+        def relay(_: Leg, info: InfoReceived) -> None:
+            if (info.content_type or "").lower() in _DTMF_TYPES and dst.connected:
+                dst.send_info(info.content_type or "", info.body)
 
         return relay
 

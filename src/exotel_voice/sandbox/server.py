@@ -10,7 +10,10 @@ Theory of operation
   for the configured users; a user's newest binding wins; bindings die with their flow;
 * a back-to-back user agent that terminates media (:mod:`.legs`): a client's INVITE to a
   test number (:mod:`.numbers`) is answered by the sandbox; an INVITE to another user
-  makes a second leg to that user and bridges the audio and DTMF of the two;
+  makes a second leg to that user and bridges the audio and DTMF of the two. The SIP side
+  of every leg is a call of one :class:`~exotel_voice.sip.calls.CallLayer`
+  (:attr:`Sandbox.call_layer`), the same sans-I/O core the phone uses; the sandbox only
+  authenticates, routes and hands new INVITEs to it (``accept_calls=False``);
 * the REST emulation of Exotel's ``Calls/connect`` (:mod:`.rest`), which calls ``From``
   first with an ``X-Exotel-Callsid`` header and, once answered, connects ``To``.
 
@@ -36,7 +39,8 @@ from websockets.typing import Subprotocol
 
 from ..exceptions import InvalidMessage, InvalidState, SipError
 from ..media import IceConfig, MediaConfig, SilenceSource
-from ..sip.events import CancelReceived, Event, RequestReceived, ResponseReceived
+from ..sip.calls import ALLOW, CallLayer
+from ..sip.events import Event, RequestReceived
 from ..sip.headers import NameAddr
 from ..sip.message import Request
 from ..sip.transaction import ServerTransaction
@@ -45,7 +49,7 @@ from ..sip.utils import make_response
 from .certs import SelfSignedCertificate, make_certificate
 from .digest import DigestServer, Verdict
 from .flow import Flow
-from .legs import ALLOW, Leg
+from .legs import Leg
 from .numbers import TEST_NUMBERS, Bridge, NumberApp, make_app
 
 
@@ -213,6 +217,14 @@ class Sandbox:
         self.bindings: dict[str, Binding] = {}
         self.calls: list[SandboxCall] = []
         self.flows: set[Flow] = set()
+        #: The SIP side of every leg: one call layer over all client flows. New INVITEs
+        #: are the sandbox's (authenticate, route), then handed over with accept_invite.
+        self.call_layer = CallLayer(
+            aor=self.uri("sandbox"), accept_calls=False, ring_timeout=None
+        )
+        #: Live legs by their call-layer session id.
+        self.legs: dict[str, Leg] = {}
+        self._dispatching_calls = False
         self.certificate: SelfSignedCertificate | None = None
         self._servers: list[Server] = []
         self._rest: Any = None
@@ -417,20 +429,46 @@ class Sandbox:
         for user, binding in list(self.bindings.items()):
             if binding.flow is flow:
                 del self.bindings[user]
-        for leg in list(flow.legs.values()):
-            leg.connection_lost()
+        flow.pump.run(
+            lambda now: self.call_layer.connection_lost(
+                flow.conn, now, end_calls=True, reason="client connection lost"
+            )
+        )
+
+    def dispatch_call_events(self) -> bool:
+        """Hand the call layer's events to their legs; ``True`` if there were any.
+
+        Flows call this after their own events. Re-entrant calls (a leg's command flushes
+        its flow from inside a dispatch) return at once: the outer loop picks new events up.
+        """
+        if self._dispatching_calls:
+            return False
+        self._dispatching_calls = True
+        found = False
+        try:
+            while events := self.call_layer.events_received():
+                found = True
+                for event in events:
+                    leg = self.legs.get(event.call.id)
+                    if leg is None:
+                        continue
+                    try:
+                        leg.on_call_event(event)
+                    except Exception:
+                        logger.exception("! %r: error handling %s", leg, type(event).__name__)
+        finally:
+            self._dispatching_calls = False
+        return found
 
     # ========================================================================================
     # SIP dispatch
     # ========================================================================================
     def handle_event(self, flow: Flow, event: Event) -> None:
-        """Act on one event from a flow's SIP connection."""
+        """Act on one event from a flow's SIP connection that the call layer did not take:
+        REGISTER, new INVITEs, out-of-dialog requests."""
         if isinstance(event, RequestReceived):
             if event.dialog is not None:
-                leg = flow.legs.get(event.dialog.id)
-                if leg is not None:
-                    leg.on_request(event)
-                return
+                return  # a dialog with no live call: the layer answers those
             request, tx = event.request, event.transaction
             if tx is None:  # an ACK outside any dialog we know
                 return
@@ -444,15 +482,6 @@ class Sandbox:
                 flow.send_response(make_response(request, 481))
             else:
                 flow.send_response(make_response(request, 405, headers=[("Allow", ALLOW)]))
-        elif isinstance(event, CancelReceived):
-            for leg in list(flow.legs.values()):
-                if leg.invite.call_id == event.request.call_id and leg.direction == "incoming":
-                    leg.cancelled()
-        elif isinstance(event, ResponseReceived) and event.transaction is None:
-            if event.dialog is not None:
-                leg = flow.legs.get(event.dialog.id)
-                if leg is not None:
-                    leg.stray_response(event.response)
 
     # -- registrar ---------------------------------------------------------------------------
     def _challenge(self, flow: Flow, request: Request, *, proxy: bool, stale: bool) -> None:
@@ -563,11 +592,9 @@ class Sandbox:
         if target not in TEST_NUMBERS and target not in self.users:
             flow.send_response(make_response(request, 404, "Not Found"))
             return
-        try:
-            leg = Leg.incoming(self, flow, request, tx, caller)
-        except InvalidMessage as exc:
-            flow.send_response(make_response(request, 400, str(exc)[:60]))
-            return
+        leg = Leg.incoming(self, flow, request, tx, caller)
+        if leg is None:
+            return  # refused by the call layer (400, 415)
         call = SandboxCall(
             sid=secrets.token_hex(16),
             from_=caller,
