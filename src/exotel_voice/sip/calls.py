@@ -87,6 +87,7 @@ __all__ = [
     "ReInviteRetryDue",
     "UserAgentEvent",
     "parse_dtmf_relay",
+    "send_response",
 ]
 
 logger = logging.getLogger(__name__)
@@ -801,15 +802,9 @@ class CallLayer:
         logger.info("= call %s ended by %s: %s %s", call.id, by, status or "", reason)
         self._events.append(CallEnded(call, by, status, reason))
 
-    def _send_response(self, call: CallSession, response: Response, now: float) -> None:
-        conn = call.connection
-        if conn is None:
-            logger.warning("! cannot send %r: not connected", response)
-            return
-        try:
-            conn.send_response(response, now)
-        except (LocalProtocolError, InvalidState) as exc:
-            logger.warning("! cannot send %r: %s", response, exc)
+    @staticmethod
+    def _send_response(call: CallSession, response: Response, now: float) -> None:
+        send_response(call.connection, response, now)
 
     def _respond_invite(
         self,
@@ -1112,6 +1107,18 @@ class CallLayer:
             if call.call_id == call_id and call.connection is connection:
                 return call
         return None
+
+
+def send_response(connection: SipConnection | None, response: Response, now: float) -> None:
+    """Send ``response`` on ``connection``; log, never raise, if the flow is gone or its
+    transaction no longer takes it (a peer's retransmission or CANCEL raced us)."""
+    if connection is None:
+        logger.warning("! cannot send %r: not connected", response)
+        return
+    try:
+        connection.send_response(response, now)
+    except (LocalProtocolError, InvalidState) as exc:
+        logger.warning("! cannot send %r: %s", response, exc)
 
 
 def _sdp_of(message: Request | Response) -> str | None:

@@ -28,7 +28,7 @@ import logging
 import random
 from collections.abc import Callable
 
-from ..exceptions import InvalidState, LocalProtocolError, SipError
+from ..exceptions import InvalidState, SipError
 from .auth import DigestAuth
 from .calls import (
     SDP,
@@ -47,6 +47,7 @@ from .calls import (
     ReInviteRetryDue,
     UserAgentEvent,
     parse_dtmf_relay,
+    send_response,
 )
 from .connection import SipConnection
 from .events import (
@@ -309,13 +310,7 @@ class UserAgent:
         *,
         headers: list[tuple[str, str]] | None = None,
     ) -> CallSession:
-        """Place a call.
-
-        Args:
-            target: a SIP URI, or a user/number that is sent to the account's domain.
-            sdp: the offer.
-            now: the current time.
-            headers: extra headers (e.g. ``X-`` headers).
+        """Place a call on the current connection (:meth:`CallLayer.invite`).
 
         Raises:
             InvalidState: there is no connection to the server.
@@ -327,71 +322,46 @@ class UserAgent:
         return call
 
     def answer(self, call: CallSession, sdp: str, now: float) -> None:
-        """Answer an incoming call with 200 OK carrying ``sdp``.
-
-        Raises:
-            InvalidState: the call is not ringing.
-        """
+        """Answer an incoming call with 200 OK carrying ``sdp`` (:meth:`CallLayer.answer`)."""
         self.call_layer.answer(call, sdp, now)
         self._pull_call_events()
 
     def reject(
         self, call: CallSession, now: float, status: int = 486, reason: str | None = None
     ) -> None:
-        """Decline an incoming call (486 Busy Here by default; 603 Decline, or any 4xx-6xx).
-
-        Raises:
-            InvalidState: the call is not ringing.
-            ValueError: ``status`` is not a final error status.
-        """
+        """Decline an incoming call, 486 by default (:meth:`CallLayer.reject`)."""
         self.call_layer.reject(call, now, status, reason)
         self._pull_call_events()
 
     def cancel(self, call: CallSession, now: float) -> None:
-        """Cancel an outgoing call that has not been answered (RFC 3261 §9.1).
-
-        If no provisional response has arrived yet, the CANCEL is sent as soon as one does
-        (§9.1 forbids sending it earlier); the call is reported ended when the INVITE's 487
-        arrives.
-        """
+        """Cancel an unanswered outgoing call, RFC 3261 §9.1 (:meth:`CallLayer.cancel`)."""
         self.call_layer.cancel(call, now)
         self._pull_call_events()
 
     def hangup(
         self, call: CallSession, now: float, status: int | None = None, reason: str | None = None
     ) -> None:
-        """End a call whatever its state: reject if ringing, cancel if calling, BYE if up.
-
-        Args:
-            call: the call.
-            now: the current time.
-            status: for a ringing incoming call, the rejection status (486 default).
-            reason: the rejection reason phrase.
-        """
+        """End a call whatever its state (:meth:`CallLayer.hangup`)."""
         self.call_layer.hangup(call, now, status, reason)
         self._pull_call_events()
 
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
-        """Send a re-INVITE with a new offer (hold, resume).
-
-        Raises:
-            InvalidState: the call is not established, or a re-INVITE is already pending.
-        """
+        """Send a re-INVITE with a new offer: hold, resume (:meth:`CallLayer.reinvite`)."""
         self.call_layer.reinvite(call, sdp, now)
         self._pull_call_events()
 
     def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
-        """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
+        """Answer the far end's pending re-INVITE (:meth:`CallLayer.answer_reinvite`)."""
         self.call_layer.answer_reinvite(call, sdp, now)
         self._pull_call_events()
 
     def reject_reinvite(self, call: CallSession, now: float, status: int = 488) -> None:
-        """Decline the far end's pending re-INVITE (488 Not Acceptable Here by default)."""
+        """Decline the far end's pending re-INVITE (:meth:`CallLayer.reject_reinvite`)."""
         self.call_layer.reject_reinvite(call, now, status)
         self._pull_call_events()
 
     def send_info(self, call: CallSession, content_type: str, body: bytes, now: float) -> None:
-        """Send an in-dialog INFO (e.g. ``application/dtmf-relay``)."""
+        """Send an in-dialog INFO (:meth:`CallLayer.send_info`)."""
         self.call_layer.send_info(call, content_type, body, now)
         self._pull_call_events()
 
@@ -460,14 +430,4 @@ class UserAgent:
             response = make_response(request, 481)
         else:
             response = make_response(request, 405, headers=[("Allow", ALLOW)])
-        self._send_response(response, now)
-
-    def _send_response(self, response: Response, now: float) -> None:
-        conn = self.connection
-        if conn is None:
-            logger.warning("! cannot send %r: not connected", response)
-            return
-        try:
-            conn.send_response(response, now)
-        except (LocalProtocolError, InvalidState) as exc:
-            logger.warning("! cannot send %r: %s", response, exc)
+        send_response(self.connection, response, now)
