@@ -468,3 +468,16 @@ def test_password_and_response_never_shown() -> None:
     for text in texts:
         assert SENTINEL not in text
         assert digest not in text
+
+
+def test_format_challenge_round_trips_through_parse_challenge() -> None:
+    from exotel_voice.sip.auth import DigestChallenge, format_challenge, parse_challenge, quote
+
+    challenge = DigestChallenge(
+        scheme="Digest", realm='we "quote"', nonce="n1", opaque="o", algorithm="SHA-256",
+        qop=["auth"], stale=True,
+    )
+    parsed = parse_challenge(format_challenge(challenge))
+    assert (parsed.realm, parsed.nonce, parsed.opaque, parsed.algorithm, parsed.qop,
+            parsed.stale) == ('we "quote"', "n1", "o", "SHA-256", ["auth"], True)
+    assert quote('a"b\\c') == '"a\\"b\\\\c"'

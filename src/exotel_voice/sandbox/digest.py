@@ -22,37 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..exceptions import SipError
-from ..sip.auth import DigestChallenge, parse_challenges
+from ..sip.auth import DigestChallenge, digest_hash, format_challenge, parse_challenges
 from ..sip.message import Request
 
 
 __all__ = ["DigestServer", "Verdict", "VerifyResult", "format_challenge"]
 
-_HASHES: dict[str, Callable[[bytes], str]] = {
-    "MD5": lambda data: hashlib.md5(data).hexdigest(),
-    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
-}
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def format_challenge(challenge: DigestChallenge) -> str:
-    """Serialise a challenge as a ``WWW-Authenticate``/``Proxy-Authenticate`` value.
-
-    ``algorithm`` and ``stale`` are unquoted tokens, ``qop`` is a quoted list
-    (RFC 7616 §3.3).
-    """
-    parts = [f"realm={_quote(challenge.realm)}", f"nonce={_quote(challenge.nonce)}"]
-    if challenge.opaque is not None:
-        parts.append(f"opaque={_quote(challenge.opaque)}")
-    parts.append(f"algorithm={challenge.algorithm}")
-    if challenge.qop:
-        parts.append(f"qop={_quote(','.join(challenge.qop))}")
-    if challenge.stale:
-        parts.append("stale=true")
-    return "Digest " + ", ".join(parts)
+#: What this server offers; the hash functions come from :mod:`exotel_voice.sip.auth`.
+SERVER_ALGORITHMS = frozenset({"MD5", "SHA-256"})
 
 
 class Verdict(enum.Enum):
@@ -104,7 +81,7 @@ class DigestServer:
         clock: Callable[[], float],
     ) -> None:
         algorithm = algorithm.upper()
-        if algorithm not in _HASHES:
+        if algorithm not in SERVER_ALGORITHMS:
             raise ValueError(f"unsupported digest algorithm {algorithm!r}")
         self.realm = realm
         self.algorithm = algorithm
@@ -187,7 +164,7 @@ class DigestServer:
         if state is not Verdict.OK:
             return VerifyResult(state, username)
         algorithm = params.get("algorithm", "MD5").upper()
-        hash_fn = _HASHES.get(algorithm)
+        hash_fn = digest_hash(algorithm) if algorithm in SERVER_ALGORITHMS else None
         if hash_fn is None or params.get("opaque", self._opaque) != self._opaque:
             return VerifyResult(Verdict.WRONG, username)
         # RFC 3261 §22.4 / RFC 2617 §3.2.2.5: the digest-uri is what the client signed; we

@@ -55,8 +55,11 @@ __all__ = [
     "SUPPORTED_ALGORITHMS",
     "DigestAuth",
     "DigestChallenge",
+    "digest_hash",
+    "format_challenge",
     "parse_challenge",
     "parse_challenges",
+    "quote",
 ]
 
 
@@ -89,6 +92,13 @@ for _name, _fn, _rank in (
 
 #: Digest algorithms this module can answer, upper case (RFC 7616 §6.1 registry names).
 SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHMS)
+
+
+def digest_hash(algorithm: str) -> Callable[[bytes], str] | None:
+    """The hex-digest function of a Digest ``algorithm`` token (``MD5``, ``SHA-256`` ...,
+    ``-sess`` variants included), or ``None`` if unsupported."""
+    entry = _ALGORITHMS.get(algorithm.upper())
+    return entry[0] if entry is not None else None
 
 
 @dataclass
@@ -240,8 +250,27 @@ def parse_challenge(value: str) -> DigestChallenge:
 # --------------------------------------------------------------------------------------------
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """A quoted-string (RFC 3261 §25.1) holding ``value``, with ``\\`` and ``"`` escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+
+def format_challenge(challenge: DigestChallenge) -> str:
+    """Serialise a challenge as a ``WWW-Authenticate``/``Proxy-Authenticate`` value.
+
+    The inverse of :func:`parse_challenge` (for a server, such as the sandbox): ``algorithm``
+    and ``stale`` are unquoted tokens, ``qop`` is a quoted list (RFC 7616 §3.3).
+    """
+    parts = [f"realm={quote(challenge.realm)}", f"nonce={quote(challenge.nonce)}"]
+    if challenge.opaque is not None:
+        parts.append(f"opaque={quote(challenge.opaque)}")
+    parts.append(f"algorithm={challenge.algorithm}")
+    if challenge.qop:
+        parts.append(f"qop={quote(','.join(challenge.qop))}")
+    if challenge.stale:
+        parts.append("stale=true")
+    return "Digest " + ", ".join(parts)
 
 
 @dataclass
@@ -484,17 +513,17 @@ class DigestAuth:
             # RFC 2069 compatibility (RFC 2617 §3.2.2.1): response = KD(H(A1), nonce:H(A2)).
             digest = hash_fn(f"{ha1}:{ch.nonce}:{ha2}".encode())
         parts = [
-            f"username={_quote(self.username)}",
-            f"realm={_quote(ch.realm)}",
-            f"nonce={_quote(ch.nonce)}",
-            f"uri={_quote(uri)}",
-            f"response={_quote(digest)}",
+            f"username={quote(self.username)}",
+            f"realm={quote(ch.realm)}",
+            f"nonce={quote(ch.nonce)}",
+            f"uri={quote(uri)}",
+            f"response={quote(digest)}",
             f"algorithm={ch.params.get('algorithm', 'MD5')}",
         ]
         if cnonce is not None:
-            parts.append(f"cnonce={_quote(cnonce)}")
+            parts.append(f"cnonce={quote(cnonce)}")
         if ch.opaque is not None:
-            parts.append(f"opaque={_quote(ch.opaque)}")
+            parts.append(f"opaque={quote(ch.opaque)}")
         if use_qop:
             # RFC 7616 §3.4: qop and nc are sent unquoted.
             parts.append("qop=auth")
