@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from tests.rig import netns_skip_reason
 from tests.rig.audio import write_tone_wav
 from tests.rig.browser import BrowserHost, BrowserPeerError, BrowserPhone
 from tests.rig.kamailio import Kamailio
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 
 pytestmark = [

@@ -17,6 +17,8 @@ from datetime import datetime
 
 import pytest
 import pytest_asyncio
+
+from exotel_voice.client import CallEvent
 from tests.interop.test_calls_peers import (
     SCHEMES,
     browser_phone,
@@ -27,8 +29,6 @@ from tests.interop.test_calls_peers import (
 from tests.rig import netns_skip_reason
 from tests.rig.browser import BrowserHost
 from tests.rig.kamailio import Kamailio
-
-from exotel_voice.client import CallEvent
 
 
 pytestmark = [

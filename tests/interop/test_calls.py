@@ -21,6 +21,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+
+from exotel_voice.exceptions import InvalidState
+from exotel_voice.media import MediaState
 from tests.interop.test_calls_peers import (
     BARESIP_HZ,
     BROWSER_HZ,
@@ -45,9 +48,6 @@ from tests.rig.baresip import BaresipPhone
 from tests.rig.browser import BrowserHost
 from tests.rig.fixtures import BaresipFactory
 from tests.rig.kamailio import Kamailio
-
-from exotel_voice.exceptions import InvalidState
-from exotel_voice.media import MediaState
 
 
 pytestmark = [

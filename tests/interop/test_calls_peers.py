@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tests.rig.browser import BrowserHost, BrowserPhone
-from tests.rig.kamailio import Kamailio
 
 from exotel_voice.client import Call, CallEvent, DtmfReceived, Phone, PhoneEvent
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource, dominant_frequency, rms_dbfs
+from tests.rig.browser import BrowserHost, BrowserPhone
+from tests.rig.kamailio import Kamailio
 
 
 MEDIA = MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"]))

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.rig import netns_skip_reason
-from tests.rig.kamailio import Kamailio
 
 from exotel_voice import ExotelWebClient
 from exotel_voice.client import DtmfReceived
 from exotel_voice.media import IceConfig, MediaConfig
+from tests.rig import netns_skip_reason
+from tests.rig.kamailio import Kamailio
 
 
 pytestmark = [

@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
+from exotel_voice import AccountConfig, Phone
+from exotel_voice.client import CallEvent, DtmfReceived, PhoneEvent, RegistrationStateChanged
+from exotel_voice.media import IceConfig, MediaConfig
 from tests.interop.scenarios import (
     ANSWERED_REMOTE_HANGUP_CALLEE,
     CALLEE_PHONE_EVENTS_FULL,
@@ -22,10 +26,6 @@ from tests.interop.scenarios import (
 from tests.interop.test_facade_sync import account
 from tests.rig import netns_skip_reason
 from tests.rig.kamailio import Kamailio
-
-from exotel_voice import AccountConfig, Phone
-from exotel_voice.client import CallEvent, DtmfReceived, PhoneEvent, RegistrationStateChanged
-from exotel_voice.media import IceConfig, MediaConfig
 
 
 pytestmark = [

@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from exotel_voice import ExotelWebClient, InvalidState
+from exotel_voice.client import DtmfReceived
+from exotel_voice.media import IceConfig, MediaConfig
 from tests.interop.scenarios import (
     ANSWERED_REMOTE_HANGUP_CALLEE,
     CALLEE_SESSION_FULL,
@@ -27,10 +31,6 @@ from tests.interop.scenarios import (
 )
 from tests.rig import netns_skip_reason
 from tests.rig.kamailio import Kamailio
-
-from exotel_voice import ExotelWebClient, InvalidState
-from exotel_voice.client import DtmfReceived
-from exotel_voice.media import IceConfig, MediaConfig
 
 
 pytestmark = [

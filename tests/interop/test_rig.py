@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import websockets
+
 from tests.rig.audio import active_segment, dominant_frequency, read_wav, tone_ratio, write_tone_wav
 from tests.rig.coturn import Coturn
 from tests.rig.fixtures import BaresipFactory

@@ -9,13 +9,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import (
-    ConnectionPair,
-    assert_sent,
-    counter_token,
-    new_request,
-    of_type,
-)
 
 from exotel_voice.exceptions import InvalidState, LocalProtocolError
 from exotel_voice.sip.connection import SipConnection
@@ -38,6 +31,13 @@ from exotel_voice.sip.transaction import (
     TransactionState,
 )
 from exotel_voice.sip.utils import make_cancel, make_response
+from tests.sip.conftest import (
+    ConnectionPair,
+    assert_sent,
+    counter_token,
+    new_request,
+    of_type,
+)
 
 
 def _server_tx(conn: SipConnection) -> tuple[Request, ServerTransaction]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import new_request
 
 from exotel_voice.exceptions import InvalidMessage, InvalidState
 from exotel_voice.sip.dialog import Dialog, DialogId, DialogState, request_dialog_id
 from exotel_voice.sip.message import Request, Response
 from exotel_voice.sip.utils import make_response
+from tests.sip.conftest import new_request
 
 
 def _invite() -> Request:

@@ -6,7 +6,6 @@ End-to-end flows through SipConnection: tests/sip/test_connection.py.
 from __future__ import annotations
 
 import pytest
-from conftest import new_request
 
 from exotel_voice.exceptions import InvalidState
 from exotel_voice.sip.events import ResponseReceived, TransactionTerminated, TransactionTimedOut
@@ -22,6 +21,7 @@ from exotel_voice.sip.transaction import (
     server_key,
 )
 from exotel_voice.sip.utils import make_response
+from tests.sip.conftest import new_request
 
 
 def _with_via(request: Request, branch: str = "z9hG4bKabc", host: str = "h.invalid") -> Request:
