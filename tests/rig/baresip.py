@@ -44,7 +44,7 @@ from typing import Any
 
 from .audio import write_tone_wav
 from .kamailio import KamailioInfo
-from .ports import HOST, free_port, port_range
+from .ports import HOST, free_port, free_port_block, port_range
 from .process import Daemon, RigError
 
 
@@ -102,7 +102,8 @@ class BaresipPhone:
         self.server = server
         self.transport = transport
         self.register = register
-        self.sip_port = free_port()
+        # libre binds SIP/TLS on sip_listen + 1 (and may use + 2, + 3 for ws/wss): reserve them.
+        self.sip_port = free_port_block(4)
         self.ctrl_port = free_port()
         if audio_file is None:
             audio_file = write_tone_wav(self.run_dir / "tone-440.wav", 440.0, 8000, 10.0)

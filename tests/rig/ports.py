@@ -51,6 +51,27 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
+def free_port_block(n: int) -> int:
+    """Return the first of ``n`` consecutive ports that are all free right now, and reserve
+    them all.
+
+    For daemons that bind several transports on neighbouring ports: baresip (libre) binds
+    SIP/TLS on its ``sip_listen`` port + 1, which a plain :func:`free_port` does not reserve.
+    """
+    with _lock:
+        for _ in range(200):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((HOST, 0))
+                first = int(s.getsockname()[1])
+            block = range(first, first + n)
+            if block[-1] > 65535 or any(p in _handed_out for p in block):
+                continue
+            if all(_bindable(p) for p in block):
+                _handed_out.update(block)
+                return first
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
 def free_ports(n: int) -> list[int]:
     """Return ``n`` distinct free ports (see :func:`free_port`)."""
     return [free_port() for _ in range(n)]
