@@ -19,6 +19,7 @@ from exotel_voice.sip.useragent import (
     CallProgress,
     CallState,
     IncomingCall,
+    InfoAnswered,
     InfoReceived,
     ReInviteAnswered,
     ReInviteReceived,
@@ -318,3 +319,21 @@ def test_registration_through_the_agent_and_request_timeout() -> None:
     assert parse_message(ua.data_to_send()[0]).method == "REGISTER"  # type: ignore[union-attr]
 
 
+
+
+def test_info_burst_goes_out_one_transaction_at_a_time(pair: Pair) -> None:
+    call_a, call_b = establish(pair)
+    pair.a.events_received(), pair.b.events_received()
+    for digit in "123":
+        body = f"Signal={digit}\r\nDuration=240".encode()
+        pair.a.send_info(call_a, "application/dtmf-relay", body, 1.0)  # type: ignore[arg-type]
+    assert len(pair.a.data_to_send()) == 1, "only the first INFO is on the wire"
+    # That INFO was lost: Timer F (32 s after t=1) answers it, and the next one goes out.
+    pair.advance(64 * 0.5 + 1.0)
+    pair.flush()
+    infos = [e for e in pair.b.events_received() if isinstance(e, InfoReceived)]
+    assert [e.digit for e in infos] == ["2", "3"]
+    answered = [e for e in pair.a.events_received() if isinstance(e, InfoAnswered)]
+    assert [(e.status, e.body[:8]) for e in answered] == [
+        (None, b"Signal=1"), (200, b"Signal=2"), (200, b"Signal=3")
+    ]

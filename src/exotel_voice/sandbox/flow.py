@@ -101,8 +101,14 @@ class Flow:
 
     # -- the sans-I/O core the pump drives ---------------------------------------------------
     def receive_data(self, data: str | bytes, now: float) -> None:
-        """Feed one WebSocket message to the connection (events go out in the flush)."""
+        """Feed one WebSocket message to the connection and dispatch its events.
+
+        Dispatching here, inside the core call, queues whatever the call layer sends in
+        reply (the next queued INFO, a 200 to a BYE) before the pump writes; dispatching
+        only in the pump's ``after`` left it unwritten until the next flush.
+        """
         self.conn.receive_data(data, now)
+        self._dispatch()
 
     def data_to_send(self) -> list[bytes]:
         """The connection's messages to write."""

@@ -80,6 +80,7 @@ __all__ = [
     "CallSession",
     "CallState",
     "IncomingCall",
+    "InfoAnswered",
     "InfoReceived",
     "ReInviteAnswered",
     "ReInviteReceived",
@@ -155,6 +156,10 @@ class CallSession:
     _auth_retried: bool = False
     _cancel_reason: str = "cancelled"
     _rung: bool = False
+    _info_queue: list[tuple[str, bytes, list[tuple[str, str]] | None]] = field(
+        default_factory=list, repr=False
+    )
+    _info_tx: ClientTransaction | None = field(default=None, repr=False)
     #: The connection the call lives on (``None`` while its flow is down).
     connection: SipConnection | None = field(default=None, repr=False, compare=False)
     #: Our Contact in this call's dialog.
@@ -290,6 +295,21 @@ class ReInviteRejected(UserAgentEvent):
 @dataclass(frozen=True)
 class ReInviteRetryDue(UserAgentEvent):
     """The glare back-off is over: make a fresh offer and call :meth:`CallLayer.reinvite`."""
+
+
+@dataclass(frozen=True)
+class InfoAnswered(UserAgentEvent):
+    """Our INFO got its final response (or none: ``status`` is ``None`` on a timeout).
+
+    Attributes:
+        status: the final status, e.g. 200, 415 or 481.
+        reason: the reason phrase.
+        body: the INFO's body (e.g. ``Signal=5``), to tell which one was answered.
+    """
+
+    status: int | None
+    reason: str
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -723,15 +743,43 @@ class CallLayer:
         *,
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
-        """Send an in-dialog INFO (e.g. ``application/dtmf-relay``), with extra ``headers``."""
+        """Send an in-dialog INFO (e.g. ``application/dtmf-relay``), with extra ``headers``.
+
+        INFOs on one call go out one transaction at a time, in order: the next is sent when
+        the previous one has its final response (:class:`InfoAnswered`). A burst sent at once
+        could reach the far end reordered through a proxy with several workers, and the far
+        end must then reject the lower CSeq with 500 (RFC 3261 §12.2.2) - a lost digit.
+        """
         if call.state is not CallState.ESTABLISHED or call.dialog is None:
             raise InvalidState(f"cannot send INFO on a call that is {call.state.value}")
-        conn = self._need_connection(call, "send INFO")
+        self._need_connection(call, "send INFO")
+        call._info_queue.append((content_type, body, headers))
+        if call._info_tx is None:
+            self._send_next_info(call, now)
+
+    def _send_next_info(self, call: CallSession, now: float) -> None:
+        if not call._info_queue or call._info_tx is not None:
+            return
+        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+            call._info_queue.clear()
+            return
+        conn = call.connection
+        if conn is None:
+            return
+        content_type, body, headers = call._info_queue.pop(0)
         request = call.dialog.create_request(
             "INFO", headers=headers, body=body, content_type=content_type
         )
         tx = conn.send_request(request, now)
+        call._info_tx = tx
         self._tx_calls[id(tx)] = ("info", call)
+
+    def _info_done(
+        self, call: CallSession, status: int | None, reason: str, body: bytes, now: float
+    ) -> None:
+        call._info_tx = None
+        self._events.append(InfoAnswered(call, status, reason, body))
+        self._send_next_info(call, now)
 
     # ========================================================================================
     # Internals
@@ -793,6 +841,7 @@ class CallLayer:
         self._set_state(call, CallState.TERMINATED)
         call.ended_by, call.end_status, call.end_reason = by, status, reason
         call._ack_deadline = call._ring_deadline = call._glare_at = None
+        call._info_queue.clear()
         if call.dialog is not None:
             if call.dialog.state is not DialogState.TERMINATED:
                 call.dialog.terminate()
@@ -878,6 +927,12 @@ class CallLayer:
             self._on_reinvite_response(call, tx, response, now)
         elif kind == "bye" and response.status in (401, 407):
             self._retry_in_dialog(call, tx.request, response, now, "bye")
+        elif kind == "info" and response.status >= 200:
+            if response.status in (401, 407) and not call._auth_retried:
+                call._auth_retried = True
+                if self._retry_in_dialog(call, tx.request, response, now, "info"):
+                    return True
+            self._info_done(call, response.status, response.reason, tx.request.body, now)
         return True
 
     def _on_invite_response(
@@ -1021,6 +1076,8 @@ class CallLayer:
         self._tx_calls[id(tx)] = (kind, call)
         if kind == "reinvite":
             call._reinvite_tx = tx
+        elif kind == "info":
+            call._info_tx = tx
         return True
 
     def _on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
@@ -1039,6 +1096,8 @@ class CallLayer:
             self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
         elif kind == "cancel" and call.state is CallState.TERMINATING:
             self._end(call, "local", None, "cancelled (no answer to CANCEL)")
+        elif kind == "info":
+            self._info_done(call, None, "no response to INFO", event.transaction.request.body, now)
         return True
 
     # -- requests ----------------------------------------------------------------------------
