@@ -22,6 +22,7 @@ from exotel_voice.media.codecs import (
     ulaw_encode,
 )
 from exotel_voice.media.jitter import MAX_CONCEAL_PACKETS, JitterBuffer, LeanReceiver, Packet
+from exotel_voice.media.opus import OpusDecoder
 
 
 def _av_codec(name: str, mode: str) -> object:
@@ -88,7 +89,7 @@ def test_make_decoder() -> None:
     assert isinstance(make_decoder("PCMU", 8000), G711Decoder)
     assert isinstance(make_decoder("pcma", 8000), G711Decoder)
     opus = make_decoder("opus", 48000)
-    assert isinstance(opus, PyAvDecoder) and opus.sample_rate == 48000
+    assert isinstance(opus, OpusDecoder) and opus.sample_rate == 48000  # libopus directly
     assert make_decoder("G722", 8000).sample_rate == 16000  # type: ignore[union-attr]
     assert make_decoder("telephone-event", 8000) is None
     decoder = make_decoder("PCMU", 8000)

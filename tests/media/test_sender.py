@@ -14,7 +14,7 @@ import pytest
 
 from exotel_voice.media.codecs import ULAW_DECODE, make_decoder
 from exotel_voice.media.dtmf import rtp_payload
-from exotel_voice.media.sender import LeanSender, SendClock, audio_level, make_encoder
+from exotel_voice.media.sender import PHASES, LeanSender, SendClock, audio_level, make_encoder
 
 
 class FakeTransport:
@@ -130,6 +130,9 @@ async def test_shared_clock_paces_every_leg_and_stops_when_empty() -> None:
     broken.configure("PCMU", 8000, 0)
     broken.set_header_extensions(SimpleNamespace(muxId=None, headerExtensions=[]))
     clock.add(broken)
+    # Spread over the frame: each sender on its own sub-tick while there are free ones.
+    assert sorted(clock.phase_of(s) for s in [*senders, broken]) == list(range(PHASES))  # type: ignore[type-var]
+    assert clock.senders == sorted([*senders, broken], key=clock.phase_of)  # type: ignore[arg-type,return-value]
     async with asyncio.timeout(5):
         while min(len(t.sent) for t in transports) < 10:
             await asyncio.sleep(0.01)

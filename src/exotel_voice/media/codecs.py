@@ -1,13 +1,15 @@
-"""Audio decoders for the lean receive path: G.711 by table lookup, others through PyAV.
+"""Audio decoders for the lean receive path: G.711 by table lookup, Opus by libopus, G.722 by PyAV.
 
 G.711 (µ-law and A-law, ITU-T G.711) maps each byte to one 16-bit sample, so decoding
 is one numpy fancy-index into a 256-entry table: no thread, no PyAV object per packet.
 Encoding goes through a 65536-entry table built once with the G.711 reference
 encoder's segment search.
 
-Opus and G.722 are decoded by libavcodec through PyAV, one decoder per payload type
-and leg, directly on the event loop (a 20 ms Opus frame takes well under a
-millisecond).  Opus is decoded to mono: the session hands sinks mono audio anyway.
+Opus is decoded by libopus directly (:mod:`exotel_voice.media.opus`, ctypes; PyAV's
+``libopus`` decoder only if libopus cannot be loaded), G.722 by libavcodec through
+PyAV: one decoder per payload type and leg, directly on the event loop (a 20 ms Opus
+frame takes a few tens of microseconds).  Opus is decoded to mono: the session hands
+sinks mono audio anyway.
 """
 
 from __future__ import annotations
@@ -158,6 +160,10 @@ def make_decoder(name: str, clock_rate: int) -> AudioDecoder | None:
     if key == "pcma":
         return G711Decoder(ALAW_DECODE)
     if key == "opus":
+        from . import opus  # opus.OpusDecoder is an AudioDecoder: imported late
+
+        if opus.load() is not None:
+            return opus.OpusDecoder(48000)
         return PyAvDecoder("libopus", 48000)
     if key == "g722":
         return PyAvDecoder("g722", 16000)

@@ -40,17 +40,23 @@ from typing import Any
 import av
 import numpy as np
 
+from . import opus
 from .codecs import alaw_encode, ulaw_encode
 from .pcm import FRAME_MS, Samples
 
 
-__all__ = ["AudioEncoder", "LeanSender", "SendClock", "make_encoder"]
+__all__ = ["BATCH", "PHASES", "AudioEncoder", "LeanSender", "SendClock", "make_encoder"]
 
 logger = logging.getLogger(__name__)
 
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 _NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
+
+#: Sub-ticks per 20 ms frame of the shared clock (senders are spread over them).
+PHASES = 4
+#: Senders served in a row before the clock yields to the event loop.
+BATCH = 8
 
 
 class AudioEncoder:
@@ -97,6 +103,9 @@ def make_encoder(name: str) -> AudioEncoder | None:
         return AudioEncoder(8000, 160, alaw_encode)
     if key == "opus":
         # Mono, as browsers send by default; 48 kbit/s is transparent for speech.
+        # libopus directly when it loads (see media/opus.py), else through PyAV.
+        if opus.load() is not None:
+            return AudioEncoder(48000, 960, opus.OpusEncoder(48000).encode)
         return AudioEncoder(48000, 960, _PyAvEncoder("libopus", 48000, 48000).encode)
     if key == "g722":
         # G.722 encodes 16 kHz audio but its RTP clock runs at 8 kHz (RFC 3551 §4.5.2).
@@ -116,7 +125,15 @@ def audio_level(samples: Samples) -> int:
 
 
 class SendClock:
-    """One 20 ms ticker per event loop, shared by every :class:`LeanSender` on it."""
+    """One 20 ms ticker per event loop, shared by every :class:`LeanSender` on it.
+
+    The 20 ms frame is cut into :data:`PHASES` sub-ticks; each sender is given the
+    phase with the fewest senders when it is added and is served on that sub-tick
+    only, so every sender still sends every 20 ms but the work (Opus encode, SRTP,
+    the peer's receive on loopback) is spread over the frame instead of landing on
+    the loop in one burst.  Within a phase the clock yields to the loop after every
+    :data:`BATCH` senders, so a crowded phase cannot hold the loop for long either.
+    """
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendClock] = (
         weakref.WeakKeyDictionary()
@@ -124,7 +141,7 @@ class SendClock:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._senders: list[LeanSender] = []
+        self._phases: list[list[LeanSender]] = [[] for _ in range(PHASES)]
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.resyncs = 0
@@ -138,23 +155,37 @@ class SendClock:
             clock = cls._clocks[loop] = cls(loop)
         return clock
 
+    @property
+    def senders(self) -> list[LeanSender]:
+        """Every registered sender, phase by phase."""
+        return [sender for phase in self._phases for sender in phase]
+
+    def phase_of(self, sender: LeanSender) -> int | None:
+        """The sub-tick (0 to ``PHASES - 1``) ``sender`` is served on, if registered."""
+        for index, phase in enumerate(self._phases):
+            if sender in phase:
+                return index
+        return None
+
     def add(self, sender: LeanSender) -> None:
-        if sender not in self._senders:
-            self._senders.append(sender)
+        if self.phase_of(sender) is None:
+            min(self._phases, key=len).append(sender)
         if self._task is None or self._task.done():
             self._task = self._loop.create_task(self._run())
 
     def remove(self, sender: LeanSender) -> None:
-        with contextlib.suppress(ValueError):
-            self._senders.remove(sender)
-        if not self._senders and self._task is not None:
+        for phase in self._phases:
+            with contextlib.suppress(ValueError):
+                phase.remove(sender)
+        if not any(self._phases) and self._task is not None:
             self._task.cancel()
             self._task = None
 
     async def _run(self) -> None:
-        interval = FRAME_MS / 1000
+        interval = FRAME_MS / 1000 / PHASES
         due = self._loop.time()
-        while self._senders:
+        phase = 0
+        while any(self._phases):
             due += interval
             delay = due - self._loop.time()
             if delay > 0:
@@ -163,8 +194,13 @@ class SendClock:
                 # The loop stalled: carry on from now rather than sending a burst.
                 due = self._loop.time()
                 self.resyncs += 1
-            self.ticks += 1
-            for sender in list(self._senders):
+            if phase == 0:
+                self.ticks += 1
+            senders = list(self._phases[phase])
+            phase = (phase + 1) % PHASES
+            for index, sender in enumerate(senders):
+                if index and not index % BATCH:
+                    await asyncio.sleep(0)
                 try:
                     await sender.tick()
                 except ConnectionError:
