@@ -14,12 +14,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
-from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
+from .abnf import (
+    GEN_VALUE,
+    GEN_VALUE_P,
+    PARAM_RE,
+    QUOTED_PAIR_RE,
+    QUOTED_STRING,
+    TOKEN,
+    TOKEN_P,
+)
 from .uri import (
     FAST_SIP_URI,
     PORT_0_65535,
     URI,
     SipURI,
+    _plain_params,
     excerpt,
     parse_uri,
 )
@@ -186,19 +195,20 @@ class Headers:
     splitting comma-joined list headers (Via, Contact, Route ...).
     """
 
-    __slots__ = ("_items", "_version")
+    __slots__ = ("_items", "_views")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(k), v) for k, v in items]
-        #: Bumped on every change, so a message can tell when its parsed views are stale.
-        self._version = 0
+        #: Structured values parsed from these fields (see :class:`_Views`); dropped on
+        #: every change, so they can never be stale.
+        self._views: _Views | None = None
 
     @classmethod
     def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
         """Wrap a list whose names are already canonical (the parser's fast path)."""
-        h = cls.__new__(cls)
+        h = _new(cls)
         h._items = items
-        h._version = 0
+        h._views = None
         return h
 
     # -- reading -----------------------------------------------------------------------------
@@ -262,17 +272,17 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field."""
         self._items.append((canonical_name(name), value))
-        self._version += 1
+        self._views = None
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a field before every other (e.g. a new top Via)."""
         self._items.insert(0, (canonical_name(name), value))
-        self._version += 1
+        self._views = None
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with one value, keeping the first one's position."""
         key = canonical_name(name)
-        self._version += 1
+        self._views = None
         for i, (k, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, value)
@@ -284,12 +294,12 @@ class Headers:
         """Remove every value of ``name``."""
         key = canonical_name(name)
         self._items = [(k, v) for k, v in self._items if k != key]
-        self._version += 1
+        self._views = None
 
     def remove_first(self, name: str) -> None:
         """Remove the first value of ``name`` (e.g. the top Via of a forwarded response)."""
         key = canonical_name(name)
-        self._version += 1
+        self._views = None
         for i, (k, v) in enumerate(self._items):
             if k == key:
                 parts = split_header_values(v) if key.lower() not in _NO_SPLIT else [v]
@@ -442,26 +452,29 @@ _NAME_ADDR_RE = re.compile(
 )
 
 
-# The common shape in one match: a display name without quoted-pairs, a fast-path SIP URI
-# (groups 3-7) and parameters whose quoted values hold no ";", DQUOTE or "\" (group 8).
-# A match is a valid name-addr: name_addr_from_match() cannot fail on it.
+# The common shape in one match: a display name without quoted-pairs (groups 1, 2), a
+# fast-path SIP URI (groups 3-7) and parameters whose quoted values hold no ";", DQUOTE or
+# "\" (group 8); when they start with ";tag=<value>", group 9 is that value (so the usual
+# lone tag needs no splitting). A match is a valid name-addr: name_addr_from_match() cannot
+# fail on it. Every repeat is possessive ("*+", "++"): none of them can give back a
+# character that what follows could use, so backtracking into them never finds another
+# match (it only costs time).
 FAST_NAME_ADDR_RE = re.compile(
-    r'[ \t]*(?:"([^"\\\x00-\x1f\x7f]*)"[ \t]*|(' + TOKEN + r"(?:[ \t]+" + TOKEN + r")*)[ \t]*)?"
+    r'[ \t]*+(?:"([^"\\\x00-\x1f\x7f]*+)"[ \t]*+|(' + TOKEN_P + r"(?:[ \t]++" + TOKEN_P
+    + r")*+)[ \t]*+)?"
     r"<" + FAST_SIP_URI + r">"
-    r"((?:[ \t]*;[ \t]*" + TOKEN
-    + r"(?:[ \t]*=[ \t]*(?:" + GEN_VALUE + r'|"[^";\\\x00-\x1f\x7f]*"))?)*)'
-    r"[ \t]*"
+    r"((?:;tag=(" + GEN_VALUE_P + r"))?"
+    r"(?:[ \t]*+;[ \t]*+" + TOKEN_P
+    + r"(?:[ \t]*+=[ \t]*+(?:" + GEN_VALUE_P + r'|"[^";\\\x00-\x1f\x7f]*+"))?)*+)'
+    r"[ \t]*+"
 )
 
 
 def _fast_params(text: str) -> dict[str, str | None]:
     """Parameters already checked by a fast-path regex (quoted values hold no ``;``)."""
-    params: dict[str, str | None] = {}
     if text[0] == ";" and " " not in text and "\t" not in text and '"' not in text:
-        for item in text[1:].split(";"):  # the usual ";tag=abc": nothing to strip or unquote
-            k, sep, v = item.partition("=")
-            params[k.lower()] = v if sep else None
-        return params
+        return _plain_params(text)  # the usual ";tag=abc": nothing to strip or unquote
+    params: dict[str, str | None] = {}
     for item in text.split(";")[1:]:
         k, sep, v = item.partition("=")
         if sep:
@@ -474,26 +487,26 @@ def _fast_params(text: str) -> dict[str, str | None]:
 
 def name_addr_from_match(m: re.Match[str]) -> NameAddr:
     """Build a fresh :class:`NameAddr` from a :data:`FAST_NAME_ADDR_RE` match (cannot fail)."""
-    quoted, token, scheme, user, host, port_text, upstr, hp = m.groups()
-    uri = _new(SipURI)  # as uri.sip_uri_from_match, inlined: this runs for every From/To
+    quoted, token, scheme, user, host, port_text, upstr, hp, tag = m.groups()
+    # As uri.sip_uri_from_match, inlined (this runs for every From and To). Fields left
+    # unset (password, an absent port) read as their class defaults, None.
+    uri = _new(SipURI)
     uri.scheme = scheme
     uri.user = user
     uri.host = host
-    uri.port = int(port_text) if port_text is not None else None
-    if upstr:
-        uparams: dict[str, str | None] = {}
-        for item in upstr[1:].split(";"):
-            k, sep, v = item.partition("=")
-            uparams[k.lower()] = v if sep else None
-        uri.params = uparams
-    else:
-        uri.params = {}
+    if port_text is not None:
+        uri.port = int(port_text)
+    uri.params = _plain_params(upstr) if upstr else {}
     uri.headers = {}
-    uri.password = None
     value = _new(NameAddr)
     value.uri = uri
     value.display_name = quoted if quoted is not None else token
-    value.params = _fast_params(hp) if hp else {}
+    if not hp:
+        value.params = {}
+    elif tag is not None and len(hp) == len(tag) + 5:  # only ";tag=<tag>"
+        value.params = {"tag": tag}
+    else:
+        value.params = _fast_params(hp)
     return value
 
 
@@ -583,26 +596,27 @@ _VIA_RE = re.compile(
 
 # The common shape (what browsers and Kamailio send): no whitespace inside, no quoted or
 # IPv6 parameter values, a port in range. A match is a valid Via: via_from_match() cannot
-# fail on it. Groups: 1 transport, 2 host, 3 port, 4 ";params".
+# fail on it. Groups: 1 transport, 2 host, 3 port, 4 ";params", 5 the branch when the
+# parameters start with ";branch=<value>" (as every RFC 3261 client's do).
 FAST_VIA_RE = re.compile(
-    r"SIP/2\.0/(" + TOKEN + r") (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::(" + PORT_0_65535 + r"))?"
-    r"((?:;" + TOKEN + r"(?:=" + GEN_VALUE + r")?)*)"
+    r"SIP/2\.0/(" + TOKEN_P + r") (\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-.]++)"
+    r"(?::(" + PORT_0_65535 + r"))?"
+    r"((?:;branch=(" + GEN_VALUE_P + r"))?(?:;" + TOKEN_P + r"(?:=" + GEN_VALUE_P + r")?)*+)"
 )
 
 
 def via_from_match(m: re.Match[str]) -> Via:
     """Build a fresh :class:`Via` from a :data:`FAST_VIA_RE` match (cannot fail)."""
-    transport, host, port_text, rest = m.groups()
+    transport, host, port_text, rest, branch = m.groups()
     via = _new(Via)
     via.transport = transport.upper()
     via.host = host
-    via.port = int(port_text) if port_text is not None else None
-    params: dict[str, str | None] = {}
-    if rest:
-        for item in rest[1:].split(";"):
-            k, sep, v = item.partition("=")
-            params[k.lower()] = v if sep else None
-    via.params = params
+    if port_text is not None:  # else the class default, None
+        via.port = int(port_text)
+    if branch is not None and len(rest) == len(branch) + 8:  # only ";branch=<branch>"
+        via.params = {"branch": branch}
+    else:
+        via.params = _plain_params(rest) if rest else {}
     return via
 
 
@@ -645,7 +659,7 @@ class CSeq:
 
 
 #: CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16). Groups: 1 number, 2 method.
-CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
+CSEQ_RE = re.compile(r"[ \t]*+([0-9]{1,10}+)[ \t]++(" + TOKEN_P + r")[ \t]*+")
 
 
 def parse_cseq(text: str) -> CSeq:
@@ -663,12 +677,40 @@ def parse_cseq(text: str) -> CSeq:
     return new_cseq(seq, m.group(2))
 
 
-_set = object.__setattr__
-
-
 def new_cseq(seq: int, method: str) -> CSeq:
     """``CSeq(seq, method)`` without the frozen dataclass ``__init__`` (the parser's hot path)."""
     cseq = _new(CSeq)
-    _set(cseq, "seq", seq)
-    _set(cseq, "method", method)
+    # The frozen dataclass's fields live in the instance dict; filling it directly is what
+    # its __init__ does through object.__setattr__, at a third of the cost.
+    fields = cseq.__dict__
+    fields["seq"] = seq
+    fields["method"] = method
     return cseq
+
+
+class _Views:
+    """Structured values of one :class:`Headers`, parsed once (``Headers._views``).
+
+    :class:`~exotel_voice.sip.message.Message` keeps what it parsed here; every change to
+    the headers drops the whole object. Unset values are the class defaults (``None``), so
+    the parser creates one with ``object.__new__`` and sets only what it found.
+
+    ``via_m``/``from_m``/``to_m`` hold the fast-path regex matches the parser checked the
+    headers with: the objects are built from them on each access (every caller gets its own
+    object). ``vias``/``from_``/``to`` hold objects parsed by the general grammar (the fast
+    path did not match, or a full parse).
+    """
+
+    vias: list[Via] | None = None
+    via_m: list[re.Match[str]] | None = None
+    from_: NameAddr | None = None
+    from_m: re.Match[str] | None = None
+    to: NameAddr | None = None
+    to_m: re.Match[str] | None = None
+    call_id: str | None = None
+    cseq: CSeq | None = None
+    contacts: list[NameAddr] | None = None
+    routes: list[NameAddr] | None = None
+    record_routes: list[NameAddr] | None = None
+    sdp: object = None
+    sdp_body: bytes | None = None

@@ -67,9 +67,9 @@ from .headers import (
     Headers,
     NameAddr,
     Via,
+    _Views,
     canonical_name,
     name_addr_from_match,
-    new_cseq,
     parse_cseq,
     parse_name_addr,
     parse_params,
@@ -148,47 +148,6 @@ def reason_phrase(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
-class _Views:
-    """Structured views of a message's headers, parsed once (see :class:`Message`).
-
-    ``via_m``/``from_m``/``to_m`` hold the fast-path regex matches :func:`parse_message`
-    validated the headers with: the objects are built from them on each access (cheap, and
-    every caller gets its own object). ``vias``/``from_``/``to`` hold objects parsed by the
-    general grammar (the fast path did not match, or :meth:`Message.parse_all`).
-    """
-
-    __slots__ = (
-        "call_id",
-        "contacts",
-        "cseq",
-        "from_",
-        "from_m",
-        "record_routes",
-        "routes",
-        "sdp",
-        "sdp_body",
-        "to",
-        "to_m",
-        "via_m",
-        "vias",
-    )
-
-    def __init__(self) -> None:
-        self.vias: list[Via] | None = None
-        self.via_m: list[re.Match[str]] | None = None
-        self.from_: NameAddr | None = None
-        self.from_m: re.Match[str] | None = None
-        self.to: NameAddr | None = None
-        self.to_m: re.Match[str] | None = None
-        self.call_id: str | None = None
-        self.cseq: CSeq | None = None
-        self.contacts: list[NameAddr] | None = None
-        self.routes: list[NameAddr] | None = None
-        self.record_routes: list[NameAddr] | None = None
-        self.sdp: object = None
-        self.sdp_body: bytes | None = None
-
-
 @dataclass(eq=False)
 class Message:
     """Fields and helpers shared by requests and responses.
@@ -205,27 +164,23 @@ class Message:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
-    _views_for: Headers | None = field(default=None, init=False, repr=False, compare=False)
-    _views_version: int = field(default=-1, init=False, repr=False, compare=False)
-    _views_cache: _Views | None = field(default=None, init=False, repr=False, compare=False)
-
     def _views(self) -> _Views:
+        # The parsed values live on the Headers object, which drops them on every change
+        # (and a new ``headers`` brings its own), so they are never stale.
         h = self.headers
-        views = self._views_cache
-        if views is None or self._views_for is not h or self._views_version != h._version:
-            views = _Views()
-            self._views_cache = views
-            self._views_for = h
-            self._views_version = h._version
+        views = h._views
+        if views is None:
+            views = h._views = _new(_Views)
         return views
 
     def _vias(self) -> list[Via]:
-        views = self._views()
+        views = self.headers._views or self._views()
         vias = views.vias
         if vias is None:
             matches = views.via_m
             if matches is not None:
                 vias = [via_from_match(m) for m in matches]
+                views.via_m = None  # (only one of via_m and vias is ever set)
             else:
                 vias = [parse_via(v) for v in self.headers.get_all("Via")]
             views.vias = vias
@@ -244,7 +199,7 @@ class Message:
     @property
     def call_id(self) -> str:
         """The Call-ID value."""
-        views = self._views()
+        views = self.headers._views or self._views()
         value = views.call_id
         if value is None:
             header = self.headers.get("Call-ID")
@@ -256,7 +211,7 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         """The parsed CSeq."""
-        views = self._views()
+        views = self.headers._views or self._views()
         if views.cseq is None:
             value = self.headers.get("CSeq")
             if value is None:
@@ -267,17 +222,17 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """Every Via, top first."""
-        views = self._views()
-        if views.vias is None and views.via_m is not None:
-            return [via_from_match(m) for m in views.via_m]
+        via_m = (self.headers._views or self._views()).via_m
+        if via_m is not None:
+            return [via_from_match(m) for m in via_m]
         return [v.copy() for v in self._vias()]
 
     @property
     def via(self) -> Via:
         """The top Via."""
-        views = self._views()
-        if views.vias is None and views.via_m:
-            return via_from_match(views.via_m[0])
+        via_m = (self.headers._views or self._views()).via_m
+        if via_m:
+            return via_from_match(via_m[0])
         vias = self._vias()
         if not vias:
             raise InvalidMessage("missing Via")
@@ -292,7 +247,7 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         """The parsed From header."""
-        views = self._views()
+        views = self.headers._views or self._views()
         if views.from_m is not None:
             return name_addr_from_match(views.from_m)
         value = views.from_
@@ -304,7 +259,7 @@ class Message:
     @property
     def to(self) -> NameAddr:
         """The parsed To header."""
-        views = self._views()
+        views = self.headers._views or self._views()
         if views.to_m is not None:
             return name_addr_from_match(views.to_m)
         value = views.to
@@ -316,7 +271,7 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact (``*`` is skipped)."""
-        views = self._views()
+        views = self.headers._views or self._views()
         value = views.contacts
         if value is None:
             return self._name_addrs("Contact")
@@ -326,7 +281,7 @@ class Message:
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value, top first."""
-        views = self._views()
+        views = self.headers._views or self._views()
         value = views.routes
         if value is None:
             return self._name_addrs("Route")
@@ -336,7 +291,7 @@ class Message:
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value, top first."""
-        views = self._views()
+        views = self.headers._views or self._views()
         value = views.record_routes
         if value is None:
             return self._name_addrs("Record-Route")
@@ -367,7 +322,7 @@ class Message:
         """
         if not self.body or self.content_type != "application/sdp":
             return None
-        views = self._views()
+        views = self.headers._views or self._views()
         if views.sdp_body is not self.body:
             parse_sdp = _sdp_parser()
             try:
@@ -391,7 +346,7 @@ class Message:
         Raises:
             InvalidMessage: a header or the SDP body is malformed.
         """
-        views = self._views()
+        views = self.headers._views or self._views()
         if views.via_m is None:  # (fast-path matches are already checked)
             self._vias()
         self.cseq  # noqa: B018 - parsed for the side effect of caching and checking
@@ -476,7 +431,6 @@ class Request(Message):
         self.uri = parse_uri(uri) if isinstance(uri, str) else uri
         self.headers = headers if headers is not None else Headers()
         self.body = body
-        self._views_cache = None
 
     # The parser checks the Request-URI with a regex and builds the SipURI on first read.
     _uri: URI | None = field(default=None, init=False, repr=False, compare=False)
@@ -539,7 +493,6 @@ class Response(Message):
         self.reason = reason if reason is not None else reason_phrase(status)
         self.headers = headers if headers is not None else Headers()
         self.body = body
-        self._views_cache = None
 
     def serialize(self) -> bytes:
         """The response as wire bytes; Content-Length is always set from the body."""
@@ -702,6 +655,7 @@ def parse_message(
 
 _name = itemgetter(0)
 _COLONS = repeat(":")
+_new = object.__new__
 
 
 def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
@@ -735,7 +689,11 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         raise InvalidMessage("header section is not valid UTF-8") from None
     lines = head.split("\r\n")
     n_lines = len(lines)
-    if head.count("\n") != n_lines - 1 or head.count("\r") != n_lines - 1:
+    # Any CR or LF left inside a line is a bare one (joining the lines and two memchr-based
+    # searches cost a third of counting CRs and LFs over the header section).
+    joined = "".join(lines)
+    crlf_only = "\r" not in joined and "\n" not in joined
+    if not crlf_only:
         # Bare LF line ends (tolerated), or a blank line that only LF-based splitting finds.
         if "\r" in head.replace("\r\n", ""):
             raise InvalidMessage("bare CR in the header section")
@@ -755,31 +713,39 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
 
     start = lines[0]
     message: Request | Response
-    if start[:4].upper() == "SIP/":
+    first = start[:1]
+    if (first == "S" or first == "s") and start[:4].upper() == "SIP/":
         message = _parse_status_line(start)
     else:
         message = _parse_request_line(start)
+    del lines[0]
 
-    # Header fields: one partition per line, names validated and canonicalised once per
-    # distinct spelling (_known_names only ever holds valid tokens), all in comprehensions
-    # and C-level calls rather than a Python loop body per line.
-    if "\n " in head or "\n\t" in head:
-        lines = _unfold(lines)
-    else:
-        del lines[0]
-    if len(lines) > MAX_NUM_HEADERS:
-        raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
-    known = _known_names
-    items = [
-        (known.get(n) or _header_name(n), v.strip(" \t"))
-        for n, c, v in map(str.partition, lines, _COLONS)
-        if c
-    ]
-    if len(items) != len(lines):  # a line without ":"
-        for line in lines:
-            if ":" not in line:
-                raise InvalidMessage(f"invalid header line {excerpt(line, 40)}")
-    message.headers = Headers._from_canonical(items)
+    # Header fields. The usual message (CRLF line ends, no folding, every name spelled as in
+    # an earlier message) takes one loop: partition each line at its first ":" and look the
+    # name up in _known_names, which only ever holds names that passed the token check, as
+    # they were spelled (so a name with a leading SP/HTAB - a folded line - or any other
+    # character outside a token is never found there). Anything else - a line without ":",
+    # a name not seen before, folding, bare LF line ends - takes _header_items, the general
+    # path, which checks, unfolds and reports exactly (and remembers the new spellings).
+    items: list[tuple[str, str]] | None = None
+    if crlf_only and n_lines <= MAX_NUM_HEADERS + 1:
+        items = []
+        append = items.append
+        known = _known_names
+        try:
+            for line in lines:
+                name, colon, value = line.partition(":")
+                if not colon:
+                    raise KeyError(name)  # a line without ":": the general path reports it
+                append((known[name], value.strip(" \t")))
+        except KeyError:
+            items = None
+    if items is None:
+        items = _header_items(lines, head)
+    headers = _new(Headers)  # Headers._from_canonical(items), inlined
+    headers._items = items
+    views = headers._views = _new(_Views)
+    message.headers = headers
 
     # The transaction-path headers (RFC 3261 §8.1.1: mandatory in every request).
     found = dict(items)
@@ -803,33 +769,15 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         for name in _SINGLE:
             if name not in found:
                 raise InvalidMessage(f"missing mandatory header {name}")
+        raise AssertionError("unreachable")  # pragma: no cover - (for the type checker)
 
     # Checked here by one regex match each (the common shapes) or by the general grammar;
     # the structured objects are built from the matches when first read (see _Views).
-    views = message._views()
-    via_m: list[re.Match[str]] | None = []
-    vias: list[Via] = []
-    for value in via_values:
-        vm = _FAST_VIA_FULLMATCH(value)
-        if vm is not None and via_m is not None:
-            via_m.append(vm)
-            continue
-        for part in split_header_values(value):
-            vm = _FAST_VIA_FULLMATCH(part)
-            if vm is not None and via_m is not None:
-                via_m.append(vm)
-            else:
-                if via_m is not None:  # leave the fast path: parse every Via
-                    vias = [via_from_match(x) for x in via_m]
-                    via_m = None
-                vias.append(parse_via(part))
-    if via_m:
-        views.via_m = via_m
-    elif vias:
-        views.vias = vias
+    vm = _FAST_VIA_FULLMATCH(via_values[0]) if len(via_values) == 1 else None
+    if vm is not None:
+        views.via_m = [vm]
     else:
-        raise InvalidMessage("empty Via")
-    assert from_value is not None and to_value is not None and cseq_value is not None
+        _check_vias(views, via_values)
     nm = _FAST_NAME_ADDR_FULLMATCH(from_value)
     if nm is not None:
         views.from_m = nm
@@ -845,12 +793,17 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     views.call_id = call_id
     cm = _CSEQ_FULLMATCH(cseq_value)
     if cm is None:
-        cseq = views.cseq = parse_cseq(cseq_value)  # raises, with the reason
+        cseq = parse_cseq(cseq_value)  # raises, with the reason
     else:
-        seq_text = cm.group(1)
-        if len(seq_text) == 10 and int(seq_text) > 2**31 - 1:
+        seq_text, method = cm.groups()
+        seq = int(seq_text)
+        if seq > 2**31 - 1:
             raise InvalidMessage(f"CSeq number too large: {seq_text}")
-        cseq = views.cseq = new_cseq(int(seq_text), cm.group(2))
+        cseq = _new(CSeq)  # new_cseq(seq, method), inlined: fill the frozen instance's dict
+        fields = cseq.__dict__
+        fields["seq"] = seq
+        fields["method"] = method
+    views.cseq = cseq
     if type(message) is Request and cseq.method != message.method:
         raise InvalidMessage(f"CSeq method {cseq.method} does not match {message.method}")
 
@@ -874,11 +827,63 @@ _CSEQ_FULLMATCH = CSEQ_RE.fullmatch
 _FAST_NAME_ADDR_FULLMATCH = FAST_NAME_ADDR_RE.fullmatch
 
 
+def _header_items(lines: list[str], head: str) -> list[tuple[str, str]]:
+    """The header lines as ``(canonical name, value)``: the general path of :func:`_parse`.
+
+    Unfolds continuation lines, checks every name (a token) and the header count, and
+    remembers each new valid spelling in ``_known_names`` for the fast path.
+    """
+    if "\n " in head or "\n\t" in head:
+        lines = _unfold(lines)
+    if len(lines) > MAX_NUM_HEADERS:
+        raise TooManyHeaders(f"more than {MAX_NUM_HEADERS} headers")
+    known = _known_names
+    items = [
+        (known.get(n) or _header_name(n), v.strip(" \t"))
+        for n, c, v in map(str.partition, lines, _COLONS)
+        if c
+    ]
+    if len(items) != len(lines):  # a line without ":"
+        for line in lines:
+            if ":" not in line:
+                raise InvalidMessage(f"invalid header line {excerpt(line, 40)}")
+    return items
+
+
+def _check_vias(views: _Views, values: list[str]) -> None:
+    """Check every Via value (several lines, or comma-joined) and keep what the check found.
+
+    All fast-path matches: kept as matches (objects built on read); else every Via is
+    parsed by the general grammar.
+    """
+    via_m: list[re.Match[str]] | None = []
+    vias: list[Via] = []
+    for value in values:
+        vm = _FAST_VIA_FULLMATCH(value)
+        if vm is not None and via_m is not None:
+            via_m.append(vm)
+            continue
+        for part in split_header_values(value):
+            vm = _FAST_VIA_FULLMATCH(part)
+            if vm is not None and via_m is not None:
+                via_m.append(vm)
+            else:
+                if via_m is not None:  # leave the fast path: parse every Via
+                    vias = [via_from_match(x) for x in via_m]
+                    via_m = None
+                vias.append(parse_via(part))
+    if via_m:
+        views.via_m = via_m
+    elif vias:
+        views.vias = vias
+    else:
+        raise InvalidMessage("empty Via")
+
+
 def _unfold(lines: list[str]) -> list[str]:
     """Undo RFC 3261 §7.3.1 line folding: a line starting with SP/HTAB continues the last."""
     out: list[str] = []
-    for i in range(1, len(lines)):
-        line = lines[i]
+    for line in lines:
         if not line:
             raise InvalidMessage("empty line inside the header section")
         if line[0] == " " or line[0] == "\t":
@@ -911,11 +916,12 @@ def _parse_request_line(line: str) -> Request:
         if _VERSION_RE.fullmatch(version):
             raise InvalidMessage(f"unsupported version {excerpt(version, 20)}", status_hint=505)
         raise InvalidMessage(f"invalid request line {excerpt(line, 80)}")
-    request = Request.__new__(Request)
+    # Built without the dataclass __init__; _parse sets headers and body. (_uri defaults
+    # to None on the class.)
+    request = _new(Request)
     request.method = method
-    m = FAST_SIP_URI_RE.fullmatch(uri_text)
+    m = _FAST_SIP_URI_FULLMATCH(uri_text)
     if m is not None:
-        request._uri = None
         request._uri_m = m
     else:
         uri = parse_uri(uri_text)
@@ -923,10 +929,10 @@ def _parse_request_line(line: str) -> Request:
             # RFC 3261 §19.1.5: no headers in a Request-URI (RFC 4475 §3.1.2.11).
             raise InvalidMessage("Request-URI has URI headers")
         request._uri = uri
-        request._uri_m = None
-    request.body = b""
-    request._views_cache = None
     return request
+
+
+_FAST_SIP_URI_FULLMATCH = FAST_SIP_URI_RE.fullmatch
 
 
 def _parse_status_line(line: str) -> Response:
@@ -943,9 +949,7 @@ def _parse_status_line(line: str) -> Response:
     status = int(code)
     if not 100 <= status <= 699:
         raise InvalidMessage(f"status code {status} out of range")
-    response = Response.__new__(Response)
+    response = _new(Response)  # _parse sets headers and body
     response.status = status
     response.reason = parts[2] if len(parts) == 3 else ""
-    response.body = b""
-    response._views_cache = None
     return response

@@ -87,10 +87,12 @@ PORT_0_65535 = (
 # scheme, a port in range. Groups: 1 scheme, 2 user, 3 host, 4 port, 5 ";params". Anything
 # else takes the general path below, which accepts the full grammar. A match of it is a
 # valid URI: building the SipURI from it (sip_uri_from_match) cannot fail.
+# Its repeats are possessive: the user part holds no "@", the host no ":" or ";", a parameter
+# no ";" or "=", so giving characters back could never lead to another match.
 FAST_SIP_URI = (
-    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]++)@)?(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-.]++)"
     r"(?::(" + PORT_0_65535 + r"))?"
-    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++)?)*+)"
 )
 #: :data:`FAST_SIP_URI`, compiled (the parser validates a Request-URI with it and builds
 #: the :class:`SipURI` only when ``Request.uri`` is first read).
@@ -232,6 +234,21 @@ def _escape_hvalue(value: str) -> str:
     return _HVALUE_UNSAFE.sub(_percent, value)
 
 
+def _plain_params(text: str) -> dict[str, str | None]:
+    """``;name=value;flag`` that a fast-path regex matched: no whitespace, no quotes, no escapes.
+
+    Names are lower-cased, a flag maps to ``None`` (as ``headers.parse_params``).
+    """
+    if text.find(";", 1) == -1:  # one parameter (";branch=...", ";tag=...", ";lr"): no loop
+        k, sep, v = text[1:].partition("=")
+        return {k.lower(): v if sep else None}
+    params: dict[str, str | None] = {}
+    for item in text[1:].split(";"):
+        k, sep, v = item.partition("=")
+        params[k.lower()] = v if sep else None
+    return params
+
+
 def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
     """Build a :class:`SipURI` from a match of :data:`FAST_SIP_URI` whose groups start at ``first``.
 
@@ -242,17 +259,10 @@ def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
     uri.scheme = scheme
     uri.user = user
     uri.host = host
-    uri.port = int(port_text) if port_text is not None else None
-    if pstr:
-        params: dict[str, str | None] = {}
-        for item in pstr[1:].split(";"):
-            k, sep, v = item.partition("=")
-            params[k.lower()] = v if sep else None
-        uri.params = params
-    else:
-        uri.params = {}
+    if port_text is not None:  # else the class default, None (as for password)
+        uri.port = int(port_text)
+    uri.params = _plain_params(pstr) if pstr else {}
     uri.headers = {}
-    uri.password = None
     return uri
 
 
