@@ -198,3 +198,52 @@ def test_cseq() -> None:
     for bad in ("INVITE", "1", "x INVITE", "12345678901 INVITE", "1 IN VITE", "-1 BYE"):
         with pytest.raises(InvalidMessage):
             parse_cseq(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "params"),
+    [
+        ("SIP/2.0/WSS h.invalid;branch=z9hG4bK1", {"branch": "z9hG4bK1"}),
+        ("SIP/2.0/WSS h;branch=z9hG4bK1;rport;received=1.2.3.4", None),
+        ("SIP/2.0/UDP h:5060;rport;branch=z9hG4bKx", None),
+        ("SIP/2.0/UDP h;BRANCH=X", {"branch": "X"}),
+        ("SIP/2.0/UDP h;branch=a;branch=b", {"branch": "b"}),
+        ("SIP/2.0/UDP h;branch", {"branch": None}),
+        ("SIP/2.0/UDP h;branch=z9hG4bK:1", {"branch": "z9hG4bK:1"}),
+        ("SIP/2.0/UDP h", {}),
+    ],
+)
+def test_via_parameters_match_the_general_grammar(
+    text: str, params: dict[str, str | None] | None
+) -> None:
+    # The fast path captures a leading ";branch=" on its own; the result must be what the
+    # general parameter grammar gives, in the same order.
+    via = parse_via(text)
+    rest = text[text.index(" ") + 1 :]
+    expected = parse_params(rest[rest.index(";") :]) if ";" in rest else {}
+    assert via.params == expected
+    assert list(via.params) == list(expected)
+    if params is not None:
+        assert via.params == params
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<sip:a@b>;tag=x",
+        "<sip:a@b>;tag=x;foo",
+        "<sip:a@b>;foo;tag=x",
+        '<sip:a@b>;tag="q"',
+        "<sip:a@b> ;tag=x",
+        "<sip:a@b>;tag=x;tag=y",
+        "<sip:a@b>;TAG=x",
+        '"A" <sip:a@b;lr>;tag=1.2:3',
+        "Alice <sip:a@b>",
+    ],
+)
+def test_name_addr_parameters_match_the_general_grammar(text: str) -> None:
+    # The fast path captures a leading ";tag=" on its own (see test_via_parameters_...).
+    na = parse_name_addr(text)
+    expected = parse_params(text[text.index(">") + 1 :])
+    assert na.params == expected
+    assert list(na.params) == list(expected)

@@ -398,6 +398,40 @@ def test_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     assert parse_message(BASIC + "X: 1\r\n" * 5 + "\r\n").call_id == "c1"
 
 
+def test_header_fast_path_agrees_with_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Header names are checked once per spelling (the general path remembers valid ones);
+    # later messages with only known spellings take the fast loop. Both must give the same.
+    monkeypatch.setattr(message_module, "_known_names", {})
+    general_calls = []
+    general = message_module._header_items
+
+    def counting(lines: list[str], head: str) -> list[tuple[str, str]]:
+        general_calls.append(1)
+        return general(lines, head)
+
+    monkeypatch.setattr(message_module, "_header_items", counting)
+    text = BASIC + "X-Novel : one\r\nx-novel:two \r\nSubject:\r\nv: SIP/2.0/WSS b.invalid\r\n\r\n"
+    first = parse_message(text)
+    assert len(general_calls) == 1
+    second = parse_message(text)
+    assert len(general_calls) == 1  # every spelling known now: the fast loop
+    assert second.headers.items() == first.headers.items()
+    assert second.headers.get_all("X-Novel") == ["one", "two"]
+    assert second.headers["Subject"] == ""
+    assert [v.host for v in second.vias] == ["host.invalid", "b.invalid"]
+    # Whatever the fast loop cannot vouch for goes to the general path, which decides:
+    for bad in (BASIC + "Via\r\n\r\n", BASIC + "X-Novel\r\n\r\n", BASIC + " X: y\r\n\r\n"):
+        with pytest.raises(InvalidMessage):
+            parse_message(bad)
+    folded = parse_message(BASIC.replace("Call-ID: c1", "Call-ID:\r\n c1") + "\r\n")
+    assert folded.call_id == "c1"
+    lf = parse_message((BASIC + "X-Novel: z\r\n").replace("\r\n", "\n") + "\n")
+    assert lf.headers["X-Novel"] == "z" and lf.call_id == "c1"
+    with pytest.raises(InvalidMessage, match="bare CR"):
+        parse_message(BASIC + "X-Novel: a\rb\r\n\r\n")
+    assert len(general_calls) == 6
+
+
 def test_accepts_str_bytearray_memoryview() -> None:
     raw = (BASIC + "\r\n").encode()
     for data in (raw, raw.decode(), bytearray(raw), memoryview(raw)):

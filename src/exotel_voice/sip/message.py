@@ -761,15 +761,16 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         via_values = [v for k, v in items if k == "Via"]
     if not via_values:
         raise InvalidMessage("missing mandatory header Via")
-    from_value = found.get("From")
-    to_value = found.get("To")
-    call_id = found.get("Call-ID")
-    cseq_value = found.get("CSeq")
-    if from_value is None or to_value is None or call_id is None or cseq_value is None:
+    try:
+        from_value = found["From"]
+        to_value = found["To"]
+        call_id = found["Call-ID"]
+        cseq_value = found["CSeq"]
+    except KeyError:
         for name in _SINGLE:
             if name not in found:
-                raise InvalidMessage(f"missing mandatory header {name}")
-        raise AssertionError("unreachable")  # pragma: no cover - (for the type checker)
+                raise InvalidMessage(f"missing mandatory header {name}") from None
+        raise
 
     # Checked here by one regex match each (the common shapes) or by the general grammar;
     # the structured objects are built from the matches when first read (see _Views).
@@ -791,18 +792,23 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
     if not call_id:
         raise InvalidMessage("empty Call-ID")
     views.call_id = call_id
-    cm = _CSEQ_FULLMATCH(cseq_value)
-    if cm is None:
-        cseq = parse_cseq(cseq_value)  # raises, with the reason
-    else:
+    # CSeq = 1*DIGIT LWS Method. The usual "<digits> <standard method>" is checked with
+    # string methods (cheaper than a regex call); anything else goes through CSEQ_RE.
+    seq_text, _, method = cseq_value.partition(" ")
+    if not (
+        method in _METHODS and len(seq_text) <= 10 and seq_text.isdigit() and seq_text.isascii()
+    ):
+        cm = _CSEQ_FULLMATCH(cseq_value)
+        if cm is None:
+            raise InvalidMessage(f"invalid CSeq: {excerpt(cseq_value)}")
         seq_text, method = cm.groups()
-        seq = int(seq_text)
-        if seq > 2**31 - 1:
-            raise InvalidMessage(f"CSeq number too large: {seq_text}")
-        cseq = _new(CSeq)  # new_cseq(seq, method), inlined: fill the frozen instance's dict
-        fields = cseq.__dict__
-        fields["seq"] = seq
-        fields["method"] = method
+    seq = int(seq_text)
+    if seq > 2**31 - 1:
+        raise InvalidMessage(f"CSeq number too large: {seq_text}")
+    cseq = _new(CSeq)  # new_cseq(seq, method), inlined: fill the frozen instance's dict
+    fields = cseq.__dict__
+    fields["seq"] = seq
+    fields["method"] = method
     views.cseq = cseq
     if type(message) is Request and cseq.method != message.method:
         raise InvalidMessage(f"CSeq method {cseq.method} does not match {message.method}")
