@@ -81,7 +81,7 @@ async def test_connects_with_sip_subprotocol_and_round_trips(echo_server: Server
     t = WebSocketTransport(url_of(echo_server), rec, reconnect=FAST)
     t.start()
     await t.wait_connected(5)
-    assert t._ws is not None and t._ws.subprotocol == "sip"
+    assert t.subprotocol == "sip"
     await t.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
     await rec.wait_for(lambda: rec.messages)
     assert rec.messages == ["echo:OPTIONS sip:x SIP/2.0\r\n\r\n"]
@@ -313,3 +313,122 @@ async def test_server_crlf_ping_gets_a_pong(echo_server: Server) -> None:
         await t.close()
     assert got == ["\r\n"]
     assert rec.messages == [], "keepalives are not SIP messages"
+
+
+# -- the protocol driver: what websockets' asyncio connection used to do for us ---------------
+
+
+async def test_a_rejected_handshake_is_a_clear_error() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    def reject(connection: ServerConnection, request: object) -> object:
+        return connection.respond(404, "no SIP here\n")
+
+    async with serve(handler, "127.0.0.1", 0, process_request=reject) as server:  # type: ignore[arg-type]
+        rec = Recorder()
+        t = WebSocketTransport(url_of(server), rec, reconnect=ReconnectPolicy(enabled=False))
+        t.start()
+        await rec.wait_for(lambda: rec.events == ["disconnected"])
+        assert "handshake" in str(rec.errors[0]) and "404" in str(rec.errors[0])
+        await t.close()
+
+
+async def test_messages_sent_right_after_the_handshake_follow_transport_connected() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("first")
+        await ws.send(b"\x00binary")
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        order: list[str] = []
+        rec = Recorder()
+        real_connected, real_received = rec.transport_connected, rec.message_received
+        rec.transport_connected = lambda: (order.append("connected"), real_connected())[-1]  # type: ignore[method-assign]
+        rec.message_received = lambda d: (order.append(repr(d)), real_received(d))[-1]  # type: ignore[method-assign]
+        t = WebSocketTransport(url_of(server), rec, reconnect=FAST)
+        t.start()
+        await rec.wait_for(lambda: len(rec.messages) == 2)
+        assert order == ["connected", "'first'", "b'\\x00binary'"]
+        await t.close()
+
+
+async def test_fragmented_messages_are_reassembled(echo_server: Server) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(["INVITE sip:a ", "SIP/2.0\r\n", "\r\n"])
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        rec = Recorder()
+        t = WebSocketTransport(url_of(server), rec, reconnect=FAST)
+        t.start()
+        await rec.wait_for(lambda: rec.messages)
+        assert rec.messages == ["INVITE sip:a SIP/2.0\r\n\r\n"]
+        await t.close()
+
+
+async def test_a_message_over_the_size_limit_fails_the_connection() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("x" * 2000)
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        rec = Recorder()
+        t = WebSocketTransport(
+            url_of(server), rec, reconnect=ReconnectPolicy(enabled=False), max_message_size=1000
+        )
+        t.start()
+        await rec.wait_for(lambda: "disconnected" in rec.events)
+        assert rec.messages == []
+        assert "1000" in str(rec.errors[0]) or "too big" in str(rec.errors[0]).lower()
+        await t.close()
+
+
+async def test_close_does_the_closing_handshake(echo_server: Server) -> None:
+    codes: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+        codes.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        t = WebSocketTransport(url_of(server), Recorder(), reconnect=FAST)
+        t.start()
+        await t.wait_connected(5)
+        await t.close()
+        async with asyncio.timeout(5):
+            while not codes:
+                await asyncio.sleep(0.01)
+    assert codes == [1000]
+    with pytest.raises(TransportError, match="transport is closed"):
+        await t.send("x")
+
+
+async def test_send_waits_while_the_socket_buffer_is_full(echo_server: Server) -> None:
+    rec = Recorder()
+    t = WebSocketTransport(url_of(echo_server), rec, reconnect=FAST)
+    t.start()
+    await t.wait_connected(5)
+    conn = t._conn
+    assert conn is not None
+    conn.pause_writing()  # as asyncio does above the transport's high-water mark
+    sending = asyncio.ensure_future(t.send("queued"))
+    await asyncio.sleep(0.05)
+    assert not sending.done(), "send waits for the buffer to drain"
+    conn.resume_writing()
+    await asyncio.wait_for(sending, 2)
+    await rec.wait_for(lambda: rec.messages == ["echo:queued"])
+    await t.close()
+
+
+async def test_invalid_url_is_reported_without_its_secrets() -> None:
+    rec = Recorder()
+    t = WebSocketTransport(
+        "ws://user:s3cret@/ws?token=abc", rec, reconnect=ReconnectPolicy(enabled=False)
+    )
+    t.start()
+    await rec.wait_for(lambda: rec.events == ["disconnected"])
+    text = str(rec.errors[0])
+    assert "invalid WebSocket URL" in text
+    assert "s3cret" not in text and "abc" not in text
+    await t.close()

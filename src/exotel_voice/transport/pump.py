@@ -14,16 +14,22 @@ each client flow of the sandbox alike. Its owner runs commands through :meth:`Pu
 calls :meth:`Pump.flush` after touching the core), and drains the core's events in the
 ``after`` callback, which runs after each flush, before the timer is re-armed.
 
-Writes go through one task per pump, so messages leave in the order the core produced them
-even though the ``send`` coroutine may suspend.
+Messages leave in the order the core produced them even though ``send`` may suspend: while
+one write is unfinished, later ones wait in a queue that one writer task works through.
+
+With ``eager=True`` each ``send(data)`` coroutine is started at once, inside the flush, as
+Python 3.12's eager tasks do: one that finishes without suspending (the phone's
+:meth:`~exotel_voice.transport.WebSocketTransport.send` does, unless the socket buffer is
+full) costs no task and no event-loop iteration; one that suspends is finished by the
+writer task, and later messages queue behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, Protocol, TypeVar
 
 
 __all__ = ["Pump", "SansIOCore"]
@@ -54,28 +60,36 @@ class Pump:
 
     Args:
         core: the sans-I/O object.
-        send: writes one message; called by the pump's writer task, one message at a time,
-            in order. It should handle its own transport errors (an exception is logged and
-            the message dropped; the writer carries on).
+        send: writes one message; called one message at a time, in order (by the pump's
+            writer task, or at once with ``eager``). It should handle its own transport
+            errors (an exception is logged and the message dropped; writing carries on).
         after: called after each flush (the owner drains and handles the core's events
             there; it may run more commands, which flush again).
         name: for the writer task's name and logs.
+        eager: start each ``send`` coroutine at once, in the flush, instead of in the
+            writer task. It then runs on the caller's stack (which may be another task's,
+            or a protocol callback), so it must not rely on :func:`asyncio.current_task`
+            (no :func:`asyncio.timeout` inside).
     """
 
     def __init__(
         self,
         core: SansIOCore,
-        send: Callable[[bytes], Awaitable[None]],
+        send: Callable[[bytes], Coroutine[Any, Any, None]],
         *,
         after: Callable[[], None] | None = None,
         name: str = "sip",
+        eager: bool = False,
     ) -> None:
         self.core = core
         self.name = name
         self._send = send
         self._after = after
+        self._eager = eager
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        # Messages not written yet, or a send that suspended (its rest, to await first).
+        self._queue: asyncio.Queue[bytes | Awaitable[None]] = asyncio.Queue()
+        self._writing = False  # the writer task holds an item it has not finished
         self._timer: asyncio.TimerHandle | None = None
         self._timers = True
         self._writer = self._loop.create_task(self._write_loop(), name=f"{name} writer")
@@ -103,7 +117,12 @@ class Pump:
     def flush(self) -> None:
         """Queue the core's output for writing, call ``after``, and re-arm the timer."""
         for data in self.core.data_to_send():
-            self._queue.put_nowait(data)
+            if self._eager and not self._writing and self._queue.empty():
+                rest = self._start_send(data)
+                if rest is not None:
+                    self._queue.put_nowait(rest)
+            else:
+                self._queue.put_nowait(data)
         if self._after is not None:
             self._after()
         self._arm_timer()
@@ -144,10 +163,13 @@ class Pump:
             self._timer = None
 
     def _arm_timer(self) -> None:
-        self._cancel_timer()
-        if not self._timers:
-            return
-        deadline = self.core.get_timer()
+        deadline = self.core.get_timer() if self._timers else None
+        timer = self._timer
+        if timer is not None:
+            if deadline is not None and timer.when() == deadline:
+                return  # already armed for it (the common case: a flush changed nothing)
+            timer.cancel()
+            self._timer = None
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
@@ -155,12 +177,57 @@ class Pump:
         self._timer = None
         self.run(self.core.handle_timer)
 
+    def _start_send(self, data: bytes) -> Awaitable[None] | None:
+        """Run ``send(data)`` up to its first suspension; return its rest, if any."""
+        coro = self._send(data)
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration:
+            return None
+        except Exception:
+            logger.exception("! %s: could not write a message", self.name)
+            return None
+        return _Resumed(coro, suspended_on)
+
     async def _write_loop(self) -> None:
         while True:
-            data = await self._queue.get()
+            item = await self._queue.get()
+            self._writing = True
             try:
-                await self._send(data)
+                await (self._send(item) if isinstance(item, bytes) else item)
             except Exception:
                 logger.exception("! %s: could not write a message", self.name)
             finally:
+                self._writing = False
                 self._queue.task_done()
+
+
+class _Resumed:
+    """The rest of a coroutine that was stepped by hand and suspended on ``suspended_on``.
+
+    Awaiting it hands ``suspended_on`` (a future) to the awaiting task, then drives the
+    coroutine to its end, as ``yield from`` would have.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, None], suspended_on: Any) -> None:
+        self._coro = coro
+        self._suspended_on = suspended_on
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, pending = self._coro, self._suspended_on
+        while True:
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    pending = coro.send(sent)
+                except StopIteration:
+                    return
