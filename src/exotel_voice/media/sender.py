@@ -11,11 +11,13 @@ decide how many legs fit in a process.
 
 Here one :class:`SendClock` task per event loop ticks every 20 ms (on an absolute
 schedule, so it does not drift) and, for each registered :class:`LeanSender`,
-reads the source, encodes inline (G.711 by table, Opus/G.722 with PyAV on the
-loop), packs the RTP header with ``struct`` and awaits
+reads the source, encodes inline (G.711 by table, Opus by libopus through ctypes,
+G.722 with PyAV, on the loop), packs the RTP header with ``struct`` and awaits
 ``RTCDtlsTransport._send_rtp`` — the same entry aiortc's sender uses, so our RTP
 tap (RFC 4733 DTMF, counters) and SRTP are unchanged.  That await completes
-without suspending (a UDP ``sendto``), so one task serves every leg.
+without suspending (a UDP ``sendto``), so one task serves every leg.  The legs are
+spread over four 5 ms sub-ticks of the frame (see :class:`SendClock`), so their
+encodes do not land on the loop as one burst every 20 ms.
 
 aiortc's own sender is still started (its RTCP task sends the sender reports),
 but its RTP task waits on a track that never yields a frame.  Its sender-report
