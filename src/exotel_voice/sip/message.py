@@ -30,9 +30,10 @@ when first read. Every other header is kept as text and parsed when first asked 
 header the SDK understands (Contact, Route, Record-Route, Max-Forwards, Expires,
 Content-Type ...) and an ``application/sdp`` body.
 
-Parsed views (``.via``, ``.from_``, ``.to``, ``.cseq`` ...) are cached on the message and
-dropped when its headers change; each access returns a fresh copy, so changing the returned
-object never changes the message.
+Parsed views (``.via``, ``.from_``, ``.to``, ``.cseq`` ...) are cached with the message's
+:class:`~exotel_voice.sip.headers.Headers` and dropped when they change (or when the message
+gets another ``headers``); each access returns a fresh copy, so changing the returned object
+never changes the message.
 
 Size limits (module constants; each can be overridden by an environment variable of the
 same name prefixed ``EXOTEL_VOICE_``, e.g. ``EXOTEL_VOICE_MAX_MESSAGE_SIZE``):
