@@ -138,3 +138,22 @@ async def test_eager_send_that_raises_is_logged_and_the_next_one_goes() -> None:
     pump.receive_data("x")
     assert written == [b"x-2"]
     await pump.aclose()
+
+
+async def test_output_produced_while_after_runs_is_written_in_the_same_flush() -> None:
+    core = Core()
+    written: list[bytes] = []
+
+    async def send(data: bytes) -> None:
+        written.append(data)
+
+    def after() -> None:
+        # An event handler replying through the core (the sandbox's call layer does this).
+        if b"reply" not in core.out and not any(w == b"reply" for w in written):
+            core.out.append(b"reply")
+
+    pump = Pump(core, send, after=after)
+    pump.receive_data(b"in")
+    await pump.drain(1.0)
+    assert written == [b"in-1", b"in-2", b"reply"]
+    await pump.aclose()

@@ -115,7 +115,18 @@ class Pump:
         return result
 
     def flush(self) -> None:
-        """Queue the core's output for writing, call ``after``, and re-arm the timer."""
+        """Queue the core's output for writing, call ``after``, and re-arm the timer.
+
+        What the core produces while ``after`` handles its events (a reply sent by an event
+        handler) is written in this same flush, not left for the next one.
+        """
+        self._write_out()
+        if self._after is not None:
+            self._after()
+            self._write_out()
+        self._arm_timer()
+
+    def _write_out(self) -> None:
         for data in self.core.data_to_send():
             if self._eager and not self._writing and self._queue.empty():
                 rest = self._start_send(data)
@@ -123,9 +134,6 @@ class Pump:
                     self._queue.put_nowait(rest)
             else:
                 self._queue.put_nowait(data)
-        if self._after is not None:
-            self._after()
-        self._arm_timer()
 
     def stop_timer(self) -> None:
         """Cancel the timer and never re-arm it (the owner is closing); writes go on."""
