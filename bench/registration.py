@@ -42,21 +42,16 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 
 REPO = Path(__file__).resolve().parents[1]
-# sippy installs a top-level package named `tests`; make `tests` be this repository's folder.
-if str(REPO) not in sys.path:
+# sippy installs a top-level package named `tests`; the repository's `tests` (a regular
+# package) wins when the repository comes first on the path.
+if str(REPO) not in sys.path[:1]:
     sys.path.insert(0, str(REPO))
-_mod = sys.modules.get("tests")
-if _mod is None or str(REPO / "tests") not in list(getattr(_mod, "__path__", [])):
-    _shim = types.ModuleType("tests")
-    _shim.__path__ = [str(REPO / "tests")]
-    sys.modules["tests"] = _shim
 
 from tests.rig import missing_binaries, netns_skip_reason  # noqa: E402
 from tests.rig.certs import make_certs  # noqa: E402
