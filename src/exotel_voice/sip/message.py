@@ -269,35 +269,30 @@ class Message:
         views.to = None  # handed out: the caller owns it now
         return value
 
+    def _take_list(self, field: str, header: str) -> list[NameAddr]:
+        # A list parsed with the message is handed out once (the caller owns it then);
+        # later reads parse the header again.
+        views = self.headers._views or self._views()
+        value: list[NameAddr] | None = getattr(views, field)
+        if value is None:
+            return self._name_addrs(header)
+        setattr(views, field, None)
+        return value
+
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact (``*`` is skipped)."""
-        views = self.headers._views or self._views()
-        value = views.contacts
-        if value is None:
-            return self._name_addrs("Contact")
-        views.contacts = None  # handed out: the caller owns it now
-        return value
+        return self._take_list("contacts", "Contact")
 
     @property
     def routes(self) -> list[NameAddr]:
         """Every Route value, top first."""
-        views = self.headers._views or self._views()
-        value = views.routes
-        if value is None:
-            return self._name_addrs("Route")
-        views.routes = None  # handed out: the caller owns it now
-        return value
+        return self._take_list("routes", "Route")
 
     @property
     def record_routes(self) -> list[NameAddr]:
         """Every Record-Route value, top first."""
-        views = self.headers._views or self._views()
-        value = views.record_routes
-        if value is None:
-            return self._name_addrs("Record-Route")
-        views.record_routes = None  # handed out: the caller owns it now
-        return value
+        return self._take_list("record_routes", "Record-Route")
 
     @property
     def max_forwards(self) -> int | None:
