@@ -56,7 +56,7 @@ from .events import (
     RequestRejected,
     ResponseReceived,
 )
-from .headers import Headers, Via
+from .headers import Headers
 from .message import (
     MAX_LINE_LENGTH,
     MAX_MESSAGE_SIZE,
@@ -516,10 +516,11 @@ class SipConnection:
             request.headers.add("Max-Forwards", "70")
 
     def _ensure_via(self, request: Request) -> None:
-        values = request.headers.get_all("Via")
-        if not values:
-            via = Via(self.via_transport, self.via_host, None, {"branch": new_branch(self._token)})
-            request.headers.prepend("Via", str(via))
+        if not request.headers.get_all("Via"):
+            # str(Via(transport, host, None, {"branch": ...})), without building the object.
+            branch = new_branch(self._token)
+            via = f"SIP/2.0/{self.via_transport} {self.via_host};branch={branch}"
+            request.headers.prepend("Via", via)
             return
         try:
             top = request.via
@@ -559,8 +560,11 @@ class SipConnection:
 
     def _collect(self, tx: Transaction) -> None:
         """Move a transaction's output and events here; forget it once TERMINATED."""
-        for message in tx.messages_to_send():
-            self._send(message)
+        if tx._outgoing:
+            for message in tx.messages_to_send():
+                self._send(message)
+        if not tx._events and tx.state is not TransactionState.TERMINATED:
+            return  # the common case of a sweep: nothing new
         for event in tx.events():
             if isinstance(event, ResponseReceived) and event.dialog is None:
                 dialog = self._dialog_for_response(event.response, tx.method)
@@ -576,8 +580,11 @@ class SipConnection:
 
     def _sweep(self) -> None:
         """Collect output of transactions the user drove directly (e.g. ``tx.send_response``)."""
-        for tx in [*self._client.values(), *self._server.values()]:
-            self._collect(tx)
+        for transactions in (self._client, self._server):
+            if transactions:
+                for tx in list(transactions.values()):
+                    if tx._outgoing or tx._events or tx.state is TransactionState.TERMINATED:
+                        self._collect(tx)
 
 
 # ============================================================================================

@@ -212,6 +212,10 @@ class Registration:
         self._failures = 0
         self._was_registered = False
         self._events: list[RegistrationEvent] = []
+        # The To, From and Contact texts of our REGISTERs, rendered once per (aor, contact,
+        # display name): the objects are treated as values (replace them, don't mutate them).
+        self._rendered: tuple[str, str, str | None] = ("", "", None)
+        self._rendered_for: tuple[object, ...] | None = None
 
     def __repr__(self) -> str:
         return f"<Registration {self.aor.aor} {self.state.value}>"
@@ -434,17 +438,21 @@ class Registration:
     ) -> Request:
         self.cseq += 1
         self._requested_expires = expires if expires else self._requested_expires
-        contact = NameAddr(self.contact.uri, None, dict(self.contact.params))
-        contact.params["expires"] = str(expires)
-        from_ = NameAddr(self.aor, self.display_name, {"tag": self.from_tag})
+        to, from_, contact = self._render()
+        if contact is None:  # the Contact has an expires parameter of its own: replace it
+            params = dict(self.contact.params)
+            params["expires"] = str(expires)
+            contact = str(NameAddr(self.contact.uri, None, params))
+        else:
+            contact = f"{contact};expires={expires}"
         headers = Headers(
             [
                 ("Max-Forwards", "70"),
-                ("To", str(NameAddr(self.aor))),
-                ("From", str(from_)),
+                ("To", to),
+                ("From", from_),
                 ("Call-ID", self.call_id),
                 ("CSeq", f"{self.cseq} REGISTER"),
-                ("Contact", str(contact)),
+                ("Contact", contact),
                 ("Expires", str(expires)),
                 ("Allow", ALLOW),
                 ("Supported", "path, outbound, gruu"),
@@ -463,6 +471,26 @@ class Registration:
         self._pending = request
         self._events.append(RegisterSent(None, "REGISTER sent", expires))
         return request
+
+
+    def _render(self) -> tuple[str, str, str | None]:
+        """To, From and Contact (without ``expires``; ``None`` if it has one) as text."""
+        key = (self.aor, self.contact, self.display_name, self.from_tag)
+        if self._rendered_for is not None and all(
+            a is b for a, b in zip(self._rendered_for, key, strict=True)
+        ):
+            return self._rendered
+        contact = self.contact
+        contact_text = None
+        if "expires" not in contact.params:
+            contact_text = str(NameAddr(contact.uri, None, contact.params))
+        self._rendered = (
+            str(NameAddr(self.aor)),
+            str(NameAddr(self.aor, self.display_name, {"tag": self.from_tag})),
+            contact_text,
+        )
+        self._rendered_for = key
+        return self._rendered
 
 
 def _safe_contacts(response: Response) -> list[NameAddr]:

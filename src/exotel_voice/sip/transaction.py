@@ -90,6 +90,10 @@ class TransactionState(enum.Enum):
     ACCEPTED = enum.auto()
     TERMINATED = enum.auto()
 
+    # Members are singletons compared by identity: hash them by identity too, in C, instead
+    # of Enum's Python-level hash of the name (states and inputs key every table lookup).
+    __hash__ = object.__hash__
+
 
 class Input(enum.Enum):
     """What drives a transaction: messages from the network, from the user, and timers."""
@@ -117,6 +121,8 @@ class Input(enum.Enum):
     TIMER_TRYING = "Timer 100"
     TIMER_CANCEL = "Timer CANCEL"
     TRANSPORT_ERROR = "transport error"
+
+    __hash__ = object.__hash__  # as for TransactionState
 
 
 S = TransactionState
