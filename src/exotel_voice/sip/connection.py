@@ -162,8 +162,14 @@ class SipConnection:
             self._reject(raw, exc, _salvage(raw))
             return
         try:
-            # The parser checks presence only; these are what matching and dialogs need.
-            _ = message.via, message.cseq, message.call_id, message.from_, message.to
+            # What matching needs (parse_message has checked them all against the grammar;
+            # a request's From and To are read here too, before any transaction exists; a
+            # response's are read only when a dialog needs them, and an error there is
+            # rejected below all the same).
+            if isinstance(message, Request):
+                _ = message.via, message.cseq, message.call_id, message.from_, message.to
+            else:
+                _ = message.via, message.cseq, message.call_id
         except InvalidMessage as exc:
             self._reject(raw, exc, message)
             return
@@ -455,6 +461,8 @@ class SipConnection:
         self._collect(tx)
 
     def _dialog_for_response(self, response: Response, method: str) -> Dialog | None:
+        if method == "REGISTER":  # never part of a dialog (RFC 3261 §10.2)
+            return None
         dialog_id = response_dialog_id(response)
         if dialog_id is None:
             return None
