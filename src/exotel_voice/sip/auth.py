@@ -69,6 +69,14 @@ def _hasher(name: str) -> Callable[[bytes], str] | None:
     except ValueError:  # pragma: no cover - depends on the OpenSSL build
         return None
 
+    constructor = getattr(hashlib, name, None)  # md5/sha256: direct, cheaper than new()
+    if constructor is not None:
+
+        def direct(data: bytes) -> str:
+            return constructor(data).hexdigest()  # type: ignore[no-any-return]
+
+        return direct
+
     def digest(data: bytes) -> str:
         return hashlib.new(name, data).hexdigest()
 
@@ -160,9 +168,12 @@ def _split_auth(value: str) -> list[tuple[str, dict[str, str]]]:
             m = _PARAM_RE.match(value, pos)
             if m is not None:
                 quoted = m.group(2)
-                params[m.group(1).lower()] = (
-                    _UNESCAPE_RE.sub(r"\1", quoted) if quoted is not None else m.group(3)
-                )
+                if quoted is None:
+                    params[m.group(1).lower()] = m.group(3)
+                elif "\\" in quoted:
+                    params[m.group(1).lower()] = _UNESCAPE_RE.sub(r"\1", quoted)
+                else:
+                    params[m.group(1).lower()] = quoted
                 pos = m.end()
                 if pos < n and value[pos] != ",":
                     # Positions only: the text may be someone's credentials.
