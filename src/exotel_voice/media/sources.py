@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import fractions
 import math
 import wave
 from collections.abc import AsyncIterable, Iterable
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import MediaError
-from .pcm import Resampler, Samples, resample_all, samples_per_frame, to_samples
+from .pcm import FRAME_MS, Resampler, Samples, resample_all, samples_per_frame, to_samples
 
 
 __all__ = [
@@ -86,11 +87,22 @@ class SilenceSource(AudioSource):
 class ToneSource(AudioSource):
     """A sine tone.
 
+    Sample ``i`` of the tone (counted from the first frame, at any rate) is
+    ``sin(2 pi f i / rate) * amplitude * 32767`` truncated to int16.  A tone whose
+    frequency fits a whole number of periods into at most :data:`CYCLE_FRAMES`
+    frames (every integer frequency does: 50 frames are one second) repeats
+    exactly, so that cycle is computed once per rate and then handed out frame by
+    frame as read-only views, with no per-frame arithmetic; other frequencies are
+    computed per frame.
+
     Args:
         frequency: tone frequency in Hz.
         amplitude: peak level as a fraction of full scale (0.0 to 1.0).
         duration: seconds to play before :attr:`finished`; ``None`` plays forever.
     """
+
+    #: Longest repeating cycle (in 20 ms frames) kept in memory per sample rate.
+    CYCLE_FRAMES = 50
 
     def __init__(self, frequency: float, amplitude: float = 0.5, *, duration: float | None = None):
         super().__init__()
@@ -101,20 +113,45 @@ class ToneSource(AudioSource):
         self.frequency = frequency
         self.amplitude = amplitude
         self.duration = duration
-        self._phase = 0.0
-        self._elapsed = 0.0
+        self._frames = 0  # 20 ms frames read so far (the same instant at every rate)
+        self._cycles: dict[int, tuple[Samples, int] | None] = {}
 
     def read(self, sample_rate: int) -> Samples | None:
-        if self.duration is not None and self._elapsed >= self.duration:
+        if self.duration is not None and self._frames * FRAME_MS >= self.duration * 1000:
             self._finish()
             return None
         n = samples_per_frame(sample_rate)
-        step = 2.0 * math.pi * self.frequency / sample_rate
-        phases = self._phase + step * np.arange(n)
-        self._phase = float((self._phase + step * n) % (2.0 * math.pi))
-        self._elapsed += n / sample_rate
+        frame = self._frames
+        self._frames += 1
+        try:
+            cycle = self._cycles[sample_rate]
+        except KeyError:
+            cycle = self._cycles[sample_rate] = self._cycle(sample_rate, n)
+        if cycle is not None:
+            table, frames = cycle
+            start = (frame % frames) * n
+            return table[start : start + n]
+        return self._compute(sample_rate, frame * n, n)
+
+    def _compute(self, sample_rate: int, first: int, n: int) -> Samples:
+        """Samples ``first`` to ``first + n - 1`` computed directly."""
+        # The phase at ``first`` reduced to one period first, so large indices keep
+        # their precision.
+        turns = math.fmod(self.frequency * first / sample_rate, 1.0)
+        step = self.frequency / sample_rate
+        phases = 2.0 * math.pi * (turns + step * np.arange(n))
         tone: Samples = (np.sin(phases) * (self.amplitude * 32767.0)).astype(np.int16)
         return tone
+
+    def _cycle(self, sample_rate: int, n: int) -> tuple[Samples, int] | None:
+        """``(samples, frames)`` of the shortest whole number of frames that repeats, if short."""
+        periods = fractions.Fraction(self.frequency) * n / sample_rate  # exact
+        frames = periods.denominator
+        if frames > self.CYCLE_FRAMES:
+            return None
+        table = self._compute(sample_rate, 0, frames * n)
+        table.flags.writeable = False
+        return table, frames
 
 
 class WavFileSource(AudioSource):
