@@ -145,3 +145,64 @@ async def test_shared_clock_paces_every_leg_and_stops_when_empty() -> None:
     frozen = [len(t.sent) for t in transports]
     await asyncio.sleep(0.06)
     assert [len(t.sent) for t in transports] == frozen
+
+
+def opus_sender(transport: FakeTransport) -> LeanSender:
+    sender = LeanSender(transport, fake_rtp_sender(), lambda rate: tone(rate), lambda: True)
+    sender.configure("opus", 48000, 111)
+    sender.set_header_extensions(parameters())
+    sender._seq, sender._timestamp = 1000, 5000
+    return sender
+
+
+async def test_worker_thread_encode_gives_identical_packets() -> None:
+    """A sub-tick's Opus frames encoded as one worker-thread job give the same packets,
+    in the same order, as encoding them on the loop."""
+    loop = asyncio.get_running_loop()
+    threaded, inline = SendClock(loop), SendClock(loop, encode_thread=False)
+    out_threaded = [FakeTransport() for _ in range(3)]
+    out_inline = [FakeTransport() for _ in range(3)]
+    senders_threaded = [opus_sender(t) for t in out_threaded]
+    senders_inline = [opus_sender(t) for t in out_inline]
+    assert all(s.encoder is not None and s.encoder.releases_gil for s in senders_threaded)
+    for _ in range(20):
+        await threaded.serve(senders_threaded)
+        await inline.serve(senders_inline)
+    assert threaded.thread_jobs == 20 and inline.thread_jobs == 0
+    for a, b in zip(out_threaded, out_inline, strict=True):
+        assert len(a.sent) == 20 and a.sent == b.sent
+    threaded.remove(senders_threaded[0])  # no legs left: the worker thread is shut down
+    assert threaded._executor is None
+
+
+async def test_send_now_is_used_and_a_refusal_falls_back_to_the_awaited_path() -> None:
+    transport = FakeTransport()
+    sender = opus_sender(transport)
+    taken: list[bytes] = []
+    accept = True
+
+    def send_now(packet: bytes) -> bool:
+        if accept:
+            taken.append(packet)
+        return accept
+
+    sender.send_now = send_now
+    clock = SendClock(asyncio.get_running_loop(), encode_thread=False)
+    await clock.serve([sender])
+    accept = False
+    await clock.serve([sender])
+    assert len(taken) == 1 and len(transport.sent) == 1
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in (*taken, *transport.sent)]
+    assert seqs == [1000, 1001]
+
+
+async def test_a_frame_encoded_for_a_replaced_encoder_is_dropped() -> None:
+    transport = FakeTransport()
+    sender = opus_sender(transport)
+    frame = sender.read_frame()
+    assert frame is not None
+    encoder, samples = frame
+    payload = encoder.encode(samples)
+    sender.configure("PCMU", 8000, 0)  # the codec changed while the frame was encoded
+    assert sender.deliver(encoder, samples, payload) is None
+    assert sender.packets == 0

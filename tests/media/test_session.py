@@ -330,3 +330,29 @@ async def test_push_frame_source() -> None:
         async with asyncio.timeout(3):
             await source.wait_finished()
 
+
+
+async def test_lean_path_receives_directly_and_keeps_rtcp_and_dtls_close() -> None:
+    """SRTP is decrypted where aioice hands the datagram over; SRTCP (sender reports)
+    and DTLS records (close_notify) still take aiortc's own path."""
+    async with connected_pair("opus", ToneSource(1000), ToneSource(600)) as (a, b):
+        at_b = await collect(b, 0.4)
+        assert dominant_frequency(at_b, 16000) == pytest.approx(1000, abs=20)
+        tap_a, tap_b = a._tap, b._tap
+        assert tap_a is not None and tap_b is not None
+        assert tap_b.direct_received >= 20
+        assert tap_b.packets_received >= tap_b.direct_received
+        dtls_b = next(b._iter_transports())
+        assert dtls_b._get_stats()  # aiortc's transport counters still counted
+        # a's sender reports (SRTCP, ~1 per second) reach b's aiortc receiver.
+        async with asyncio.timeout(5):
+            while True:
+                report = await b._transceiver.receiver.getStats()
+                if any(s.type == "remote-outbound-rtp" for s in report.values()):
+                    break
+                await asyncio.sleep(0.1)
+        # a closes: its DTLS close_notify reaches b through aioice's queue.
+        await a.close()
+        async with asyncio.timeout(5):
+            while dtls_b.state != "closed":
+                await asyncio.sleep(0.02)

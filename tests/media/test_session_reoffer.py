@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -77,6 +77,22 @@ async def browser_calls_python(
     return browser, python
 
 
+class _RecordingSrtp:
+    """Wraps an SRTP session; records every plain RTP packet handed to ``protect``."""
+
+    def __init__(self, srtp: Any, packets: list[bytes]) -> None:
+        self._srtp = srtp
+        self._packets = packets
+
+    def protect(self, data: bytes) -> bytes:
+        if len(data) >= 12 and 0x80 <= data[0] <= 0xBF and not 192 <= data[1] <= 223:
+            self._packets.append(data)
+        return bytes(self._srtp.protect(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._srtp, name)
+
+
 class SentPackets:
     """Every RTP packet ``session`` hands to SRTP (after DTMF replacement)."""
 
@@ -84,14 +100,8 @@ class SentPackets:
         tap = session._tap
         assert tap is not None
         self.packets: list[bytes] = []
-        original: Callable[[bytes], Any] = tap._send_original
-
-        async def send(data: bytes) -> None:
-            if len(data) >= 12 and 0x80 <= data[0] <= 0xBF and not 192 <= data[1] <= 223:
-                self.packets.append(data)
-            await original(data)
-
-        tap._send_original = send
+        # What reaches SRTP protection, whichever way it was sent (awaited or send_now).
+        tap.transport._tx_srtp = _RecordingSrtp(tap.transport._tx_srtp, self.packets)
 
     def extensions(self) -> dict[int, bytes]:
         """One-byte header extensions (RFC 8285 §4.2) of the latest packet: id -> data."""

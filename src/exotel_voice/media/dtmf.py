@@ -30,8 +30,14 @@ aiortc internals relied on (checked against aiortc 1.16; revisit on upgrade):
    negotiated codecs; ``[0]`` is the one the sender encodes with), read through
    :func:`sender_ssrc` and :func:`negotiated_codec`.
 
-The same receive hook is where a leaner jitter buffer and decoder could later take
-over from aiortc's fixed 16-packet buffer (see docs/media.md).
+The lean media path also takes two short cuts once DTLS-SRTP is up (see
+:meth:`RtpTap.receive_directly` and :meth:`RtpTap.send_now`): SRTP packets are
+decrypted where aioice hands over the datagram (``Connection.data_received``,
+shadowed per instance) instead of crossing aioice's queue and the DTLS transport's
+receive task, and our own audio packets are protected and written to the nominated
+pair's socket without the coroutine chain.  They use ``RTCDtlsTransport._rx_srtp``,
+``_tx_srtp``, ``_state`` and its name-mangled packet/byte counters, and aioice's
+``Connection._nominated`` / ``StunProtocol.transport``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pylibsrtp
+from aioice.ice import StunProtocol
+from aiortc.clock import current_ms
+from aiortc.rtcdtlstransport import State as DtlsState
 
 from ..exceptions import InvalidDTMF, MediaError
 
@@ -338,6 +349,8 @@ class RtpTap:
         self.bytes_sent = 0
         self.packets_received = 0
         self.bytes_received = 0
+        #: SRTP packets decrypted by the direct receive path (:meth:`receive_directly`).
+        self.direct_received = 0
         self._sender = sender
         self._receiver = receiver
         #: Takes audio packets off aiortc's path when set (the lean receive path).
@@ -346,12 +359,18 @@ class RtpTap:
         self._handle_original = transport._handle_rtp_data
         transport._send_rtp = self._send_rtp
         transport._handle_rtp_data = self._handle_rtp_data
+        self._connection: Any = None
+        self._data_received_original: Callable[[bytes, int], None] | None = None
+        self._pending: set[asyncio.Future[None]] = set()
 
     def detach(self) -> None:
-        """Remove the shadows, restoring aiortc's own methods."""
+        """Remove the shadows, restoring aiortc's and aioice's own methods."""
         for name in ("_send_rtp", "_handle_rtp_data"):
             if name in vars(self.transport):
                 delattr(self.transport, name)
+        if self._connection is not None and "data_received" in vars(self._connection):
+            del self._connection.data_received
+        self._connection = None
 
     async def _send_rtp(self, data: bytes) -> None:
         if not is_rtcp(data) and len(data) >= _RTP_HEADER:
@@ -361,14 +380,95 @@ class RtpTap:
                 self.bytes_sent += len(data) - _RTP_HEADER
         await self._send_original(data)
 
+    def send_now(self, data: bytes) -> bool:
+        """Send our own plain RTP packet ``data`` at once, without awaiting; ``False`` if
+        that cannot be done here (then await ``transport._send_rtp(data)`` instead).
+
+        The same as the awaited path (DTMF replacement, counters, SRTP, the DTLS
+        transport's counters), minus the coroutine chain: the packet is protected
+        with the transport's SRTP session and written to the nominated candidate
+        pair's socket.  Only for a connected transport whose pair is a plain UDP
+        one (a TURN relay's send is a coroutine; that takes the awaited path).
+        """
+        dtls = self.transport
+        srtp = dtls._tx_srtp
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if (
+            srtp is None
+            or dtls._state is not DtlsState.CONNECTED
+            or pair is None
+            or type(pair.protocol) is not StunProtocol
+        ):
+            return False
+        data = self._sender.process(data)
+        self.packets_sent += 1
+        self.bytes_sent += len(data) - _RTP_HEADER
+        data = srtp.protect(data)
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        dtls._RTCDtlsTransport__tx_bytes += len(data)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True
+
+    def receive_directly(self) -> None:
+        """Decrypt incoming SRTP where aioice hands the datagram over (lean path).
+
+        aioice queues every non-STUN datagram (``Connection.data_received``) for the
+        DTLS transport's receive task, which then awaits its way through
+        ``recv()``, SRTP and ``_handle_rtp_data``: a queue, a task wake-up and
+        several coroutines per packet.  Shadowing ``data_received`` on this
+        connection, SRTP (not SRTCP) packets are decrypted and handed to
+        :meth:`take` right there, once DTLS-SRTP is up.  Everything else (DTLS
+        records, including alerts and close_notify, SRTCP, and any packet before the
+        keys exist) takes aioice's queue as before; STUN (connectivity checks,
+        consent) never reaches ``data_received``.
+        """
+        connection = getattr(getattr(self.transport, "transport", None), "_connection", None)
+        if connection is None or "data_received" in vars(connection):
+            return
+        self._connection = connection
+        self._data_received_original = connection.data_received
+        connection.data_received = self._data_received
+
+    def _data_received(self, data: bytes, component: int) -> None:
+        dtls = self.transport
+        srtp = dtls._rx_srtp
+        if (
+            srtp is None
+            or not data
+            or not 127 < data[0] < 192
+            or is_rtcp(data)
+            or dtls._state is not DtlsState.CONNECTED
+        ):
+            assert self._data_received_original is not None
+            self._data_received_original(data, component)
+            return
+        try:
+            plain = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            return  # aiortc drops these too (replays, bad authentication tags)
+        dtls._RTCDtlsTransport__rx_bytes += len(data)
+        dtls._RTCDtlsTransport__rx_packets += 1
+        self.direct_received += 1
+        if not self.take(plain):
+            # Not audio nor DTMF (another payload type): aiortc's router, as before.
+            future = asyncio.ensure_future(self._handle_original(plain, current_ms()))
+            self._pending.add(future)
+            future.add_done_callback(self._pending.discard)
+
+    def take(self, data: bytes) -> bool:
+        """Count one decrypted RTP packet; consume it if it is DTMF or (lean path) audio."""
+        if len(data) < _RTP_HEADER:
+            return False
+        self.packets_received += 1
+        self.bytes_received += len(data) - _RTP_HEADER
+        if self._receiver.handle(data):
+            return True
+        return self.media is not None and self.media(data)
+
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        if len(data) >= _RTP_HEADER:
-            self.packets_received += 1
-            self.bytes_received += len(data) - _RTP_HEADER
-            if self._receiver.handle(data):
-                return
-            if self.media is not None and self.media(data):
-                return
+        if self.take(data):
+            return
         await self._handle_original(data, arrival_time_ms)
 
 

@@ -28,6 +28,7 @@ aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fractions
 import logging
@@ -62,14 +63,24 @@ BATCH = 8
 
 
 class AudioEncoder:
-    """Encodes one 20 ms frame of mono int16 samples at :attr:`sample_rate`."""
+    """Encodes one 20 ms frame of mono int16 samples at :attr:`sample_rate`.
+
+    ``releases_gil``: ``encode`` spends its time in C with the GIL released (libopus
+    through ctypes), so the :class:`SendClock` may run it on its worker thread.
+    """
 
     def __init__(
-        self, sample_rate: int, ticks_per_frame: int, encode: Callable[[Samples], bytes]
+        self,
+        sample_rate: int,
+        ticks_per_frame: int,
+        encode: Callable[[Samples], bytes],
+        *,
+        releases_gil: bool = False,
     ) -> None:
         self.sample_rate = sample_rate
         self.ticks_per_frame = ticks_per_frame
         self.encode = encode
+        self.releases_gil = releases_gil
 
 
 class _PyAvEncoder:
@@ -107,7 +118,7 @@ def make_encoder(name: str) -> AudioEncoder | None:
         # Mono, as browsers send by default; 48 kbit/s is transparent for speech.
         # libopus directly when it loads (see media/opus.py), else through PyAV.
         if opus.load() is not None:
-            return AudioEncoder(48000, 960, opus.OpusEncoder(48000).encode)
+            return AudioEncoder(48000, 960, opus.OpusEncoder(48000).encode, releases_gil=True)
         return AudioEncoder(48000, 960, _PyAvEncoder("libopus", 48000, 48000).encode)
     if key == "g722":
         # G.722 encodes 16 kHz audio but its RTP clock runs at 8 kHz (RFC 3551 §4.5.2).
@@ -119,11 +130,23 @@ def audio_level(samples: Samples) -> int:
     """RFC 6465 level of ``samples``: 0 (loudest) to 127 (silence), in -dBov."""
     if samples.size == 0:
         return 127
-    power = float(np.dot(samples.astype(np.float64), samples)) / samples.size
+    values = samples.astype(np.float32)
+    power = float(np.dot(values, values)) / samples.size
     if power <= 0.0:
         return 127
     db = 10.0 * math.log10(power / (32767.0 * 32767.0))
     return min(127, max(0, int(round(-db))))
+
+
+def _encode_batch(jobs: list[tuple[AudioEncoder, Samples]]) -> list[bytes | Exception]:
+    """Encode every frame of one sub-tick (run on the clock's worker thread)."""
+    results: list[bytes | Exception] = []
+    for encoder, samples in jobs:
+        try:
+            results.append(encoder.encode(samples))
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 class SendClock:
@@ -133,20 +156,32 @@ class SendClock:
     phase with the fewest senders when it is added and is served on that sub-tick
     only, so every sender still sends every 20 ms but the work (Opus encode, SRTP,
     the peer's receive on loopback) is spread over the frame instead of landing on
-    the loop in one burst.  Within a phase the clock yields to the loop after every
-    :data:`BATCH` senders, so a crowded phase cannot hold the loop for long either.
+    the loop in one burst.
+
+    A sub-tick first reads each sender's next frame (source, mute) on the loop,
+    then encodes: frames whose encoder releases the GIL (Opus through libopus) go
+    to the clock's one worker thread as **one job for the whole sub-tick**, while
+    the loop carries on (receiving, decoding); the others (G.711 by table) are
+    encoded on the loop.  Then each packet is built and sent on the loop, in
+    sender order, yielding to the loop after every :data:`BATCH` senders.  With
+    ``encode_thread=False`` everything is encoded on the loop.
     """
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendClock] = (
         weakref.WeakKeyDictionary()
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, encode_thread: bool = True) -> None:
         self._loop = loop
         self._phases: list[list[LeanSender]] = [[] for _ in range(PHASES)]
         self._task: asyncio.Task[None] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Whether frames of GIL-releasing encoders are encoded on the worker thread.
+        self.encode_thread = encode_thread
         self.ticks = 0
         self.resyncs = 0
+        #: Sub-ticks whose encodes ran on the worker thread.
+        self.thread_jobs = 0
 
     @classmethod
     def for_loop(cls) -> SendClock:
@@ -179,9 +214,13 @@ class SendClock:
         for phase in self._phases:
             with contextlib.suppress(ValueError):
                 phase.remove(sender)
-        if not any(self._phases) and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if not any(self._phases):
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
 
     async def _run(self) -> None:
         interval = FRAME_MS / 1000 / PHASES
@@ -200,16 +239,52 @@ class SendClock:
                 self.ticks += 1
             senders = list(self._phases[phase])
             phase = (phase + 1) % PHASES
-            for index, sender in enumerate(senders):
-                if index and not index % BATCH:
-                    await asyncio.sleep(0)
-                try:
-                    await sender.tick()
-                except ConnectionError:
-                    pass
-                except Exception:
-                    logger.exception("! lean sender %r failed; removing it", sender)
-                    self.remove(sender)
+            await self.serve(senders)
+
+    async def serve(self, senders: list[LeanSender]) -> None:
+        """One sub-tick: read, encode (a worker-thread job for GIL-releasing encoders),
+        build and send one packet for each of ``senders``."""
+        frames: list[tuple[LeanSender, AudioEncoder, Samples]] = []
+        for sender in senders:
+            try:
+                frame = sender.read_frame()
+            except Exception:
+                logger.exception("! lean sender %r failed; removing it", sender)
+                self.remove(sender)
+                continue
+            if frame is not None:
+                frames.append((sender, *frame))
+        payloads: list[bytes | Exception | None] = [None] * len(frames)
+        if self.encode_thread:
+            threaded = [i for i, frame in enumerate(frames) if frame[1].releases_gil]
+            if threaded:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        1, thread_name_prefix="exotel-voice-encode"
+                    )
+                jobs = [(frames[i][1], frames[i][2]) for i in threaded]
+                results = await self._loop.run_in_executor(self._executor, _encode_batch, jobs)
+                self.thread_jobs += 1
+                for i, result in zip(threaded, results, strict=True):
+                    payloads[i] = result
+        for index, ((sender, encoder, samples), payload) in enumerate(
+            zip(frames, payloads, strict=True)
+        ):
+            if index and not index % BATCH:
+                await asyncio.sleep(0)
+            try:
+                if payload is None:
+                    payload = encoder.encode(samples)
+                elif isinstance(payload, Exception):
+                    raise payload
+                packet = sender.deliver(encoder, samples, payload)
+                if packet is not None:
+                    await sender.transport._send_rtp(packet)
+            except ConnectionError:
+                pass
+            except Exception:
+                logger.exception("! lean sender %r failed; removing it", sender)
+                self.remove(sender)
 
 
 class LeanSender:
@@ -220,6 +295,11 @@ class LeanSender:
         rtp_sender: aiortc's ``RTCRtpSender`` (SSRC, and its SR counters).
         read: returns the next 20 ms of samples at a given rate (source, mute).
         can_send: whether the negotiated direction lets us send now.
+
+    :attr:`send_now`, when set (the session sets it to :meth:`RtpTap.send_now
+    <exotel_voice.media.dtmf.RtpTap.send_now>`), sends a packet without awaiting and
+    returns ``False`` when it cannot; the packet then takes the awaited
+    ``transport._send_rtp`` path.
     """
 
     def __init__(
@@ -245,6 +325,7 @@ class LeanSender:
         self.packets = 0
         self.octets = 0
         self._ready = False
+        self.send_now: Callable[[bytes], bool] | None = None
 
     def configure(self, name: str, clock_rate: int, payload_type: int) -> None:
         """Set the negotiated codec (a new encoder only if the codec changed)."""
@@ -282,7 +363,18 @@ class LeanSender:
         return self._encoder
 
     async def tick(self) -> None:
-        """Send one packet if connected, sending and negotiated."""
+        """Send one packet if connected, sending and negotiated (everything inline)."""
+        frame = self.read_frame()
+        if frame is None:
+            return
+        encoder, samples = frame
+        packet = self.deliver(encoder, samples, encoder.encode(samples))
+        if packet is not None:
+            await self.transport._send_rtp(packet)
+
+    def read_frame(self) -> tuple[AudioEncoder, Samples] | None:
+        """The encoder and the next 20 ms to encode, or ``None`` if nothing is to be sent now
+        (not connected, not sending, not negotiated)."""
         encoder = self._encoder
         if (
             encoder is None
@@ -291,11 +383,19 @@ class LeanSender:
             or not self._can_send()
         ):
             self._marker = True
-            return
-        samples = self._read(encoder.sample_rate)
-        payload = encoder.encode(samples)
-        if not payload:
-            return
+            return None
+        return encoder, self._read(encoder.sample_rate)
+
+    def deliver(self, encoder: AudioEncoder, samples: Samples, payload: bytes) -> bytes | None:
+        """Build the RTP packet of ``payload`` (the encoding of ``samples``) and send it.
+
+        Returns the packet if it still has to be sent through the awaited
+        ``transport._send_rtp`` (no :attr:`send_now`, or it declined), else ``None``.
+        A frame encoded by an encoder that was replaced meanwhile (the codec
+        changed while it was encoded) is dropped.
+        """
+        if not payload or encoder is not self._encoder:
+            return None
         extension = self._mid_ext
         if self._level_id is not None:
             extension += bytes([self._level_id << 4, audio_level(samples)])
@@ -319,7 +419,11 @@ class LeanSender:
         self.packets += 1
         self.octets += len(payload)
         self._update_sender_report(timestamp)
-        await self.transport._send_rtp(header + extension + payload)
+        packet = header + extension + payload
+        send_now = self.send_now
+        if send_now is not None and send_now(packet):
+            return None
+        return packet
 
     def _update_sender_report(self, timestamp: int) -> None:
         # aiortc's RTCP task builds the SR from these (RTCRtpSender, aiortc 1.16).

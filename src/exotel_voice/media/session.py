@@ -572,6 +572,9 @@ class MediaSession:
             else:
                 self._lean.configure(codecs)
             self._tap.media = self._lean.handle
+            self._tap.receive_directly()
+            if self._lean_sender is not None:
+                self._lean_sender.send_now = self._tap.send_now
             if codec is not None and self._lean_sender is not None:
                 self._lean_sender.configure(*codec)
                 if self._send_clock is None:
