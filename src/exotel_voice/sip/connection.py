@@ -245,10 +245,10 @@ class SipConnection:
         if request.method == "ACK":
             raise LocalProtocolError("send the ACK for a 2xx with send_ack()")
         self._check_outgoing(request)
-        self._ensure_via(request)
+        branch = self._ensure_via(request)
         invite: ClientTransaction | None = None
         if request.method == "CANCEL":
-            invite = self._client.get((request.branch or "", "INVITE"))
+            invite = self._client.get((branch, "INVITE"))
             if invite is None:
                 raise InvalidState("CANCEL matches no INVITE client transaction")
             if invite.state is not TransactionState.PROCEEDING:
@@ -259,11 +259,13 @@ class SipConnection:
         tx: ClientTransaction
         if request.method == "INVITE":
             tx = ClientInviteTransaction(
-                request, reliable=self.reliable, timers=self.timers, logger=self.logger
+                request, reliable=self.reliable, timers=self.timers, logger=self.logger,
+                branch=branch,
             )
         else:
             tx = ClientNonInviteTransaction(
-                request, reliable=self.reliable, timers=self.timers, logger=self.logger
+                request, reliable=self.reliable, timers=self.timers, logger=self.logger,
+                branch=branch,
             )
         if tx.key in self._client:
             raise LocalProtocolError(f"branch {tx.branch} already used for a {tx.method}")
@@ -511,7 +513,8 @@ class SipConnection:
     # Plumbing
     # ========================================================================================
     def _check_outgoing(self, request: Request) -> None:
-        missing = [n for n in ("From", "To", "Call-ID", "CSeq") if n not in request.headers]
+        names = {name for name, _ in request.headers}  # canonical names
+        missing = [n for n in ("From", "To", "Call-ID", "CSeq") if n not in names]
         if missing:
             raise LocalProtocolError(f"{request.method} lacks {', '.join(missing)}")
         try:
@@ -520,25 +523,28 @@ class SipConnection:
             raise LocalProtocolError(str(exc)) from None
         if cseq.method != request.method:
             raise LocalProtocolError(f"CSeq method {cseq.method} is not {request.method}")
-        if "Max-Forwards" not in request.headers:
+        if "Max-Forwards" not in names:
             request.headers.add("Max-Forwards", "70")
 
-    def _ensure_via(self, request: Request) -> None:
+    def _ensure_via(self, request: Request) -> str:
+        """Make sure the top Via has an RFC 3261 branch; return that branch."""
         if not request.headers.get_all("Via"):
             # str(Via(transport, host, None, {"branch": ...})), without building the object.
             branch = new_branch(self._token)
             via = f"SIP/2.0/{self.via_transport} {self.via_host};branch={branch}"
             request.headers.prepend("Via", via)
-            return
+            return branch
         try:
             top = request.via
         except InvalidMessage as exc:
             raise LocalProtocolError(f"invalid top Via: {exc}") from None
         self._sent_by.add(top.host.lower())
-        if not (top.branch or "").startswith(MAGIC_COOKIE):
-            top.params["branch"] = new_branch(self._token)
+        branch = top.branch or ""
+        if not branch.startswith(MAGIC_COOKIE):
+            branch = top.params["branch"] = new_branch(self._token)
             request.headers.remove_first("Via")
             request.headers.prepend("Via", str(top))
+        return branch
 
     def _find_server(self, response: Response) -> ServerTransaction | None:
         try:

@@ -224,6 +224,7 @@ class Transaction:
         reliable: bool = True,
         timers: TimerValues | None = None,
         logger: LoggerLike | None = None,
+        branch: str | None = None,
     ) -> None:
         self.request = request
         self.reliable = reliable
@@ -232,7 +233,9 @@ class Transaction:
         self.debug = self.logger.isEnabledFor(logging.DEBUG)
         self.state = self.INITIAL
         self.last_response: Response | None = None
-        self.branch = request.branch or ""
+        # ``branch``: the top Via's branch when the caller has just written it (saves
+        # parsing the Via back); it must be the request's.
+        self.branch = branch if branch is not None else (request.branch or "")
         self._deadlines: dict[Input, float] = {}
         self._intervals: dict[Input, float] = {}
         self._outgoing: list[Request | Response] = []
@@ -425,10 +428,11 @@ class ClientInviteTransaction(ClientTransaction):
         reliable: bool = True,
         timers: TimerValues | None = None,
         logger: LoggerLike | None = None,
+        branch: str | None = None,
     ) -> None:
         if request.method != "INVITE":
             raise ValueError(f"ClientInviteTransaction needs an INVITE, not {request.method}")
-        super().__init__(request, reliable=reliable, timers=timers, logger=logger)
+        super().__init__(request, reliable=reliable, timers=timers, logger=logger, branch=branch)
         self.ack: Request | None = None
         self._started = False
 
@@ -546,10 +550,11 @@ class ClientNonInviteTransaction(ClientTransaction):
         reliable: bool = True,
         timers: TimerValues | None = None,
         logger: LoggerLike | None = None,
+        branch: str | None = None,
     ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise ValueError(f"ClientNonInviteTransaction cannot carry {request.method}")
-        super().__init__(request, reliable=reliable, timers=timers, logger=logger)
+        super().__init__(request, reliable=reliable, timers=timers, logger=logger, branch=branch)
         self._started = False
 
     def start(self, now: float) -> None:
