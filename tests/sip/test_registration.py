@@ -238,3 +238,30 @@ def test_secrets_never_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) -> Non
     assert SENTINEL not in text
     assert digest_response.group(1) not in text
     assert "[secure]" in caplog.text
+
+
+def test_register_headers_follow_a_replaced_contact_or_display_name() -> None:
+    """To/From/Contact are rendered once and reused; replacing the objects re-renders them."""
+    reg = make_registration()
+    first = reg.register(0.0)
+    assert first.headers["From"].startswith('"Alice" <sip:alice@example.test>;tag=')
+    assert first.headers["To"] == "<sip:alice@example.test>"
+    assert first.headers["Contact"].endswith(";expires=300")
+    reg._pending = None  # as if answered: the next request is built from scratch
+    reg.contact = make_contact(secure=False, instance_id="99999999-2222-3333-4444-555555555555")
+    reg.display_name = "Bob"
+    second = reg._new_request(300, 1.0)
+    assert ";transport=ws;" in second.headers["Contact"]
+    assert "99999999-2222" in second.headers["Contact"]
+    assert second.headers["From"].startswith('"Bob" <sip:alice@example.test>;tag=')
+    assert second.headers["From"].split("tag=")[1] == first.headers["From"].split("tag=")[1]
+
+
+def test_a_contact_with_its_own_expires_gets_the_requested_one() -> None:
+    reg = make_registration()
+    own = make_contact(secure=True, instance_id="11111111-2222-3333-4444-555555555555")
+    own.params["expires"] = "7"
+    reg.contact = own
+    contact = reg.register(0.0).headers["Contact"]
+    assert contact.count("expires=") == 1
+    assert ";expires=300" in contact
