@@ -45,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+import exotel_voice.sip.message as _message_module  # noqa: E402
 from exotel_voice.sip.message import parse_message  # noqa: E402
 
 
@@ -194,6 +195,9 @@ def main() -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "load_avg_1m": os.getloadavg()[0],
         },
+        # Whether the parser modules were imported as compiled extensions (e.g. built with
+        # mypyc) rather than from their .py sources: a different kind of number.
+        "parser_compiled": not str(_message_module.__file__).endswith(".py"),
         "iterations": ITERATIONS,
         "rounds": ROUNDS,
         "sdp_parser": _sdp_parser() is not None,
