@@ -432,3 +432,74 @@ async def test_invalid_url_is_reported_without_its_secrets() -> None:
     assert "invalid WebSocket URL" in text
     assert "s3cret" not in text and "abc" not in text
     await t.close()
+
+
+# -- handshake redirects ----------------------------------------------------------------------
+
+
+def redirect_to(location: str | None = None) -> object:
+    """A process_request that answers every handshake with 302 to ``location`` (or itself)."""
+
+    def respond(connection: ServerConnection, request: object) -> object:
+        response = connection.respond(302, "moved\n")
+        response.headers["Location"] = location if location is not None else "/again"
+        return response
+
+    return respond
+
+
+async def test_a_handshake_redirect_is_followed(echo_server: Server) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    target = url_of(echo_server)
+    async with serve(handler, "127.0.0.1", 0, process_request=redirect_to(target)) as mover:  # type: ignore[arg-type]
+        rec = Recorder()
+        t = WebSocketTransport(url_of(mover) + "?token=s3cret", rec, reconnect=FAST)
+        t.start()
+        await t.wait_connected(5)
+        await t.send("hello")
+        await rec.wait_for(lambda: rec.messages == ["echo:hello"])
+        assert rec.events == ["connected"]
+        assert t.url == url_of(mover) + "?token=s3cret"  # the next attempt starts there again
+        await t.close()
+
+
+async def test_a_redirect_loop_is_a_clear_error() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, process_request=redirect_to()) as loop_server:  # type: ignore[arg-type]
+        rec = Recorder()
+        t = WebSocketTransport(url_of(loop_server), rec, reconnect=ReconnectPolicy(enabled=False))
+        t.start()
+        await rec.wait_for(lambda: rec.events == ["disconnected"])
+        assert "more than 10 redirects" in str(rec.errors[0])
+        await t.close()
+
+
+async def test_a_redirect_from_wss_to_ws_is_refused(
+    ca: trustme.CA, echo_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    target = url_of(echo_server) + "?token=s3cret"
+    async with serve(
+        handler, "127.0.0.1", 0, ssl=ctx, process_request=redirect_to(target)  # type: ignore[arg-type]
+    ) as mover:
+        with ca.cert_pem.tempfile() as ca_file, caplog.at_level(logging.DEBUG):
+            rec = Recorder()
+            t = WebSocketTransport(
+                url_of(mover, "wss"), rec, tls=TlsConfig(ca_file=ca_file),
+                reconnect=ReconnectPolicy(enabled=False),
+            )
+            t.start()
+            await rec.wait_for(lambda: rec.events == ["disconnected"])
+            await t.close()
+    assert "would drop TLS" in str(rec.errors[0])
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("exotel_voice")]
+    assert ours and not any("s3cret" in m for m in ours)
+    assert "s3cret" not in str(rec.errors[0])

@@ -26,9 +26,10 @@ import os
 import random
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urljoin
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidURI
+from websockets.exceptions import InvalidStatus, InvalidURI
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import SEND_EOF, State
@@ -51,6 +52,10 @@ _CRLF_PONG = CRLF_PONG.encode()
 
 #: Seconds to wait for the server to close TCP after the closing handshake.
 CLOSE_TIMEOUT = 2.0
+
+#: Handshake redirects followed in one connection attempt (as websockets' own client does).
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 
@@ -141,6 +146,8 @@ class _Connection(asyncio.Protocol):
         self._ping_data = b""
         self._crlf_answered = False  # the server has answered a CRLF ping at least once
         self._last_crlf_pong = 0.0
+        #: Where the server redirected the handshake (a 3xx with Location), if it did.
+        self.redirect: str | None = None
 
     @property
     def subprotocol(self) -> Subprotocol | None:
@@ -287,6 +294,8 @@ class _Connection(asyncio.Protocol):
             self.opened.set_result(None)
             self._arm_keepalive()
             return
+        if isinstance(exc, InvalidStatus) and exc.response.status_code in _REDIRECTS:
+            self.redirect = exc.response.headers.get("Location")
         error = TransportError(f"WebSocket handshake with {self.name} failed: {exc}")
         error.__cause__ = exc
         self._fail_opening(error)
@@ -562,9 +571,34 @@ class WebSocketTransport:
             logger.exception("! listener failed on a received message")
 
     async def _connect_once(self) -> _Connection:
-        name = _redact_url(self.url)
+        """Open the WebSocket, following the handshake's redirects (3xx with Location).
+
+        Every attempt starts at the configured URL. A redirect from ``wss`` to ``ws`` is
+        refused: it would drop TLS.
+        """
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            conn, location = await self._open(url)
+            if conn is not None:
+                return conn
+            assert location is not None
+            target = urljoin(url, location)
+            if url.lower().startswith("wss:") and not target.lower().startswith("wss:"):
+                raise TransportError(
+                    f"refused a redirect from {_redact_url(url)} to {_redact_url(target)}: "
+                    "it would drop TLS"
+                )
+            logger.info("= %s redirects to %s", _redact_url(url), _redact_url(target))
+            url = target
+        raise TransportError(
+            f"WebSocket handshake with {_redact_url(self.url)}: more than {MAX_REDIRECTS} redirects"
+        )
+
+    async def _open(self, url: str) -> tuple[_Connection | None, str | None]:
+        """One TCP connection and handshake: the connection, or ``(None, redirect target)``."""
+        name = _redact_url(url)
         try:
-            uri = parse_uri(self.url)
+            uri = parse_uri(url)
         except InvalidURI:
             # Its text repeats the URL, which may carry a token: not chained, not shown.
             raise TransportError(f"invalid WebSocket URL {name}") from None
@@ -598,6 +632,8 @@ class WebSocketTransport:
         except BaseException as exc:
             self._conn = None
             conn.abort()
+            if isinstance(exc, TransportError) and conn.redirect:
+                return None, conn.redirect
             if isinstance(exc, TimeoutError):
                 raise TransportError(
                     f"WebSocket handshake with {name} timed out after {self.open_timeout:g} s"
@@ -610,7 +646,7 @@ class WebSocketTransport:
             logger.warning(
                 "! %s did not accept the 'sip' subprotocol (RFC 7118 §4); continuing", name
             )
-        return conn
+        return conn, None
 
     async def _run(self) -> None:
         failures = 0
