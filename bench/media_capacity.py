@@ -65,6 +65,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from exotel_voice.media import MediaConfig, MediaSession, ToneSource  # noqa: E402
 from exotel_voice.media.pcm import frame_to_samples  # noqa: E402
+from exotel_voice.media.sender import SendClock  # noqa: E402
 from exotel_voice.media.sinks import AudioSink  # noqa: E402
 from media_latency import CODEC_RATES, LOOPBACK, raw_pair  # noqa: E402
 
@@ -87,6 +88,8 @@ class Step:
     loop_lag_p99_ms: float
     threads: int
     full_quality: bool
+    #: Times the SDK's shared send clock skipped ahead after a stall > 100 ms (ours only).
+    send_clock_resyncs: int = 0
 
 
 @dataclass
@@ -271,9 +274,12 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
     probe.lags.clear()
     probe.recording = True
     loop = asyncio.get_running_loop()
+    clock = SendClock._clocks.get(loop)
+    resyncs0 = clock.resyncs if clock is not None else 0
     t0, cpu0 = loop.time(), time.process_time()
     await asyncio.sleep(window)
     elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
+    resyncs = (clock.resyncs if clock is not None else 0) - resyncs0
     probe.recording = False
     ratios = [
         (c.frames - b) / (NOMINAL_FPS * elapsed) for c, b in zip(counters, before, strict=True)
@@ -293,6 +299,7 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
         loop_lag_p99_ms=round(p99, 2),
         threads=threading.active_count(),
         full_quality=min(ratios) >= MIN_RATIO and p99 < MAX_LAG_P99_MS,
+        send_clock_resyncs=resyncs,
     )
 
 
@@ -324,6 +331,7 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
                 f"({step.cpu_s_per_leg_minute:.2f} s/leg-min) frames min/mean="
                 f"{step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
                 f"lag p99={step.loop_lag_p99_ms:.1f} ms threads={step.threads} "
+                f"resyncs={step.send_clock_resyncs} "
                 f"{'ok' if step.full_quality else 'DEGRADED'}",
                 flush=True,
             )

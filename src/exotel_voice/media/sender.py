@@ -28,6 +28,7 @@ aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import fractions
@@ -48,7 +49,15 @@ from .codecs import alaw_encode, ulaw_encode
 from .pcm import FRAME_MS, Samples
 
 
-__all__ = ["BATCH", "PHASES", "AudioEncoder", "LeanSender", "SendClock", "make_encoder"]
+__all__ = [
+    "BATCH",
+    "MAX_IN_FLIGHT",
+    "PHASES",
+    "AudioEncoder",
+    "LeanSender",
+    "SendClock",
+    "make_encoder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +69,9 @@ _NTP_EPOCH = 2208988800  # seconds from 1900 to 1970
 PHASES = 4
 #: Senders served in a row before the clock yields to the event loop.
 BATCH = 8
+#: Sub-ticks whose packets may still be in the making (encoding on the worker thread)
+#: before the clock waits for the oldest: two frames.
+MAX_IN_FLIGHT = 2 * PHASES
 
 
 class AudioEncoder:
@@ -226,24 +238,42 @@ class SendClock:
         interval = FRAME_MS / 1000 / PHASES
         due = self._loop.time()
         phase = 0
-        while any(self._phases):
-            due += interval
-            delay = due - self._loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.1:
-                # The loop stalled: carry on from now rather than sending a burst.
-                due = self._loop.time()
-                self.resyncs += 1
-            if phase == 0:
-                self.ticks += 1
-            senders = list(self._phases[phase])
-            phase = (phase + 1) % PHASES
-            await self.serve(senders)
+        in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
+        try:
+            while any(self._phases):
+                due += interval
+                delay = due - self._loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.1:
+                    # The loop stalled: carry on from now rather than sending a burst.
+                    due = self._loop.time()
+                    self.resyncs += 1
+                if phase == 0:
+                    self.ticks += 1
+                senders = list(self._phases[phase])
+                phase = (phase + 1) % PHASES
+                while in_flight and in_flight[0].done():
+                    in_flight.popleft()
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    # The worker thread is two frames behind: wait for it (and fall
+                    # behind the schedule, resynchronising as above if it lasts).
+                    await asyncio.wait([in_flight[0]])
+                # Served as its own task, so the clock keeps its schedule while the
+                # worker thread encodes; each sub-tick sends after the previous one.
+                previous = in_flight[-1] if in_flight else None
+                in_flight.append(self._loop.create_task(self.serve(senders, after=previous)))
+        finally:
+            for task in in_flight:
+                task.cancel()
 
-    async def serve(self, senders: list[LeanSender]) -> None:
+    async def serve(
+        self, senders: list[LeanSender], *, after: asyncio.Future[None] | None = None
+    ) -> None:
         """One sub-tick: read, encode (a worker-thread job for GIL-releasing encoders),
-        build and send one packet for each of ``senders``."""
+        build and send one packet for each of ``senders``; the packets are built and
+        sent only once ``after`` (the previous sub-tick) is done, so they leave in
+        order."""
         frames: list[tuple[LeanSender, AudioEncoder, Samples]] = []
         for sender in senders:
             try:
@@ -267,6 +297,8 @@ class SendClock:
                 self.thread_jobs += 1
                 for i, result in zip(threaded, results, strict=True):
                     payloads[i] = result
+        if after is not None and not after.done():
+            await asyncio.wait([after])
         for index, ((sender, encoder, samples), payload) in enumerate(
             zip(frames, payloads, strict=True)
         ):
