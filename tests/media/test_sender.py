@@ -5,7 +5,9 @@ clock, SR counters.  End to end (with SRTP, DTMF, hold) it runs in test_session.
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,14 @@ import pytest
 
 from exotel_voice.media.codecs import ULAW_DECODE, make_decoder
 from exotel_voice.media.dtmf import rtp_payload
-from exotel_voice.media.sender import PHASES, LeanSender, SendClock, audio_level, make_encoder
+from exotel_voice.media.sender import (
+    PHASES,
+    AudioEncoder,
+    LeanSender,
+    SendClock,
+    audio_level,
+    make_encoder,
+)
 
 
 class FakeTransport:
@@ -206,3 +215,38 @@ async def test_a_frame_encoded_for_a_replaced_encoder_is_dropped() -> None:
     sender.configure("PCMU", 8000, 0)  # the codec changed while the frame was encoded
     assert sender.deliver(encoder, samples, payload) is None
     assert sender.packets == 0
+
+
+async def test_pipelined_sub_ticks_keep_each_legs_frames_in_order() -> None:
+    """Sub-ticks are served as tasks while the worker encodes; however long a job takes,
+    each leg's packets leave in the order its frames were read, with consecutive
+    sequence numbers."""
+    def slow_encode(samples: np.ndarray) -> bytes:
+        time.sleep(random.uniform(0, 0.012))  # sometimes longer than a sub-tick
+        return samples[:4].tobytes()
+
+    clock = SendClock.for_loop()
+    transports = [FakeTransport() for _ in range(6)]
+    for transport in transports:
+        counter = iter(range(1, 10**6))
+        sender = LeanSender(
+            transport,
+            fake_rtp_sender(),
+            lambda rate, c=counter: np.full(rate // 50, next(c), np.int16),  # type: ignore[misc]
+            lambda: True,
+        )
+        sender.configure("PCMU", 8000, 0)
+        sender._encoder = AudioEncoder(8000, 160, slow_encode, releases_gil=True)
+        sender.set_header_extensions(SimpleNamespace(muxId=None, headerExtensions=[]))
+        clock.add(sender)
+    async with asyncio.timeout(20):
+        while min(len(t.sent) for t in transports) < 15:
+            await asyncio.sleep(0.02)
+    for sender in list(clock.senders):
+        clock.remove(sender)
+    assert clock.thread_jobs > 0
+    for transport in transports:
+        labels = [np.frombuffer(rtp_payload(p), np.int16)[0] for p in transport.sent]
+        assert labels == sorted(labels)
+        seqs = [struct.unpack_from("!H", p, 2)[0] for p in transport.sent]
+        assert [(s - seqs[0]) & 0xFFFF for s in seqs] == list(range(len(seqs)))
