@@ -59,7 +59,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from ..exceptions import InvalidMessage, LineTooLong, MessageTooLarge, TooManyHeaders
-from .abnf import TOKEN
+from .abnf import TOKEN, TOKEN_P
 from .headers import (
     CSEQ_RE,
     FAST_NAME_ADDR_RE,
@@ -528,8 +528,11 @@ def _check_delta_seconds(value: str) -> None:
         raise InvalidMessage(f"invalid delta-seconds {excerpt(value, 20)}")
 
 
+# Possessive repeats ("*+", "++"): a token is followed by SP/HTAB, "/", ";" or the end, none
+# of which is a token character, so giving characters back never finds another match (it
+# only costs time when a match fails).
 _MEDIA_TYPE_RE = re.compile(
-    r"[ \t]*(" + TOKEN + r")[ \t]*/[ \t]*(" + TOKEN + r")[ \t]*(;.*)?", re.DOTALL
+    r"[ \t]*+(" + TOKEN_P + r")[ \t]*+/[ \t]*+(" + TOKEN_P + r")[ \t]*+(;.*)?", re.DOTALL
 )
 
 
@@ -542,7 +545,10 @@ def _check_media_type(value: str) -> None:
         parse_params(m.group(3))
 
 
-_TOKEN_LIST_RE = re.compile(r"[ \t]*(?:" + TOKEN + r"[ \t]*(?:,[ \t]*" + TOKEN + r"[ \t]*)*)?")
+# (Possessive, as _MEDIA_TYPE_RE: a token is followed by SP/HTAB, "," or the end.)
+_TOKEN_LIST_RE = re.compile(
+    r"[ \t]*+(?:" + TOKEN_P + r"[ \t]*+(?:,[ \t]*+" + TOKEN_P + r"[ \t]*+)*+)?+"
+)
 
 
 def _check_token_list(value: str) -> None:
