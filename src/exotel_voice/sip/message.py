@@ -736,9 +736,14 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         known = _known_names
         try:
             for line in lines:
-                name, colon, value = line.partition(":")
+                # Split at the usual ": " first: the value then needs no new string from
+                # strip(). A name is a token (no ":"), so if the line has an earlier ":",
+                # "name" holds it and is not in _known_names: the general path decides.
+                name, colon, value = line.partition(": ")
                 if not colon:
-                    raise KeyError(name)  # a line without ":": the general path reports it
+                    name, colon, value = line.partition(":")
+                    if not colon:
+                        raise KeyError(name)  # a line without ":": the general path reports it
                 append((known[name], value.strip(" \t")))
         except KeyError:
             items = None
