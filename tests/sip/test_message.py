@@ -430,6 +430,16 @@ def test_header_fast_path_agrees_with_the_general_path(monkeypatch: pytest.Monke
     with pytest.raises(InvalidMessage, match="bare CR"):
         parse_message(BASIC + "X-Novel: a\rb\r\n\r\n")
     assert len(general_calls) == 6
+    # The fast loop splits at ": " first: a value holding ": " keeps it, and a line whose
+    # first ":" has no SP after it (so the "name" before ": " holds a ":") is not a known
+    # spelling and goes to the general path, which splits at the first ":".
+    colons = BASIC + "Subject: a: b\r\nX-Novel :  c\r\nX-Novel:d: e\r\n\r\n"
+    got = parse_message(colons).headers.items()[-3:]
+    assert got == [("Subject", "a: b"), ("X-Novel", "c"), ("X-Novel", "d: e")]
+    assert len(general_calls) == 7
+    fast = parse_message(BASIC + "Subject: a: b\r\nX-Novel :  c\r\n\r\n").headers.items()
+    assert fast[-2:] == got[:2]
+    assert len(general_calls) == 7
 
 
 def test_accepts_str_bytearray_memoryview() -> None:
