@@ -13,10 +13,15 @@ library PyAV's ``libopus`` codec uses), else the system's (``libopus.so.0``).  I
 neither loads, :func:`load` returns ``None`` and the callers fall back to PyAV.
 
 Encoder defaults for a server (:class:`OpusEncoder`): mono, 48 kHz, 20 ms,
-``OPUS_APPLICATION_VOIP``, 48 kbit/s VBR, complexity :data:`DEFAULT_COMPLEXITY`.
-libopus's default complexity is 9 and libavcodec's 10; 5 costs about half the CPU
-and, at 48 kbit/s wideband, is still transparent for speech (measured in
-docs/benchmarks.md; mobile WebRTC stacks use 5 or lower).
+``OPUS_APPLICATION_VOIP``, 48 kbit/s VBR, complexity :data:`DEFAULT_COMPLEXITY`
+(libavcodec's default; libopus's own is 9).  A lower complexity is not cheaper for
+tonal or voiced signals here: below 7 libopus skips its signal analysis and codes
+them in hybrid mode, which costs more (measured in docs/benchmarks.md).
+
+``opus_encode`` / ``opus_decode`` are called through ``ctypes.CDLL``, which releases
+the GIL for the call, so the send clock encodes on a worker thread
+(:class:`~exotel_voice.media.sender.SendClock`).  One state is never used by two
+threads at once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The lean send path: one shared 20 ms clock per event loop, inline encoding.
+"""The lean send path: one shared 20 ms clock per event loop; Opus encodes on a worker thread.
 
 Why not aiortc's sender
 -----------------------
@@ -10,19 +10,24 @@ resampling + encoding (a GIL hand-off and a future per packet), then builds an
 decide how many legs fit in a process.
 
 Here one :class:`SendClock` task per event loop ticks every 20 ms (on an absolute
-schedule, so it does not drift) and, for each registered :class:`LeanSender`,
-reads the source, encodes inline (G.711 by table, Opus by libopus through ctypes,
-G.722 with PyAV, on the loop), packs the RTP header with ``struct`` and awaits
-``RTCDtlsTransport._send_rtp`` — the same entry aiortc's sender uses, so our RTP
-tap (RFC 4733 DTMF, counters) and SRTP are unchanged.  That await completes
-without suspending (a UDP ``sendto``), so one task serves every leg.  The legs are
-spread over four 5 ms sub-ticks of the frame (see :class:`SendClock`), so their
-encodes do not land on the loop as one burst every 20 ms.
+schedule, so it does not drift), cut into four 5 ms sub-ticks with the legs spread
+over them.  On its sub-tick each registered :class:`LeanSender` has its source read
+on the loop; the sub-tick's Opus frames are then encoded by libopus (ctypes, which
+releases the GIL) on the clock's one worker thread, **as one job for the whole
+sub-tick**, while the loop goes on receiving and decoding; G.711 is encoded by
+table on the loop, G.722 with PyAV on the loop.  Back on the loop each packet's
+RTP header is packed with ``struct`` and the packet is sent by
+:meth:`RtpTap.send_now <exotel_voice.media.dtmf.RtpTap.send_now>` (RFC 4733 DTMF
+replacement, counters, SRTP, ``sendto`` on the nominated pair, no coroutine) or,
+where that cannot be used (a TURN relay), by awaiting ``RTCDtlsTransport._send_rtp``,
+the entry aiortc's sender uses.  Each sub-tick runs as its own task, so the clock
+keeps its schedule while the worker encodes; packets still leave in sub-tick
+order, and with more than two frames in flight the clock waits for the worker.
 
 aiortc's own sender is still started (its RTCP task sends the sender reports),
 but its RTP task waits on a track that never yields a frame.  Its sender-report
-counters are kept current by :meth:`LeanSender.tick` (name-mangled attributes of
-aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
+counters are kept current by :meth:`LeanSender.deliver` (name-mangled attributes
+of aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
 """
 
 from __future__ import annotations

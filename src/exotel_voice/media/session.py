@@ -10,12 +10,17 @@ for calls we place, :meth:`~MediaSession.accept_offer` for calls we answer,
 return is complete: aiortc gathers all candidates first (no trickle ICE), within
 :attr:`IceConfig.gather_timeout`.
 
-Sending: one outgoing track ticks every 20 ms and pulls a frame from the current
-:class:`~exotel_voice.media.sources.AudioSource` (silence if it has none, or while
-muted).  Receiving: one task reads decoded frames from aiortc and hands them to
-every attached :class:`~exotel_voice.media.sinks.AudioSink`.  RFC 4733 DTMF rides
-on the RTP path through :mod:`exotel_voice.media.dtmf`, which is also the only
-module that touches aiortc's RTP internals.
+Sending: with the default lean media path the shared
+:class:`~exotel_voice.media.sender.SendClock` pulls a frame from the current
+:class:`~exotel_voice.media.sources.AudioSource` every 20 ms (silence if it has
+none, or while muted), encodes it (Opus on the clock's worker thread) and sends it;
+with ``media_path="aiortc"`` aiortc's sender pulls the same frames from a track.
+Receiving: decrypted audio packets go through a jitter buffer and decoder
+(:mod:`exotel_voice.media.jitter`) to every attached
+:class:`~exotel_voice.media.sinks.AudioSink`, or, with ``media_path="aiortc"``, one
+task reads decoded frames from aiortc.  RFC 4733 DTMF rides on the RTP path through
+:mod:`exotel_voice.media.dtmf`, whose :class:`~exotel_voice.media.dtmf.RtpTap` is
+where packets are taken off (and put on) aiortc's transport.
 
 States (:class:`MediaState`)::
 
