@@ -6,6 +6,7 @@ Header parsing inside whole messages (folding, RFC 4475) is covered by test_mess
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from exotel_voice.exceptions import InvalidMessage
 from exotel_voice.sip.headers import (
@@ -247,3 +248,43 @@ def test_name_addr_parameters_match_the_general_grammar(text: str) -> None:
     expected = parse_params(text[text.index(">") + 1 :])
     assert na.params == expected
     assert list(na.params) == list(expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [";", "=", '"', "a", "X-y", "1", "+sip.instance", "<urn:uuid:1>", ":", "[", "]",
+             ".", "\\", "é", "\x01", "\x7f", "?", "@", "/", "tag", "lr", "transport=ws"]
+        ),
+        max_size=14,
+    )
+)
+def test_fast_parameter_path_agrees_with_the_general_one(parts: list[str]) -> None:
+    """A list starting with ";" may take the one-match path; a leading space forces the
+    general parser. Both give the same parameters or both reject."""
+    text = ";" + "".join(parts)
+
+    def outcome(value: str) -> object:
+        try:
+            return list(parse_params(value).items())
+        except InvalidMessage:
+            return "invalid"
+
+    assert outcome(text) == outcome(" " + text)
+
+
+def test_kamailio_contact_with_a_quoted_received_parameter() -> None:
+    value = (
+        '<sip:d8r2ofu3@k1x9qmw3ez5c.invalid;transport=ws>;expires=600;'
+        'received="sip:127.0.0.1:49822;transport=ws";'
+        '+sip.instance="<urn:uuid:5d3a7c1e-7f41-4a4e-9a2b-2f0a3c6d8e11>";reg-id=1'
+    )
+    assert split_header_values(value) == [value]
+    contact = parse_name_addr(value)
+    assert contact.params == {
+        "expires": "600",
+        "received": "sip:127.0.0.1:49822;transport=ws",
+        "+sip.instance": "<urn:uuid:5d3a7c1e-7f41-4a4e-9a2b-2f0a3c6d8e11>",
+        "reg-id": "1",
+    }

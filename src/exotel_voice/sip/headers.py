@@ -164,10 +164,10 @@ def split_header_values(value: str) -> list[str]:
     Returns:
         The elements, stripped of surrounding whitespace.
     """
+    if "," not in value:  # one element, whatever quotes or <> it holds
+        v = value.strip()
+        return [v] if v else []
     if '"' not in value and "<" not in value:
-        if "," not in value:
-            v = value.strip()
-            return [v] if v else []
         return [v for v in (p.strip() for p in value.split(",")) if v]
     out: list[str] = []
     pos = 0
@@ -324,6 +324,19 @@ class Headers:
 # Structured values
 # --------------------------------------------------------------------------------------------
 
+# The common shape of a parameter list, checked in one match: no whitespace and no
+# quoted-pairs (so a quoted value is DQUOTE, any qdtext but DQUOTE, DQUOTE). A full match of
+# it is a valid list, and the item expression then takes it apart in one findall. Groups of
+# an item: 1 name, 2 "=" when there is a value, 3 plain value, 4 quoted value (no quotes).
+_QDTEXT_P = r'[^"\\\x00-\x1f\x7f]*+'
+_FAST_PARAM_LIST_RE = re.compile(
+    r"(?:;" + TOKEN_P + r"(?:=(?:" + GEN_VALUE_P + r'|"' + _QDTEXT_P + r'"))?)*+'
+)
+_FAST_PARAM_ITEM_RE = re.compile(
+    r";(" + TOKEN_P + r")(?:(=)(?:(" + GEN_VALUE_P + r')|"(' + _QDTEXT_P + r')"))?'
+)
+
+
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag`` generic parameters (RFC 3261 §25.1 ``generic-param``).
 
@@ -343,6 +356,17 @@ def parse_params(text: str) -> dict[str, str | None]:
     """
     if not text:
         return {}
+    if (
+        text[0] == ";"
+        and " " not in text
+        and "\t" not in text
+        and "\\" not in text
+        and _FAST_PARAM_LIST_RE.fullmatch(text) is not None
+    ):
+        return {
+            name.lower(): (plain or quoted) if eq else None
+            for name, eq, plain, quoted in _FAST_PARAM_ITEM_RE.findall(text)
+        }
     if text[0] != ";":
         stripped = text.lstrip(" \t")
         if not stripped:
