@@ -7,12 +7,15 @@ import itertools
 import re
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from exotel_voice.exceptions import AuthenticationError, InvalidMessage
 from exotel_voice.sip.auth import (
     SUPPORTED_ALGORITHMS,
     DigestAuth,
     DigestChallenge,
+    _split_auth,
+    _split_auth_general,
     parse_challenge,
     parse_challenges,
 )
@@ -481,3 +484,26 @@ def test_format_challenge_round_trips_through_parse_challenge() -> None:
     assert (parsed.realm, parsed.nonce, parsed.opaque, parsed.algorithm, parsed.qop,
             parsed.stale) == ('we "quote"', "n1", "o", "SHA-256", ["auth"], True)
     assert quote('a"b\\c') == '"a\\"b\\\\c"'
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["Digest", " ", "\t", "\n", ",", ", ", "realm", "Nonce", "=", '"', "a b", "x",
+             '"auth"', "\\", "Basic", "dXNl==", "1", "é", "MD5", 'nonce="n"', 'qop="auth,x"']
+        ),
+        max_size=12,
+    )
+)
+def test_one_match_path_agrees_with_the_general_split(parts: list[str]) -> None:
+    value = "".join(parts)
+
+    def outcome(split: object) -> object:
+        assert callable(split)
+        try:
+            return split(value)
+        except InvalidMessage:
+            return "invalid"
+
+    assert outcome(_split_auth) == outcome(_split_auth_general)

@@ -150,12 +150,33 @@ _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*[ \t]*(?=,|$)")
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
+# The usual value, one scheme and its parameters with no quoted-pairs, in one match; then
+# one findall takes the parameters apart. Anything else takes the general loop below.
+_ONE_PARAM = rf'{_TOKEN}[ \t]*=[ \t]*(?:"[^"\\]*"|[^\s,"]+)'
+_FAST_AUTH_RE = re.compile(
+    rf"[\s,]*({_TOKEN})[ \t]+({_ONE_PARAM}(?:[ \t]*,[\s,]*{_ONE_PARAM})*)[ \t]*(?:,[\s,]*)?"
+)
+_FAST_AUTH_PARAM_RE = re.compile(rf'({_TOKEN})[ \t]*=[ \t]*(?:"([^"\\]*)"|([^\s,"]+))')
+
+
 def _split_auth(value: str) -> list[tuple[str, dict[str, str]]]:
     """Split a challenge or credentials header value into ``(scheme, params)`` pairs.
 
     Several challenges may share one header value, separated by commas; a new one starts
     where a token is followed by whitespace instead of ``=``.
     """
+    m = _FAST_AUTH_RE.fullmatch(value)
+    if m is not None:
+        found = {
+            name.lower(): quoted if not plain else plain
+            for name, quoted, plain in _FAST_AUTH_PARAM_RE.findall(m.group(2))
+        }
+        return [(m.group(1), found)]
+    return _split_auth_general(value)
+
+
+def _split_auth_general(value: str) -> list[tuple[str, dict[str, str]]]:
+    """:func:`_split_auth` for any value: one token or parameter at a time."""
     out: list[tuple[str, dict[str, str]]] = []
     params: dict[str, str] | None = None
     pos = 0
