@@ -157,3 +157,39 @@ async def test_output_produced_while_after_runs_is_written_in_the_same_flush() -
     await pump.drain(1.0)
     assert written == [b"in-1", b"in-2", b"reply"]
     await pump.aclose()
+
+
+async def test_a_later_deadline_keeps_the_armed_timer_and_still_fires_on_time() -> None:
+    core = Core()
+
+    async def send(data: bytes) -> None:
+        pass
+
+    pump = Pump(core, send)
+    calls: list[float] = []
+    real = core.handle_timer
+
+    def handle_timer(now: float) -> None:
+        calls.append(now)
+        real(now)
+
+    core.handle_timer = handle_timer  # type: ignore[method-assign]
+    start = pump.now()
+    pump.run(lambda t: core.deadlines.append(start + 0.02))
+    armed = pump._timer
+    # The deadline moves later (as when a new transaction replaces a finished one): the
+    # armed timer stays, fires early with nothing due, and the real deadline follows.
+    pump.run(lambda t: setattr(core, "deadlines", [start + 0.06]))
+    assert pump._timer is armed
+    await asyncio.sleep(0.1)
+    assert core.fired == [start + 0.06]
+    assert len(calls) == 2 and start + 0.02 <= calls[0] < start + 0.06 <= calls[1]
+    # An earlier deadline replaces the armed timer.
+    base = pump.now()
+    pump.run(lambda t: core.deadlines.append(base + 0.08))
+    armed = pump._timer
+    pump.run(lambda t: core.deadlines.append(base + 0.03))
+    assert pump._timer is not armed and armed is not None and armed.cancelled()
+    await asyncio.sleep(0.15)
+    assert core.fired == [start + 0.06, base + 0.03, base + 0.08]
+    await pump.aclose()

@@ -7,7 +7,9 @@ as aioquic's ``QuicConnectionProtocol`` does for QUIC):
 
 1. feed each received message to ``core.receive_data(data, now)``;
 2. after *every* call into the core, write ``core.data_to_send()`` out, in order;
-3. re-arm ``loop.call_at(core.get_timer(), ...)`` to call ``core.handle_timer(now)``.
+3. re-arm ``loop.call_at(core.get_timer(), ...)`` to call ``core.handle_timer(now)`` (the
+   pump keeps an armed timer whose deadline is earlier than the core's: ``handle_timer``
+   must do nothing when nothing is due, which every core here does).
 
 :class:`Pump` does exactly that, for the phone (:class:`~exotel_voice.client.Phone`) and for
 each client flow of the sandbox alike. Its owner runs commands through :meth:`Pump.run` (or
@@ -52,7 +54,7 @@ class SansIOCore(Protocol):
         """The earliest deadline, on the loop's clock, or ``None``."""
 
     def handle_timer(self, now: float) -> None:
-        """Fire what is due at ``now``."""
+        """Fire what is due at ``now`` (the pump may call it early, when nothing is due)."""
 
 
 class Pump:
@@ -171,15 +173,22 @@ class Pump:
             self._timer = None
 
     def _arm_timer(self) -> None:
-        deadline = self.core.get_timer() if self._timers else None
+        # Re-armed only when the core's deadline comes *earlier* than the armed one. A
+        # deadline that moved later (the usual case: each new transaction or refresh pushes
+        # it out) keeps the armed timer, which then fires early: the core finds nothing due
+        # and the flush after it arms the real deadline. That costs one spare wake-up now and
+        # then instead of a cancel and a heap push on nearly every flush.
+        if not self._timers:
+            return
+        deadline = self.core.get_timer()
+        if deadline is None:
+            return  # an armed timer may still fire: harmless, as above
         timer = self._timer
         if timer is not None:
-            if deadline is not None and timer.when() == deadline:
-                return  # already armed for it (the common case: a flush changed nothing)
+            if timer.when() <= deadline:
+                return
             timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
