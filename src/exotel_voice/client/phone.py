@@ -465,7 +465,10 @@ class Phone:
             if event.guide_state != "sent_request":
                 self._registration_state = event.guide_state
             self._last_reg_event = ev
-            self._reg_changed.set()
+            if event.guide_state != "sent_request":
+                # register()/unregister() wait for an outcome; a REGISTER going out (the
+                # retry with credentials, say) is not one, so it does not wake them.
+                self._reg_changed.set()
             logger.info("= %s registration: %s %s %s", self.name, event.guide_state,
                         event.status or "", event.reason)
             self._publish(ev)
