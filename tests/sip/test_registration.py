@@ -265,3 +265,44 @@ def test_a_contact_with_its_own_expires_gets_the_requested_one() -> None:
     contact = reg.register(0.0).headers["Contact"]
     assert contact.count("expires=") == 1
     assert ";expires=300" in contact
+
+
+def _ok_with_contacts(reg: Registration, request: Request, *contacts: str) -> Response:
+    base = Headers([(k, request.headers[k]) for k in ("Via", "From", "To", "Call-ID", "CSeq")])
+    for value in contacts:
+        base.add("Contact", value)
+    return Response(200, "OK", base)
+
+
+@pytest.mark.parametrize(
+    ("others", "expected"),
+    [
+        # Kamailio's shape: our URI verbatim, then expires, a quoted received=, our instance.
+        ([], 600),
+        # Another device's binding first: skipped, ours is still found.
+        (['<sip:other@10.0.0.9;transport=ws>;expires=77;+sip.instance="<urn:uuid:ffff>"'], 600),
+        # A binding before ours that carries our instance id (another flow of ours): the
+        # general rule takes the first binding that is ours, this one.
+        (['<sip:x@y.invalid;transport=ws>;expires=42;+sip.instance="<urn:uuid:INSTANCE>"'], 42),
+    ],
+)
+def test_granted_expiry_is_read_from_our_binding(others: list[str], expected: int) -> None:
+    reg = make_registration()
+    request = reg.register(0.0)
+    request.headers.prepend("Via", "SIP/2.0/WSS a.invalid;branch=z9hG4bKx")
+    instance = reg.contact.params["+sip.instance"]
+    assert instance is not None
+    ours = (
+        f"<{reg.contact.uri}>;expires=600;received=\"sip:127.0.0.1:49822;transport=ws\";"
+        f"+sip.instance=\"{instance}\";reg-id=1"
+    )
+    others = [o.replace("<urn:uuid:INSTANCE>", instance) for o in others]
+    if expected == 600:  # ours is certain from the text: no Contact needs a full parse
+
+        def unexpected(response: Response) -> None:
+            raise AssertionError("the general path was taken")
+
+        reg._matching_binding = unexpected  # type: ignore[method-assign,assignment]
+    reg.handle_response(_ok_with_contacts(reg, request, *others, ours), 0.0)
+    assert reg.state is RegistrationState.REGISTERED
+    assert reg.granted_expires == expected

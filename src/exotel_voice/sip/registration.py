@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..exceptions import AuthenticationError, InvalidMessage, SipError, TransactionTimeout
-from .headers import Headers, NameAddr
+from .headers import Headers, NameAddr, parse_params
 from .message import Request, Response
 from .uri import SipURI
 
@@ -214,7 +214,7 @@ class Registration:
         self._events: list[RegistrationEvent] = []
         # The To, From and Contact texts of our REGISTERs, rendered once per (aor, contact,
         # display name): the objects are treated as values (replace them, don't mutate them).
-        self._rendered: tuple[str, str, str | None] = ("", "", None)
+        self._rendered: tuple[str, str, str | None, str] = ("", "", None, "")
         self._rendered_for: tuple[object, ...] | None = None
 
     def __repr__(self) -> str:
@@ -406,39 +406,68 @@ class Registration:
 
     def _granted_expires(self, response: Response) -> int:
         # RFC 3261 §10.2.4: the binding's expires param, else the Expires header.
+        header_expires = response.headers.get("Expires")
+        found, params = self._echoed_binding(response)
+        if not found:
+            params = self._matching_binding(response)
+        if params is None:
+            if header_expires is None:
+                # Some registrars echo no Contact; trust what we asked for.
+                return self._requested_expires
+        else:
+            value = params.get("expires") or header_expires
+            if value is not None:
+                try:
+                    return int(value.strip())
+                except ValueError:
+                    pass
+        try:
+            return int((header_expires or "").strip())
+        except ValueError:
+            return self._requested_expires
+
+    def _echoed_binding(self, response: Response) -> tuple[bool, dict[str, str | None] | None]:
+        """Our binding's parameters without parsing every Contact, when that is certain.
+
+        Registrars echo the Contact URI they stored as it was sent (Kamailio does): the first
+        value that starts with our ``<URI>`` is ours, if no value before it could be ours by
+        the general rule of :meth:`_matching_binding` (same ``+sip.instance``, or same user
+        and host: such a value would hold our instance id or host as text). Returns
+        ``(False, None)`` when unsure.
+        """
+        ours = self._render()[3]
+        instance = self.contact.params.get("+sip.instance")
+        host = self.contact.sip_uri.host.lower()
+        for raw in response.headers.get_all("Contact"):
+            if raw.startswith(ours):
+                try:
+                    return True, parse_params(raw[len(ours):])
+                except InvalidMessage:
+                    return False, None
+            if "\\" in raw or host in raw.lower() or (instance is not None and instance in raw):
+                return False, None
+        return False, None
+
+    def _matching_binding(self, response: Response) -> dict[str, str | None] | None:
+        """The parameters of the first binding that is ours, parsing every Contact."""
         ours = self.contact
         instance = ours.params.get("+sip.instance")
         our_uri = ours.sip_uri
-        header_expires = response.headers.get("Expires")
         for binding in _safe_contacts(response):
             uri = binding.uri
             same = (instance is not None and binding.params.get("+sip.instance") == instance) or (
                 isinstance(uri, SipURI) and uri.user == our_uri.user and uri.host == our_uri.host
             )
-            if not same:
-                continue
-            value = binding.params.get("expires") or header_expires
-            if value is not None:
-                try:
-                    return int(value.strip())
-                except ValueError:
-                    break
-            break
-        else:
-            if header_expires is None:
-                # Some registrars echo no Contact; trust what we asked for.
-                return self._requested_expires
-        try:
-            return int((header_expires or "").strip())
-        except ValueError:
-            return self._requested_expires
+            if same:
+                return binding.params
+        return None
 
     def _new_request(
         self, expires: int, now: float, *, auth: tuple[str, str] | None = None
     ) -> Request:
         self.cseq += 1
         self._requested_expires = expires if expires else self._requested_expires
-        to, from_, contact = self._render()
+        to, from_, contact, _ = self._render()
         if contact is None:  # the Contact has an expires parameter of its own: replace it
             params = dict(self.contact.params)
             params["expires"] = str(expires)
@@ -473,8 +502,9 @@ class Registration:
         return request
 
 
-    def _render(self) -> tuple[str, str, str | None]:
-        """To, From and Contact (without ``expires``; ``None`` if it has one) as text."""
+    def _render(self) -> tuple[str, str, str | None, str]:
+        """To, From, Contact (without ``expires``; ``None`` if it has one) and ``<Contact URI>``
+        as text."""
         key = (self.aor, self.contact, self.display_name, self.from_tag)
         if self._rendered_for is not None and all(
             a is b for a, b in zip(self._rendered_for, key, strict=True)
@@ -488,6 +518,7 @@ class Registration:
             str(NameAddr(self.aor)),
             str(NameAddr(self.aor, self.display_name, {"tag": self.from_tag})),
             contact_text,
+            f"<{contact.uri}>",
         )
         self._rendered_for = key
         return self._rendered
