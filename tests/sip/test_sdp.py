@@ -532,3 +532,11 @@ def test_parser_raises_only_invalid_sdp(text: str) -> None:
         parse_sdp("v=0\r\n" + text)
     except InvalidSDP:
         pass
+
+
+def test_sdp_errors_never_quote_an_ice_password() -> None:
+    """A malformed line is quoted in the error, masked as the logs are (RFC 8839 ice-pwd)."""
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nice-pwd:s3cretPwd0123456789\r\n"
+    with pytest.raises(InvalidSDP) as caught:
+        parse_sdp(sdp)
+    assert "line 5" in str(caught.value) and "s3cretPwd" not in str(caught.value)

@@ -40,7 +40,8 @@ _AUTH_HEADER_RE = re.compile(
 _DIGEST_RESPONSE_RE = re.compile(
     r'\b(response[ \t]*=[ \t]*)(?:"[^"\r\n]*"?|[^\s,;"]+)', re.IGNORECASE
 )
-_ICE_PWD_RE = re.compile(r"^(a=ice-pwd:)[^\r\n]*", re.MULTILINE)
+# Also a bare "ice-pwd:" line (a malformed SDP line quoted in an error keeps its secret).
+_ICE_PWD_RE = re.compile(r"^((?:a=)?ice-pwd:)[^\r\n]*", re.MULTILINE | re.IGNORECASE)
 _KEY_MGMT_RE = re.compile(r"^(a=key-mgmt:)[^\r\n]*", re.MULTILINE)
 _K_LINE_RE = re.compile(r"^(k=)[^\r\n]*", re.MULTILINE)
 _CRYPTO_LINE_RE = re.compile(r"^a=crypto:[^\r\n]*", re.MULTILINE)
@@ -90,7 +91,7 @@ def redact(text: str | bytes, limit: int = MAX_LOG_SIZE) -> str:
         text = bytes(text).decode("utf-8", errors="backslashreplace")
     text = _AUTH_HEADER_RE.sub(r"\1 " + SECURE, text)
     text = _DIGEST_RESPONSE_RE.sub(r'\1"' + SECURE + '"', text)
-    if "a=" in text or "k=" in text:
+    if "a=" in text or "k=" in text or "ice-pwd" in text.lower():
         text = _ICE_PWD_RE.sub(r"\1" + SECURE, text)
         text = _KEY_MGMT_RE.sub(r"\1" + SECURE, text)
         text = _K_LINE_RE.sub(r"\1" + SECURE, text)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..exceptions import InvalidSDP
+from .uri import excerpt
 
 
 __all__ = [
@@ -207,16 +208,16 @@ def parse_candidate(value: str) -> Candidate:
         value = value[10:]
     tokens = value.split()
     if len(tokens) < 8 or tokens[6] != "typ":
-        raise InvalidSDP(f"invalid ICE candidate {value[:80]!r}")
+        raise InvalidSDP(f"invalid ICE candidate {excerpt(value, 80)}")
     try:
         component = int(tokens[1])
         priority = int(tokens[3])
         port = int(tokens[5])
     except ValueError:
-        raise InvalidSDP(f"invalid number in ICE candidate {value[:80]!r}") from None
+        raise InvalidSDP(f"invalid number in ICE candidate {excerpt(value, 80)}") from None
     rest = tokens[8:]
     if len(rest) % 2:
-        raise InvalidSDP(f"ICE candidate extension without value in {value[:80]!r}")
+        raise InvalidSDP(f"ICE candidate extension without value in {excerpt(value, 80)}")
     raddr: str | None = None
     rport: int | None = None
     extensions: dict[str, str] = {}
@@ -228,7 +229,7 @@ def parse_candidate(value: str) -> Candidate:
             try:
                 rport = int(ext)
             except ValueError:
-                raise InvalidSDP(f"invalid rport in ICE candidate {value[:80]!r}") from None
+                raise InvalidSDP(f"invalid rport in ICE candidate {excerpt(value, 80)}") from None
         else:
             extensions[name] = ext
     return Candidate(
@@ -646,7 +647,7 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
         if line[1:2] != "=":
             if not line:
                 continue
-            raise InvalidSDP(f"line {lineno}: expected <type>=<value>, got {line[:40]!r}")
+            raise InvalidSDP(f"line {lineno}: expected <type>=<value>, got {excerpt(line, 40)}")
         kind = line[0]
         if kind == "a":  # most lines: one partition, one object (no dataclass __init__)
             name, sep, avalue = line[2:].partition(":")
@@ -675,7 +676,7 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
         elif kind == "b":
             btype, sep, bvalue = value.partition(":")
             if not sep or not btype or not _is_num(bvalue.strip()):
-                raise InvalidSDP(f"line {lineno}: invalid b= line {value[:40]!r}")
+                raise InvalidSDP(f"line {lineno}: invalid b= line {excerpt(value, 40)}")
             bw = Bandwidth(btype, int(bvalue))
             (media.bandwidths if media is not None else sdp.bandwidths).append(bw)
         elif kind == "i":
@@ -694,7 +695,7 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
             if lineno != 1:
                 raise InvalidSDP(f"line {lineno}: repeated v= line")
             if value.strip() != "0":
-                raise InvalidSDP(f"line {lineno}: unsupported SDP version {value[:10]!r}")
+                raise InvalidSDP(f"line {lineno}: unsupported SDP version {excerpt(value, 10)}")
         elif kind == "o":
             sdp.origin = _parse_origin(value, lineno)
             seen_origin = True
@@ -704,7 +705,7 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
         elif kind == "t":
             parts = value.split()
             if len(parts) != 2 or not _is_num(parts[0]) or not _is_num(parts[1]):
-                raise InvalidSDP(f"line {lineno}: invalid t= line {value[:40]!r}")
+                raise InvalidSDP(f"line {lineno}: invalid t= line {excerpt(value, 40)}")
             sdp.timing.append(Timing(int(parts[0]), int(parts[1])))
         elif kind == "r":
             if not sdp.timing:
@@ -730,26 +731,28 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
 def _parse_origin(value: str, lineno: int) -> Origin:
     parts = value.split()
     if len(parts) != 6:
-        raise InvalidSDP(f"line {lineno}: o= needs 6 fields, got {value[:80]!r}")
+        raise InvalidSDP(f"line {lineno}: o= needs 6 fields, got {excerpt(value, 80)}")
     if not _is_num(parts[2]):
-        raise InvalidSDP(f"line {lineno}: o= session version is not a number: {parts[2][:20]!r}")
+        raise InvalidSDP(
+            f"line {lineno}: o= session version is not a number: {excerpt(parts[2], 20)}"
+        )
     return Origin(parts[0], parts[1], int(parts[2]), parts[3], parts[4], parts[5])
 
 
 def _parse_connection(value: str, lineno: int) -> Connection:
     parts = value.split()
     if len(parts) != 3:
-        raise InvalidSDP(f"line {lineno}: c= needs 3 fields, got {value[:80]!r}")
+        raise InvalidSDP(f"line {lineno}: c= needs 3 fields, got {excerpt(value, 80)}")
     return Connection(parts[0], parts[1], parts[2])
 
 
 def _parse_media(value: str, lineno: int) -> MediaDescription:
     parts = value.split()
     if len(parts) < 3:
-        raise InvalidSDP(f"line {lineno}: invalid m= line {value[:80]!r}")
+        raise InvalidSDP(f"line {lineno}: invalid m= line {excerpt(value, 80)}")
     port_text, slash, count_text = parts[1].partition("/")
     if not _is_num(port_text) or (slash and not _is_num(count_text)):
-        raise InvalidSDP(f"line {lineno}: m= port is not a number: {parts[1][:20]!r}")
+        raise InvalidSDP(f"line {lineno}: m= port is not a number: {excerpt(parts[1], 20)}")
     port = int(port_text)
     if port > 65535:
         raise InvalidSDP(f"line {lineno}: m= port {port} out of range")
