@@ -56,7 +56,7 @@ from .events import (
     RequestRejected,
     ResponseReceived,
 )
-from .headers import Headers
+from .headers import Headers, Via
 from .message import (
     MAX_LINE_LENGTH,
     MAX_MESSAGE_SIZE,
@@ -76,7 +76,6 @@ from .transaction import (
     Transaction,
     TransactionKey,
     TransactionState,
-    client_key,
     server_key,
 )
 from .uri import AbsoluteURI, parse_uri
@@ -166,10 +165,11 @@ class SipConnection:
             # a request's From and To are read here too, before any transaction exists; a
             # response's are read only when a dialog needs them, and an error there is
             # rejected below all the same).
+            via = message.via
             if isinstance(message, Request):
-                _ = message.via, message.cseq, message.call_id, message.from_, message.to
+                _ = message.cseq, message.call_id, message.from_, message.to
             else:
-                _ = message.via, message.cseq, message.call_id
+                _ = message.cseq, message.call_id
         except InvalidMessage as exc:
             self._reject(raw, exc, message)
             return
@@ -179,7 +179,7 @@ class SipConnection:
             if isinstance(message, Request):
                 self._receive_request(message, now)
             else:
-                self._receive_response(message, now)
+                self._receive_response(message, now, via)
         except InvalidMessage as exc:  # a header only some paths parse (Contact, Record-Route)
             self._reject(raw, exc, message)
         except Exception as exc:  # a bug of ours must not take the flow down
@@ -443,14 +443,14 @@ class SipConnection:
         self._events.append(RequestRejected(request, response))
         self._collect(tx)
 
-    def _receive_response(self, response: Response, now: float) -> None:
-        via = response.via
+    def _receive_response(self, response: Response, now: float, via: Via) -> None:
+        """``via``: the response's top Via, as read once by :meth:`receive_data`."""
         # §18.1.2: "If the value [of sent-by] does not match, the response MUST be silently
         # discarded."
         if via.host.lower() not in self._sent_by:
             self.logger.warning("! discarded %r: Via sent-by %s is not ours", response, via.host)
             return
-        tx = self._client.get(client_key(response))
+        tx = self._client.get((via.branch or "", response.cseq.method))  # client_key()
         if tx is None:
             # A stray: a 2xx retransmission or fork after the INVITE transaction ended
             # (§13.2.2.4: the UAC core ACKs each), or a late answer to a finished request.
