@@ -574,11 +574,8 @@ class SipConnection:
 
     def _collect(self, tx: Transaction) -> None:
         """Move a transaction's output and events here; forget it once TERMINATED."""
-        if tx._outgoing:
-            for message in tx.messages_to_send():
-                self._send(message)
-        if not tx._events and tx.state is not TransactionState.TERMINATED:
-            return  # the common case of a sweep: nothing new
+        for message in tx.messages_to_send():
+            self._send(message)
         for event in tx.events():
             if isinstance(event, ResponseReceived) and event.dialog is None:
                 dialog = self._dialog_for_response(event.response, tx.method)
@@ -597,7 +594,7 @@ class SipConnection:
         for transactions in (self._client, self._server):
             if transactions:
                 for tx in list(transactions.values()):
-                    if tx._outgoing or tx._events or tx.state is TransactionState.TERMINATED:
+                    if tx.has_output or tx.state is TransactionState.TERMINATED:
                         self._collect(tx)
 
 

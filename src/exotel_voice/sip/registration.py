@@ -501,7 +501,6 @@ class Registration:
         self._events.append(RegisterSent(None, "REGISTER sent", expires))
         return request
 
-
     def _render(self) -> tuple[str, str, str | None, str]:
         """To, From, Contact (without ``expires``; ``None`` if it has one) and ``<Contact URI>``
         as text."""

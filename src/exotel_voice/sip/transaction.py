@@ -255,6 +255,11 @@ class Transaction:
         return self.state is S.TERMINATED
 
     # -- output --------------------------------------------------------------------------
+    @property
+    def has_output(self) -> bool:
+        """Whether messages or events wait for :meth:`messages_to_send` / :meth:`events`."""
+        return bool(self._outgoing or self._events)
+
     def messages_to_send(self) -> list[Request | Response]:
         """Return and forget the messages this transaction wants on the wire."""
         out, self._outgoing = self._outgoing, []
