@@ -76,6 +76,7 @@ from .transaction import (
     Transaction,
     TransactionKey,
     TransactionState,
+    client_key,
     server_key,
 )
 from .uri import AbsoluteURI, parse_uri
@@ -450,7 +451,7 @@ class SipConnection:
         if via.host.lower() not in self._sent_by:
             self.logger.warning("! discarded %r: Via sent-by %s is not ours", response, via.host)
             return
-        tx = self._client.get((via.branch or "", response.cseq.method))  # client_key()
+        tx = self._client.get(client_key(response, via))
         if tx is None:
             # A stray: a 2xx retransmission or fork after the INVITE transaction ended
             # (§13.2.2.4: the UAC core ACKs each), or a late answer to a finished request.

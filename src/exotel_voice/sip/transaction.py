@@ -189,7 +189,7 @@ def server_key(request: Request) -> TransactionKey:
     )
 
 
-def client_key(message: Request | Response) -> TransactionKey:
+def client_key(message: Request | Response, via: Via | None = None) -> TransactionKey:
     """The key matching a response to a client transaction (RFC 3261 §17.1.3).
 
     "If the response has the same value of the branch parameter in the top Via header field
@@ -197,10 +197,15 @@ def client_key(message: Request | Response) -> TransactionKey:
     transaction" and "If the method parameter in the CSeq header field matches the method of
     the request that created the transaction."
 
+    Args:
+        message: the response (or request).
+        via: its top Via when the caller has already built it (saves building it again).
+
     Raises:
         InvalidMessage: the top Via or CSeq cannot be parsed.
     """
-    return (message.via.branch or "", message.cseq.method)
+    top = via if via is not None else message.via
+    return (top.branch or "", message.cseq.method)
 
 
 class Transaction:
