@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import re
+import warnings
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from exotel_voice.exceptions import AuthenticationError, InvalidMessage
+from exotel_voice.sip import auth as auth_module
 from exotel_voice.sip.auth import (
     SUPPORTED_ALGORITHMS,
     DigestAuth,
     DigestChallenge,
+    _challenge_from_params,
+    _default_cnonce,
+    _fast_digest_challenge,
     _split_auth,
     _split_auth_general,
     parse_challenge,
@@ -507,3 +513,171 @@ def test_one_match_path_agrees_with_the_general_split(parts: list[str]) -> None:
             return "invalid"
 
     assert outcome(_split_auth) == outcome(_split_auth_general)
+
+
+def _general_parse(value: str) -> object:
+    """parse_challenges by the general splitter only (the reference for the one-match path)."""
+    try:
+        return [
+            (c, c.params)
+            for c in (
+                _challenge_from_params(scheme, params)
+                for scheme, params in _split_auth_general(value)
+                if scheme.lower() == "digest"
+            )
+        ]
+    except InvalidMessage:
+        return "invalid"
+
+
+def test_usual_challenges_take_the_one_match_path() -> None:
+    for value in (
+        KAMAILIO.format(nonce="N1"),
+        'Digest realm="r", nonce="n", qop="auth", algorithm=MD5',
+        'Digest realm="r", nonce="n", opaque="o", algorithm=SHA-256, qop="auth", stale=true',
+        'Digest realm="r",nonce="n",domain="sip:a sip:b",stale=FALSE,',
+    ):
+        fast = _fast_digest_challenge(value)
+        assert fast is not None
+        assert [(fast, fast.params)] == _general_parse(value)
+    # Anything unusual is left to the general parser.
+    for value in (
+        'digest realm="r", nonce="n"',
+        'Digest realm="r", nonce="n", charset=UTF-8',
+        'Digest realm="a\\"b", nonce="n"',
+        'Digest realm = "r", nonce="n"',
+        'Digest realm="r"',
+        'Digest realm="r", nonce="n", Basic abc',
+    ):
+        assert _fast_digest_challenge(value) is None
+
+
+_CHALLENGE_PIECES = [
+    'realm="r"', 'realm="s"', 'nonce="n"', 'nonce="m"', 'qop="auth"', 'qop="auth, Auth-Int"',
+    "algorithm=MD5", "algorithm=sha-256-sess", 'algorithm="MD5"', 'opaque="o"', "stale=true",
+    "stale=TRUE", "stale=no", 'domain="sip:d"', "charset=UTF-8", 'realm="a\\"b"', "nonce=tok",
+    '""', '"', "=", "Digest", "Basic", "x",
+]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    # Mostly both required parameters plus a few others, in any order.
+    st.lists(st.sampled_from(_CHALLENGE_PIECES), max_size=6)
+    .map(lambda extra: ['realm="r"', 'nonce="n"', *extra])
+    .flatmap(st.permutations),
+    st.lists(st.sampled_from([", ", ",", " , ", ",, ", ",\t", " ", ""]), min_size=8, max_size=8),
+    st.sampled_from(["Digest ", "Digest\t", ", Digest  ", "digest ", ""]),
+    st.sampled_from(["", ",", " ", ", ", "\n"]),
+)
+def test_one_match_digest_path_agrees_with_the_general_parse(
+    params: list[str], seps: list[str], head: str, tail: str
+) -> None:
+    value = head + "".join(p + sep for p, sep in zip(params, seps, strict=False)) + tail
+    try:
+        got: object = [(c, c.params) for c in parse_challenges(value)]
+    except InvalidMessage:
+        got = "invalid"
+    assert got == _general_parse(value)
+
+
+def _expected_md5_response(
+    user: str, password: str, realm: str, nonce: str, method: str, uri: str, nc: str, cnonce: str
+) -> str:
+    ha1 = _h("MD5", f"{user}:{realm}:{password}")
+    ha2 = _h("MD5", f"{method}:{uri}")
+    return _h("MD5", f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+
+
+def test_ha1_cache_follows_username_password_realm_and_algorithm() -> None:
+    auth = DigestAuth("alice", "pw1", cnonce_factory=lambda: "c")
+
+    def answer(realm: str, algorithm: str = "MD5") -> dict[str, str]:
+        value = f'Digest realm="{realm}", nonce="N", qop="auth", algorithm={algorithm}'
+        auth.reset()
+        return params_of(auth.respond(make_request(), challenge_response(401, value))[1])
+
+    def expected(user: str, password: str, realm: str) -> str:
+        return _expected_md5_response(
+            user, password, realm, "N", "REGISTER", "sip:127.0.0.1", "00000001", "c"
+        )
+
+    assert answer("r1")["response"] == expected("alice", "pw1", "r1")
+    assert answer("r2")["response"] == expected("alice", "pw1", "r2")
+    assert answer("r1")["response"] == expected("alice", "pw1", "r1")
+    ha1_sha = _h("SHA-256", "alice:r1:pw1")
+    ha2_sha = _h("SHA-256", "REGISTER:sip:127.0.0.1")
+    assert answer("r1", "SHA-256")["response"] == _h(
+        "SHA-256", f"{ha1_sha}:N:00000001:c:auth:{ha2_sha}"
+    )
+    auth.username = "bob"
+    assert answer("r1")["response"] == expected("bob", "pw1", "r1")
+    auth._password = "pw2"  # no public setter; the cache must not outlive a change anyway
+    assert answer("r1")["response"] == expected("bob", "pw2", "r1")
+    # H(A1) is password-equivalent: never in a repr.
+    for ha1 in (_h("MD5", "bob:r1:pw2"), _h("MD5", "alice:r1:pw1"), ha1_sha):
+        assert ha1 not in repr(auth) and ha1 not in repr(auth._cache)
+
+
+def test_ha1_cache_is_bounded() -> None:
+    auth = DigestAuth("alice", "pw", cnonce_factory=lambda: "c")
+    for i in range(100):
+        auth.respond(make_request(), challenge_response(401, f'Digest realm="r{i}", nonce="N"'))
+    assert 0 < len(auth._ha1_cache) <= auth_module._HA1_CACHE_MAX
+
+
+def test_each_method_and_uri_is_digested() -> None:
+    auth = DigestAuth("alice", "pw", cnonce_factory=lambda: "c")
+    auth.respond(make_request(), challenge_response(401, KAMAILIO.format(nonce="N")))
+    nc = 1
+    for method, uri in [
+        ("REGISTER", "sip:127.0.0.1"),
+        ("REGISTER", "sip:127.0.0.1"),
+        ("INVITE", "sip:bob@127.0.0.1"),
+        ("INVITE", "sip:127.0.0.1"),
+        ("REGISTER", "sip:127.0.0.1"),
+    ]:
+        nc += 1
+        got = auth.authorize(make_request(method, uri))
+        assert got is not None
+        p = params_of(got[1])
+        assert p["uri"] == uri
+        assert p["response"] == _expected_md5_response(
+            "alice", "pw", "127.0.0.1", "N", method, uri, f"{nc:08x}", "c"
+        )
+
+
+def test_default_cnonces_are_distinct_128_bit_hex() -> None:
+    values = [_default_cnonce() for _ in range(5 * auth_module._CNONCE_BATCH + 3)]
+    assert len(set(values)) == len(values)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", v) for v in values)
+    auth = DigestAuth("alice", "pw")
+    _, first = auth.respond(make_request(), challenge_response(401, KAMAILIO.format(nonce="N")))
+    second = auth.authorize(make_request())
+    assert second is not None
+    cnonces = [params_of(first)["cnonce"], params_of(second[1])["cnonce"]]
+    assert cnonces[0] != cnonces[1]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", c) for c in cnonces)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_does_not_reuse_parent_cnonces() -> None:
+    if not auth_module._cnonce_pool:
+        _default_cnonce()  # a refill: the pool now holds unused values
+    pending = set(auth_module._cnonce_pool)
+    assert pending
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write_end, _default_cnonce().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_value = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert re.fullmatch(r"[0-9a-f]{32}", child_value)
+    assert child_value not in pending

@@ -36,14 +36,20 @@ wins (RFC 8760 §2.4 lets a server offer one challenge per algorithm, preferred 
 we rank by hash strength, SHA-512-256 > SHA-256 > MD5, and ties keep server order).
 ``qop=auth`` and the RFC 2069 form without ``qop`` are supported; ``auth-int`` is not.
 
-Neither ``repr`` nor any exception ever shows the password or a ``response=`` value.
+Cost: H(user:realm:password) is hashed once per realm and algorithm, H(method:uri) once per
+run of requests with the same method and URI, the usual challenge shape is parsed by one
+regex match, and credentials we produced are recognised in a challenged request without
+parsing them.
+
+Neither ``repr`` nor any exception ever shows the password, H(A1) or a ``response=`` value.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -220,17 +226,69 @@ def _challenge_from_params(scheme: str, params: dict[str, str]) -> DigestChallen
         raise InvalidMessage("Digest challenge without realm")
     if nonce is None:
         raise InvalidMessage("Digest challenge without nonce")
-    qop = [q.strip().lower() for q in params.get("qop", "").split(",") if q.strip()]
     return DigestChallenge(
         scheme="Digest",
         realm=realm,
         nonce=nonce,
         opaque=params.get("opaque"),
         algorithm=params.get("algorithm", "MD5").upper(),
-        qop=qop,
+        qop=_qop_list(params.get("qop")),
         stale=params.get("stale", "").lower() == "true",
         domain=params.get("domain"),
-        params=dict(params),
+        params=params,
+    )
+
+
+def _qop_list(qop: str | None) -> list[str]:
+    if qop is None:
+        return []
+    if qop == "auth":
+        return ["auth"]
+    return [q.strip().lower() for q in qop.split(",") if q.strip()]
+
+
+# The usual challenge, in one match: scheme ``Digest`` spelt so, then only the parameters
+# below (lower-case names, quoted values without quoted-pairs where quoted, tokens where not),
+# any order. A repeated parameter keeps its last value, as the general path does. Anything
+# else (other names or schemes, quoted-pairs, spaces around "=") takes the general path.
+_FAST_DIGEST_RE = re.compile(
+    r"[\s,]*+Digest[ \t]++(?:(?:"
+    r'realm="([^"\\]*+)"|nonce="([^"\\]*+)"|qop="([^"\\]*+)"|algorithm=([^\s,"]++)'
+    r'|opaque="([^"\\]*+)"|stale=([^\s,"]++)|domain="([^"\\]*+)"'
+    r")[ \t]*+(?:,[\s,]*+|\Z))++"
+)
+
+
+def _fast_digest_challenge(value: str) -> DigestChallenge | None:
+    """The challenge in ``value`` if it has the usual shape (see above), else ``None``."""
+    m = _FAST_DIGEST_RE.fullmatch(value)
+    if m is None:
+        return None
+    realm, nonce, qop, algorithm, opaque, stale, domain = m.groups()
+    if realm is None or nonce is None:
+        return None  # the general path raises the error
+    params = {"realm": realm, "nonce": nonce}
+    if qop is not None:
+        params["qop"] = qop
+    if algorithm is not None:
+        params["algorithm"] = algorithm
+    if opaque is not None:
+        params["opaque"] = opaque
+    if stale is not None:
+        params["stale"] = stale
+    if domain is not None:
+        params["domain"] = domain
+    # Positional (field order), which Python 3.11 calls faster than keywords.
+    return DigestChallenge(
+        "Digest",
+        realm,
+        nonce,
+        opaque,
+        "MD5" if algorithm is None else algorithm.upper(),
+        _qop_list(qop),
+        stale is not None and stale.lower() == "true",
+        domain,
+        params,
     )
 
 
@@ -247,6 +305,9 @@ def parse_challenges(value: str) -> list[DigestChallenge]:
         InvalidMessage: the value is syntactically broken, or a Digest challenge lacks
             ``realm`` or ``nonce`` (RFC 7616 §3.3: both are required).
     """
+    fast = _fast_digest_challenge(value)
+    if fast is not None:
+        return [fast]
     return [
         _challenge_from_params(scheme, params)
         for scheme, params in _split_auth(value)
@@ -284,8 +345,9 @@ def parse_challenge(value: str) -> DigestChallenge:
 
 def quote(value: str) -> str:
     """A quoted-string (RFC 3261 §25.1) holding ``value``, with ``\\`` and ``"`` escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
 
 
 def format_challenge(challenge: DigestChallenge) -> str:
@@ -317,6 +379,9 @@ class _Cached:
     # The credentials value respond() returned last, and whether it answered a stale=true.
     issued: str | None = field(default=None, repr=False)
     issued_for_stale: bool = False
+    # The credentials value respond() or authorize() returned last (recognised in a
+    # challenged request without parsing it).
+    last: str | None = field(default=None, repr=False)
 
 
 _STATUS_HEADERS = {
@@ -325,8 +390,29 @@ _STATUS_HEADERS = {
 }
 
 
+# Client nonces are 128 bits from os.urandom (what secrets.token_hex uses), read 32 at a
+# time: one getrandom() call instead of one per nonce. deque.popleft is atomic, so threads
+# never share a value; a forked child drops the parent's unused ones.
+_CNONCE_BYTES = 16
+_CNONCE_BATCH = 32
+_cnonce_pool: deque[str] = deque()
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
+    os.register_at_fork(after_in_child=_cnonce_pool.clear)
+
+
 def _default_cnonce() -> str:
-    return secrets.token_hex(16)
+    try:
+        return _cnonce_pool.popleft()
+    except IndexError:
+        text = os.urandom(_CNONCE_BYTES * _CNONCE_BATCH).hex()
+        step = 2 * _CNONCE_BYTES
+        _cnonce_pool.extend(text[i : i + step] for i in range(step, len(text), step))
+        return text[:step]
+
+
+# H(A1) values kept per DigestAuth before the cache is emptied (one per realm and hash in
+# practice; the bound only stops a hostile server inventing realms).
+_HA1_CACHE_MAX = 16
 
 
 class DigestAuth:
@@ -336,7 +422,7 @@ class DigestAuth:
         username: the authentication user (``authUser``), sent as ``username=``.
         password: the password; never shown by ``repr`` or in exceptions.
         cnonce_factory: returns a fresh client nonce; defaults to 128 random bits in hex
-            from :mod:`secrets`. Tests inject a fixed value.
+            from :func:`os.urandom`. Tests inject a fixed value.
     """
 
     def __init__(
@@ -351,6 +437,12 @@ class DigestAuth:
         self._cnonce_factory = cnonce_factory or _default_cnonce
         # (credentials header name, realm) -> state; insertion order = most recent last.
         self._cache: dict[tuple[str, str], _Cached] = {}
+        # (hash function, username, realm) -> H(username:realm:password), for _password.
+        # Password-equivalent: private, never in a repr; kept across reset().
+        self._ha1_cache: dict[tuple[Callable[[bytes], str], str, str], str] = {}
+        self._ha1_password = password
+        # The last H(A2) = H(method:uri) and what it hashed (refreshes repeat the same A2).
+        self._ha2: tuple[Callable[[bytes], str], str, str, str] | None = None
 
     def __repr__(self) -> str:
         realms = [realm for (_, realm) in self._cache]
@@ -405,7 +497,11 @@ class DigestAuth:
                 problems.append(str(exc))
                 continue
             for ch in challenges:
-                by_realm.setdefault(ch.realm, []).append(ch)
+                offered = by_realm.get(ch.realm)
+                if offered is None:
+                    by_realm[ch.realm] = [ch]
+                else:
+                    offered.append(ch)
         if not by_realm:
             detail = f" ({'; '.join(problems)})" if problems else ""
             raise AuthenticationError(
@@ -466,6 +562,10 @@ class DigestAuth:
     # -- internals -------------------------------------------------------------------------
     @staticmethod
     def _choose(offered: list[DigestChallenge], status: int) -> DigestChallenge:
+        if len(offered) == 1:
+            only = offered[0]
+            if only.algorithm in _ALGORITHMS and (not only.qop or "auth" in only.qop):
+                return only
         usable = [
             c for c in offered if c.algorithm in _ALGORITHMS and (not c.qop or "auth" in c.qop)
         ]
@@ -481,18 +581,28 @@ class DigestAuth:
         # max() keeps the first of equal rank: servers list their preference first.
         return max(usable, key=lambda c: _ALGORITHMS[c.algorithm][2])
 
-    @staticmethod
-    def _sent_credentials(request: Request, header: str) -> dict[str, tuple[str, str]]:
+    def _sent_credentials(self, request: Request, header: str) -> dict[str, tuple[str, str]]:
         """realm -> (raw value, nonce) of the Digest credentials the request carried."""
         out: dict[str, tuple[str, str]] = {}
-        for value in request.headers.get_all(header):
-            try:
-                parts = _split_auth(value)
-            except InvalidMessage:
-                continue
-            for scheme, params in parts:
-                if scheme.lower() == "digest" and "realm" in params:
-                    out[params["realm"]] = (value, params.get("nonce", ""))
+        values = request.headers.get_all(header)
+        if not values:
+            return out
+        for value in values:
+            # Credentials we produced are known without parsing them: the cached entry
+            # holds the challenge (realm, nonce) they were computed for.
+            for (kind, _), cached in self._cache.items():
+                if kind == header and value in (cached.last, cached.issued):
+                    ch = cached.challenge
+                    out[ch.realm] = (value, ch.nonce)
+                    break
+            else:
+                try:
+                    parts = _split_auth(value)
+                except InvalidMessage:
+                    continue
+                for scheme, params in parts:
+                    if scheme.lower() == "digest" and "realm" in params:
+                        out[params["realm"]] = (value, params.get("nonce", ""))
         return out
 
     @staticmethod
@@ -515,6 +625,20 @@ class DigestAuth:
                 status=status,
             )
 
+    def _ha1(self, hash_fn: Callable[[bytes], str], realm: str) -> str:
+        """H(username:realm:password), hashed once per hash function, username and realm."""
+        if self._ha1_password is not self._password:
+            self._ha1_cache.clear()
+            self._ha1_password = self._password
+        key = (hash_fn, self.username, realm)
+        ha1 = self._ha1_cache.get(key)
+        if ha1 is None:
+            if len(self._ha1_cache) >= _HA1_CACHE_MAX:
+                self._ha1_cache.clear()
+            ha1 = hash_fn(f"{self.username}:{realm}:{self._password}".encode())
+            self._ha1_cache[key] = ha1
+        return ha1
+
     def _credentials(self, request: Request, cached: _Cached) -> str:
         ch = cached.challenge
         hash_fn, sess, _ = _ALGORITHMS[ch.algorithm]
@@ -529,35 +653,39 @@ class DigestAuth:
         if sess:
             if cached.sess_ha1 is None or cached.sess_cnonce is None:
                 cached.sess_cnonce = self._cnonce_factory()
-                ha1_base = hash_fn(f"{self.username}:{ch.realm}:{self._password}".encode())
+                ha1_base = self._ha1(hash_fn, ch.realm)
                 cached.sess_ha1 = hash_fn(f"{ha1_base}:{ch.nonce}:{cached.sess_cnonce}".encode())
             ha1 = cached.sess_ha1
             cnonce = cached.sess_cnonce
         else:
-            ha1 = hash_fn(f"{self.username}:{ch.realm}:{self._password}".encode())
+            ha1 = self._ha1(hash_fn, ch.realm)
             if use_qop:
                 cnonce = self._cnonce_factory()
         # RFC 7616 §3.4.3: A2 = Method ":" request-uri (qop=auth or absent).
-        ha2 = hash_fn(f"{request.method}:{uri}".encode())
+        method = request.method
+        last = self._ha2
+        if last is not None and last[0] is hash_fn and last[1] == method and last[2] == uri:
+            ha2 = last[3]
+        else:
+            ha2 = hash_fn(f"{method}:{uri}".encode())
+            self._ha2 = (hash_fn, method, uri, ha2)
         if use_qop:
             digest = hash_fn(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
         else:
             # RFC 2069 compatibility (RFC 2617 §3.2.2.1): response = KD(H(A1), nonce:H(A2)).
             digest = hash_fn(f"{ha1}:{ch.nonce}:{ha2}".encode())
-        parts = [
-            f"username={quote(self.username)}",
-            f"realm={quote(ch.realm)}",
-            f"nonce={quote(ch.nonce)}",
-            f"uri={quote(uri)}",
-            f"response={quote(digest)}",
-            f"algorithm={ch.params.get('algorithm', 'MD5')}",
-        ]
+        # The digest is hex and the algorithm (as the server spelt it) a token: no quoting.
+        value = (
+            f"Digest username={quote(self.username)}, realm={quote(ch.realm)}, "
+            f'nonce={quote(ch.nonce)}, uri={quote(uri)}, response="{digest}", '
+            f"algorithm={ch.params.get('algorithm', 'MD5')}"
+        )
         if cnonce is not None:
-            parts.append(f"cnonce={quote(cnonce)}")
+            value = f"{value}, cnonce={quote(cnonce)}"
         if ch.opaque is not None:
-            parts.append(f"opaque={quote(ch.opaque)}")
+            value = f"{value}, opaque={quote(ch.opaque)}"
         if use_qop:
             # RFC 7616 §3.4: qop and nc are sent unquoted.
-            parts.append("qop=auth")
-            parts.append(f"nc={nc}")
-        return "Digest " + ", ".join(parts)
+            value = f"{value}, qop=auth, nc={nc}"
+        cached.last = value
+        return value
