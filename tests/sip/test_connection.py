@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from exotel_voice.exceptions import InvalidState, LocalProtocolError
-from exotel_voice.sip.connection import SipConnection
+from exotel_voice.exceptions import InvalidMessage, InvalidState, LocalProtocolError
+from exotel_voice.sip.connection import SipConnection, _is_plain_cseq
 from exotel_voice.sip.dialog import Dialog, DialogState
 from exotel_voice.sip.events import (
     CancelReceived,
@@ -23,6 +24,7 @@ from exotel_voice.sip.events import (
     TransactionTerminated,
     TransactionTimedOut,
 )
+from exotel_voice.sip.headers import parse_cseq
 from exotel_voice.sip.message import Request, Response, parse_message
 from exotel_voice.sip.transaction import (
     ClientInviteTransaction,
@@ -684,3 +686,121 @@ def test_send_request_fixes_old_branch_and_keeps_given_via() -> None:
     sent = parse_message(conn.data_to_send()[0])
     assert sent.via.transport == "WS" and sent.branch == "z9hG4bKt0001"
     assert len(sent.vias) == 1
+
+
+# -------------------------------------------------------------------------------------------
+# Checks of outgoing requests: the fast CSeq check agrees with the grammar
+# -------------------------------------------------------------------------------------------
+
+
+def _cseq_accepted(value: str, method: str) -> bool:
+    """The general rule: the CSeq parses and names the request's method."""
+    try:
+        return parse_cseq(value).method == method
+    except InvalidMessage:
+        return False
+
+
+_CSEQ_VALUES = [
+    "5 REGISTER", "0 REGISTER", "2147483647 REGISTER", "0000000005 REGISTER",
+    " 5 REGISTER", "5  REGISTER", "5\tREGISTER", "5 REGISTER ", "5 register", "5 INVITE",
+    "2147483648 REGISTER", "12345678901 REGISTER", "REGISTER", "5", "", " REGISTER",
+    "\u00b25 REGISTER", "\u0665 REGISTER", "-5 REGISTER", "+5 REGISTER", "5 REGISTER x",
+    "1 FOO", "1 FOO.BAR~",
+]
+
+
+@pytest.mark.parametrize("value", _CSEQ_VALUES)
+@pytest.mark.parametrize("method", ["REGISTER", "FOO"])
+def test_send_request_checks_cseq_like_the_grammar(value: str, method: str) -> None:
+    conn = SipConnection(token=counter_token("c"))
+    req = new_request("OPTIONS")
+    req.method = method
+    req.headers.set("CSeq", value)
+    if _cseq_accepted(value, method):
+        conn.send_request(req, 0.0)
+        [raw] = conn.data_to_send()
+        sent = parse_message(raw)
+        assert sent.cseq == parse_cseq(value)
+    else:
+        with pytest.raises(LocalProtocolError):
+            conn.send_request(req, 0.0)
+        assert conn.data_to_send() == [] and conn.transactions == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=st.text(alphabet="0123456789 \t\u00b2\u0665x-", max_size=12),
+    sep=st.sampled_from([" ", "  ", "\t", ""]),
+    method=st.sampled_from(["REGISTER", "INVITE", "BYE", "FOO", "REG ISTER", ""]),
+    named=st.sampled_from(["REGISTER", "INVITE", "BYE", "FOO", "REG ISTER", ""]),
+)
+def test_plain_cseq_implies_the_grammar_accepts(
+    seq: str, sep: str, method: str, named: str
+) -> None:
+    value = f"{seq}{sep}{named}"
+    if _is_plain_cseq(value, method):
+        assert _cseq_accepted(value, method)
+
+
+def test_send_request_uses_the_first_cseq() -> None:
+    conn = SipConnection()
+    req = new_request("OPTIONS", cseq=3)
+    req.headers.add("CSeq", "4 OPTIONS")
+    conn.send_request(req, 0.0)  # the first one counts: valid
+    bad = new_request("OPTIONS")
+    bad.headers.set("CSeq", "1 BYE")
+    bad.headers.add("CSeq", "2 OPTIONS")
+    with pytest.raises(LocalProtocolError, match="CSeq method BYE is not OPTIONS"):
+        conn.send_request(bad, 0.0)
+
+
+def test_send_request_names_every_missing_header_and_adds_max_forwards() -> None:
+    conn = SipConnection()
+    req = new_request("OPTIONS")
+    for name in ("From", "CSeq", "Max-Forwards"):
+        req.headers.remove(name)
+    with pytest.raises(LocalProtocolError, match="OPTIONS lacks From, CSeq$"):
+        conn.send_request(req, 0.0)
+    assert "Max-Forwards" not in req.headers  # nothing changed
+    ok = new_request("OPTIONS")
+    ok.headers.remove("Max-Forwards")
+    conn.send_request(ok, 0.0)
+    assert ok.headers.get_all("Max-Forwards") == ["70"]
+    kept = new_request("OPTIONS")
+    kept.headers.set("Max-Forwards", "5")
+    conn.send_request(kept, 0.0)
+    assert kept.headers.get_all("Max-Forwards") == ["5"]
+
+
+def test_send_request_adds_via_only_when_there_is_none() -> None:
+    conn = SipConnection(via_transport="ws", via_host="me.invalid", token=counter_token("v"))
+    req = new_request("OPTIONS")
+    tx = conn.send_request(req, 0.0)
+    assert req.headers.get_all("Via") == [f"SIP/2.0/WS me.invalid;branch={tx.branch}"]
+    assert [name for name, _ in req.headers][0] == "Via"
+    given_via = new_request("OPTIONS")
+    given_via.headers.prepend("Via", "SIP/2.0/WS other.invalid;branch=z9hG4bKmine")
+    tx = conn.send_request(given_via, 0.0)
+    assert tx.branch == "z9hG4bKmine" and len(given_via.headers.get_all("Via")) == 1
+
+
+def test_message_starting_with_crlf_is_not_a_keepalive(pair: ConnectionPair) -> None:
+    pair.uac.send_request(new_request("OPTIONS"), pair.now)
+    [raw] = pair.uac.data_to_send()
+    pair.uas.receive_data(b"\r\n" + raw, pair.now)
+    assert of_type(pair.uas.events_received(), RequestReceived)
+    pair.uas.receive_data(b"\n\r\n\r", pair.now)
+    assert pair.uas.events_received() == [KeepaliveReceived(ping=False)]
+    pair.uas.receive_data(b"", pair.now)
+    assert of_type(pair.uas.events_received(), MessageRejected)
+
+
+def test_get_timer_none_and_earliest_across_client_and_server(pair: ConnectionPair) -> None:
+    assert pair.uac.get_timer() is None
+    pair.uac.send_request(new_request("INVITE"), pair.now)
+    pair.deliver(pair.uac)
+    pair.uac.send_request(new_request("OPTIONS"), pair.now + 1)
+    # The UAS's INVITE server transaction sends 100 Trying after 200 ms: the earliest.
+    assert pair.uas.get_timer() == pytest.approx(pair.now + 0.2)
+    assert pair.uac.get_timer() == pytest.approx(pair.now + 32.0)

@@ -89,6 +89,37 @@ logger = logging.getLogger(__name__)
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _MAX_EXCERPT = 200
+_CR_LF = (0x0D, 0x0A)
+
+#: What every outgoing request needs besides Via and Max-Forwards (RFC 3261 §8.1.1), in the
+#: order a LocalProtocolError names them.
+_REQUIRED = ("From", "To", "Call-ID", "CSeq")
+
+#: Methods known to be tokens: a CSeq of exactly ``<digits> <one of these>`` is valid by the
+#: grammar (:func:`~exotel_voice.sip.headers.parse_cseq`) without running it.
+_PLAIN_METHODS = frozenset(
+    {
+        "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "PRACK",
+        "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+    }
+)
+_REQUIRED_SET = frozenset(_REQUIRED)
+_MAX_CSEQ = 2**31 - 1
+
+
+def _is_plain_cseq(value: str, method: str) -> bool:
+    """Whether ``value`` is exactly ``<1-10 digits, at most 2**31-1> <method>`` for a method
+    of :data:`_PLAIN_METHODS`: then :func:`~exotel_voice.sip.headers.parse_cseq` accepts it
+    and reads ``method``. ``False`` says nothing: the caller runs the real parser."""
+    seq, _, rest = value.partition(" ")
+    return (
+        rest == method
+        and method in _PLAIN_METHODS
+        and 0 < len(seq) <= 10
+        and seq.isascii()
+        and seq.isdigit()
+        and int(seq) <= _MAX_CSEQ
+    )
 
 
 class SipConnection:
@@ -153,7 +184,8 @@ class SipConnection:
             now: the current time.
         """
         raw = data.encode("utf-8", errors="surrogateescape") if isinstance(data, str) else data
-        if raw and not raw.strip(b"\r\n"):
+        # Only a message starting with CR or LF can be a keepalive (strip() copies the rest).
+        if raw and raw[0] in _CR_LF and not raw.strip(b"\r\n"):
             self._keepalive(raw)
             return
         try:
@@ -204,12 +236,13 @@ class SipConnection:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction, or ``None``."""
-        deadlines = [
-            d
-            for tx in (*self._client.values(), *self._server.values())
-            if (d := tx.get_timer()) is not None
-        ]
-        return min(deadlines) if deadlines else None
+        earliest: float | None = None
+        for transactions in (self._client, self._server):
+            for tx in transactions.values():
+                deadline = tx.get_timer()
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         """Fire every transaction timer due at ``now`` (retransmissions, timeouts)."""
@@ -243,12 +276,12 @@ class SipConnection:
                 (§9.1: "the CANCEL request MUST NOT be sent"; wait for ``ResponseReceived``
                 of a 1xx) or that has already completed.
         """
-        if request.method == "ACK":
+        method = request.method
+        if method == "ACK":
             raise LocalProtocolError("send the ACK for a 2xx with send_ack()")
-        self._check_outgoing(request)
-        branch = self._ensure_via(request)
+        branch = self._ensure_via(request, self._check_outgoing(request))
         invite: ClientTransaction | None = None
-        if request.method == "CANCEL":
+        if method == "CANCEL":
             invite = self._client.get((branch, "INVITE"))
             if invite is None:
                 raise InvalidState("CANCEL matches no INVITE client transaction")
@@ -257,8 +290,11 @@ class SipConnection:
                     f"cannot CANCEL an INVITE in state {invite.state.name} (RFC 3261 §9.1: "
                     "only after a provisional and before a final response)"
                 )
+        key = (branch, method)  # the new transaction's key (client_key)
+        if key in self._client:
+            raise LocalProtocolError(f"branch {branch} already used for a {method}")
         tx: ClientTransaction
-        if request.method == "INVITE":
+        if method == "INVITE":
             tx = ClientInviteTransaction(
                 request, reliable=self.reliable, timers=self.timers, logger=self.logger,
                 branch=branch,
@@ -268,9 +304,7 @@ class SipConnection:
                 request, reliable=self.reliable, timers=self.timers, logger=self.logger,
                 branch=branch,
             )
-        if tx.key in self._client:
-            raise LocalProtocolError(f"branch {tx.branch} already used for a {tx.method}")
-        self._client[tx.key] = tx
+        self._client[key] = tx
         tx.start(now)
         if isinstance(invite, ClientInviteTransaction):
             invite.mark_cancelled(now)
@@ -289,8 +323,7 @@ class SipConnection:
         """
         if ack.method != "ACK":
             raise LocalProtocolError(f"send_ack() needs an ACK, not {ack.method}")
-        self._check_outgoing(ack)
-        self._ensure_via(ack)
+        self._ensure_via(ack, self._check_outgoing(ack))
         self._send(ack)
 
     def send_response(self, response: Response, now: float) -> None:
@@ -513,23 +546,34 @@ class SipConnection:
     # ========================================================================================
     # Plumbing
     # ========================================================================================
-    def _check_outgoing(self, request: Request) -> None:
-        names = {name for name, _ in request.headers}  # canonical names
-        missing = [n for n in ("From", "To", "Call-ID", "CSeq") if n not in names]
-        if missing:
-            raise LocalProtocolError(f"{request.method} lacks {', '.join(missing)}")
-        try:
-            cseq = request.cseq
-        except InvalidMessage as exc:
-            raise LocalProtocolError(str(exc)) from None
-        if cseq.method != request.method:
-            raise LocalProtocolError(f"CSeq method {cseq.method} is not {request.method}")
-        if "Max-Forwards" not in names:
-            request.headers.add("Max-Forwards", "70")
+    def _check_outgoing(self, request: Request) -> bool:
+        """Check the mandatory headers and the CSeq, add Max-Forwards if missing.
 
-    def _ensure_via(self, request: Request) -> str:
-        """Make sure the top Via has an RFC 3261 branch; return that branch."""
-        if not request.headers.get_all("Via"):
+        Returns:
+            Whether the request has a Via header field.
+        """
+        # Each canonical name's first value (reversed: the first one wins), in one C pass.
+        first = dict(reversed(request.headers.items()))
+        if not first.keys() >= _REQUIRED_SET:
+            missing = [n for n in _REQUIRED if n not in first]
+            raise LocalProtocolError(f"{request.method} lacks {', '.join(missing)}")
+        if not _is_plain_cseq(first["CSeq"], request.method):  # else: the general grammar
+            try:
+                cseq = request.cseq
+            except InvalidMessage as exc:
+                raise LocalProtocolError(str(exc)) from None
+            if cseq.method != request.method:
+                raise LocalProtocolError(f"CSeq method {cseq.method} is not {request.method}")
+        if "Max-Forwards" not in first:
+            request.headers.add("Max-Forwards", "70")
+        return "Via" in first
+
+    def _ensure_via(self, request: Request, has_via: bool) -> str:
+        """Make sure the top Via has an RFC 3261 branch; return that branch.
+
+        ``has_via``: whether the request has a Via field at all (from :meth:`_check_outgoing`).
+        """
+        if not has_via or not request.headers.get_all("Via"):
             # str(Via(transport, host, None, {"branch": ...})), without building the object.
             branch = new_branch(self._token)
             via = f"SIP/2.0/{self.via_transport} {self.via_host};branch={branch}"
@@ -579,14 +623,15 @@ class SipConnection:
             self._send(message)
         for event in tx.events():
             if isinstance(event, ResponseReceived) and event.dialog is None:
-                dialog = self._dialog_for_response(event.response, tx.method)
+                dialog = self._dialog_for_response(event.response, tx.request.method)
                 if dialog is not None:
                     event = dataclasses.replace(event, dialog=dialog)
             self._events.append(event)
-        if tx.terminated:
+        if tx.state is TransactionState.TERMINATED:
             if isinstance(tx, ClientTransaction):
-                if self._client.get(tx.key) is tx:
-                    del self._client[tx.key]
+                key = tx.key
+                if self._client.get(key) is tx:
+                    del self._client[key]
             elif isinstance(tx, ServerTransaction) and self._server.get(tx.key) is tx:
                 del self._server[tx.key]
 

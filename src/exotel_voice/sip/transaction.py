@@ -128,6 +128,8 @@ class Input(enum.Enum):
 S = TransactionState
 I = Input  # noqa: E741 - short alias keeps the tables readable
 
+_NO_TRANSITIONS: Mapping[Input, TransactionState] = {}
+
 #: Timers that mean "the transaction failed" (reported as TransactionTimedOut).
 _TIMEOUTS = {I.TIMER_B: "B", I.TIMER_F: "F", I.TIMER_H: "H", I.TIMER_CANCEL: "CANCEL"}
 
@@ -321,7 +323,7 @@ class Transaction:
     # -- state ---------------------------------------------------------------------------
     def _lookup(self, inp: Input, *, local: bool) -> TransactionState | None:
         """Return the state ``inp`` leads to; raise (local) or return ``None`` (remote)."""
-        new = self.TRANSITIONS.get(self.state, {}).get(inp)
+        new = self.TRANSITIONS.get(self.state, _NO_TRANSITIONS).get(inp)
         if new is None:
             if local:
                 raise InvalidState(
