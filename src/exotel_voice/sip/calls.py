@@ -390,6 +390,11 @@ class CallLayer:
     # ========================================================================================
     # Plumbing
     # ========================================================================================
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events_received` has anything to return."""
+        return bool(self._events)
+
     def events_received(self) -> list[UserAgentEvent]:
         """Return and forget the call events produced since the last call."""
         out, self._events = self._events, []

@@ -147,6 +147,9 @@ def canonical_name(name: str) -> str:
     return result
 
 
+#: :data:`_NO_SPLIT` in canonical spelling (what :class:`Headers` stores).
+_NO_SPLIT_CANONICAL = frozenset(canonical_name(n) for n in _NO_SPLIT)
+
 # One list element: anything but "," / DQUOTE / "<", or a whole quoted-string, or a whole <URI>.
 _ELEMENT_RE = re.compile(r'(?:[^,"<]+|"(?:[^"\\]|\\.)*"|<[^>]*>)*', re.DOTALL)
 
@@ -214,7 +217,7 @@ class Headers:
     # -- reading -----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of ``name``, or ``default``."""
-        key = canonical_name(name)
+        key = _canon_cache.get(name) or canonical_name(name)
         for k, v in self._items:
             if k == key:
                 return v
@@ -231,10 +234,12 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name`` in order, splitting comma-joined list values."""
-        key = canonical_name(name)
+        key = _canon_cache.get(name) or canonical_name(name)
         values = [v for k, v in self._items if k == key]
-        if key.lower() in _NO_SPLIT:
+        if not values or key in _NO_SPLIT_CANONICAL:
             return values
+        if len(values) == 1:
+            return split_header_values(values[0])
         out: list[str] = []
         for v in values:
             out.extend(split_header_values(v))
@@ -302,7 +307,7 @@ class Headers:
         self._views = None
         for i, (k, v) in enumerate(self._items):
             if k == key:
-                parts = split_header_values(v) if key.lower() not in _NO_SPLIT else [v]
+                parts = split_header_values(v) if key not in _NO_SPLIT_CANONICAL else [v]
                 if len(parts) > 1:
                     self._items[i] = (k, ", ".join(parts[1:]))
                 else:

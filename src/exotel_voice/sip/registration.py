@@ -216,6 +216,7 @@ class Registration:
         # display name): the objects are treated as values (replace them, don't mutate them).
         self._rendered: tuple[str, str, str | None, str] = ("", "", None, "")
         self._rendered_for: tuple[object, ...] | None = None
+        self._render()  # now, not in the first register()'s path
 
     def __repr__(self) -> str:
         return f"<Registration {self.aor.aor} {self.state.value}>"
@@ -474,22 +475,21 @@ class Registration:
             contact = str(NameAddr(self.contact.uri, None, params))
         else:
             contact = f"{contact};expires={expires}"
-        headers = Headers(
-            [
-                ("Max-Forwards", "70"),
-                ("To", to),
-                ("From", from_),
-                ("Call-ID", self.call_id),
-                ("CSeq", f"{self.cseq} REGISTER"),
-                ("Contact", contact),
-                ("Expires", str(expires)),
-                ("Allow", ALLOW),
-                ("Supported", "path, outbound, gruu"),
-            ]
-        )
+        items = [
+            ("Max-Forwards", "70"),
+            ("To", to),
+            ("From", from_),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self.cseq} REGISTER"),
+            ("Contact", contact),
+            ("Expires", str(expires)),
+            ("Allow", ALLOW),
+            ("Supported", "path, outbound, gruu"),
+        ]
         if self.user_agent:
-            headers.add("User-Agent", self.user_agent)
-        request = Request("REGISTER", self.registrar, headers)
+            items.append(("User-Agent", self.user_agent))
+        # The names above are spelled canonically: no canonical_name() pass needed.
+        request = Request("REGISTER", self.registrar, Headers._from_canonical(items))
         if auth is None and self.auth is not None:
             try:
                 auth = self.auth.authorize(request)
@@ -504,11 +504,16 @@ class Registration:
     def _render(self) -> tuple[str, str, str | None, str]:
         """To, From, Contact (without ``expires``; ``None`` if it has one) and ``<Contact URI>``
         as text."""
-        key = (self.aor, self.contact, self.display_name, self.from_tag)
-        if self._rendered_for is not None and all(
-            a is b for a, b in zip(self._rendered_for, key, strict=True)
+        done = self._rendered_for
+        if (
+            done is not None
+            and done[0] is self.aor
+            and done[1] is self.contact
+            and done[2] is self.display_name
+            and done[3] is self.from_tag
         ):
             return self._rendered
+        key = (self.aor, self.contact, self.display_name, self.from_tag)
         contact = self.contact
         contact_text = None
         if "expires" not in contact.params:

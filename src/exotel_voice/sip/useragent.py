@@ -171,6 +171,9 @@ class UserAgent:
         )
         self.connection: SipConnection | None = None
         self._register_tx: ClientTransaction | None = None
+        # The REGISTER transaction whose final response arrived; its TransactionTerminated
+        # concerns nobody else.
+        self._finished_register_tx: ClientTransaction | None = None
         self._register_deadline: float | None = None
         self._want_registered = False
         self._events: list[AnyEvent] = []
@@ -219,6 +222,7 @@ class UserAgent:
             self.call_layer.connection_lost(conn, now)
         self.connection = None
         self._register_tx = None
+        self._finished_register_tx = None
         self._register_deadline = None
         self.registration.transport_lost(now)
         self._events.extend(self.registration.events_received())
@@ -242,15 +246,15 @@ class UserAgent:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of anything in the user agent."""
-        deadlines = [
-            self.registration.get_timer(),
+        earliest = self.registration.get_timer()
+        for d in (
             self._register_deadline,
-            self.call_layer.get_timer(),
-        ]
-        if self.connection is not None:
-            deadlines.append(self.connection.get_timer())
-        present = [d for d in deadlines if d is not None]
-        return min(present) if present else None
+            self.call_layer.get_timer() if self.call_layer.calls else None,
+            self.connection.get_timer() if self.connection is not None else None,
+        ):
+            if d is not None and (earliest is None or d < earliest):
+                earliest = d
+        return earliest
 
     def handle_timer(self, now: float) -> None:
         """Fire everything due at ``now``."""
@@ -381,28 +385,34 @@ class UserAgent:
 
     def _process_connection_events(self, events: list[Event], now: float) -> None:
         conn = self.connection
+        call_layer = self.call_layer
         for event in events:
             try:
                 self._dispatch(conn, event, now)
             except SipError as exc:
                 # A peer's malformed or unexpected message must not stop the user agent.
                 logger.warning("! could not handle %s: %s", type(event).__name__, exc)
-            self._pull_call_events()
+            if call_layer.has_events:
+                self._pull_call_events()
         self._events.extend(self.registration.events_received())
 
     def _dispatch(self, conn: SipConnection | None, event: Event, now: float) -> None:
-        if isinstance(event, ResponseReceived) and event.transaction is not None and (
-            event.transaction is self._register_tx
-        ):
-            self._on_register_response(event.response, now)
-            return
-        if isinstance(event, TransactionTimedOut) and event.transaction is self._register_tx:
+        if isinstance(event, ResponseReceived):
+            if event.transaction is not None and event.transaction is self._register_tx:
+                self._on_register_response(event.response, now)
+                return
+        elif isinstance(event, TransactionTerminated):
+            if event.transaction is self._register_tx:
+                self._register_tx = None
+            elif event.transaction is self._finished_register_tx:
+                # The REGISTER transaction whose final response we handled: nobody else's.
+                self._finished_register_tx = None
+                return
+        elif isinstance(event, TransactionTimedOut) and event.transaction is self._register_tx:
             self._register_tx = None
             self._register_deadline = None
             self.registration.handle_timeout(now)
             return
-        if isinstance(event, TransactionTerminated) and event.transaction is self._register_tx:
-            self._register_tx = None
         if conn is not None and self.call_layer.handle_event(conn, event, now):
             return
         if isinstance(event, RequestReceived):
@@ -412,6 +422,7 @@ class UserAgent:
 
     def _on_register_response(self, response: Response, now: float) -> None:
         if response.status >= 200:
+            self._finished_register_tx = self._register_tx
             self._register_tx = None
             self._register_deadline = None
         if self.registration.owns(response):
