@@ -681,3 +681,15 @@ def test_forked_child_does_not_reuse_parent_cnonces() -> None:
     os.waitpid(pid, 0)
     assert re.fullmatch(r"[0-9a-f]{32}", child_value)
     assert child_value not in pending
+
+
+def test_digest_hashes_agree_with_hashlib_whichever_implementation_is_used() -> None:
+    import hashlib
+
+    from exotel_voice.sip import auth as auth_module
+
+    for data in (b"", b"alice:atlanta.com:secret", bytes(range(256)) * 3):
+        assert auth_module._MD5 is not None and auth_module._SHA256 is not None
+        assert auth_module._MD5(data) == hashlib.md5(data).hexdigest()
+        assert auth_module._SHA256(data) == hashlib.sha256(data).hexdigest()
+    assert auth_module._builtin_constructor("sha512_256") is None  # no builtin: hashlib's
