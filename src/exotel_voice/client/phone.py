@@ -469,8 +469,9 @@ class Phone:
                 # register()/unregister() wait for an outcome; a REGISTER going out (the
                 # retry with credentials, say) is not one, so it does not wake them.
                 self._reg_changed.set()
-            logger.info("= %s registration: %s %s %s", self.name, event.guide_state,
-                        event.status or "", event.reason)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("= %s registration: %s %s %s", self.name, event.guide_state,
+                            event.status or "", event.reason)
             self._publish(ev)
             return
         if isinstance(event, IncomingCall):

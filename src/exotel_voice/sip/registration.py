@@ -376,7 +376,8 @@ class Registration:
     # -- internals ---------------------------------------------------------------------------
     def _set_state(self, state: RegistrationState) -> None:
         if state is not self.state:
-            logger.debug("= %s %s -> %s", self.aor.aor, self.state.value, state.value)
+            if logger.isEnabledFor(logging.DEBUG):  # (the arguments cost more than the call)
+                logger.debug("= %s %s -> %s", self.aor.aor, self.state.value, state.value)
             self.state = state
 
     def _fail(
