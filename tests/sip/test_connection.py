@@ -804,3 +804,29 @@ def test_get_timer_none_and_earliest_across_client_and_server(pair: ConnectionPa
     # The UAS's INVITE server transaction sends 100 Trying after 200 ms: the earliest.
     assert pair.uas.get_timer() == pytest.approx(pair.now + 0.2)
     assert pair.uac.get_timer() == pytest.approx(pair.now + 32.0)
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "REGISTER"])
+def test_response_with_a_malformed_to(pair: ConnectionPair, method: str) -> None:
+    """A response's From and To are checked before its transaction sees it, unless it answers
+    a REGISTER (never part of a dialog; nothing reads them)."""
+    tx = pair.uac.send_request(new_request(method), pair.now)
+    pair.deliver(pair.uac)
+    request, _ = _server_tx(pair.uas)
+    good = make_response(request, 200).serialize()
+    to_line = next(line for line in good.split(b"\r\n") if line.startswith(b"To: "))
+    bad = good.replace(to_line, b"To: <<<>")
+    pair.uac.receive_data(bad, pair.now)
+    events = pair.uac.events_received()
+    if method == "REGISTER":
+        assert [type(e) for e in events] == [ResponseReceived, TransactionTerminated]
+        assert tx.state is TransactionState.TERMINATED
+    else:
+        [rejected] = events
+        assert isinstance(rejected, MessageRejected) and "name-addr" in str(rejected.error)
+        assert tx.state is TransactionState.TRYING  # untouched: the good 200 still counts
+        pair.uac.receive_data(good, pair.now)
+        assert [type(e) for e in pair.uac.events_received()] == [
+            ResponseReceived,
+            TransactionTerminated,
+        ]

@@ -572,3 +572,39 @@ def test_exception_texts_never_carry_passwords(text: str) -> None:
     # Not even a cut-off piece of it (the old texts cut at 40/80 characters).
     assert SENTINEL[:6] not in str(info.value)
     assert SENTINEL[:6] not in repr(info.value)
+
+
+_RESPONSE_BAD_FROM = (
+    "SIP/2.0 200 OK\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bKx1\r\nFrom: <<<>\r\n"
+    "To: <sip:bob@example.com>;tag=t9\r\nCall-ID: c1\r\nCSeq: 3 REGISTER\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+def test_a_response_from_and_to_are_checked_when_read() -> None:
+    # Not on a response's transaction path (RFC 3261 §17.1.3): parse_message accepts it ...
+    message = parse_message(_RESPONSE_BAD_FROM)
+    assert isinstance(message, Response) and message.cseq.method == "REGISTER"
+    assert message.to.tag == "t9"
+    # ... and reading or checking From is what fails, as does a full parse.
+    with pytest.raises(InvalidMessage, match="From|name-addr"):
+        _ = message.from_
+    with pytest.raises(InvalidMessage):
+        message.check_from_to()
+    with pytest.raises(InvalidMessage):
+        parse_message(_RESPONSE_BAD_FROM, full=True)
+    missing = _RESPONSE_BAD_FROM.replace("From: <<<>\r\n", "")
+    with pytest.raises(InvalidMessage, match="missing mandatory header From"):
+        parse_message(missing)  # still present exactly once
+
+
+def test_a_request_from_and_to_are_checked_by_the_parser() -> None:
+    request = (
+        "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bKx1\r\n"
+        "From: <<<>\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\nCSeq: 3 OPTIONS\r\n\r\n"
+    )
+    with pytest.raises(InvalidMessage):
+        parse_message(request)
+    good = parse_message(request.replace("From: <<<>", "From: <sip:a@example.com>;tag=f"))
+    good.check_from_to()  # already checked: nothing to do
+    assert good.from_.tag == "f"

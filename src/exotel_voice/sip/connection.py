@@ -194,15 +194,18 @@ class SipConnection:
             self._reject(raw, exc, _salvage(raw))
             return
         try:
-            # What matching needs (parse_message has checked them all against the grammar;
-            # a request's From and To are read here too, before any transaction exists; a
-            # response's are read only when a dialog needs them, and an error there is
-            # rejected below all the same).
+            # What matching needs (parse_message has checked them against the grammar; a
+            # request's From and To are read here too, before any transaction exists). A
+            # response's From and To are checked here, before its transaction sees it, unless
+            # it answers a REGISTER: that never belongs to a dialog (RFC 3261 §10.2), and
+            # nothing reads them.
             via = message.via
             if isinstance(message, Request):
                 _ = message.cseq, message.call_id, message.from_, message.to
             else:
-                _ = message.cseq, message.call_id
+                _ = message.call_id
+                if message.cseq.method != "REGISTER":
+                    message.check_from_to()
         except InvalidMessage as exc:
             self._reject(raw, exc, message)
             return

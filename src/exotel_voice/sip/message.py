@@ -17,15 +17,18 @@ What :func:`parse_message` checks (and so what a returned message guarantees):
   (RFC 3261 §7.3.1) undone, CRLF line ends (bare LF is tolerated, a bare CR is not);
 * the *transaction-path* headers, fully parsed: every Via, From, To, Call-ID, CSeq
   (present exactly once, number below 2**31, method equal to a request's method) and
-  Content-Length (at most once);
+  Content-Length (at most once). A response's From and To must be present once, but are
+  not on its transaction path (RFC 3261 §17.1.3 matches responses by Via branch and CSeq
+  method): they are checked when first read, by :meth:`Message.check_from_to` (the
+  connection calls it for every response that a dialog may need) or by a full parse;
 * the body: RFC 7118 frames one SIP message per WebSocket message, so a Content-Length
   larger than the body received is an error, and a body longer than Content-Length is cut
   to Content-Length (the extra octets are dropped, as RFC 3261 §18.3 says for datagrams).
   Without Content-Length the whole rest of the frame is the body.
 
-Via, From, To and the Request-URI are *checked* while parsing (one regex match each for
-the common shapes, the full grammar otherwise); their objects are built from those matches
-when first read. Every other header is kept as text and parsed when first asked for.
+Via, a request's From and To, and the Request-URI are *checked* while parsing (one regex
+match each for the common shapes, the full grammar otherwise); their objects are built from
+those matches when first read. Every other header is kept as text and parsed when first asked for.
 ``parse_message(data, full=True)`` or :meth:`Message.parse_all` parses and checks *every*
 header the SDK understands (Contact, Route, Record-Route, Max-Forwards, Expires,
 Content-Type ...) and an ``application/sdp`` body.
@@ -244,6 +247,25 @@ class Message:
         """The top Via's branch parameter."""
         vias = self._vias()
         return vias[0].branch if vias else None
+
+    def check_from_to(self) -> None:
+        """Check From and To against the grammar, once (later reads build from the check).
+
+        :func:`parse_message` does this for a request; a response's From and To are checked
+        here or when first read.
+
+        Raises:
+            InvalidMessage: From or To is missing or malformed.
+        """
+        views = self.headers._views or self._views()
+        if (views.from_m is None and views.from_ is None) or (
+            views.to_m is None and views.to is None
+        ):
+            from_value = self.headers.get("From")
+            to_value = self.headers.get("To")
+            if from_value is None or to_value is None:
+                raise InvalidMessage(f"missing {'From' if from_value is None else 'To'}")
+            _check_from_to(views, from_value, to_value)
 
     @property
     def from_(self) -> NameAddr:
@@ -786,16 +808,11 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
         views.via_m = [vm]
     else:
         _check_vias(views, via_values)
-    nm = _FAST_NAME_ADDR_FULLMATCH(from_value)
-    if nm is not None:
-        views.from_m = nm
-    else:
-        views.from_ = parse_name_addr(from_value)
-    nm = _FAST_NAME_ADDR_FULLMATCH(to_value)
-    if nm is not None:
-        views.to_m = nm
-    else:
-        views.to = parse_name_addr(to_value)
+    if type(message) is Request:
+        # A response's From and To are not on its transaction path (RFC 3261 §17.1.3 matches
+        # on the top Via's branch and the CSeq method): they are checked when first read, or
+        # by Message.check_from_to(), which the connection calls where a dialog needs them.
+        _check_from_to(views, from_value, to_value)
     if not call_id:
         raise InvalidMessage("empty Call-ID")
     views.call_id = call_id
@@ -833,6 +850,21 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
             body = body[:length]
     message.body = body
     return message
+
+
+def _check_from_to(views: _Views, from_value: str, to_value: str) -> None:
+    """Check From and To (one regex match each, the general grammar otherwise) and keep what
+    the check found; raises InvalidMessage."""
+    nm = _FAST_NAME_ADDR_FULLMATCH(from_value)
+    if nm is not None:
+        views.from_m = nm
+    else:
+        views.from_ = parse_name_addr(from_value)
+    nm = _FAST_NAME_ADDR_FULLMATCH(to_value)
+    if nm is not None:
+        views.to_m = nm
+    else:
+        views.to = parse_name_addr(to_value)
 
 
 _FAST_VIA_FULLMATCH = FAST_VIA_RE.fullmatch
