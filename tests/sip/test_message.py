@@ -587,7 +587,7 @@ def test_a_response_from_and_to_are_checked_when_read() -> None:
     assert isinstance(message, Response) and message.cseq.method == "REGISTER"
     assert message.to.tag == "t9"
     # ... and reading or checking From is what fails, as does a full parse.
-    with pytest.raises(InvalidMessage, match="From|name-addr"):
+    with pytest.raises(InvalidMessage, match="invalid From header"):
         _ = message.from_
     with pytest.raises(InvalidMessage):
         message.check_from_to()
@@ -603,7 +603,7 @@ def test_a_request_from_and_to_are_checked_by_the_parser() -> None:
         "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/WSS a.invalid;branch=z9hG4bKx1\r\n"
         "From: <<<>\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\nCSeq: 3 OPTIONS\r\n\r\n"
     )
-    with pytest.raises(InvalidMessage):
+    with pytest.raises(InvalidMessage, match="invalid From header"):
         parse_message(request)
     good = parse_message(request.replace("From: <<<>", "From: <sip:a@example.com>;tag=f"))
     good.check_from_to()  # already checked: nothing to do

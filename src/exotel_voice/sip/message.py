@@ -194,7 +194,7 @@ class Message:
         value = self.headers.get(name)
         if value is None:
             raise InvalidMessage(f"missing {name}")
-        return parse_name_addr(value)
+        return _header_name_addr(name, value)
 
     def _name_addrs(self, name: str) -> list[NameAddr]:
         return [parse_name_addr(v) for v in self.headers.get_all(name) if v != "*"]
@@ -859,12 +859,20 @@ def _check_from_to(views: _Views, from_value: str, to_value: str) -> None:
     if nm is not None:
         views.from_m = nm
     else:
-        views.from_ = parse_name_addr(from_value)
+        views.from_ = _header_name_addr("From", from_value)
     nm = _FAST_NAME_ADDR_FULLMATCH(to_value)
     if nm is not None:
         views.to_m = nm
     else:
-        views.to = parse_name_addr(to_value)
+        views.to = _header_name_addr("To", to_value)
+
+
+def _header_name_addr(name: str, value: str) -> NameAddr:
+    """:func:`parse_name_addr`, with the header's name in the error."""
+    try:
+        return parse_name_addr(value)
+    except InvalidMessage as exc:
+        raise InvalidMessage(f"invalid {name} header: {exc}", status_hint=exc.status_hint) from None
 
 
 _FAST_VIA_FULLMATCH = FAST_VIA_RE.fullmatch
