@@ -122,6 +122,12 @@ def _is_plain_cseq(value: str, method: str) -> bool:
     )
 
 
+def _may_belong_to_a_dialog(method: str) -> bool:
+    """Whether a response to ``method`` may belong to a dialog: all but REGISTER's (RFC 3261
+    §10.2: a REGISTER never creates or belongs to one)."""
+    return method != "REGISTER"
+
+
 class SipConnection:
     """SIP transport + transaction layer for one WebSocket flow, without I/O.
 
@@ -204,7 +210,7 @@ class SipConnection:
                 _ = message.cseq, message.call_id, message.from_, message.to
             else:
                 _ = message.call_id
-                if message.cseq.method != "REGISTER":
+                if _may_belong_to_a_dialog(message.cseq.method):
                     message.check_from_to()
         except InvalidMessage as exc:
             self._reject(raw, exc, message)
@@ -500,7 +506,7 @@ class SipConnection:
         self._collect(tx)
 
     def _dialog_for_response(self, response: Response, method: str) -> Dialog | None:
-        if method == "REGISTER":  # never part of a dialog (RFC 3261 §10.2)
+        if not _may_belong_to_a_dialog(method):
             return None
         dialog_id = response_dialog_id(response)
         if dialog_id is None:
