@@ -7,6 +7,7 @@ tests/sandbox/ (the sandbox's flows).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from exotel_voice.transport.pump import Pump
 
@@ -82,16 +83,21 @@ async def test_timer_is_rearmed_after_every_flush_and_after_runs_each_time() -> 
     await pump.aclose()
 
 
-async def test_stop_timer_and_a_failing_send_do_not_stop_writes() -> None:
-    core = Core()
-    written: list[bytes] = []
+def _send_failing_on(bad: bytes, written: list[bytes]) -> Callable[[bytes], Awaitable[None]]:
+    """A send that raises OSError for ``bad`` and records every other message."""
 
     async def send(data: bytes) -> None:
-        if data == b"x-1":
+        if data == bad:
             raise OSError("boom")
         written.append(data)
 
-    pump = Pump(core, send)
+    return send
+
+
+async def test_stop_timer_and_a_failing_send_do_not_stop_writes() -> None:
+    core = Core()
+    written: list[bytes] = []
+    pump = Pump(core, _send_failing_on(b"x-1", written))
     pump.run(lambda t: core.deadlines.append(t + 0.01))
     pump.stop_timer()
     pump.receive_data("x")
@@ -128,13 +134,7 @@ async def test_eager_sends_are_written_inside_the_flush_and_keep_order_when_one_
 async def test_eager_send_that_raises_is_logged_and_the_next_one_goes() -> None:
     core = Core()
     written: list[bytes] = []
-
-    async def send(data: bytes) -> None:
-        if data == b"x-1":
-            raise OSError("boom")
-        written.append(data)
-
-    pump = Pump(core, send, eager=True)
+    pump = Pump(core, _send_failing_on(b"x-1", written), eager=True)
     pump.receive_data("x")
     assert written == [b"x-2"]
     await pump.aclose()
