@@ -26,6 +26,12 @@ Every mode includes decoding the bytes (sippy takes ``str``). Timings use
 ``time.perf_counter``; each round times ``ITERATIONS`` parses; the result is the median over
 ``ROUNDS`` rounds (the minimum is reported too).
 
+``ours_*`` use the parser as installed: with its C accelerators
+(``exotel_voice.sip._cmessage`` and ``_csdp``, see ``exotel_voice.sip._speedups``) when they
+were built, which ``make`` does. The result's ``speedups`` names them, and ``pure_python``
+holds the target message measured again in a child process with
+``EXOTEL_VOICE_NO_SPEEDUPS=1`` (the pure-Python parser, against sippy in that same child).
+
 Run: ``.venv/bin/python bench/sip_parse.py`` (or ``bench/run_all.py``).
 """
 
@@ -35,6 +41,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import exotel_voice.sip.message as _message_module  # noqa: E402
+from exotel_voice.sip import _speedups  # noqa: E402
 from exotel_voice.sip.message import parse_message  # noqa: E402
 
 
@@ -175,8 +183,23 @@ def bench_message(path: Path) -> dict[str, Any]:
     return result
 
 
+def _pure_python_run() -> dict[str, Any] | None:
+    """The target message again in a child process with the C accelerators off
+    (``EXOTEL_VOICE_NO_SPEEDUPS=1``): the pure-Python parser against sippy in that run."""
+    if _speedups.DISABLED:
+        return None
+    env = dict(os.environ, EXOTEL_VOICE_NO_SPEEDUPS="1", BENCH_TARGET_ONLY="1")
+    out = subprocess.run(
+        [sys.executable, __file__], env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
 def main() -> dict[str, Any]:
     """Benchmark every message; returns the results (the bench/run_all.py convention)."""
+    if os.environ.get("BENCH_TARGET_ONLY"):
+        return bench_message(DATA / TARGET_MESSAGE)
     messages = [bench_message(p) for p in sorted(DATA.glob("*.sip"))]
     target = next(m for m in messages if m["message"] == TARGET_MESSAGE)
     full_ratio = target["ratios"].get("sippy_full / ours_full", 0.0)
@@ -198,6 +221,10 @@ def main() -> dict[str, Any]:
         # Whether the parser modules were imported as compiled extensions (e.g. built with
         # mypyc) rather than from their .py sources: a different kind of number.
         "parser_compiled": not str(_message_module.__file__).endswith(".py"),
+        # The C accelerators in use (exotel_voice.sip._speedups); [] = pure Python.
+        "speedups": _speedups.loaded(),
+        # The same target message with the accelerators off, in a child process.
+        "pure_python": _pure_python_run(),
         "iterations": ITERATIONS,
         "rounds": ROUNDS,
         "sdp_parser": _sdp_parser() is not None,

@@ -10,10 +10,11 @@ views (:class:`NameAddr`, :class:`Via`, :class:`CSeq`) are parsed on demand.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
+from . import _speedups
 from .abnf import (
     GEN_VALUE,
     GEN_VALUE_P,
@@ -554,6 +555,10 @@ def parse_name_addr(text: str) -> NameAddr:
     Raises:
         InvalidMessage: the text is not a name-addr or addr-spec.
     """
+    if _c_name_addr is not None:
+        value = _c_name_addr(text)
+        if value is not None:
+            return value
     m = FAST_NAME_ADDR_RE.fullmatch(text)
     if m is not None:
         return name_addr_from_match(m)
@@ -661,6 +666,10 @@ def parse_via(text: str) -> Via:
     Raises:
         InvalidMessage: the value is not a valid Via.
     """
+    if _c_via is not None:
+        via = _c_via(text)
+        if via is not None:
+            return via
     m = FAST_VIA_RE.fullmatch(text)
     if m is not None:
         return via_from_match(m)
@@ -743,3 +752,14 @@ class _Views:
     record_routes: list[NameAddr] | None = None
     sdp: object = None
     sdp_body: bytes | None = None
+
+
+# The C forms of the fast paths of parse_name_addr and parse_via (see _speedups), or None.
+_c_name_addr: Callable[[str], NameAddr | None] | None = None
+_c_via: Callable[[str], Via | None] | None = None
+_cmessage = _speedups.load("_cmessage")
+if _cmessage is not None:
+    _cmessage.register("NameAddr", NameAddr)
+    _cmessage.register("Via", Via)
+    _c_name_addr = _cmessage.name_addr
+    _c_via = _cmessage.via

@@ -62,6 +62,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from ..exceptions import InvalidMessage, LineTooLong, MessageTooLarge, TooManyHeaders
+from . import _speedups
 from .abnf import TOKEN, TOKEN_P
 from .headers import (
     CSEQ_RE,
@@ -667,6 +668,13 @@ def parse_message(
             server should answer. Nothing else is ever raised.
     """
     try:
+        if _c_parse is not None:
+            # The C accelerator: the usual shapes, or None (then the Python parser decides).
+            fast = _c_parse(_as_bytes(data), full)
+            if fast is not None:
+                if full:
+                    fast.sdp  # noqa: B018 - parsed and checked as parse_all() does
+                return fast
         message = _parse(data)
         if full:
             message.parse_all()
@@ -1006,3 +1014,33 @@ def _parse_status_line(line: str) -> Response:
     response.status = status
     response.reason = parts[2] if len(parts) == 3 else ""
     return response
+
+
+def _as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
+    if type(data) is bytes:
+        return data
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _load_c_parser() -> Callable[[bytes, bool], Request | Response | None] | None:
+    """``_cmessage.parse`` with this module's classes and tables registered, or ``None``."""
+    module = _speedups.load("_cmessage")
+    if module is None:
+        return None
+    for name, obj in (
+        ("Request", Request),
+        ("Response", Response),
+        ("Headers", Headers),
+        ("Views", _Views),
+        ("CSeq", CSeq),
+        ("known_names", _known_names),
+        ("full_checks", _FULL_CHECKS),
+    ):
+        module.register(name, obj)
+    module.set_limits(MAX_MESSAGE_SIZE, MAX_LINE_LENGTH, MAX_NUM_HEADERS)
+    parse: Callable[[bytes, bool], Request | Response | None] = module.parse
+    return parse
+
+
+#: The C message parser (see :mod:`exotel_voice.sip._speedups`), or ``None``.
+_c_parse = _load_c_parser()

@@ -9,10 +9,12 @@ A URI's ``repr`` never shows a password (RFC 3261 §19.1.1 deprecates it, but a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from ..exceptions import InvalidMessage
+from . import _speedups
 from .abnf import BAD_ESCAPE_RE
 from .redact import SECURE, redact
 
@@ -282,6 +284,10 @@ def parse_uri(text: str) -> URI:
     Raises:
         InvalidMessage: the text is not a valid URI.
     """
+    if _c_sip_uri is not None:
+        uri = _c_sip_uri(text)
+        if uri is not None:
+            return uri
     fast = FAST_SIP_URI_RE.fullmatch(text)
     if fast is not None:
         return sip_uri_from_match(fast, 1)
@@ -344,3 +350,16 @@ def parse_uri(text: str) -> URI:
                 k, v = unquote(k), unquote(v)
             params[k.lower()] = v if sep else None
     return SipURI(scheme, user, host, port, params, headers, password)
+
+
+def _load_c_sip_uri() -> Callable[[str], SipURI | None] | None:
+    module = _speedups.load("_cmessage")
+    if module is None:
+        return None
+    module.register("SipURI", SipURI)
+    fast: Callable[[str], SipURI | None] = module.sip_uri
+    return fast
+
+
+#: The C form of the fast path above (FAST_SIP_URI_RE + sip_uri_from_match), or None.
+_c_sip_uri = _load_c_sip_uri()
