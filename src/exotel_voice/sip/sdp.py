@@ -11,6 +11,13 @@ The parser is line based (``split``/``partition``, no per-character loop) becaus
 on the call set-up path next to the SIP parser. It raises
 :class:`~exotel_voice.exceptions.InvalidSDP` and nothing else.
 
+An optional C accelerator, ``exotel_voice.sip._csdp`` (built by ``setup.py`` when a C
+compiler is there; ``EXOTEL_VOICE_NO_SPEEDUPS=1`` turns it off), parses the common subset
+(ASCII, no control characters but the line ends, valid SDP) into the very same objects and
+declines everything else. The Python code here is the reference: it parses whatever the
+accelerator declines, including every error, and ``tests/sip/test_speedups_sdp.py`` checks
+the accelerator against it.
+
 ``repr`` of any object here masks ``a=ice-pwd``, ``a=crypto`` keys, ``a=key-mgmt`` and
 ``k=`` lines; ``str`` of a :class:`SessionDescription` is the wire form, secrets included.
 """
@@ -18,7 +25,9 @@ on the call set-up path next to the SIP parser. It raises
 from __future__ import annotations
 
 import copy
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -625,6 +634,15 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
         InvalidSDP: the text is not valid SDP; the message names the line number and what
             is wrong. Nothing else is raised.
     """
+    if _fast_parse is not None:
+        sdp = _fast_parse(text)
+        if sdp is not None:
+            return sdp
+    return _parse_sdp_python(text)
+
+
+def _parse_sdp_python(text: str | bytes) -> SessionDescription:
+    """:func:`parse_sdp` in pure Python: the reference, and the fallback of the C parser."""
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
             text = bytes(text).decode("utf-8")
@@ -764,3 +782,18 @@ def _parse_media(value: str, lineno: int) -> MediaDescription:
         formats=parts[3:],
         attributes=[],
     )
+
+
+# The optional C accelerator (see the module docstring); parse_sdp falls back to
+# _parse_sdp_python whenever it returns None.
+_fast_parse: Callable[[str | bytes], SessionDescription | None] | None
+try:
+    if os.environ.get("EXOTEL_VOICE_NO_SPEEDUPS"):
+        raise ImportError
+    from . import _csdp
+except ImportError:
+    _fast_parse = None
+else:
+    _csdp.setup(SessionDescription, MediaDescription, Attribute, Origin, Connection, Bandwidth,
+                Timing)
+    _fast_parse = _csdp.parse
