@@ -540,3 +540,21 @@ def test_sdp_errors_never_quote_an_ice_password() -> None:
     with pytest.raises(InvalidSDP) as caught:
         parse_sdp(sdp)
     assert "line 5" in str(caught.value) and "s3cretPwd" not in str(caught.value)
+
+
+def test_a_number_too_long_for_int_is_invalid_sdp() -> None:
+    # int() refuses more than 4300 digits (CPython's limit) with ValueError; parse_sdp
+    # raises InvalidSDP and nothing else.
+    text = f"v=0\r\no=- 1 {'9' * 5000} IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    with pytest.raises(InvalidSDP, match="too long"):
+        parse_sdp(text)
+
+
+def test_a_bandwidth_with_a_control_character_is_invalid_sdp() -> None:
+    # str.strip() takes \x1c-\x1f as whitespace, int() does not: found by the differential
+    # tests of the C parser (it raised ValueError here before).
+    with pytest.raises(InvalidSDP, match="invalid b= line"):
+        parse_sdp("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nb=AS:64\x1c\r\nt=0 0\r\n")
+    assert parse_sdp("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nb=AS: 64 \r\nt=0 0\r\n").bandwidths[
+        0
+    ].value == 64

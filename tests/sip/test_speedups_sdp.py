@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from exotel_voice.exceptions import InvalidSDP
-from exotel_voice.sip import sdp as sdp_module
+from exotel_voice.sip import _speedups, sdp as sdp_module
 from exotel_voice.sip.sdp import (
     Attribute,
     Bandwidth,
@@ -45,7 +45,7 @@ from .test_sdp import (
 )
 
 
-NO_SPEEDUPS = bool(os.environ.get("EXOTEL_VOICE_NO_SPEEDUPS"))
+NO_SPEEDUPS = _speedups.DISABLED
 if NO_SPEEDUPS:
     _csdp: Any = pytest.importorskip("exotel_voice.sip._csdp")
     # sdp.py did not hand the classes over; do it here so the C parser is still tested.

@@ -25,13 +25,13 @@ the accelerator against it.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..exceptions import InvalidSDP
+from . import _speedups
 from .uri import excerpt
 
 
@@ -638,7 +638,10 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
         sdp = _fast_parse(text)
         if sdp is not None:
             return sdp
-    return _parse_sdp_python(text)
+    try:
+        return _parse_sdp_python(text)
+    except ValueError:  # int() on a number past CPython's 4300-digit limit
+        raise InvalidSDP("SDP has a number too long to convert") from None
 
 
 def _parse_sdp_python(text: str | bytes) -> SessionDescription:
@@ -693,7 +696,9 @@ def _parse_sdp_python(text: str | bytes) -> SessionDescription:
                 sdp.connection = conn
         elif kind == "b":
             btype, sep, bvalue = value.partition(":")
-            if not sep or not btype or not _is_num(bvalue.strip()):
+            # (SP/HTAB only: str.strip() would also take \x1c-\x1f, which int() refuses)
+            bvalue = bvalue.strip(" \t")
+            if not sep or not btype or not _is_num(bvalue):
                 raise InvalidSDP(f"line {lineno}: invalid b= line {excerpt(value, 40)}")
             bw = Bandwidth(btype, int(bvalue))
             (media.bandwidths if media is not None else sdp.bandwidths).append(bw)
@@ -786,14 +791,9 @@ def _parse_media(value: str, lineno: int) -> MediaDescription:
 
 # The optional C accelerator (see the module docstring); parse_sdp falls back to
 # _parse_sdp_python whenever it returns None.
-_fast_parse: Callable[[str | bytes], SessionDescription | None] | None
-try:
-    if os.environ.get("EXOTEL_VOICE_NO_SPEEDUPS"):
-        raise ImportError
-    from . import _csdp
-except ImportError:
-    _fast_parse = None
-else:
+_fast_parse: Callable[[str | bytes], SessionDescription | None] | None = None
+_csdp = _speedups.load("_csdp")
+if _csdp is not None:
     _csdp.setup(SessionDescription, MediaDescription, Attribute, Origin, Connection, Bandwidth,
                 Timing)
     _fast_parse = _csdp.parse
