@@ -186,6 +186,11 @@ def test_arbitrary_text(text: str) -> None:
     ),
 )
 def test_mutated_valid_messages(sample: bytes, edits: list[tuple[str, float, bytes]]) -> None:
+    check_contract(mutate(sample, edits))
+
+
+def mutate(sample: bytes, edits: list[tuple[str, float, bytes]]) -> bytes:
+    """Apply ``(insert|delete|replace, where in 0..1, chunk)`` edits to a message."""
     data = bytearray(sample)
     for op, where, chunk in edits:
         i = int(where * len(data))
@@ -195,7 +200,7 @@ def test_mutated_valid_messages(sample: bytes, edits: list[tuple[str, float, byt
             del data[i : i + len(chunk)]
         else:
             data[i : i + len(chunk)] = chunk
-    check_contract(bytes(data))
+    return bytes(data)
 
 
 @settings(max_examples=300, deadline=None)

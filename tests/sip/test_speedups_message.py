@@ -25,7 +25,7 @@ from exotel_voice.sip import (
 )
 from exotel_voice.sip.message import Request, Response, parse_message
 
-from .test_parser_properties import INTERESTING, SAMPLES, messages
+from .test_parser_properties import INTERESTING, SAMPLES, messages, mutate
 
 
 pytestmark = pytest.mark.skipif(
@@ -282,17 +282,9 @@ def test_generated_messages_agree(case: tuple[Request | Response, dict[str, obje
     ),
 )
 def test_mutated_messages_agree(sample: bytes, edits: list[tuple[str, float, bytes]]) -> None:
-    data = bytearray(sample)
-    for op, where, chunk in edits:
-        i = int(where * len(data))
-        if op == "insert":
-            data[i:i] = chunk
-        elif op == "delete":
-            del data[i : i + len(chunk)]
-        else:
-            data[i : i + len(chunk)] = chunk
+    data = mutate(sample, edits)
     for full in (False, True):
-        compare(bytes(data), full)
+        compare(data, full)
 
 
 @settings(max_examples=300, deadline=None)

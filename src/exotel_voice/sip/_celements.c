@@ -71,6 +71,25 @@ run(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned char k)
     return i;
 }
 
+/* The end of the longest run of ";name" / ";name=value" from i (name and value non-empty,
+ * of the given classes): a possessive (;name(=value)?)*+ as in the fast-path regexes. */
+static Py_ssize_t
+param_run(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned char name, unsigned char value)
+{
+    while (i < n && s[i] == ';') {
+        Py_ssize_t j = run(s, i + 1, n, name);
+        if (j == i + 1)
+            break;
+        if (j < n && s[j] == '=') {
+            Py_ssize_t k = run(s, j + 1, n, value);
+            if (k > j + 1)
+                j = k;
+        }
+        i = j;
+    }
+    return i;
+}
+
 static inline Py_ssize_t
 skip_ws(const char *s, Py_ssize_t i, Py_ssize_t n)
 {
@@ -264,17 +283,7 @@ scan_uri(const char *s, Py_ssize_t i, Py_ssize_t n, uri_span *u)
     if (i < 0)
         return -1;
     u->params = i;
-    while (i < n && s[i] == ';') {
-        j = run(s, i + 1, n, C_UPARAM);
-        if (j == i + 1)
-            break;
-        if (j < n && s[j] == '=') {
-            Py_ssize_t k = run(s, j + 1, n, C_UPARAM);
-            if (k > j + 1)
-                j = k;
-        }
-        i = j;
-    }
+    i = param_run(s, i, n, C_UPARAM, C_UPARAM);
     u->params_end = i;
     return i;
 }
@@ -441,20 +450,6 @@ fail:
 
 /* ---- Via -------------------------------------------------------------------------------- */
 
-static PyObject *
-str_upper(const char *s, Py_ssize_t n)
-{
-    PyObject *u = PyUnicode_New(n, 127);
-    if (u == NULL)
-        return NULL;
-    char *d = (char *)PyUnicode_DATA(u);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        char c = s[i];
-        d[i] = (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
-    }
-    return u;
-}
-
 /*   SIP/2\.0/([token]++) (host)(?::(port))?
  *   ((?:;branch=([gen]++))?(?:;[token]++(?:=[gen]++)?)*+)
  *
@@ -477,24 +472,14 @@ ev_parse_via(const char *s, Py_ssize_t n)
     if (i < 0)
         return NULL;
     Py_ssize_t params = i;
-    while (i < n && s[i] == ';') {
-        Py_ssize_t j = run(s, i + 1, n, C_TOKEN);
-        if (j == i + 1)
-            break;
-        if (j < n && s[j] == '=') {
-            Py_ssize_t k = run(s, j + 1, n, C_GEN);
-            if (k > j + 1)
-                j = k;
-        }
-        i = j;
-    }
+    i = param_run(s, i, n, C_TOKEN, C_GEN);
     if (i != n)
         return NULL;
 
     PyObject *via = ev_new(ev.Via);
     if (via == NULL)
         return NULL;
-    if (ev_set(via, S_transport, str_upper(s + 8, transport_end - 8)) < 0)
+    if (ev_set(via, S_transport, ev_str_upper(s + 8, transport_end - 8)) < 0)
         goto fail;
     if (ev_set(via, S_host, ev_str(s + host, host_end - host)) < 0)
         goto fail;

@@ -47,8 +47,9 @@ ev_str(const char *s, Py_ssize_t n)
     return u;
 }
 
-PyObject *
-ev_str_lower(const char *s, Py_ssize_t n)
+/* A new str from n ASCII bytes, the letters from..from+25 moved by delta. */
+static PyObject *
+str_shifted(const char *s, Py_ssize_t n, char from, int delta)
 {
     PyObject *u = PyUnicode_New(n, 127);
     if (u == NULL)
@@ -56,9 +57,21 @@ ev_str_lower(const char *s, Py_ssize_t n)
     char *d = (char *)PyUnicode_DATA(u);
     for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
-        d[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+        d[i] = (c >= from && c <= from + 25) ? (char)(c + delta) : c;
     }
     return u;
+}
+
+PyObject *
+ev_str_lower(const char *s, Py_ssize_t n)
+{
+    return str_shifted(s, n, 'A', 32);
+}
+
+PyObject *
+ev_str_upper(const char *s, Py_ssize_t n)
+{
+    return str_shifted(s, n, 'a', -32);
 }
 
 /* ---- The message parser ---------------------------------------------------------------

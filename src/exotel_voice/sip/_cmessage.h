@@ -41,8 +41,9 @@ PyObject *ev_new(PyObject *cls);
 int ev_set(PyObject *obj, PyObject *name, PyObject *value);
 /* A new str from n ASCII bytes. */
 PyObject *ev_str(const char *s, Py_ssize_t n);
-/* The same, lower-cased (for parameter names). */
+/* The same, lower-cased (for parameter names) or upper-cased (a Via's transport). */
 PyObject *ev_str_lower(const char *s, Py_ssize_t n);
+PyObject *ev_str_upper(const char *s, Py_ssize_t n);
 
 /* uri.FAST_SIP_URI_RE.fullmatch(text) + uri.sip_uri_from_match(): a SipURI. */
 PyObject *ev_parse_sip_uri(const char *s, Py_ssize_t n);
