@@ -154,7 +154,9 @@ def test_parse_message_returns_the_c_result() -> None:
     # The C parser builds the Via objects directly (the Python one keeps regex matches).
     views = m.headers._views
     assert views is not None and views.vias is not None and views.via_m is None
-    assert m.sdp is not None and m.contacts
+    # ... and parses the SDP body in the same call (Message.sdp then answers from the views).
+    assert views.sdp is not None and views.sdp_body is m.body
+    assert m.sdp is views.sdp and m.contacts
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=range(len(SAMPLES)))

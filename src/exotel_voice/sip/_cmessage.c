@@ -308,6 +308,30 @@ check_native(int kind, const char *v, Py_ssize_t n)
     }
 }
 
+/* After a Python call failed: 1 when the exception is an ordinary error (cleared: the
+ * Python parser will meet it again and report it), 0 when it must propagate (MemoryError,
+ * KeyboardInterrupt and the like). */
+static int
+is_plain_error(void)
+{
+    if (PyErr_ExceptionMatches(PyExc_MemoryError) || !PyErr_ExceptionMatches(PyExc_Exception))
+        return 0;
+    PyErr_Clear();
+    return 1;
+}
+
+/* Message.content_type == "application/sdp": the value up to ";", stripped, any case. */
+static int
+is_sdp_type(const char *v, Py_ssize_t n)
+{
+    const char *semi = memchr(v, ';', (size_t)n);
+    Py_ssize_t end = semi != NULL ? semi - v : n;
+    Py_ssize_t start = span_ws(v, 0, end);
+    while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+        end--;
+    return end - start == 15 && PyOS_strnicmp(v + start, "application/sdp", 15) == 0;
+}
+
 /* Split a list header value (headers.split_header_values) and append one NameAddr per
  * element to list. Returns 1, 0 for "not fast", -1 on an error. */
 static int
@@ -348,7 +372,7 @@ append_name_addrs(PyObject *list, const char *v, Py_ssize_t n)
 
 static PyObject *s_method, *s_uri_, *s_headers, *s_body, *s_status, *s_reason, *s_items,
     *s_views, *s_vias, *s_from_, *s_to, *s_call_id, *s_cseq, *s_seq, *s_contacts, *s_routes,
-    *s_record_routes;
+    *s_record_routes, *s_sdp, *s_sdp_body;
 
 static int
 intern_all(void)
@@ -358,7 +382,8 @@ intern_all(void)
     I(s_status, "status"); I(s_reason, "reason"); I(s_items, "_items");
     I(s_views, "_views"); I(s_vias, "vias"); I(s_from_, "from_"); I(s_to, "to");
     I(s_call_id, "call_id"); I(s_cseq, "cseq"); I(s_seq, "seq"); I(s_contacts, "contacts");
-    I(s_routes, "routes"); I(s_record_routes, "record_routes");
+    I(s_routes, "routes"); I(s_record_routes, "record_routes"); I(s_sdp, "sdp");
+    I(s_sdp_body, "sdp_body");
 #undef I
     return 0;
 }
@@ -371,7 +396,9 @@ parse_message(const char *raw, Py_ssize_t size, int full)
 {
     PyObject *message = NULL, *items = NULL, *vias = NULL, *headers = NULL, *views = NULL;
     PyObject *contacts = NULL, *routes = NULL, *record_routes = NULL;
-    PyObject *from = NULL, *to = NULL;
+    PyObject *from = NULL, *to = NULL, *body = NULL, *sdp = NULL;
+    const char *ctype_v = NULL;
+    Py_ssize_t ctype_n = 0;
     const char *from_v = NULL, *to_v = NULL, *cseq_v = NULL, *clen_v = NULL;
     Py_ssize_t from_n = 0, to_n = 0, callid_n = 0, cseq_n = 0, clen_n = 0;
     int n_from = 0, n_to = 0, n_callid = 0, n_cseq = 0, n_clen = 0;
@@ -530,6 +557,10 @@ parse_message(const char *raw, Py_ssize_t size, int full)
         case K_CSEQ: n_cseq++; cseq_v = v; cseq_n = vn; break;
         case K_CLEN: n_clen++; clen_v = v; clen_n = vn; break;
         default:
+            if (e->kind == K_MEDIA && ctype_v == NULL) {
+                ctype_v = v;
+                ctype_n = vn;
+            }
             if (!full)
                 break;
             if (e->kind == K_CONTACT || e->kind == K_ROUTE || e->kind == K_RROUTE) {
@@ -545,10 +576,9 @@ parse_message(const char *raw, Py_ssize_t size, int full)
             } else if (e->check != NULL && !check_native(e->kind, v, vn)) {
                 PyObject *r = PyObject_CallOneArg(e->check, value);
                 if (r == NULL) {
-                    if (PyErr_ExceptionMatches(PyExc_MemoryError))
+                    if (!is_plain_error())
                         FAIL();
-                    PyErr_Clear();   /* invalid: the Python parser reports it */
-                    NOT_FAST();
+                    NOT_FAST();   /* invalid: the Python parser reports it */
                 }
                 Py_DECREF(r);
             }
@@ -603,6 +633,21 @@ parse_message(const char *raw, Py_ssize_t size, int full)
         body_len = (Py_ssize_t)length;
     }
 
+    body = PyBytes_FromStringAndSize(body_start, body_len);
+    if (body == NULL)
+        FAIL();
+    /* A full parse parses an SDP body too, as Message.sdp would (it then answers from the
+     * views): with the Content-Type read as Message.content_type reads it. */
+    if (full && ev.sdp_parser != NULL && body_len > 0 && ctype_v != NULL
+        && is_sdp_type(ctype_v, ctype_n)) {
+        sdp = PyObject_CallOneArg(ev.sdp_parser, body);
+        if (sdp == NULL) {
+            if (!is_plain_error())
+                FAIL();
+            NOT_FAST();   /* an invalid body: the Python parser reports it */
+        }
+    }
+
     /* Build: Headers(items) with its _Views, then the message's headers and body. */
     PyObject *cseq = ev_new(ev.CSeq);
     if (cseq == NULL)
@@ -641,6 +686,12 @@ parse_message(const char *raw, Py_ssize_t size, int full)
         if (rc < 0)
             FAIL();
     }
+    if (sdp != NULL) {
+        int rc = ev_set(views, s_sdp, sdp);
+        sdp = NULL;
+        if (rc < 0 || ev_set(views, s_sdp_body, Py_NewRef(body)) < 0)
+            FAIL();
+    }
     if (full) {
         int rc = ev_set(views, s_contacts, contacts);
         contacts = NULL;
@@ -669,8 +720,12 @@ parse_message(const char *raw, Py_ssize_t size, int full)
         if (rc < 0)
             FAIL();
     }
-    if (ev_set(message, s_body, PyBytes_FromStringAndSize(body_start, body_len)) < 0)
-        FAIL();
+    {
+        int rc = ev_set(message, s_body, body);
+        body = NULL;
+        if (rc < 0)
+            FAIL();
+    }
     return message;
 
 not_fast:
@@ -685,6 +740,8 @@ fail:
     Py_XDECREF(record_routes);
     Py_XDECREF(from);
     Py_XDECREF(to);
+    Py_XDECREF(body);
+    Py_XDECREF(sdp);
     return NULL;
 }
 
@@ -767,11 +824,17 @@ py_register(PyObject *self, PyObject *args)
     else if (strcmp(name, "Response") == 0) slot = &ev.Response;
     else if (strcmp(name, "known_names") == 0) slot = &ev.known_names;
     else if (strcmp(name, "full_checks") == 0) slot = &ev.full_checks;
+    else if (strcmp(name, "sdp_parser") == 0) slot = &ev.sdp_parser;
     if (slot == NULL) {
         PyErr_Format(PyExc_ValueError, "unknown name %s", name);
         return NULL;
     }
-    if (slot != &ev.known_names && slot != &ev.full_checks && !PyType_Check(obj)) {
+    if (slot == &ev.sdp_parser) {
+        if (!PyCallable_Check(obj)) {
+            PyErr_Format(PyExc_TypeError, "%s must be callable", name);
+            return NULL;
+        }
+    } else if (slot != &ev.known_names && slot != &ev.full_checks && !PyType_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be a class", name);
         return NULL;
     }

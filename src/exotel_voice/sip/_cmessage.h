@@ -30,6 +30,7 @@ typedef struct {
     PyObject *Response;
     PyObject *known_names;   /* dict: header name as spelled on the wire -> canonical name */
     PyObject *full_checks;   /* dict: canonical header name -> Python check function */
+    PyObject *sdp_parser;    /* sdp.parse_sdp (a full parse parses an SDP body), or NULL */
 } ev_registry;
 
 extern ev_registry ev;

@@ -345,10 +345,10 @@ class Message:
         if views.sdp_body is not self.body:
             parse_sdp = _sdp_parser()
             try:
-                views.sdp = parse_sdp(self.body.decode("utf-8"))
+                views.sdp = parse_sdp(self.body)  # (bytes: it decodes them, or its C path)
             except InvalidMessage:
                 raise
-            except Exception as exc:  # InvalidSDP, UnicodeDecodeError, parser bugs
+            except Exception as exc:  # InvalidSDP (also for invalid UTF-8), parser bugs
                 raise InvalidMessage(f"invalid SDP body ({type(exc).__name__})") from None
             views.sdp_body = self.body
         return views.sdp
@@ -603,10 +603,10 @@ _FULL_CHECKS: dict[str, Callable[[str], object]] = {
     "P-Asserted-Identity": _check_name_addrs,
 }
 
-_sdp_parse: Callable[[str], object] | None = None
+_sdp_parse: Callable[[bytes], object] | None = None
 
 
-def _sdp_parser() -> Callable[[str], object]:
+def _sdp_parser() -> Callable[[bytes], object]:
     """Find ``exotel_voice.sip.sdp.parse_sdp`` (imported lazily: it is an optional peer)."""
     global _sdp_parse
     if _sdp_parse is None:
@@ -614,7 +614,7 @@ def _sdp_parser() -> Callable[[str], object]:
             module = importlib.import_module("exotel_voice.sip.sdp")
         except ImportError:
             raise InvalidMessage("no SDP parser available (exotel_voice.sip.sdp)") from None
-        parse: Callable[[str], object] = module.parse_sdp
+        parse: Callable[[bytes], object] = module.parse_sdp
         _sdp_parse = parse
     return _sdp_parse
 
@@ -672,7 +672,7 @@ def parse_message(
             # The C accelerator: the usual shapes, or None (then the Python parser decides).
             fast = _c_parse(_as_bytes(data), full)
             if fast is not None:
-                if full:
+                if full and not _c_parses_sdp:
                     fast.sdp  # noqa: B018 - parsed and checked as parse_all() does
                 return fast
         message = _parse(data)
@@ -1038,9 +1038,17 @@ def _load_c_parser() -> Callable[[bytes, bool], Request | Response | None] | Non
     ):
         module.register(name, obj)
     module.set_limits(MAX_MESSAGE_SIZE, MAX_LINE_LENGTH, MAX_NUM_HEADERS)
+    global _c_parses_sdp
+    try:  # a full parse parses an SDP body in the same call (else Message.sdp does it)
+        module.register("sdp_parser", _sdp_parser())
+        _c_parses_sdp = True
+    except InvalidMessage:  # no SDP parser installed
+        pass
     parse: Callable[[bytes, bool], Request | Response | None] = module.parse
     return parse
 
 
+#: Whether the C message parser parses an SDP body in a full parse (see _load_c_parser).
+_c_parses_sdp = False
 #: The C message parser (see :mod:`exotel_voice.sip._speedups`), or ``None``.
 _c_parse = _load_c_parser()
