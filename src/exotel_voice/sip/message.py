@@ -49,6 +49,13 @@ same name prefixed ``EXOTEL_VOICE_``, e.g. ``EXOTEL_VOICE_MAX_MESSAGE_SIZE``):
   comma-separated value (:class:`~exotel_voice.exceptions.TooManyHeaders`).
 
 ``repr`` of a message shows only its start line, Call-ID, CSeq and top Via branch.
+
+When the optional C accelerator ``exotel_voice.sip._cmessage`` is built (see
+:mod:`exotel_voice.sip._speedups`), :func:`parse_message` tries it first: for the usual
+messages it builds the same objects this module builds (the views then hold the parsed
+Via/From/To objects rather than regex matches, and a full parse also holds the SDP); for
+anything else it answers ``None`` and the Python parser below decides, so every error comes
+from here.
 """
 
 from __future__ import annotations
