@@ -172,19 +172,21 @@ def test_arbitrary_text(text: str) -> None:
         pass
 
 
-@settings(max_examples=600, deadline=None)
-@given(
-    st.sampled_from(SAMPLES),
-    st.lists(
+def edit_lists(max_size: int) -> st.SearchStrategy[list[tuple[str, float, bytes]]]:
+    """Edits for :func:`mutate`: up to ``max_size`` inserts, deletes and replacements."""
+    return st.lists(
         st.tuples(
             st.sampled_from(["insert", "delete", "replace"]),
             st.floats(0, 1),
             st.binary(min_size=1, max_size=4) | st.sampled_from(INTERESTING),
         ),
         min_size=1,
-        max_size=6,
-    ),
-)
+        max_size=max_size,
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(SAMPLES), edit_lists(6))
 def test_mutated_valid_messages(sample: bytes, edits: list[tuple[str, float, bytes]]) -> None:
     check_contract(mutate(sample, edits))
 

@@ -25,7 +25,7 @@ from exotel_voice.sip import (
 )
 from exotel_voice.sip.message import Request, Response, parse_message
 
-from .test_parser_properties import INTERESTING, SAMPLES, messages, mutate
+from .test_parser_properties import SAMPLES, edit_lists, messages, mutate
 
 
 pytestmark = pytest.mark.skipif(
@@ -271,18 +271,7 @@ def test_generated_messages_agree(case: tuple[Request | Response, dict[str, obje
 
 
 @settings(max_examples=500, deadline=None)
-@given(
-    st.sampled_from(SAMPLES),
-    st.lists(
-        st.tuples(
-            st.sampled_from(["insert", "delete", "replace"]),
-            st.floats(0, 1),
-            st.binary(min_size=1, max_size=4) | st.sampled_from(INTERESTING),
-        ),
-        min_size=1,
-        max_size=4,
-    ),
-)
+@given(st.sampled_from(SAMPLES), edit_lists(4))
 def test_mutated_messages_agree(sample: bytes, edits: list[tuple[str, float, bytes]]) -> None:
     data = mutate(sample, edits)
     for full in (False, True):
