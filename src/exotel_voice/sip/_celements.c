@@ -17,28 +17,18 @@
 
 /* ---- character classes ---------------------------------------------------------------- */
 
-enum {
-    C_TOKEN = 1 << 0,  /* abnf.TOKEN:      [A-Za-z0-9\-.!%*_+`'~]            */
-    C_GEN = 1 << 1,    /* abnf.GEN_VALUE:  TOKEN plus : [ ]                  */
-    C_HOST = 1 << 2,   /* host name:       [A-Za-z0-9\-.]                    */
-    C_USER = 1 << 3,   /* URI user:        [A-Za-z0-9\-_.!~*'()&=+$,;?/]     */
-    C_UPARAM = 1 << 4, /* URI parameter:   [A-Za-z0-9\-_.!~*'()\[\]/:&+$]    */
-    C_IPV6 = 1 << 5,   /* inside [ ]:      [0-9A-Fa-f:.]                     */
-    C_QDISP = 1 << 6,  /* quoted display name: [^"\\\x00-\x1f\x7f] (ASCII)   */
-    C_QPARAM = 1 << 7, /* quoted parameter value: [^";\\\x00-\x1f\x7f] (ASCII) */
-};
+/* (The classes and ev_run / ev_skip_ws are declared in _cmessage.h: the message parser
+ * uses them too.) */
+unsigned char ev_classes[256];
 
-/* Bytes >= 0x80 are in no class: a text that is not ASCII is never in the fast subset. */
-static unsigned char cls[256];
-
-#define IS(c, k) (cls[(unsigned char)(c)] & (k))
+#define IS(c, k) (ev_classes[(unsigned char)(c)] & (k))
 #define IS_WS(c) ((c) == ' ' || (c) == '\t')
 
 static void
 add_class(const char *chars, unsigned char k)
 {
     for (const char *p = chars; *p; p++)
-        cls[(unsigned char)*p] |= k;
+        ev_classes[(unsigned char)*p] |= k;
 }
 
 static void
@@ -46,29 +36,20 @@ init_classes(void)
 {
     static const char alnum[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    add_class(alnum, C_TOKEN | C_GEN | C_HOST | C_USER | C_UPARAM);
-    add_class("-.!%*_+`'~", C_TOKEN | C_GEN);
-    add_class(":[]", C_GEN);
-    add_class("-.", C_HOST);
-    add_class("-_.!~*'()&=+$,;?/", C_USER);
-    add_class("-_.!~*'()[]/:&+$", C_UPARAM);
-    add_class("0123456789ABCDEFabcdef:.", C_IPV6);
+    add_class(alnum, EV_C_TOKEN | EV_C_GEN | EV_C_HOST | EV_C_USER | EV_C_UPARAM);
+    add_class("-.!%*_+`'~", EV_C_TOKEN | EV_C_GEN);
+    add_class(":[]", EV_C_GEN);
+    add_class("-.", EV_C_HOST);
+    add_class("-_.!~*'()&=+$,;?/", EV_C_USER);
+    add_class("-_.!~*'()[]/:&+$", EV_C_UPARAM);
+    add_class("0123456789ABCDEFabcdef:.", EV_C_IPV6);
     for (int c = 0x20; c < 0x7f; c++) {
         if (c != '"' && c != '\\') {
-            cls[c] |= C_QDISP;
+            ev_classes[c] |= EV_C_QDISP;
             if (c != ';')
-                cls[c] |= C_QPARAM;
+                ev_classes[c] |= EV_C_QPARAM;
         }
     }
-}
-
-/* The end of the run of class-k bytes starting at i (i itself when there is none). */
-static inline Py_ssize_t
-run(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned char k)
-{
-    while (i < n && IS(s[i], k))
-        i++;
-    return i;
 }
 
 /* The end of the longest run of ";name" / ";name=value" from i (name and value non-empty,
@@ -77,24 +58,16 @@ static Py_ssize_t
 param_run(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned char name, unsigned char value)
 {
     while (i < n && s[i] == ';') {
-        Py_ssize_t j = run(s, i + 1, n, name);
+        Py_ssize_t j = ev_run(s, i + 1, n, name);
         if (j == i + 1)
             break;
         if (j < n && s[j] == '=') {
-            Py_ssize_t k = run(s, j + 1, n, value);
+            Py_ssize_t k = ev_run(s, j + 1, n, value);
             if (k > j + 1)
                 j = k;
         }
         i = j;
     }
-    return i;
-}
-
-static inline Py_ssize_t
-skip_ws(const char *s, Py_ssize_t i, Py_ssize_t n)
-{
-    while (i < n && IS_WS(s[i]))
-        i++;
     return i;
 }
 
@@ -145,13 +118,13 @@ scan_hostport(const char *s, Py_ssize_t i, Py_ssize_t n, Py_ssize_t *host_end, l
 {
     Py_ssize_t j;
     if (i < n && s[i] == '[') {
-        j = run(s, i + 1, n, C_IPV6);
+        j = ev_run(s, i + 1, n, EV_C_IPV6);
         if (j == i + 1 || j >= n || s[j] != ']')
             return -1;
         j++;
     }
     else {
-        j = run(s, i, n, C_HOST);
+        j = ev_run(s, i, n, EV_C_HOST);
         if (j == i)
             return -1;
     }
@@ -269,7 +242,7 @@ scan_uri(const char *s, Py_ssize_t i, Py_ssize_t n, uri_span *u)
     if (i >= n || s[i] != ':')
         return -1;
     i++;
-    Py_ssize_t j = run(s, i, n, C_USER);
+    Py_ssize_t j = ev_run(s, i, n, EV_C_USER);
     if (j > i && j < n && s[j] == '@') {
         u->user = i;
         u->user_end = j;
@@ -283,7 +256,7 @@ scan_uri(const char *s, Py_ssize_t i, Py_ssize_t n, uri_span *u)
     if (i < 0)
         return -1;
     u->params = i;
-    i = param_run(s, i, n, C_UPARAM, C_UPARAM);
+    i = param_run(s, i, n, EV_C_UPARAM, EV_C_UPARAM);
     u->params_end = i;
     return i;
 }
@@ -347,25 +320,25 @@ static Py_ssize_t
 scan_header_params(const char *s, Py_ssize_t i, Py_ssize_t n, PyObject *dict)
 {
     for (;;) {
-        Py_ssize_t j = skip_ws(s, i, n);
+        Py_ssize_t j = ev_skip_ws(s, i, n);
         if (j >= n || s[j] != ';')
             return i;
-        j = skip_ws(s, j + 1, n);
+        j = ev_skip_ws(s, j + 1, n);
         Py_ssize_t name = j;
-        j = run(s, j, n, C_TOKEN);
+        j = ev_run(s, j, n, EV_C_TOKEN);
         if (j == name)
             return i;
         Py_ssize_t name_end = j, value = -1, value_end = -1;
-        Py_ssize_t k = skip_ws(s, j, n);
+        Py_ssize_t k = ev_skip_ws(s, j, n);
         if (k < n && s[k] == '=') {
-            k = skip_ws(s, k + 1, n);
-            if (k < n && IS(s[k], C_GEN)) {
+            k = ev_skip_ws(s, k + 1, n);
+            if (k < n && IS(s[k], EV_C_GEN)) {
                 value = k;
-                value_end = run(s, k, n, C_GEN);
+                value_end = ev_run(s, k, n, EV_C_GEN);
                 j = value_end;
             }
             else if (k < n && s[k] == '"') {
-                Py_ssize_t q = run(s, k + 1, n, C_QPARAM);
+                Py_ssize_t q = ev_run(s, k + 1, n, EV_C_QPARAM);
                 if (q < n && s[q] == '"') {
                     value = k + 1;
                     value_end = q;
@@ -392,27 +365,27 @@ ev_parse_name_addr(const char *s, Py_ssize_t n)
 {
     if (ev.SipURI == NULL || ev.NameAddr == NULL)
         return NULL;
-    Py_ssize_t i = skip_ws(s, 0, n);
+    Py_ssize_t i = ev_skip_ws(s, 0, n);
     Py_ssize_t disp = -1, disp_end = -1;
     if (i < n && s[i] == '"') {
-        Py_ssize_t j = run(s, i + 1, n, C_QDISP);
+        Py_ssize_t j = ev_run(s, i + 1, n, EV_C_QDISP);
         if (j >= n || s[j] != '"')
             return NULL;
         disp = i + 1;
         disp_end = j;
-        i = skip_ws(s, j + 1, n);
+        i = ev_skip_ws(s, j + 1, n);
     }
-    else if (i < n && IS(s[i], C_TOKEN)) {
+    else if (i < n && IS(s[i], EV_C_TOKEN)) {
         disp = i;
-        Py_ssize_t j = run(s, i, n, C_TOKEN);
+        Py_ssize_t j = ev_run(s, i, n, EV_C_TOKEN);
         for (;;) {
-            Py_ssize_t k = skip_ws(s, j, n);
-            if (k == j || k >= n || !IS(s[k], C_TOKEN))
+            Py_ssize_t k = ev_skip_ws(s, j, n);
+            if (k == j || k >= n || !IS(s[k], EV_C_TOKEN))
                 break;
-            j = run(s, k, n, C_TOKEN);
+            j = ev_run(s, k, n, EV_C_TOKEN);
         }
         disp_end = j;
-        i = skip_ws(s, j, n);
+        i = ev_skip_ws(s, j, n);
     }
     if (i >= n || s[i] != '<')
         return NULL;
@@ -422,7 +395,7 @@ ev_parse_name_addr(const char *s, Py_ssize_t n)
         return NULL;
     Py_ssize_t hp = i + 1;
     Py_ssize_t hp_end = scan_header_params(s, hp, n, NULL);
-    if (skip_ws(s, hp_end, n) != n)
+    if (ev_skip_ws(s, hp_end, n) != n)
         return NULL;
 
     PyObject *value = ev_new(ev.NameAddr);
@@ -463,7 +436,7 @@ ev_parse_via(const char *s, Py_ssize_t n)
         return NULL;
     if (n < 8 || memcmp(s, "SIP/2.0/", 8) != 0)
         return NULL;
-    Py_ssize_t i = run(s, 8, n, C_TOKEN);
+    Py_ssize_t i = ev_run(s, 8, n, EV_C_TOKEN);
     if (i == 8 || i >= n || s[i] != ' ')
         return NULL;
     Py_ssize_t transport_end = i, host = i + 1, host_end;
@@ -472,7 +445,7 @@ ev_parse_via(const char *s, Py_ssize_t n)
     if (i < 0)
         return NULL;
     Py_ssize_t params = i;
-    i = param_run(s, i, n, C_TOKEN, C_GEN);
+    i = param_run(s, i, n, EV_C_TOKEN, EV_C_GEN);
     if (i != n)
         return NULL;
 

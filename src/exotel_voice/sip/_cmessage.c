@@ -213,35 +213,13 @@ clear_names(void)
     names_used = 0;
 }
 
-static unsigned char token_table[256];
 /* Octets the line scan stops at: controls (CR, HTAB and the rest), DEL and non-ASCII. */
 static unsigned char special_table[256];
 
 static void
 init_tables(void)
 {
-    const char *t = "-.!%*_+`'~";
-    for (int c = '0'; c <= '9'; c++) token_table[c] = 1;
-    for (int c = 'a'; c <= 'z'; c++) token_table[c] = 1;
-    for (int c = 'A'; c <= 'Z'; c++) token_table[c] = 1;
-    for (; *t; t++) token_table[(unsigned char)*t] = 1;
     for (int c = 0; c < 256; c++) special_table[c] = c < 0x20 || c >= 0x7f;
-}
-
-static Py_ssize_t
-span_token(const char *s, Py_ssize_t i, Py_ssize_t n)
-{
-    while (i < n && token_table[(unsigned char)s[i]])
-        i++;
-    return i;
-}
-
-static Py_ssize_t
-span_ws(const char *s, Py_ssize_t i, Py_ssize_t n)
-{
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    return i;
 }
 
 static int
@@ -283,26 +261,26 @@ check_native(int kind, const char *v, Py_ssize_t n)
         return all_digits(v, n) && (x = digits_value(v, n)) >= 0 && x <= 4294967295LL;
     case K_TOKENS:
         /* [ token *( "," token ) ] with SP/HTAB around the commas */
-        i = span_ws(v, 0, n);
+        i = ev_skip_ws(v, 0, n);
         if (i == n)
             return 1;
         for (;;) {
-            Py_ssize_t j = span_token(v, i, n);
+            Py_ssize_t j = ev_run(v, i, n, EV_C_TOKEN);
             if (j == i)
                 return 0;
-            i = span_ws(v, j, n);
+            i = ev_skip_ws(v, j, n);
             if (i == n)
                 return 1;
             if (v[i] != ',')
                 return 0;
-            i = span_ws(v, i + 1, n);
+            i = ev_skip_ws(v, i + 1, n);
         }
     case K_MEDIA:
         /* token / token, no parameters */
-        i = span_token(v, 0, n);
+        i = ev_run(v, 0, n, EV_C_TOKEN);
         if (i == 0 || i >= n || v[i] != '/')
             return 0;
-        return i + 1 < n && span_token(v, i + 1, n) == n;
+        return i + 1 < n && ev_run(v, i + 1, n, EV_C_TOKEN) == n;
     default:
         return 0;
     }
@@ -326,7 +304,7 @@ is_sdp_type(const char *v, Py_ssize_t n)
 {
     const char *semi = memchr(v, ';', (size_t)n);
     Py_ssize_t end = semi != NULL ? semi - v : n;
-    Py_ssize_t start = span_ws(v, 0, end);
+    Py_ssize_t start = ev_skip_ws(v, 0, end);
     while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
         end--;
     return end - start == 15 && PyOS_strnicmp(v + start, "application/sdp", 15) == 0;
@@ -353,7 +331,7 @@ append_name_addrs(PyObject *list, const char *v, Py_ssize_t n)
         }
         if (in_angle)
             return 0;
-        Py_ssize_t a = span_ws(v, start, i), b = i;
+        Py_ssize_t a = ev_skip_ws(v, start, i), b = i;
         while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
             b--;
         start = i + 1;
@@ -479,7 +457,7 @@ parse_message(const char *raw, Py_ssize_t size, int full)
                 if (len >= 4 && (line[0] == 'S' || line[0] == 's')
                     && PyOS_strnicmp(line, "SIP/", 4) == 0)
                     NOT_FAST();
-                Py_ssize_t sp1 = span_token(line, 0, len);
+                Py_ssize_t sp1 = ev_run(line, 0, len, EV_C_TOKEN);
                 if (sp1 == 0 || sp1 >= len || line[sp1] != ' ')
                     NOT_FAST();
                 const char *sp2p = memchr(line + sp1 + 1, ' ', (size_t)(len - sp1 - 1));
@@ -524,7 +502,7 @@ parse_message(const char *raw, Py_ssize_t size, int full)
                 FAIL();
             NOT_FAST();
         }
-        Py_ssize_t vs = span_ws(line, (colon - line) + 1, len), ve = len;
+        Py_ssize_t vs = ev_skip_ws(line, (colon - line) + 1, len), ve = len;
         while (ve > vs && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
             ve--;
         const char *v = line + vs;
@@ -616,8 +594,8 @@ parse_message(const char *raw, Py_ssize_t size, int full)
         d++;
     if (d == 0 || d > 10)
         NOT_FAST();
-    Py_ssize_t m0 = span_ws(cseq_v, d, cseq_n);
-    if (m0 == d || span_token(cseq_v, m0, cseq_n) != cseq_n || m0 == cseq_n)
+    Py_ssize_t m0 = ev_skip_ws(cseq_v, d, cseq_n);
+    if (m0 == d || ev_run(cseq_v, m0, cseq_n, EV_C_TOKEN) != cseq_n || m0 == cseq_n)
         NOT_FAST();
     long long seq = digits_value(cseq_v, d);
     if (seq < 0 || seq > 2147483647LL)

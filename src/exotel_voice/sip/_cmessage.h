@@ -46,6 +46,38 @@ PyObject *ev_str(const char *s, Py_ssize_t n);
 PyObject *ev_str_lower(const char *s, Py_ssize_t n);
 PyObject *ev_str_upper(const char *s, Py_ssize_t n);
 
+/* Character classes, one bit each (_celements.c fills the table in ev_elements_init). Bytes
+ * >= 0x80 are in no class: a text that is not ASCII is never in the fast subset. */
+enum {
+    EV_C_TOKEN = 1 << 0,  /* abnf.TOKEN:      [A-Za-z0-9\-.!%*_+`'~]            */
+    EV_C_GEN = 1 << 1,    /* abnf.GEN_VALUE:  TOKEN plus : [ ]                  */
+    EV_C_HOST = 1 << 2,   /* host name:       [A-Za-z0-9\-.]                    */
+    EV_C_USER = 1 << 3,   /* URI user:        [A-Za-z0-9\-_.!~*'()&=+$,;?/]     */
+    EV_C_UPARAM = 1 << 4, /* URI parameter:   [A-Za-z0-9\-_.!~*'()\[\]/:&+$]    */
+    EV_C_IPV6 = 1 << 5,   /* inside [ ]:      [0-9A-Fa-f:.]                     */
+    EV_C_QDISP = 1 << 6,  /* quoted display name: [^"\\\x00-\x1f\x7f] (ASCII)   */
+    EV_C_QPARAM = 1 << 7, /* quoted parameter value: [^";\\\x00-\x1f\x7f] (ASCII) */
+};
+extern unsigned char ev_classes[256];
+
+/* The end of the run of class-k bytes starting at i (i itself when there is none). */
+static inline Py_ssize_t
+ev_run(const char *s, Py_ssize_t i, Py_ssize_t n, unsigned char k)
+{
+    while (i < n && (ev_classes[(unsigned char)s[i]] & k))
+        i++;
+    return i;
+}
+
+/* The end of the run of SP / HTAB starting at i. */
+static inline Py_ssize_t
+ev_skip_ws(const char *s, Py_ssize_t i, Py_ssize_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    return i;
+}
+
 /* uri.FAST_SIP_URI_RE.fullmatch(text) + uri.sip_uri_from_match(): a SipURI. */
 PyObject *ev_parse_sip_uri(const char *s, Py_ssize_t n);
 /* headers.FAST_NAME_ADDR_RE.fullmatch(text) + headers.name_addr_from_match(): a NameAddr. */
