@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
@@ -115,7 +116,11 @@ class Phone:
         self._io: Pump | None = None
         self._listeners: list[Listener] = []
         self._subscribers: list[asyncio.Queue[PhoneEvent | None]] = []
-        self._incoming: asyncio.Queue[Call] = asyncio.Queue()
+        # Incoming calls not yet taken by next_incoming_call(); a call that ends first
+        # leaves it (as it leaves _calls), so the phone keeps no ended call.
+        self._incoming: deque[Call] = deque()
+        self._incoming_ready = asyncio.Event()
+        # The calls that have not ended, by CallSession.id.
         self._calls: dict[str, Call] = {}
         self._registration_state = "unregistered"
         self._reg_changed = asyncio.Event()
@@ -308,13 +313,30 @@ class Phone:
         return call
 
     async def incoming_calls(self) -> AsyncIterator[Call]:
-        """Incoming calls as they arrive (each already ringing: 180 sent)."""
+        """Incoming calls as they arrive (each already ringing: 180 sent).
+
+        A call that ended before it was taken (the caller cancelled, it rang out) is
+        skipped; its events were still published.
+        """
         while not self._closed:
-            yield await self._incoming.get()
+            yield await self.next_incoming_call()
 
     async def next_incoming_call(self, timeout: float | None = None) -> Call:
-        """Wait for the next incoming call."""
-        return await asyncio.wait_for(self._incoming.get(), timeout)
+        """Wait for the next incoming call that is still ringing.
+
+        Calls that ended before they were taken are skipped (the phone does not keep them).
+
+        Raises:
+            TimeoutError: no call within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                while self._incoming:
+                    call = self._incoming.popleft()
+                    if not call.ended:
+                        return call
+                self._incoming_ready.clear()
+                await self._incoming_ready.wait()
 
     # -- events ------------------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> Callable[[], None]:
@@ -455,6 +477,13 @@ class Phone:
     def _call_of(self, session: CallSession) -> Call | None:
         return self._calls.get(session.id)
 
+    def _forget(self, call: Call) -> None:
+        self._calls.pop(call.id, None)
+        try:
+            self._incoming.remove(call)
+        except ValueError:
+            pass
+
     def _handle(self, event: object) -> None:
         if isinstance(event, RegistrationEvent):
             retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
@@ -480,7 +509,8 @@ class Phone:
             new._publish("incoming")
             # We sent 180 Ringing with the event: the guide's "ringing" follows "incoming".
             new._publish("ringing", 180, "Ringing")
-            self._incoming.put_nowait(new)
+            self._incoming.append(new)
+            self._incoming_ready.set()
             return
         session = getattr(event, "call", None)
         if not isinstance(session, CallSession):
@@ -495,6 +525,9 @@ class Phone:
         elif isinstance(event, CallConfirmed):
             pass
         elif isinstance(event, CallEnded):
+            # Forget the call before the application hears of the end: an ended call is
+            # the application's to keep (or drop), never the phone's.
+            self._forget(call)
             call._on_ended(event.by, event.status, event.reason)
         elif isinstance(event, ReInviteReceived):
             call._on_reinvite(event.sdp)
