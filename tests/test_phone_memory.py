@@ -2,7 +2,8 @@
 that is over, so memory stays flat over any number of calls.
 
 A test-double registrar on 127.0.0.1 sends the phone INVITEs that the application rejects
-(no media needed).
+(no media needed). Calls we place need real media: that test is marked ``media`` and runs in
+the loopback-only namespace (``scripts/in-netns.sh``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import gc
 import tracemalloc
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from exotel_voice.client import Call, Phone
 from exotel_voice.config import AccountConfig, ReconnectPolicy
+from exotel_voice.exceptions import SipError
+from exotel_voice.sandbox import Sandbox
 from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
+
+from .sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
 
 
 REALM = "leak.test"
@@ -159,3 +165,39 @@ async def test_rejected_incoming_calls_are_released(
             tracemalloc.stop()
         growth = sum(s.size_diff for s in second.compare_to(first, "filename"))
         assert growth < 200_000, f"the heap grew by {growth} bytes over 200 calls"
+
+
+@pytest.mark.media
+@NEEDS_NETNS
+@pytest.mark.timeout(120)
+async def test_outgoing_calls_are_released() -> None:
+    """Calls we place (rejected with 486, or answered and hung up) leave no Call, no media
+    session and no peer connection behind."""
+    async with Sandbox(sandbox_config()) as sandbox:
+        info = sandbox.sip_account_info("agent", secure=False)
+        async with Phone(AccountConfig.from_sip_account_info(info), media=MEDIA) as phone:
+            await phone.register(timeout=10)
+            refs: list[weakref.ref[Any]] = []
+
+            def track(call: Call) -> None:
+                assert call.media is not None
+                refs.extend([weakref.ref(call), weakref.ref(call.media),
+                             weakref.ref(call.media._pc)])
+
+            for _ in range(40):
+                call = await phone.dial("busy")
+                track(call)
+                with pytest.raises(SipError, match="486"):
+                    await call.wait_connected(10)
+                del call
+            for _ in range(3):
+                call = await phone.dial("echo")
+                track(call)
+                await call.wait_connected(10)
+                await call.hangup()
+                del call
+            await asyncio.sleep(0.5)  # the media sessions close in the background
+            gc.collect()
+            alive = [type(r()).__name__ for r in refs if r() is not None]
+            assert alive == [], f"{len(alive)} objects of ended calls are still alive"
+            assert phone._calls == {} and phone._ua.calls == {}
