@@ -72,6 +72,22 @@ def test_dialog_creation_errors() -> None:
         Dialog.from_request(no_contact, "btag")
 
 
+def test_a_tolerant_dialog_from_a_broken_2xx_can_ack_and_bye_it() -> None:
+    invite = _invite()
+    no_tag = Response(200, headers=invite.headers.copy())  # To copied: no tag, no Contact
+    no_tag.headers.remove("Contact")
+    d = Dialog.from_response(invite, no_tag, tolerant=True)
+    assert d.remote_tag == "" and str(d.remote_target) == str(invite.uri)
+    for request in (d.create_ack(5), d.create_request("BYE")):
+        assert request.to.tag is None and request.from_.tag == "atag"
+        assert str(request.uri) == str(invite.uri)
+    bad_contact = make_response(invite, 200, to_tag="btag", headers=[("Contact", "<sip:")])
+    with pytest.raises(InvalidMessage):
+        Dialog.from_response(invite, bad_contact)
+    d = Dialog.from_response(invite, bad_contact, tolerant=True)
+    assert d.create_request("BYE").to.tag == "btag"
+
+
 def test_create_request_increments_cseq_and_routes_loosely() -> None:
     d = _uac()
     bye = d.create_request("BYE", headers=[("Reason", "Q.850;cause=16")])

@@ -27,6 +27,15 @@ Call states::
     outgoing: CALLING --1xx--> EARLY --2xx (ACK sent)--> ESTABLISHED --BYE--> TERMINATED
               CALLING/EARLY --cancel()/4xx-6xx/timeout--> TERMINATED
 
+A 2xx we cannot take (no To tag, no Contact, an SDP body that does not parse) is ACKed and
+answered with a BYE where a dialog can be built from it, and the call ends with
+:class:`CallEnded` (``by="remote"``, ``status=None``, ``reason`` naming what was wrong); a
+183 whose SDP does not parse only loses its early media. After the first 2xx the INVITE
+stays remembered for 64·T1 (RFC 6026 §8.4's Timer M): a retransmitted 2xx gets its dialog's
+ACK again, and a 2xx from another fork (another To tag) gets an ACK and a BYE on that second
+dialog (RFC 3261 §13.2.2.4); the call itself is unaffected. :meth:`CallLayer.fail` ends a
+call whose media cannot work (the owner found the answer unusable) the same way.
+
 Glare (RFC 3261 §14.1): a re-INVITE of ours answered 491 is retried after a random delay,
 2.1-4 s when we own the Call-ID (we placed the call), 0-2 s otherwise: a
 :class:`ReInviteRetryDue` event tells the owner to make a fresh offer.
@@ -45,6 +54,7 @@ from dataclasses import dataclass, field
 from ..exceptions import (
     AuthenticationError,
     InvalidMessage,
+    InvalidSDP,
     InvalidState,
     LocalProtocolError,
     SipError,
@@ -63,6 +73,7 @@ from .events import (
 from .headers import NameAddr
 from .message import Request, Response
 from .registration import ALLOW
+from .sdp import parse_sdp
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import URI, SipURI, parse_uri
 from .utils import make_cancel, make_request, make_response, new_call_id, new_tag
@@ -332,6 +343,20 @@ class InfoReceived(UserAgentEvent):
 CallOwner = tuple[str, CallSession]
 
 
+@dataclass(eq=False)
+class _Answered:
+    """An INVITE of ours that got a 2xx, kept for 64·T1 after the first one (RFC 6026 §8.4).
+
+    ``acks`` holds the ACK of every dialog a 2xx made, by remote (To) tag, to re-send for
+    its retransmissions; a 2xx with a new tag is another fork's (RFC 3261 §13.2.2.4).
+    """
+
+    call: CallSession
+    invite: Request
+    acks: dict[str, Request]
+    until: float
+
+
 class CallLayer:
     """Calls (INVITE sessions) over one or more :class:`SipConnection`, without I/O.
 
@@ -383,6 +408,8 @@ class CallLayer:
         self._tx_calls: dict[int, CallOwner] = {}
         self._events: list[UserAgentEvent] = []
         self._counter = 0
+        # Call-ID -> an answered INVITE of ours (2xx retransmissions and forks).
+        self._answered: dict[str, _Answered] = {}
 
     def __repr__(self) -> str:
         return f"<CallLayer calls={len(self.calls)}>"
@@ -439,6 +466,7 @@ class CallLayer:
                 call._glare_at = None
                 if call.state is CallState.ESTABLISHED:
                     self._events.append(ReInviteRetryDue(call))
+        self._forget_answered(now)
 
     def connection_made(self, connection: SipConnection) -> None:
         """A new flow is up: the live calls without one move onto it (RFC 5626 flow recovery).
@@ -695,6 +723,25 @@ class CallLayer:
             self._end(call, "local", None, "hung up")
         # TERMINATING / TERMINATED: nothing left to do.
 
+    def fail(self, call: CallSession, now: float, reason: str) -> None:
+        """End a call that cannot work (e.g. its media answer is unusable), naming why.
+
+        An established call gets a BYE, a ringing incoming one 488 Not Acceptable Here; both
+        end at once with :class:`CallEnded` (``by="remote"``: the far end's answer or offer
+        was at fault, ``status=None``, ``reason``). A call still being placed is cancelled
+        (it ends with ``reason`` when the INVITE's final response arrives). An ended call
+        is left alone.
+        """
+        if call.state is CallState.INCOMING:
+            self._respond_invite(call, 488, "Not Acceptable Here", now)
+            self._end(call, "remote", None, reason)
+        elif call.state in (CallState.CALLING, CallState.EARLY):
+            self.cancel(call, now, reason=reason)
+        elif call.state is CallState.ESTABLISHED:
+            logger.warning("! call %s: %s; ending the call", call.id, reason)
+            self._send_bye(call, now)
+            self._end(call, "remote", None, reason)
+
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
         """Send a re-INVITE with a new offer (hold, resume).
 
@@ -914,13 +961,9 @@ class CallLayer:
         response = event.response
         tx = event.transaction
         if tx is None:
-            # A 2xx retransmission (or one from another fork): re-send our ACK (§13.2.2.4).
-            if response.status < 300 and response.cseq.method == "INVITE":
-                for call in self.calls.values():
-                    if call.call_id == response.call_id and call._ack is not None:
-                        if call.connection is not None:
-                            call.connection.send_ack(call._ack)
-                        return True
+            # A 2xx retransmission, or one from another fork (§13.2.2.4).
+            if 200 <= response.status < 300 and response.cseq.method == "INVITE":
+                return self._on_late_2xx(connection, response, now)
             return False
         owner = self._tx_calls.get(id(tx))
         if owner is None:
@@ -971,25 +1014,46 @@ class CallLayer:
                 return
             if call.state is CallState.CALLING:
                 self._set_state(call, CallState.EARLY)
+            problem = _sdp_problem(response)
+            if problem is not None:
+                logger.warning("! call %s: %s; ignoring its early media", call.id, problem)
+                sdp = None
             if sdp:
                 call.remote_sdp = sdp
             self._events.append(CallProgress(call, status, response.reason, sdp))
             return
         if status < 300:
-            # The connection has already matched (and confirmed) a registered dialog; a 2xx
-            # from another fork, or without an early dialog, creates one now (§13.2.2.4).
-            dialog = matched if matched is not None else None
-            if dialog is None:
-                dialog = Dialog.from_response(tx.request, response)
-            if dialog.state is DialogState.EARLY:
-                dialog.receive_response(response, "INVITE")
-            call.dialog = dialog
             call._ring_deadline = None
-            if conn is not None:
-                conn.add_dialog(dialog)
-            call._ack = dialog.create_ack(tx.request.cseq.seq)
-            if conn is not None:
-                conn.send_ack(call._ack)
+            problem = _answer_problem(response)
+            # The connection has already matched (and confirmed) a registered dialog; a 2xx
+            # from another fork, or without an early dialog, creates one now (§13.2.2.4). A
+            # 2xx we cannot take still gets a dialog if possible, to ACK and BYE it.
+            dialog = matched
+            if dialog is None:
+                try:
+                    dialog = Dialog.from_response(
+                        tx.request, response, tolerant=problem is not None
+                    )
+                except (InvalidMessage, ValueError) as exc:
+                    problem = f"the {_status_line(response)} cannot make a dialog: {exc}"
+            if dialog is not None:
+                if dialog.state is DialogState.EARLY:
+                    dialog.receive_response(response, "INVITE")
+                call.dialog = dialog
+                if conn is not None:
+                    conn.add_dialog(dialog)
+                call._ack = dialog.create_ack(tx.request.cseq.seq)
+                if conn is not None:
+                    conn.send_ack(call._ack)
+                self._remember_answer(call, tx.request, response, call._ack, now)
+            if problem is not None:
+                # §13.2.2.4 asks to ACK every 2xx; a call we cannot use is then ended with a
+                # BYE (when there is a dialog to send it in) and reported, never left ringing.
+                logger.warning("! call %s: %s; ending the call", call.id, problem)
+                if dialog is not None:
+                    self._send_bye(call, now)
+                self._end(call, "remote", None, problem)
+                return
             if call._cancel_wanted:
                 # The 200 crossed our CANCEL (§9.1): the call is up, so end it with a BYE.
                 self._send_bye(call, now)
@@ -1023,6 +1087,54 @@ class CallLayer:
                       call._cancel_reason if call._cancel_wanted else response.reason)
             return
         self._end(call, "remote", status, response.reason)
+
+    def _remember_answer(
+        self, call: CallSession, invite: Request, response: Response, ack: Request, now: float
+    ) -> None:
+        record = self._answered.get(invite.call_id)
+        if record is None:
+            self._forget_answered(now)
+            record = _Answered(call, invite, {}, now + 64 * self.t1)
+            self._answered[invite.call_id] = record
+        record.acks[response.to.tag or ""] = ack
+
+    def _forget_answered(self, now: float) -> None:
+        if self._answered:
+            for call_id in [k for k, r in self._answered.items() if now >= r.until]:
+                del self._answered[call_id]
+
+    def _on_late_2xx(self, connection: SipConnection, response: Response, now: float) -> bool:
+        """A 2xx to an INVITE of ours whose transaction has ended (RFC 3261 §13.2.2.4)."""
+        record = self._answered.get(response.call_id)
+        if record is None or now >= record.until:
+            return False
+        tag = response.to.tag or ""
+        ack = record.acks.get(tag)
+        if ack is not None:  # a retransmission: the same ACK again
+            connection.send_ack(ack)
+            return True
+        # §13.2.2.4: "If the dialog identifier in the 2xx response does not match the
+        # dialog identifier of any of the dialogs [...], a new dialog MUST be created [...].
+        # The UAC core MUST generate an ACK request for each 2xx [...] and then a BYE to
+        # terminate the dialog" (this UA keeps one dialog per call).
+        call = record.call
+        try:
+            dialog = Dialog.from_response(record.invite, response, tolerant=True)
+        except (InvalidMessage, ValueError) as exc:
+            logger.warning("! call %s: cannot ACK a 2xx from another fork: %s", call.id, exc)
+            return True
+        ack = dialog.create_ack(response.cseq.seq)
+        record.acks[tag] = ack
+        connection.send_ack(ack)
+        logger.info("= call %s: a 2xx from another fork (To tag %s): ACK and BYE",
+                    call.id, tag or "none")
+        try:
+            tx = connection.send_request(dialog.create_request("BYE"), now)
+        except SipError as exc:
+            logger.warning("! call %s: cannot send BYE to the other fork: %s", call.id, exc)
+            return True
+        self._tx_calls[id(tx)] = ("fork-bye", call)
+        return True
 
     def _on_reinvite_response(
         self, call: CallSession, tx: ClientTransaction, response: Response, now: float
@@ -1183,6 +1295,34 @@ def send_response(connection: SipConnection | None, response: Response, now: flo
         connection.send_response(response, now)
     except (LocalProtocolError, InvalidState) as exc:
         logger.warning("! cannot send %r: %s", response, exc)
+
+
+def _status_line(response: Response) -> str:
+    return f"{response.status} {response.reason}".strip()
+
+
+def _sdp_problem(response: Response) -> str | None:
+    """What is wrong with a response's SDP body, or ``None`` (none, or it parses)."""
+    if not response.body or response.content_type != SDP:
+        return None
+    try:
+        parse_sdp(response.body)
+    except InvalidSDP as exc:
+        return f"the {_status_line(response)} carries SDP that cannot be parsed: {exc}"
+    return None
+
+
+def _answer_problem(response: Response) -> str | None:
+    """Why a 2xx to our INVITE cannot set up the call, or ``None``."""
+    if response.to.tag is None:
+        return f"the {_status_line(response)} has no To tag (RFC 3261 §8.2.6.2)"
+    try:
+        contacts = response.contacts
+    except InvalidMessage as exc:
+        return f"the {_status_line(response)} has a Contact that cannot be parsed: {exc}"
+    if not contacts:
+        return f"the {_status_line(response)} has no Contact (RFC 3261 §13.3.1.4)"
+    return _sdp_problem(response)
 
 
 def _sdp_of(message: Request | Response) -> str | None:

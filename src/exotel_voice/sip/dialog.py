@@ -176,7 +176,12 @@ class Dialog:
     # -- creation ------------------------------------------------------------------------
     @classmethod
     def from_response(
-        cls, request: Request, response: Response, *, logger: LoggerLike | None = None
+        cls,
+        request: Request,
+        response: Response,
+        *,
+        logger: LoggerLike | None = None,
+        tolerant: bool = False,
     ) -> Dialog:
         """Create the UAC side of a dialog from a 1xx-with-tag or 2xx response (§12.1.2).
 
@@ -189,25 +194,40 @@ class Dialog:
         the value of the tag in the From header field in the request, and the remote tag MUST
         be set to the value of the tag in the To header field of the response."
 
+        With ``tolerant`` a broken 2xx still gives the dialog needed to ACK it and end it with
+        a BYE: without a To tag the remote tag is empty ("considered to have a value of null",
+        §12.1.2, and requests then carry no To tag), and without a Contact (or with one that
+        does not parse) the remote target is the request's Request-URI.
+
         Args:
             request: the dialog-creating request as sent (INVITE, SUBSCRIBE ...).
             response: a 101-199 response with a To tag, or a 2xx.
+            logger: where the dialog logs.
+            tolerant: build a dialog from a 2xx without To tag or Contact (to tear it down).
 
         Raises:
-            InvalidMessage: the response has no To tag or lacks a header the dialog needs.
+            InvalidMessage: the response has no To tag or lacks a header the dialog needs
+                (without ``tolerant``), or its Contact or Record-Route cannot be parsed.
             ValueError: the status cannot create a dialog.
         """
         if not 101 <= response.status < 300:
             raise ValueError(f"a {response.status} response does not create a dialog")
         remote_tag = response.to.tag
         if remote_tag is None:
-            raise InvalidMessage("response creating a dialog has no To tag")
+            if not tolerant:
+                raise InvalidMessage("response creating a dialog has no To tag")
+            remote_tag = ""
         local_tag = request.from_.tag
         if local_tag is None:
             raise InvalidMessage("request creating a dialog has no From tag")
-        target = _contact_uri(response)
+        try:
+            target = _contact_uri(response)
+        except InvalidMessage:
+            if not tolerant:
+                raise
+            target = None
         if target is None:
-            if response.status >= 200:
+            if response.status >= 200 and not tolerant:
                 raise InvalidMessage("2xx creating a dialog has no Contact")
             target = request.uri  # a 1xx may lack Contact; the 2xx will set it
         contacts = request.contacts
@@ -398,7 +418,8 @@ class Dialog:
         remote = NameAddr(
             self.remote_uri.uri, self.remote_uri.display_name, dict(self.remote_uri.params)
         )
-        remote.params["tag"] = self.remote_tag
+        if self.remote_tag:  # empty: a peer that sent no To tag (see from_response)
+            remote.params["tag"] = self.remote_tag
         h.add("From", str(local))
         h.add("To", str(remote))
         h.add("Call-ID", self.call_id)

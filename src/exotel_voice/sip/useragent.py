@@ -351,6 +351,11 @@ class UserAgent:
         self.call_layer.hangup(call, now, status, reason)
         self._pull_call_events()
 
+    def fail_call(self, call: CallSession, now: float, reason: str) -> None:
+        """End a call that cannot work, naming why (:meth:`CallLayer.fail`)."""
+        self.call_layer.fail(call, now, reason)
+        self._pull_call_events()
+
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
         """Send a re-INVITE with a new offer: hold, resume (:meth:`CallLayer.reinvite`)."""
         self.call_layer.reinvite(call, sdp, now)
