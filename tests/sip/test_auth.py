@@ -273,13 +273,18 @@ def test_kamailio_register_flow_and_nc_increments() -> None:
         assert hdr is not None and hdr[0] == "Authorization"
         ncs.append(params_of(hdr[1])["nc"])
     assert ncs == ["00000002", "00000003", "00000004"]
-    # authorize() digests the new request's method and URI.
+    # The registrar's challenge is not used for an INVITE (RFC 3261 §22.3 scope) ...
+    assert auth.authorize(make_request("INVITE", "sip:bob@127.0.0.1;transport=ws")) is None
+    # ... until an INVITE is challenged for that realm too; then authorize() digests the new
+    # request's method and URI, and the count goes on for the same nonce.
+    auth.respond(make_request("INVITE", "sip:x@127.0.0.1"),
+                 challenge_response(401, KAMAILIO.format(nonce="N1")))
     hdr = auth.authorize(make_request("INVITE", "sip:bob@127.0.0.1;transport=ws"))
     assert hdr is not None
     p = params_of(hdr[1])
     assert p["uri"] == "sip:bob@127.0.0.1;transport=ws"
     ha2 = _h("MD5", "INVITE:sip:bob@127.0.0.1;transport=ws")
-    assert p["response"] == _h("MD5", f"{ha1}:N1:00000005:{p['cnonce']}:auth:{ha2}")
+    assert p["response"] == _h("MD5", f"{ha1}:N1:00000006:{p['cnonce']}:auth:{ha2}")
 
 
 def test_rechallenge_after_credentials_is_failure() -> None:
@@ -287,9 +292,9 @@ def test_rechallenge_after_credentials_is_failure() -> None:
     req = make_request()
     hdr = auth.respond(req, challenge_response(401, KAMAILIO.format(nonce="N1")))
     req2 = retry(req, hdr)
-    # Wrong password: the server challenges again, with a new nonce and no stale flag.
+    # Wrong password: the server challenges again, for the nonce we answered.
     with pytest.raises(AuthenticationError) as info:
-        auth.respond(req2, challenge_response(401, KAMAILIO.format(nonce="N2")))
+        auth.respond(req2, challenge_response(401, KAMAILIO.format(nonce="N1")))
     assert info.value.status == 401
     assert "127.0.0.1" in str(info.value)
 
@@ -323,10 +328,12 @@ def test_refresh_later_with_new_nonce_is_not_failure() -> None:
         make_request(cseq=9), challenge_response(401, KAMAILIO.format(nonce="N3"))
     )
     assert params_of(value)["nonce"] == "N3"
-    # But the retry of that one meeting yet another challenge fails.
+    # The retry of that one meeting a new nonce is answered once; the next one fails.
     again = retry(make_request(cseq=9), (name, value))
+    hdr = auth.respond(again, challenge_response(401, KAMAILIO.format(nonce="N4")))
+    again = retry(again, hdr)
     with pytest.raises(AuthenticationError):
-        auth.respond(again, challenge_response(401, KAMAILIO.format(nonce="N4")))
+        auth.respond(again, challenge_response(401, KAMAILIO.format(nonce="N5")))
 
 
 def test_stale_true_retries_with_new_nonce() -> None:
@@ -365,14 +372,15 @@ def test_407_uses_proxy_headers_and_failure_status() -> None:
     name2, _ = auth.respond(req2, challenge_response(401, KAMAILIO.format(nonce="W1")))
     assert name2 == "Authorization"
     with pytest.raises(AuthenticationError) as info:
-        auth.respond(req2, challenge_response(407, KAMAILIO.format(nonce="P2")))
+        auth.respond(req2, challenge_response(407, KAMAILIO.format(nonce="P1")))
     assert info.value.status == 407
     hdr = auth.authorize(make_request("INVITE", "sip:carol@127.0.0.1"))
     assert hdr is not None and hdr[0] == "Authorization"  # most recently cached
-    assert [h for h, _ in auth.authorize_all(make_request())] == [
+    assert [h for h, _ in auth.authorize_all(make_request("INVITE", "sip:carol@x"))] == [
         "Proxy-Authorization",
         "Authorization",
     ]
+    assert auth.authorize_all(make_request()) == [], "INVITE challenges only: not for REGISTER"
 
 
 def test_prefers_strongest_algorithm() -> None:
@@ -467,7 +475,7 @@ def test_password_and_response_never_shown() -> None:
     assert digest not in repr(req2) and digest not in repr(req2.headers)
     texts = [repr(auth), repr(auth._cache)]
     for resp in (
-        challenge_response(401, KAMAILIO.format(nonce="N2")),
+        challenge_response(401, KAMAILIO.format(nonce="N1")),
         challenge_response(401, 'Digest realm="127.0.0.1", nonce="x", qop="auth-int"'),
         challenge_response(401, "Digest " + SENTINEL),
     ):
@@ -629,7 +637,10 @@ def test_ha1_cache_is_bounded() -> None:
 def test_each_method_and_uri_is_digested() -> None:
     auth = DigestAuth("alice", "pw", cnonce_factory=lambda: "c")
     auth.respond(make_request(), challenge_response(401, KAMAILIO.format(nonce="N")))
-    nc = 1
+    # An INVITE challenged for the same realm and nonce: one entry, one nonce count.
+    auth.respond(make_request("INVITE", "sip:x@127.0.0.1"),
+                 challenge_response(401, KAMAILIO.format(nonce="N")))
+    nc = 2
     for method, uri in [
         ("REGISTER", "sip:127.0.0.1"),
         ("REGISTER", "sip:127.0.0.1"),
@@ -693,3 +704,73 @@ def test_digest_hashes_agree_with_hashlib_whichever_implementation_is_used() -> 
         assert auth_module._MD5(data) == hashlib.md5(data).hexdigest()
         assert auth_module._SHA256(data) == hashlib.sha256(data).hexdigest()
     assert auth_module._builtin_constructor("sha512_256") is None  # no builtin: hashlib's
+
+
+# -- nonce changes, retries and the scope of cached credentials (RFC 3261 §22) ----------------
+
+STOCK = 'Digest realm="127.0.0.1", nonce="{nonce}"'  # Kamailio's stock challenge: no qop
+
+
+@pytest.mark.parametrize("challenge", [STOCK, KAMAILIO], ids=["no-qop", "qop"])
+def test_a_refresh_meeting_a_new_nonce_is_answered(challenge: str) -> None:
+    """The nonce expired (or the server restarted): a fresh 401 without stale=true."""
+    auth = DigestAuth("alice", SENTINEL)
+    first = make_request()
+    retry(first, auth.respond(first, challenge_response(401, challenge.format(nonce="N1"))))
+    for seq, nonce in ((5, "N2"), (9, "N3"), (13, "N4")):  # ... 200 OK each time
+        refresh = make_request(cseq=seq)
+        pre = auth.authorize(refresh)
+        assert pre is not None and params_of(pre[1])["nonce"] != nonce
+        refresh.headers.add(*pre)
+        name, value = auth.respond(refresh, challenge_response(401, challenge.format(nonce=nonce)))
+        assert name == "Authorization" and params_of(value)["nonce"] == nonce
+        retry(refresh, (name, value))
+
+
+@pytest.mark.parametrize("challenge", [STOCK, KAMAILIO], ids=["no-qop", "qop"])
+def test_a_new_nonce_for_our_retry_is_answered_once(challenge: str) -> None:
+    auth = DigestAuth("alice", SENTINEL)
+    req = make_request()
+    req = retry(req, auth.respond(req, challenge_response(401, challenge.format(nonce="N1"))))
+    # The answer met a new nonce: a fresh challenge, answered once.
+    hdr = auth.respond(req, challenge_response(401, challenge.format(nonce="N2")))
+    assert params_of(hdr[1])["nonce"] == "N2"
+    req = retry(req, hdr)
+    # Its answer meets yet another nonce: the server keeps refusing what we send.
+    with pytest.raises(AuthenticationError) as info:
+        auth.respond(req, challenge_response(401, challenge.format(nonce="N3")))
+    assert info.value.status == 401 and "127.0.0.1" in str(info.value)
+
+
+@pytest.mark.parametrize("challenge", [STOCK, KAMAILIO], ids=["no-qop", "qop"])
+def test_the_same_nonce_for_our_retry_is_a_rejection(challenge: str) -> None:
+    """Wrong password: the second 401 for the nonce we answered fails after one retry."""
+    auth = DigestAuth("alice", "wrong")
+    req = make_request()
+    req = retry(req, auth.respond(req, challenge_response(401, challenge.format(nonce="N1"))))
+    with pytest.raises(AuthenticationError) as info:
+        auth.respond(req, challenge_response(401, challenge.format(nonce="N1")))
+    assert info.value.status == 401 and "rejected" in str(info.value)
+    assert "wrong" not in str(info.value)
+
+
+def test_proxy_credentials_earned_by_an_invite_stay_with_invites() -> None:
+    auth = DigestAuth("alice", SENTINEL)
+    invite = make_request("INVITE", "sip:bob@127.0.0.1")
+    name, _ = auth.respond(invite, challenge_response(407, STOCK.format(nonce="P1")))
+    assert name == "Proxy-Authorization"
+    # A REGISTER goes to the registrar, not through the proxy that challenged the INVITE.
+    assert auth.authorize(make_request()) is None
+    assert auth.authorize_all(make_request()) == []
+    # The next INVITE may carry them pre-emptively.
+    again = auth.authorize(make_request("INVITE", "sip:carol@127.0.0.1"))
+    assert again is not None and again[0] == "Proxy-Authorization"
+    # The registrar's own challenge is used for REGISTERs, and only its credentials.
+    register = make_request(cseq=7)
+    auth.respond(register, challenge_response(401, STOCK.format(nonce="W1")))
+    auth.respond(make_request("INVITE", "sip:dave@127.0.0.1"),
+                 challenge_response(407, STOCK.format(nonce="P2")))
+    refresh = auth.authorize(make_request(cseq=9))
+    assert refresh is not None and refresh[0] == "Authorization"
+    assert params_of(refresh[1])["nonce"] == "W1"
+    assert [h for h, _ in auth.authorize_all(make_request(cseq=11))] == ["Authorization"]

@@ -337,3 +337,42 @@ def test_info_burst_goes_out_one_transaction_at_a_time(pair: Pair) -> None:
     assert [(e.status, e.body[:8]) for e in answered] == [
         (None, b"Signal=1"), (200, b"Signal=2"), (200, b"Signal=3")
     ]
+
+
+def _answer(request: Request, status: int, *headers: tuple[str, str]) -> bytes:
+    base = Headers([(k, request.headers[k]) for k in ("Via", "From", "To", "Call-ID", "CSeq")])
+    for name, value in headers:
+        base.add(name, value)
+    return Response(status, None, base).serialize()
+
+
+def _sent(ua: UserAgent, method: str) -> Request:
+    found = [m for m in map(parse_message, ua.data_to_send())
+             if isinstance(m, Request) and m.method == method]
+    assert found, f"no {method} sent"
+    return found[-1]
+
+
+def test_a_proxy_challenge_to_an_invite_does_not_follow_the_next_register() -> None:
+    """RFC 3261 §22.3: a 407 to an INVITE is one proxy on that INVITE's path asking."""
+    ua = make_ua("alice")
+    ua.connection_made(0.0)
+    ua.register(0.0)
+    first = _sent(ua, "REGISTER")
+    ua.receive_data(_answer(first, 401, ("WWW-Authenticate",
+                                         'Digest realm="example.test", nonce="w1"')), 0.1)
+    answered = _sent(ua, "REGISTER")
+    assert "Authorization" in answered.headers
+    ua.receive_data(_answer(answered, 200, ("Contact", answered.headers["Contact"])), 0.2)
+    assert isinstance(ua.events_received()[-1], Registered)
+
+    ua.invite("sip:bob@example.test", OFFER, 1.0)
+    invite = _sent(ua, "INVITE")
+    ua.receive_data(_answer(invite, 407, ("Proxy-Authenticate",
+                                          'Digest realm="example.test", nonce="p1"')), 1.1)
+    assert "Proxy-Authorization" in _sent(ua, "INVITE").headers
+
+    ua.handle_timer(240.2)
+    refresh = _sent(ua, "REGISTER")
+    assert "Proxy-Authorization" not in refresh.headers
+    assert 'nonce="w1"' in refresh.headers["Authorization"]

@@ -9,25 +9,37 @@ Theory of operation
    to the retried request (``Authorization`` or ``Proxy-Authorization``). The caller builds
    the retry as a *new* transaction: new Via branch, CSeq + 1, same Call-ID and From tag
    (RFC 3261 §8.1.3.5, §22.2).
-2. The challenge is cached per ``(header kind, realm)``. :meth:`DigestAuth.authorize`
-   returns credentials for a later request (a REGISTER refresh, a re-INVITE) with the next
-   nonce count (``nc``), without waiting for a new challenge (RFC 7616 §3.4).
+2. The challenge is cached per ``(header kind, realm)``, with the methods of the requests
+   it was earned for. :meth:`DigestAuth.authorize` returns credentials for a later request
+   of such a method (a REGISTER refresh, the next INVITE) with the next nonce count
+   (``nc``), without waiting for a new challenge (RFC 7616 §3.4).
+
+   Scope: RFC 3261 §22.3 has the UAC cache the credentials of a re-originated request per
+   realm; a ``407`` only says that a proxy on *that* request's path wants them, and a
+   ``401`` to a REGISTER comes from the registrar. So credentials are used pre-emptively
+   only on requests of a method that earned them: a REGISTER never carries the
+   ``Proxy-Authorization`` an INVITE's ``407`` earned, and an INVITE never carries the
+   registrar's ``Authorization`` unless an INVITE was challenged for that realm too.
 
 Failure detection is *per transaction*, from what the challenged request carried, so no
 "success" notification is needed and a refresh five minutes later that meets a fresh
 ``401`` is simply answered again:
 
-* The challenged request carried credentials that :meth:`respond` produced (so it was the
-  retry after a challenge) and the new challenge is not ``stale=true``: the server
-  rejected the credentials → :class:`~exotel_voice.exceptions.AuthenticationError`.
 * The request carried credentials for the same nonce the server challenges with again,
-  without ``stale=true``: rejected → ``AuthenticationError``.
-* ``stale=true`` (RFC 7616 §3.3: "the previous request from the client was rejected
-  because the nonce value was stale") is retried with the new nonce, once in a row; a
-  second consecutive stale challenge for a stale retry is treated as a failure so a broken
-  server cannot make us loop.
+  without ``stale=true``: the server refused those credentials →
+  :class:`~exotel_voice.exceptions.AuthenticationError`. (A wrong password: one retry.)
+* The request was our answer to a challenge (the credentials :meth:`respond` returned,
+  not since re-issued by :meth:`authorize`) and the server challenges it with a *new*
+  nonce, or with ``stale=true``: a fresh challenge, answered once. If that answer is
+  challenged again, the server keeps refusing what we send → ``AuthenticationError``, so
+  a broken or hostile server cannot make us loop (at most two answers in a row).
 * Anything else (no credentials sent, or pre-emptive credentials from :meth:`authorize`
-  with an older nonce) is answered with the new challenge.
+  with an older nonce: it expired, or the server restarted with a new secret) is answered
+  with the new challenge.
+
+Without ``qop`` (RFC 2069 form, Kamailio's stock setting) the credentials for one nonce,
+method and URI are the same text every time, so "our answer" cannot be told from a later
+pre-emptive copy by the text alone: :meth:`authorize` marks the cached answer as used.
 
 Algorithms: ``MD5``, ``MD5-sess``, ``SHA-256``, ``SHA-256-sess``, ``SHA-512-256`` and
 ``SHA-512-256-sess`` (the last two only when the local OpenSSL provides SHA-512/256).
@@ -403,6 +415,13 @@ class _Cached:
     # The credentials value respond() returned last, and whether it answered a stale=true.
     issued: str | None = field(default=None, repr=False)
     issued_for_stale: bool = False
+    # How many challenges in a row ``issued`` answers (1: a first challenge; 2: a challenge
+    # of our answer), and whether it is still our latest answer (authorize() clears this:
+    # a pre-emptive copy of the same text is not an answer).
+    answers: int = 0
+    answer_pending: bool = False
+    # The methods of the requests whose challenges earned this entry (RFC 3261 §22.3 scope).
+    methods: set[str] = field(default_factory=set)
     # The credentials value respond() or authorize() returned last (recognised in a
     # challenged request without parsing it).
     last: str | None = field(default=None, repr=False)
@@ -433,6 +452,10 @@ def _default_cnonce() -> str:
         _cnonce_pool.extend(text[i : i + step] for i in range(step, len(text), step))
         return text[:step]
 
+
+# Challenges answered in a row for one realm (a first challenge, then one fresh or stale
+# challenge of our answer) before a further challenge counts as a refusal.
+_MAX_ANSWERS = 2
 
 # H(A1) values kept per DigestAuth before the cache is emptied (one per realm and hash in
 # practice; the bound only stops a hostile server inventing realms).
@@ -534,32 +557,39 @@ class DigestAuth:
 
         sent = self._sent_credentials(request, credentials_header)
         # Check every realm before changing any state, so a failure leaves the cache as it was.
-        chosen: list[DigestChallenge] = []
+        chosen: list[tuple[DigestChallenge, int]] = []
         for realm, offered in by_realm.items():
             challenge = self._choose(offered, status)
             carried = sent.get(realm)
+            answers = 1
             if carried is not None:
                 cached = self._cache.get((credentials_header, realm))
-                self._check_rejected(carried, challenge, cached, status)
-            chosen.append(challenge)
+                answers = self._check_rejected(carried, challenge, cached, status)
+            chosen.append((challenge, answers))
         out: list[tuple[str, str]] = []
-        for challenge in chosen:
+        method = request.method
+        for challenge, answers in chosen:
             key = (credentials_header, challenge.realm)
             cached = self._cache.get(key)
             if cached is None or cached.challenge.nonce != challenge.nonce:
-                cached = _Cached(challenge)
+                methods = cached.methods if cached is not None else set()
+                cached = _Cached(challenge, methods=methods)
             else:
                 cached.challenge = challenge
+            cached.methods.add(method)
             self._cache.pop(key, None)
             self._cache[key] = cached  # most recent last
             value = self._credentials(request, cached)
             cached.issued = value
             cached.issued_for_stale = challenge.stale
+            cached.answers = answers
+            cached.answer_pending = True
             out.append((credentials_header, value))
         return out
 
     def authorize(self, request: Request) -> tuple[str, str] | None:
-        """Credentials for a new request from the most recently cached challenge.
+        """Credentials for a new request from the most recently cached challenge that a
+        request of the same method earned (see "Scope" in the module docstring).
 
         Each call uses the next nonce count (``nc``) for that nonce (RFC 7616 §3.4: "the
         nc value ... MUST be incremented for each request that uses the same nonce").
@@ -568,16 +598,25 @@ class DigestAuth:
             request: the new request (its method and Request-URI are digested).
 
         Returns:
-            ``(header_name, header_value)``, or ``None`` if no challenge is cached.
+            ``(header_name, header_value)``, or ``None`` if no such challenge is cached.
         """
-        if not self._cache:
-            return None
-        (header, _), cached = next(reversed(self._cache.items()))
-        return header, self._credentials(request, cached)
+        method = request.method
+        for (header, _), cached in reversed(self._cache.items()):
+            if method in cached.methods:
+                cached.answer_pending = False
+                return header, self._credentials(request, cached)
+        return None
 
     def authorize_all(self, request: Request) -> list[tuple[str, str]]:
-        """Credentials for a new request for every cached challenge (oldest first)."""
-        return [(header, self._credentials(request, c)) for (header, _), c in self._cache.items()]
+        """Credentials for a new request for every cached challenge that a request of the
+        same method earned (oldest first)."""
+        method = request.method
+        out: list[tuple[str, str]] = []
+        for (header, _), cached in self._cache.items():
+            if method in cached.methods:
+                cached.answer_pending = False
+                out.append((header, self._credentials(request, cached)))
+        return out
 
     def reset(self) -> None:
         """Forget every cached challenge, nonce count and retry marker."""
@@ -632,22 +671,30 @@ class DigestAuth:
     @staticmethod
     def _check_rejected(
         carried: tuple[str, str], challenge: DigestChallenge, cached: _Cached | None, status: int
-    ) -> None:
+    ) -> int:
+        """Raise if the challenge refuses credentials; else how many challenges in a row
+        the answer to it answers (see the module docstring)."""
         value, nonce = carried
-        ours = cached is not None and cached.issued == value
-        if challenge.stale:
-            if ours and cached is not None and cached.issued_for_stale:
-                raise AuthenticationError(
-                    f"realm {challenge.realm!r} answered a stale-nonce retry with another "
-                    f"stale challenge ({status})",
-                    status=status,
-                )
-            return
-        if ours or nonce == challenge.nonce:
+        if not challenge.stale and nonce == challenge.nonce:
             raise AuthenticationError(
                 f"credentials for realm {challenge.realm!r} were rejected ({status})",
                 status=status,
             )
+        if cached is None or not cached.answer_pending or cached.issued != value:
+            return 1  # pre-emptive credentials (an old nonce) or not ours: a first challenge
+        if cached.answers < _MAX_ANSWERS:
+            return cached.answers + 1
+        if challenge.stale and cached.issued_for_stale:
+            raise AuthenticationError(
+                f"realm {challenge.realm!r} answered a stale-nonce retry with another "
+                f"stale challenge ({status})",
+                status=status,
+            )
+        raise AuthenticationError(
+            f"credentials for realm {challenge.realm!r} were rejected: {_MAX_ANSWERS} answers "
+            f"in a row were challenged again ({status})",
+            status=status,
+        )
 
     def _ha1(self, hash_fn: Callable[[bytes], str], realm: str) -> str:
         """H(username:realm:password), hashed once per hash function, username and realm."""
