@@ -7,6 +7,7 @@ tests/sip/test_dialog.py.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -40,6 +41,9 @@ from tests.sip.conftest import (
     new_request,
     of_type,
 )
+
+
+DATA = Path(__file__).parent / "data"
 
 
 def _server_tx(conn: SipConnection) -> tuple[Request, ServerTransaction]:
@@ -614,6 +618,121 @@ def test_unparsable_from_is_answered_400(pair: ConnectionPair) -> None:
     # §8.2.6.2 copies From verbatim, so the 400 carries the broken From back.
     [raw] = pair.uas.data_to_send()
     assert raw.startswith(b"SIP/2.0 400 ") and b"From: <<<>\r\n" in raw
+
+
+# Malformed start lines (RFC 4475 §3.1.2.7-3.1.2.10 and the like): the message is still a
+# request with the headers a response needs, so it is answered (RFC 3261 §8.2.6.2 copies them).
+_MALFORMED_START_HEADERS = (
+    "Via: SIP/2.0/WSS peer.invalid;branch=z9hG4bKmal1;received=127.0.0.1\r\n"
+    "Via: SIP/2.0/WSS proxy.invalid;branch=z9hG4bKmal0\r\n"
+    "From: <sip:alice@example.com>;tag=f1\r\n"
+    "To: <sip:bob@example.com>\r\n"
+    "Call-ID: malformed-start@peer\r\n"
+    "CSeq: 42 OPTIONS\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n"
+)
+_LONG_URI = "sip:" + "a" * 9000 + "@example.com"
+
+
+@pytest.mark.parametrize(
+    ("start", "status"),
+    [
+        ("OPTIONS  sip:bob@example.com SIP/2.0", 400),
+        ("OPTIONS sip:bob@example.com  SIP/2.0", 400),
+        ("OPTIONS sip:bob@example.com SIP/2.0 ", 400),
+        ("OPTIONS sip:bob@example.com SIP/2.0  ", 400),
+        (" OPTIONS sip:bob@example.com SIP/2.0", 400),
+        ("OPTIONS\tsip:bob@example.com SIP/2.0", 400),
+        ("OPTIONS sip:bob@example.com; lr SIP/2.0", 400),
+        ("OPTIONS sip:bob@example.com", 400),
+        (f"OPTIONS {_LONG_URI} SIP/2.0", 414),
+        (f"OPTIONS  {_LONG_URI}  SIP/2.0 ", 414),
+    ],
+    ids=[
+        "double-space", "double-space-2", "trailing-space", "two-trailing-spaces",
+        "leading-space", "tab", "lws-in-uri", "no-version", "9000-char-uri",
+        "9000-char-uri-and-spaces",
+    ],
+)
+def test_malformed_start_line_is_answered(
+    pair: ConnectionPair, caplog: pytest.LogCaptureFixture, start: str, status: int
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exotel_voice")
+    pair.uas.receive_data((start + "\r\n" + _MALFORMED_START_HEADERS).encode(), pair.now)
+    [rejected] = pair.uas.events_received()
+    assert isinstance(rejected, MessageRejected)
+    assert rejected.response is not None and rejected.response.status == status
+    [raw] = pair.uas.data_to_send()
+    reason = {400: b"Bad Request", 414: b"Request-URI Too Long"}[status]
+    assert raw.startswith(b"SIP/2.0 %d %s\r\n" % (status, reason))
+    # §8.2.6.2: Via (all of them, in order), From, Call-ID and CSeq copied; a To tag added.
+    assert b"\r\nVia: SIP/2.0/WSS peer.invalid;branch=z9hG4bKmal1;received=127.0.0.1\r\n" \
+        b"Via: SIP/2.0/WSS proxy.invalid;branch=z9hG4bKmal0\r\n" in raw
+    response = parse_message(raw)
+    assert isinstance(response, Response) and response.status == status
+    assert response.call_id == "malformed-start@peer"
+    assert response.cseq == parse_cseq("42 OPTIONS")
+    assert response.from_.tag == "f1"
+    assert response.to.tag and str(response.to.uri) == "sip:bob@example.com"
+    # The log line says what was answered, and is not 9,000 characters long.
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"answered {status}" in warning and len(warning) < 1000, warning
+    # The connection goes on: the next request is processed normally.
+    pair.uac.send_request(new_request("OPTIONS"), pair.now)
+    pair.deliver(pair.uac)
+    request, _ = _server_tx(pair.uas)
+    assert request.method == "OPTIONS"
+
+
+@pytest.mark.parametrize("name", ["lwsstart", "trws", "lwsruri", "ltgtruri"])
+def test_rfc4475_bad_request_lines_are_answered_400(pair: ConnectionPair, name: str) -> None:
+    data = (DATA / "rfc4475" / f"{name}.sip").read_bytes()
+    pair.uas.receive_data(data, pair.now)
+    [rejected] = pair.uas.events_received()
+    assert isinstance(rejected, MessageRejected)
+    response = assert_sent(pair.uas.data_to_send(), status=400)
+    start = data.split(b"\r\n", 1)[0]
+    request = parse_message(data.replace(start, start.split()[0] + b" sip:x@y SIP/2.0", 1))
+    assert response.call_id == request.call_id and response.branch == request.branch
+    assert response.headers.get("CSeq") == request.headers.get("CSeq")
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["ACK  sip:bob@example.com SIP/2.0", f"ACK {_LONG_URI} SIP/2.0", "ack  sip:b@c SIP/2.0"],
+)
+def test_malformed_ack_is_never_answered(pair: ConnectionPair, start: str) -> None:
+    headers = _MALFORMED_START_HEADERS.replace("42 OPTIONS", "42 ACK")
+    pair.uas.receive_data((start + "\r\n" + headers).encode(), pair.now)
+    [rejected] = pair.uas.events_received()
+    assert isinstance(rejected, MessageRejected) and rejected.response is None
+    assert pair.uas.data_to_send() == []
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["SIP/2.0  200 OK", "SIP/2.0 2000 OK", "SIP/2.0 20 OK", "sip/2.0  486 Busy Here"],
+)
+def test_malformed_response_is_dropped_and_logged(
+    pair: ConnectionPair, caplog: pytest.LogCaptureFixture, start: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exotel_voice")
+    tx = pair.uac.send_request(new_request("OPTIONS"), pair.now)
+    [raw_request] = pair.uac.data_to_send()
+    request = parse_message(raw_request)
+    assert isinstance(request, Request)
+    good = make_response(request, 200).serialize()
+    pair.uac.receive_data(start.encode() + good[good.index(b"\r\n"):], pair.now)
+    [rejected] = pair.uac.events_received()
+    assert isinstance(rejected, MessageRejected) and rejected.response is None
+    assert pair.uac.data_to_send() == []  # a response is never answered
+    assert tx.state is TransactionState.TRYING
+    [record] = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    # The line says it was a response and which one (by Call-ID), not "not SIP".
+    assert "<Response " in record.getMessage() and "never answered" in record.getMessage()
+    assert request.call_id in record.getMessage(), record.getMessage()
 
 
 def test_keepalive_ping_gets_pong(pair: ConnectionPair) -> None:

@@ -228,6 +228,26 @@ def test_status_hints() -> None:
     assert exc_info.value.status_hint == 400
 
 
+@pytest.mark.parametrize(
+    ("start", "hint"),
+    [
+        ("OPTIONS sip:" + "a" * 9000 + "@example.com SIP/2.0", 414),
+        ("OPTIONS  sip:" + "a" * 9000 + "@example.com  SIP/2.0 ", 414),
+        ("OPTIONS sip:bob@example.com SIP/2.0" + " " * 9000, 400),
+        ("X" * 9000 + " sip:bob@example.com SIP/2.0", 400),
+        ("SIP/2.0 200 " + "O" * 9000, 400),
+    ],
+    ids=["long-uri", "long-uri-extra-spaces", "long-trailing-space", "long-method", "long-reason"],
+)
+def test_a_long_request_uri_hints_414(start: str, hint: int) -> None:
+    """RFC 3261 §21.4.12: 414 when the Request-URI is what makes the request line too long."""
+    with pytest.raises(LineTooLong) as exc_info:
+        parse_message(start + "\r\n" + BASIC.split("\r\n", 1)[1] + "\r\n")
+    assert exc_info.value.status_hint == hint
+    assert len(str(exc_info.value)) < 200
+    assert message_module.reason_phrase(414) == "Request-URI Too Long"
+
+
 # -- the WebSocket exchange (SIP.js 0.21 through Kamailio 5.6) -------------------------------
 
 

@@ -29,8 +29,10 @@ What the connection does by itself:
   "MUST immediately send a single CRLF"). WebSocket has its own ping, but SIP servers such
   as Kamailio may use these too; ``answer_pings=False`` turns this off;
 * turns a malformed message into :class:`~exotel_voice.sip.events.MessageRejected` and, for a
-  request with enough headers to answer, a 400 (or the parser's ``status_hint``: 505, 513,
-  416). Nothing raised by the network ever escapes :meth:`receive_data`.
+  request with enough headers to answer (Via, From, To, Call-ID, CSeq, salvaged even when
+  the start line is malformed), a 400 (or the parser's ``status_hint``: 414, 505, 513, 416).
+  A response or an ACK is never answered, only reported and logged (WARNING). Nothing
+  raised by the network ever escapes :meth:`receive_data`.
 
 What the user (TU) does: build requests (:func:`~exotel_voice.sip.utils.make_request`,
 :meth:`~exotel_voice.sip.dialog.Dialog.create_request`), create and register dialogs, ACK
@@ -79,7 +81,7 @@ from .transaction import (
     client_key,
     server_key,
 )
-from .uri import AbsoluteURI, parse_uri
+from .uri import URI, AbsoluteURI, parse_uri
 from .utils import MAGIC_COOKIE, LoggerLike, TokenFactory, make_response, new_branch, new_tag
 
 
@@ -104,6 +106,8 @@ _PLAIN_METHODS = frozenset(
     }
 )
 _REQUIRED_SET = frozenset(_REQUIRED)
+#: What answering a malformed request needs (RFC 3261 §8.2.6.2 copies them into the response).
+_ANSWER_NEEDS = ("Via", *_REQUIRED)
 _MAX_CSEQ = 2**31 - 1
 
 
@@ -535,21 +539,25 @@ class SipConnection:
             except Exception:  # noqa: BLE001 - describing garbage must not fail
                 excerpt = f"<{len(raw)} bytes, unprintable {type(message).__name__}>"
         response: Response | None = None
-        if (
-            isinstance(message, Request)
-            and message.method != "ACK"  # §17: an ACK is never answered
-            and all(n in message.headers for n in ("Via", "From", "To", "Call-ID", "CSeq"))
-        ):
-            status = error.status_hint if 300 <= error.status_hint <= 699 else 400
-            response = make_response(message, status, to_tag=new_tag(self._token))
-        self.logger.warning(
-            "! rejected %s: %s%s",
-            excerpt,
-            error,
-            f" (answered {response.status})" if response is not None else "",
-        )
+        why = "not a SIP message"
+        if isinstance(message, Response):
+            why = "a response is never answered"
+        elif isinstance(message, Request):
+            cseq = message.headers.get("CSeq") or ""
+            if message.method == "ACK" or cseq.rpartition(" ")[2].strip() == "ACK":
+                why = "an ACK is never answered"  # RFC 3261 §17
+            elif not all(n in message.headers for n in _ANSWER_NEEDS):
+                why = "too few headers to answer"
+            else:
+                status = error.status_hint if 300 <= error.status_hint <= 699 else 400
+                response = make_response(message, status, to_tag=new_tag(self._token))
         if response is not None:
+            self.logger.warning(
+                "! rejected %s: %s (answered %d)", excerpt, error, response.status
+            )
             self._send(response)
+        else:
+            self.logger.warning("! rejected %s: %s (not answered: %s)", excerpt, error, why)
         self._events.append(MessageRejected(error, excerpt, response))
 
     # ========================================================================================
@@ -658,11 +666,17 @@ class SipConnection:
 # ============================================================================================
 
 
+_INVALID_URI = AbsoluteURI("invalid:request-uri")
+
+
 def _salvage(raw: bytes) -> Request | Response | None:
     """Best-effort model of a malformed message: start line plus well-formed header lines.
 
     Used only to describe the message (its ``repr``, which redacts) and to copy Via, From,
-    To, Call-ID and CSeq into the 400 (§8.2.6.2 copies them verbatim). Never raises.
+    To, Call-ID and CSeq into the 400 (§8.2.6.2 copies them verbatim). A request only needs
+    a token for its method: the Request-URI (kept when it parses) and the version may be
+    anything, so that a request line with extra whitespace or an oversized Request-URI is
+    still answered. Never raises.
     """
     try:
         text = raw[:MAX_MESSAGE_SIZE].decode("utf-8", errors="replace").lstrip("\r\n")
@@ -680,18 +694,25 @@ def _salvage(raw: bytes) -> Request | Response | None:
             if sep and name and all(c in _TOKEN_CHARS for c in name):
                 items.append((name, value.strip()))
         headers = Headers(items)
-        if start.startswith("SIP/"):
-            parts = start.split(" ", 2)
-            if len(parts) >= 2 and len(parts[1]) == 3 and parts[1].isdigit():
-                return Response(int(parts[1]), parts[2] if len(parts) == 3 else "", headers)
+        # Elements split at any run of whitespace: extra, leading or trailing SP/HTAB in the
+        # start line is a common way for it to be malformed, and the answer needs none of it.
+        parts = start.split(None, 2)
+        if not parts:
             return None
-        parts = start.split(" ")
-        if len(parts) != 3 or not parts[0] or not all(c in _TOKEN_CHARS for c in parts[0]):
+        if parts[0][:4].upper() == "SIP/":
+            code = parts[1] if len(parts) > 1 else ""
+            valid = len(code) == 3 and code.isascii() and code.isdigit()
+            # (status 0: not a status code; the object only describes the message)
+            return Response(int(code) if valid else 0, parts[2] if len(parts) == 3 else "", headers)
+        method = parts[0]
+        if not all(c in _TOKEN_CHARS for c in method):
             return None
-        try:
-            uri = parse_uri(parts[1])
-        except InvalidMessage:
-            uri = AbsoluteURI("invalid:request-uri")
-        return Request(parts[0], uri, headers)
+        uri: URI = _INVALID_URI
+        if len(parts) > 1:
+            try:
+                uri = parse_uri(parts[1])
+            except InvalidMessage:
+                pass
+        return Request(method, uri, headers)
     except Exception:  # noqa: BLE001 - salvage is best effort by definition
         return None

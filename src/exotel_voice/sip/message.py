@@ -44,7 +44,8 @@ same name prefixed ``EXOTEL_VOICE_``, e.g. ``EXOTEL_VOICE_MAX_MESSAGE_SIZE``):
 * :data:`MAX_MESSAGE_SIZE` (65536 bytes): the whole message, headers and body
   (:class:`~exotel_voice.exceptions.MessageTooLarge`, ``status_hint=513``);
 * :data:`MAX_LINE_LENGTH` (8192 characters): the start line and each header line after
-  unfolding (:class:`~exotel_voice.exceptions.LineTooLong`);
+  unfolding (:class:`~exotel_voice.exceptions.LineTooLong`; ``status_hint=414`` when it is
+  a request line made long by its Request-URI);
 * :data:`MAX_NUM_HEADERS` (256): header fields, counting each line, not each
   comma-separated value (:class:`~exotel_voice.exceptions.TooManyHeaders`).
 
@@ -133,6 +134,7 @@ _REASONS = {
     405: "Method Not Allowed",
     407: "Proxy Authentication Required",
     408: "Request Timeout",
+    414: "Request-URI Too Long",
     415: "Unsupported Media Type",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
@@ -746,6 +748,8 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
                 raise InvalidMessage("header section is not valid UTF-8") from None
         lines = _LINE_SPLIT_RE.split(head)
     if len(head) > MAX_LINE_LENGTH:
+        if len(lines[0]) > MAX_LINE_LENGTH:
+            raise _start_line_too_long(lines[0])
         for line in lines:
             if len(line) > MAX_LINE_LENGTH:
                 raise LineTooLong(f"line longer than {MAX_LINE_LENGTH}")
@@ -865,6 +869,27 @@ def _parse(data: bytes | bytearray | memoryview | str) -> Request | Response:
             body = body[:length]
     message.body = body
     return message
+
+
+def _start_line_too_long(line: str) -> LineTooLong:
+    """The error for a start line longer than :data:`MAX_LINE_LENGTH`.
+
+    A request line that would fit without its Request-URI gets ``status_hint=414``
+    (RFC 3261 §21.4.12: "the Request-URI is longer than the server is willing to
+    interpret"); any other start line 400.
+    """
+    parts = line.split(None, 2)
+    if (
+        line[:4].upper() != "SIP/"
+        and len(parts) >= 2
+        and len(line) - len(parts[1]) <= MAX_LINE_LENGTH
+    ):
+        return LineTooLong(
+            f"Request-URI of {len(parts[1])} characters: request line longer than "
+            f"{MAX_LINE_LENGTH}",
+            status_hint=414,
+        )
+    return LineTooLong(f"start line longer than {MAX_LINE_LENGTH}")
 
 
 def _check_from_to(views: _Views, from_value: str, to_value: str) -> None:
