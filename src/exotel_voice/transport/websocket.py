@@ -24,6 +24,7 @@ import enum
 import logging
 import os
 import random
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urljoin
@@ -97,6 +98,22 @@ def _redact_url(url: str) -> str:
     if "@" in rest.split("/", 1)[0]:
         rest = "[secure]@" + rest.split("@", 1)[1]
     return f"{scheme}://{rest}"
+
+
+def _tls_error(name: str, exc: ssl.SSLError) -> TransportError:
+    """A TLS failure, named plainly: ``certificate verify failed: self-signed certificate``.
+
+    Retrying does not help until the server's certificate or our trust settings change, so
+    the message says what to fix.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = (exc.verify_message or "").rstrip(".") or exc.reason or "unknown reason"
+        return TransportError(
+            f"TLS certificate of {name} not accepted: certificate verify failed: {detail} "
+            "(trust its CA with TlsConfig(ca_file=...) / sipAccountInfo caFile)"
+        )
+    detail = exc.reason or exc.strerror or type(exc).__name__
+    return TransportError(f"TLS handshake with {name} failed: {detail}")
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -638,6 +655,8 @@ class WebSocketTransport:
                 raise TransportError(
                     f"WebSocket handshake with {name} timed out after {self.open_timeout:g} s"
                 ) from exc
+            if isinstance(exc, ssl.SSLError):
+                raise _tls_error(name, exc) from exc
             if isinstance(exc, OSError):
                 reason = exc.strerror or str(exc) or type(exc).__name__
                 raise TransportError(f"cannot connect to {name}: {reason}") from exc
