@@ -37,10 +37,12 @@ def md5(s: str) -> str:
 class Registrar:
     """A minimal registrar that challenges with MD5 qop=auth and verifies the digest."""
 
-    def __init__(self, password: str = SENTINEL, nonce: str = "n1", grant: int | None = None):
+    def __init__(self, password: str = SENTINEL, nonce: str = "n1", grant: int | None = None,
+                 *, qop: bool = True):
         self.password = password
         self.nonce = nonce
         self.grant = grant
+        self.qop = qop
         self.seen: list[Request] = []
 
     def answer(self, request: Request) -> Response:
@@ -54,9 +56,10 @@ class Registrar:
         )
         auth = request.headers.get("Authorization")
         if auth is None or not self._valid(request, auth):
+            qop = ', qop="auth"' if self.qop else ""
             base.add(
                 "WWW-Authenticate",
-                f'Digest realm="{REALM}", nonce="{self.nonce}", qop="auth", algorithm=MD5',
+                f'Digest realm="{REALM}", nonce="{self.nonce}"{qop}, algorithm=MD5',
             )
             return Response(401, "Unauthorized", base)
         contact = request.headers["Contact"]
@@ -73,6 +76,9 @@ class Registrar:
             return False
         ha1 = md5(f"{p['username']}:{REALM}:{self.password}")
         ha2 = md5(f"REGISTER:{p['uri']}")
+        if not self.qop:  # RFC 2069 form, as Kamailio's stock settings use
+            assert "cnonce" not in p and "nc" not in p and "qop" not in p
+            return p.get("response") == md5(f"{ha1}:{p['nonce']}:{ha2}")
         expected = md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
         return p.get("response") == expected
 
@@ -306,3 +312,154 @@ def test_granted_expiry_is_read_from_our_binding(others: list[str], expected: in
     reg.handle_response(_ok_with_contacts(reg, request, *others, ours), 0.0)
     assert reg.state is RegistrationState.REGISTERED
     assert reg.granted_expires == expected
+
+
+# -- nonce changes (Kamailio's stock digest: no qop, nonces expire, a restart changes them) ----
+
+
+def test_stays_registered_across_nonce_expiries_without_qop() -> None:
+    reg = make_registration()
+    server = Registrar(qop=False)
+    run(reg, server, reg.register(0.0), 0.0)
+    assert reg.state is RegistrationState.REGISTERED
+    reg.events_received()
+    now = 0.0
+    for i in range(2, 6):
+        server.nonce = f"n{i}"  # the nonce we hold expired: a fresh 401, no stale=true
+        now = reg.get_timer() or 0.0
+        refresh = reg.handle_timer(now)
+        assert refresh is not None and f'nonce="n{i - 1}"' in refresh.headers["Authorization"]
+        run(reg, server, refresh, now)
+        events = reg.events_received()
+        assert [e.guide_state for e in events] == ["sent_request", "sent_request", "registered"]
+        assert reg.state is RegistrationState.REGISTERED
+    assert not [e for e in reg.events_received() if isinstance(e, RegistrationFailed)]
+
+
+def test_reregisters_after_a_server_restart_without_qop() -> None:
+    """After a restart the server's secret is new: our cached nonce is unknown to it."""
+    reg = make_registration()
+    run(reg, Registrar(qop=False), reg.register(0.0), 0.0)
+    for restart in range(3):
+        reg.transport_lost(10.0 + restart)
+        restarted = Registrar(qop=False, nonce=f"after-restart-{restart}")
+        run(reg, restarted, reg.register(11.0 + restart), 11.0 + restart)
+        assert reg.state is RegistrationState.REGISTERED
+        assert [e.guide_state for e in reg.events_received()][-1] == "registered"
+        assert len(restarted.seen) == 2, "the stale pre-emptive REGISTER, then one answer"
+
+
+@pytest.mark.parametrize("rotate", [False, True], ids=["same-nonce", "new-nonce-each-time"])
+def test_wrong_password_without_qop_fails_fast(rotate: bool) -> None:
+    reg = make_registration(password="wrong")
+    server = Registrar(qop=False)
+    request: Request | None = reg.register(0.0)
+    while request is not None:
+        response = server.answer(request)
+        if rotate:
+            server.nonce = f"n{len(server.seen) + 1}"
+        request = reg.handle_response(response, 0.0)
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status == 401
+    assert isinstance(failed.error, AuthenticationError) and failed.retry_in is None
+    assert reg.state is RegistrationState.FAILED and reg.get_timer() is None
+    # One retry for the nonce we answered; a new nonce is a fresh challenge, answered once.
+    assert len(server.seen) == (3 if rotate else 2)
+
+
+# -- 423 Interval Too Brief and Retry-After ----------------------------------------------------
+
+
+def reply_to(request: Request, status: int, reason: str, *headers: tuple[str, str]) -> Response:
+    return Response(status, reason, Headers([("CSeq", str(request.headers["CSeq"])), *headers]))
+
+
+def test_a_growing_min_expires_is_followed_a_few_times_then_fails() -> None:
+    reg = make_registration()
+    request: Request | None = reg.register(0.0)
+    asked: list[int] = []
+    while request is not None and len(asked) < 1000:
+        asked.append(int(request.headers["Expires"]))
+        minimum = asked[-1] * 2  # a hostile registrar: never satisfied
+        request = reg.handle_response(
+            reply_to(request, 423, "Interval Too Brief", ("Min-Expires", str(minimum))), 0.0
+        )
+    assert len(asked) <= 1 + 3, asked  # Registration.MAX_INTERVAL_RETRIES
+    assert max(asked) <= 3600
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.guide_state == "terminated"
+    assert failed.status == 423 and failed.retry_in is None
+    assert "Min-Expires" in failed.reason and "Min-Expires" in str(failed.error)
+    assert reg.state is RegistrationState.FAILED and reg.get_timer() is None
+
+
+def test_a_min_expires_above_the_cap_fails_at_once() -> None:
+    reg = make_registration()
+    request = reg.register(0.0)
+    retry = reg.handle_response(
+        reply_to(request, 423, "Interval Too Brief", ("Min-Expires", "86400")), 0.0
+    )
+    assert retry is None
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status == 423
+    assert "86400" in failed.reason and "3600" in failed.reason
+
+
+def test_min_expires_is_kept_for_later_registers() -> None:
+    reg = make_registration()
+    server = Registrar()
+    first = reg.register(0.0)
+    retry = reg.handle_response(
+        reply_to(first, 423, "Interval Too Brief", ("Min-Expires", "600")), 0.0
+    )
+    assert retry is not None and retry.headers["Expires"] == "600"
+    run(reg, server, retry, 0.0)
+    assert reg.state is RegistrationState.REGISTERED and reg.granted_expires == 600
+    refresh = reg.handle_timer(reg.get_timer() or 0.0)
+    assert refresh is not None and refresh.headers["Expires"] == "600"
+
+
+@pytest.mark.parametrize(
+    ("status", "value", "expected"),
+    [
+        (503, "30", 30.0),
+        (503, "120 (maintenance);duration=60", 120.0),
+        (500, "45", 45.0),
+        (480, "7", 7.0),
+        (503, "1", 2.0),  # never sooner than our own back-off
+        (503, "99999999999", 600.0),  # capped at Registration.MAX_RETRY_AFTER
+        (503, "soon", 2.0),  # unreadable: our own back-off
+        (503, "9" * 5000, 600.0),
+    ],
+)
+def test_retry_after_is_honoured(status: int, value: str, expected: float) -> None:
+    reg = make_registration()
+    request = reg.register(100.0)
+    reg.handle_response(reply_to(request, status, "Unavailable", ("Retry-After", value)), 100.0)
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status == status
+    assert failed.retry_in == expected
+    assert reg.get_timer() == pytest.approx(100.0 + expected)
+    if expected > 2.0:
+        assert reg.handle_timer(102.0) is None, "not after the default 2 s"
+    again = reg.handle_timer(100.0 + expected)
+    assert again is not None and again.method == "REGISTER"
+
+
+def test_challenges_mixed_with_423s_are_bounded() -> None:
+    """A registrar alternating fresh challenges and 423s still meets a failure, not a loop."""
+    reg = make_registration()
+    request: Request | None = reg.register(0.0)
+    sent = 0
+    while request is not None and sent < 1000:
+        sent += 1
+        if sent % 2:
+            reply = reply_to(request, 401, "Unauthorized", (
+                "WWW-Authenticate", f'Digest realm="{REALM}", nonce="n{sent}"'))
+        else:
+            reply = reply_to(request, 423, "Interval Too Brief",
+                             ("Min-Expires", str(int(request.headers["Expires"]) + 1)))
+        request = reg.handle_response(reply, 0.0)
+    assert sent <= 10, sent
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.retry_in is None

@@ -17,6 +17,22 @@ States::
          |                        FAILED --(retry due, if retryable)--> REGISTERING
          +---- 2xx/failure <-- UNREGISTERING <--unregister()-- REGISTERED
 
+Bounds (a registrar that misbehaves gets a failure event, never a loop):
+
+* ``401``/``407``: :class:`~exotel_voice.sip.auth.DigestAuth` answers a first challenge
+  and one fresh (new nonce, or ``stale=true``) challenge of that answer; a second ``401``
+  for the nonce we answered is a wrong password. At most
+  :attr:`Registration.MAX_CHALLENGES` challenges are answered per attempt in any case.
+* ``423 Interval Too Brief`` (RFC 3261 §10.2.8): retried with the ``Min-Expires`` asked for,
+  at most :attr:`Registration.MAX_INTERVAL_RETRIES` times in a row, and only up to
+  :attr:`Registration.MAX_EXPIRES` seconds (or the configured expiry, if larger). Beyond
+  that: :class:`RegistrationFailed` with status 423, no automatic retry, and a reason that
+  names the ``Min-Expires``. A ``Min-Expires`` that was followed is kept for later
+  REGISTERs, so refreshes do not meet the same 423.
+* Retryable failures (no response, 408, 480, 500, 502, 503, 504) are retried after the
+  next of ``retry_delays``, or after the response's ``Retry-After`` when that is later
+  (RFC 3261 §20.33, §21.5.4), capped at :attr:`Registration.MAX_RETRY_AFTER` seconds.
+
 Events map one-to-one onto the guide's RegisterEventCallBack states: :class:`RegisterSent`
 → ``sent_request``, :class:`Registered` → ``registered``, :class:`Unregistered` →
 ``unregistered``, :class:`RegistrationFailed` → ``terminated``.
@@ -30,6 +46,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -173,8 +190,19 @@ class Registration:
         refresh_fraction: refresh when this fraction of the granted expiry has passed.
         user_agent: the User-Agent header value.
         retry_delays: delays before retrying after a retryable failure (timeout, 5xx, 408,
-            480, 503); the last one repeats.
+            480, 503); the last one repeats. A later ``Retry-After`` wins.
     """
+
+    #: ``423`` responses followed in a row before the attempt fails.
+    MAX_INTERVAL_RETRIES = 3
+    #: The largest expiry a ``423``'s ``Min-Expires`` can make us ask for (seconds), unless
+    #: the configured ``expires`` is larger: a registrar wanting more is reported, not obeyed.
+    MAX_EXPIRES = 3600
+    #: The longest ``Retry-After`` obeyed (seconds); a longer one is cut to this, so a phone
+    #: is never left unregistered for hours by one response.
+    MAX_RETRY_AFTER = 600.0
+    #: Challenges (401/407) answered within one attempt (a REGISTER and its follow-ups).
+    MAX_CHALLENGES = 3
 
     def __init__(
         self,
@@ -207,6 +235,11 @@ class Registration:
         self._requested_expires = expires
         self._pending: Request | None = None
         self._challenged = False
+        # Per attempt: challenges answered and 423s followed. _min_expires: the largest
+        # Min-Expires followed (RFC 3261 §10.2.8), kept for later REGISTERs.
+        self._challenges = 0
+        self._interval_retries = 0
+        self._min_expires = 0
         self._refresh_at: float | None = None
         self._retry_at: float | None = None
         self._failures = 0
@@ -227,7 +260,8 @@ class Registration:
         self._retry_at = None
         self._refresh_at = None
         self._set_state(RegistrationState.REGISTERING)
-        return self._new_request(self.expires, now)
+        self._new_attempt()
+        return self._new_request(self._expires_to_ask(), now)
 
     def unregister(self, now: float) -> Request | None:
         """Remove our binding (expires=0).
@@ -287,6 +321,7 @@ class Registration:
         if 200 <= status < 300:
             self._challenged = False
             self._failures = 0
+            self._new_attempt()
             if unregistering:
                 self.granted_expires = None
                 self._set_state(RegistrationState.UNREGISTERED)
@@ -322,26 +357,56 @@ class Registration:
                 err = AuthenticationError(f"unusable challenge: {exc}", status=status)
                 self._fail(status, response.reason, err, now, retryable=False)
                 return None
+            self._challenges += 1
+            if self._challenges > self.MAX_CHALLENGES:
+                err = AuthenticationError(
+                    f"the registrar challenged {self._challenges} REGISTERs in a row",
+                    status=status,
+                )
+                self._fail(status, response.reason, err, now, retryable=False)
+                return None
             self._challenged = True
             retry = self._new_request(0 if unregistering else self._requested_expires, now,
                                       auth=(name, value))
             return retry
         if status == 423 and not unregistering:
-            # RFC 3261 §10.2.8: retry with at least Min-Expires.
-            try:
-                minimum = int((response.headers.get("Min-Expires") or "").strip())
-            except ValueError:
-                minimum = 0
-            if minimum > self._requested_expires:
-                return self._new_request(minimum, now)
-        retryable = status in (408, 480, 500, 502, 503, 504)
+            return self._on_interval_too_brief(response, now)
+        retryable = status in _RETRYABLE
         error: SipError
         if status == 403:
             error = AuthenticationError(f"{status} {response.reason}", status=status)
         else:
             error = SipError(f"REGISTER failed: {status} {response.reason}")
-        self._fail(status, response.reason, error, now, retryable=retryable)
+        retry_after = _retry_after(response) if retryable else None
+        self._fail(status, response.reason, error, now, retryable=retryable,
+                   retry_after=retry_after)
         return None
+
+    def _on_interval_too_brief(self, response: Response, now: float) -> Request | None:
+        """RFC 3261 §10.2.8: retry with at least Min-Expires, within the bounds above."""
+        raw = (response.headers.get("Min-Expires") or "").strip()
+        minimum = int(raw) if raw.isdigit() and len(raw) <= 10 else None
+        limit = max(self.MAX_EXPIRES, self.expires)
+        problem: str | None = None
+        if minimum is None:
+            problem = "without a usable Min-Expires"
+        elif minimum > limit:
+            problem = f"wants Min-Expires {minimum} s, above the {limit} s limit"
+        elif minimum <= self._requested_expires:
+            problem = (f"wants Min-Expires {minimum} s, but {self._requested_expires} s "
+                       "was asked for")
+        elif self._interval_retries >= self.MAX_INTERVAL_RETRIES:
+            problem = (f"wants Min-Expires {minimum} s after {self._interval_retries} larger "
+                       "intervals in one attempt")
+        if problem is not None:
+            reason = f"{response.status} {response.reason}: the registrar {problem}"
+            self._fail(response.status, reason, SipError(f"REGISTER failed: {reason}"), now,
+                       retryable=False)
+            return None
+        assert minimum is not None
+        self._interval_retries += 1
+        self._min_expires = max(self._min_expires, minimum)
+        return self._new_request(minimum, now)
 
     def handle_timeout(self, now: float) -> None:
         """The outstanding REGISTER got no final response in time."""
@@ -361,7 +426,8 @@ class Registration:
         if self._refresh_at is not None and now >= self._refresh_at:
             self._refresh_at = None
             if self.state is RegistrationState.REGISTERED and self._pending is None:
-                return self._new_request(self.expires, now)
+                self._new_attempt()
+                return self._new_request(self._expires_to_ask(), now)
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             if self.state is RegistrationState.FAILED:
@@ -380,6 +446,13 @@ class Registration:
                 logger.debug("= %s %s -> %s", self.aor.aor, self.state.value, state.value)
             self.state = state
 
+    def _new_attempt(self) -> None:
+        self._challenges = 0
+        self._interval_retries = 0
+
+    def _expires_to_ask(self) -> int:
+        return max(self.expires, self._min_expires)
+
     def _fail(
         self,
         status: int | None,
@@ -388,14 +461,19 @@ class Registration:
         now: float,
         *,
         retryable: bool,
+        retry_after: float | None = None,
     ) -> None:
         was = self.state
         self._refresh_at = None
         self._challenged = False
+        self._new_attempt()
         retry_in: float | None = None
         if retryable and was is not RegistrationState.UNREGISTERING:
             self._failures += 1
             retry_in = self.retry_delays[min(self._failures, len(self.retry_delays)) - 1]
+            if retry_after is not None:
+                # Not sooner than the server asked (RFC 3261 §20.33), within reason.
+                retry_in = max(retry_in, min(retry_after, self.MAX_RETRY_AFTER))
             self._retry_at = now + retry_in
         if was is RegistrationState.UNREGISTERING:
             self._set_state(RegistrationState.UNREGISTERED)
@@ -527,6 +605,26 @@ class Registration:
         )
         self._rendered_for = key
         return self._rendered
+
+
+_RETRYABLE = frozenset((408, 480, 500, 502, 503, 504))
+_RETRY_AFTER_RE = re.compile(r"[ \t]*([0-9]+)")
+
+
+def _retry_after(response: Response) -> float | None:
+    """The delta-seconds of ``Retry-After`` (RFC 3261 §20.33: ``delta-seconds [comment]
+    *(;retry-param)``), or ``None`` when absent or unreadable."""
+    try:
+        value = response.headers.get("Retry-After")
+    except InvalidMessage:
+        return None
+    if value is None:
+        return None
+    m = _RETRY_AFTER_RE.match(value)
+    if m is None:
+        return None
+    digits = m.group(1)
+    return float(digits) if len(digits) <= 12 else float("inf")  # (capped by the caller)
 
 
 def _safe_contacts(response: Response) -> list[NameAddr]:
