@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from exotel_voice.client import Phone, RegistrationStateChanged
+from exotel_voice.client import Phone, RegistrationStateChanged, TransportStateChanged
 from exotel_voice.config import AccountConfig, ReconnectPolicy
-from exotel_voice.exceptions import TransactionTimeout
+from exotel_voice.exceptions import TransactionTimeout, TransportError
 from exotel_voice.sip import Headers, Request, Response, parse_message
 
 
@@ -125,3 +125,94 @@ async def test_hostile_server_garbage_then_sane_answers(caplog: pytest.LogCaptur
     assert "Content-Length" in text, "the lying Content-Length is named in the log"
     assert "exceeds" in text or "too large" in text.lower(), "the oversized message is named"
     assert PASSWORD not in text
+
+
+async def test_socket_closed_mid_register_is_a_connection_loss_and_is_retried() -> None:
+    """The server closes the WebSocket (1011) while our REGISTER is outstanding: that is a
+    lost connection (named with its close code and reason), not "no response from the
+    registrar"; the phone reconnects and registers on its own."""
+    connections = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        async for message in ws:
+            request = parse_message(message)
+            assert isinstance(request, Request)
+            if first:
+                await ws.close(1011, "registrar restarting")
+                return
+            base = _headers_of(request)
+            base.add("Contact", request.headers["Contact"] + ";expires=300")
+            await ws.send(Response(200, "OK", base).serialize())
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        events: list[RegistrationStateChanged] = []
+        registered = asyncio.Event()
+
+        def on_event(e: object) -> None:
+            if isinstance(e, RegistrationStateChanged):
+                events.append(e)
+                if e.state == "registered":
+                    registered.set()
+
+        async with Phone(account(port_of(server), register_timeout=5.0)) as phone:
+            phone.add_listener(on_event)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(TransportError) as info:
+                await phone.register(timeout=10)
+            assert loop.time() - started < 2.0
+            assert not isinstance(info.value, TransactionTimeout)
+            message = str(info.value)
+            assert "1011" in message and "registrar restarting" in message, message
+            failed = [e for e in events if e.state == "terminated"]
+            assert failed, events
+            assert "no response" not in failed[0].reason
+            assert "1011" in failed[0].reason and "registrar restarting" in failed[0].reason
+            assert failed[0].retry_in is not None, "the reconnect logic retries"
+            # The reconnect re-registers without any application code.
+            await asyncio.wait_for(registered.wait(), 5)
+            assert phone.status() == "registered" and connections == 2
+
+
+async def test_an_outage_after_registering_is_a_lost_binding_not_a_failure() -> None:
+    """Once registered, a server that goes away (and refuses the reconnects) makes the phone
+    ``unregistered``, naming the loss; failed reconnects do not report ``terminated``."""
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            request = parse_message(message)
+            assert isinstance(request, Request)
+            base = _headers_of(request)
+            base.add("Contact", request.headers["Contact"] + ";expires=300")
+            await ws.send(Response(200, "OK", base).serialize())
+            await ws.close(1001, "going away")
+
+    states: list[RegistrationStateChanged] = []
+    transport: list[TransportStateChanged] = []
+
+    def on_event(e: object) -> None:
+        if isinstance(e, RegistrationStateChanged):
+            states.append(e)
+        elif isinstance(e, TransportStateChanged):
+            transport.append(e)
+
+    server = await serve(handler, "127.0.0.1", 0, subprotocols=["sip"])  # type: ignore[arg-type]
+    port = port_of(server)
+    async with Phone(account(port)) as phone:
+        phone.add_listener(on_event)
+        await phone.register(timeout=5)
+        server.close()
+        await server.wait_closed()
+        for _ in range(100):
+            if sum(1 for t in transport if not t.connected) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        assert sum(1 for t in transport if not t.connected) >= 3, "reconnects were tried"
+        names = [e.state for e in states]
+        assert "terminated" not in names, states
+        lost = [e for e in states if e.state == "unregistered"]
+        assert len(lost) == 1 and "1001" in lost[0].reason and "going away" in lost[0].reason
+        assert phone.registration_error is None

@@ -343,7 +343,10 @@ class ExotelWebClient:
         self._pooled_name: str | None = None
         self._secret: str | None = None
         self._closed = False
-        #: The error of the last failed :meth:`initWebrtc` (or other refused call), or ``None``.
+        #: The error of the last failed :meth:`initWebrtc` (or other refused call), or of
+        #: the last registration that ended ``terminated`` (a
+        #: :class:`~exotel_voice.exceptions.TransportError` naming a certificate problem,
+        #: an :class:`~exotel_voice.exceptions.AuthenticationError` ...), or ``None``.
         self.last_error: Exception | None = None
         _live_clients.add(self)
 
@@ -785,6 +788,12 @@ class ExotelWebClient:
     def _on_event(self, event: PhoneEvent) -> None:
         """Map one :class:`Phone` event to the guide's callbacks (on the loop thread)."""
         if isinstance(event, RegistrationStateChanged):
+            if event.state == "terminated" and self._phone is not None:
+                # Why, for the application (the callback only gets the state): e.g. a
+                # TransportError "certificate verify failed: self-signed certificate".
+                self.last_error = self._phone.registration_error or SipError(
+                    f"registration failed: {event.status or ''} {event.reason}".strip()
+                )
             # The callback first, so that a waiter woken by the new state sees its effects.
             self._emit_register(event.state)
             with self._cond:

@@ -126,7 +126,17 @@ class Phone:
         self._reg_changed = asyncio.Event()
         self._last_reg_event: RegistrationStateChanged | None = None
         self._ever_connected = False
+        self._transport_up = False
         self._last_transport_error = ""
+        # The error behind the newest "terminated" registration event, for register() and
+        # registration_error.
+        self._reg_error: SipError | None = None
+        # While the core hears of a lost connection: the transport's error and retry delay.
+        self._losing: tuple[TransportError, float | None] | None = None
+        self._reg_events = 0  # registration events published (to see if a step made one)
+        # register() was called and no registration has succeeded since: a connection that
+        # cannot be opened fails the registration (later, an outage is only a lost binding).
+        self._first_registration = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -151,6 +161,18 @@ class Phone:
             and self._transport is not None
             and self._transport.connected
         )
+
+    @property
+    def registration_error(self) -> SipError | None:
+        """Why the registration last failed (state ``terminated``), or ``None``.
+
+        A :class:`TransportError` when the connection could not be opened or was lost
+        (a certificate that cannot be verified, a refused connection, a close while a
+        REGISTER was outstanding), :class:`AuthenticationError` for rejected credentials,
+        :class:`TransactionTimeout` for a silent registrar, else a :class:`SipError`.
+        Cleared when a registration succeeds.
+        """
+        return self._reg_error
 
     @property
     def calls(self) -> list[Call]:
@@ -189,16 +211,22 @@ class Phone:
     async def register(self, *, timeout: float | None = 30.0) -> RegistrationStateChanged:
         """Register, and stay registered (refreshes, reconnects) until :meth:`unregister`.
 
-        Returns once the registrar accepted us.
+        Returns once the registrar accepted us. On a failure it raises, and the phone
+        keeps trying where that can help (reconnects, retries after a timeout or a 503);
+        a ``registered`` event follows if one succeeds.
 
         Raises:
             AuthenticationError: the credentials were rejected (state ``terminated``).
             TransactionTimeout: the server did not answer the REGISTER.
-            TransportError: the WebSocket could not be opened.
+            TransportError: the WebSocket could not be opened (the message gives the
+                reason, e.g. ``certificate verify failed: self-signed certificate``), or
+                it was lost while the REGISTER was outstanding (the close code and reason).
             TimeoutError: nothing conclusive within ``timeout`` seconds.
         """
         await self.start()
         self._reg_changed.clear()
+        if self._ua.registration.state is not RegistrationState.REGISTERED:
+            self._first_registration = True
         self._command(self._ua.register)
         async with asyncio.timeout(timeout):
             while True:
@@ -210,6 +238,9 @@ class Phone:
                 if event.state == "registered":
                     return event
                 if event.state == "terminated":
+                    failure = self._reg_error
+                    if isinstance(failure, TransportError):
+                        raise TransportError(str(failure)) from failure.__cause__
                     if event.status in (401, 403, 407):
                         raise AuthenticationError(
                             f"registration rejected: {event.status} {event.reason}",
@@ -224,6 +255,7 @@ class Phone:
         if self._transport is None:
             return
         self._reg_changed.clear()
+        self._first_registration = False
         self._command(self._ua.unregister)
         if self._ua.registration.state is RegistrationState.UNREGISTERING:
             try:
@@ -414,13 +446,57 @@ class Phone:
     # -- TransportListener -------------------------------------------------------------------
     def transport_connected(self) -> None:  # noqa: D102 - see TransportListener
         self._ever_connected = True
+        self._transport_up = True
         self._publish(TransportStateChanged(self.name, True))
         self._command(self._ua.connection_made)
 
     def transport_disconnected(self, error: TransportError, retry_in: float | None) -> None:  # noqa: D102
         self._last_transport_error = str(error)
+        was_up, self._transport_up = self._transport_up, False
+        wanted = self._ua.wants_registration
+        registered = self._ua.registration.state is RegistrationState.REGISTERED
+        published = self._reg_events
+        # The registration learns of the loss first, so that a listener of the transport
+        # event already sees its outcome.
+        self._losing = (error, retry_in)
+        try:
+            self._command(self._ua.connection_lost)
+        finally:
+            self._losing = None
+        if (
+            wanted
+            and self._first_registration
+            and not registered
+            and not was_up
+            and self._reg_events == published
+        ):
+            # register() asked, and no REGISTER could even be sent: the registration fails
+            # with the transport's reason (and goes on when a reconnect succeeds).
+            self._registration_failed(
+                error, retry_in, f"cannot reach the server: {error}"
+            )
         self._publish(TransportStateChanged(self.name, False, str(error), retry_in))
-        self._command(self._ua.connection_lost)
+
+    def _registration_failed(
+        self, error: TransportError, retry_in: float | None, reason: str
+    ) -> None:
+        """Report a registration ended by the transport (no SIP status)."""
+        if (
+            self._registration_state == "terminated"
+            and self._last_reg_event is not None
+            and self._last_reg_event.reason == reason
+        ):
+            return  # the same failure again (a reconnect attempt): said once is enough
+        failure = TransportError(reason)
+        failure.__cause__ = error.__cause__ or error
+        self._reg_error = failure
+        ev = RegistrationStateChanged(self.name, "terminated", None, reason, None, retry_in)
+        self._registration_state = "terminated"
+        self._last_reg_event = ev
+        self._reg_events += 1
+        self._reg_changed.set()
+        logger.warning("! %s registration: terminated: %s", self.name, reason)
+        self._publish(ev)
 
     def message_received(self, data: str | bytes) -> None:  # noqa: D102
         self._command(lambda now: self._ua.receive_data(data, now))
@@ -486,11 +562,34 @@ class Phone:
 
     def _handle(self, event: object) -> None:
         if isinstance(event, RegistrationEvent):
+            losing = self._losing
+            if (
+                losing is not None
+                and isinstance(event, RegistrationFailed)
+                and event.status is None
+            ):
+                # The REGISTER's transaction failed because the connection went away: a
+                # connection loss (named as the transport saw it), not a silent registrar.
+                # The transport reconnects and the core registers again on the new flow.
+                error, retry_in = losing
+                self._registration_failed(
+                    error, retry_in, f"connection lost during REGISTER: {error}"
+                )
+                return
             retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
             expires = getattr(event, "expires", None) if event.guide_state == "registered" else None
+            reason = event.reason
+            if losing is not None and event.status is None:
+                reason = f"{reason}: {losing[0]}"  # which loss: the close code and reason
             ev = RegistrationStateChanged(
-                self.name, event.guide_state, event.status, event.reason, expires, retry_in
+                self.name, event.guide_state, event.status, reason, expires, retry_in
             )
+            self._reg_events += 1
+            if event.guide_state == "registered":
+                self._reg_error = None
+                self._first_registration = False
+            elif event.guide_state == "terminated":
+                self._reg_error = event.error if isinstance(event, RegistrationFailed) else None
             if event.guide_state != "sent_request":
                 self._registration_state = event.guide_state
             self._last_reg_event = ev
