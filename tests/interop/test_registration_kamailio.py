@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,10 @@ from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.exceptions import AuthenticationError, MediaError
 from exotel_voice.media import IceConfig, MediaConfig
 from exotel_voice.sip import auth as sip_auth
+from tests.rig.certs import Certs
+from tests.rig.fixtures import require_rig
+from tests.rig.kamailio import Kamailio
+from tests.rig.rtpengine import Rtpengine
 
 
 pytestmark = pytest.mark.interop
@@ -228,3 +234,97 @@ async def test_secrets_never_reach_the_logs(
     assert password not in text
     for response in responses:
         assert response not in text
+
+
+# -- Kamailio's stock digest settings: no qop, nonces that expire, a new secret per start ------
+
+#: The nonce lifetime of the stock-settings server: short, so expiries happen within a test.
+SHORT_NONCE = 2
+
+
+@pytest.fixture
+def stock_kamailio(
+    tmp_path: Path, rig_certs: Certs, rtpengine: Rtpengine
+) -> Iterator[Kamailio]:
+    """A private Kamailio challenging as a stock install does (no ``qop``, never
+    ``stale=true``) with nonces that live :data:`SHORT_NONCE` seconds."""
+    require_rig("kamailio")
+    server = Kamailio(tmp_path / "kamailio", rtpengine_ng_port=rtpengine.ng_port,
+                      certs=rig_certs, qop=False, nonce_expire=SHORT_NONCE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def spy_challenges(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The WWW-Authenticate values the SDK answers, as received."""
+    seen: list[str] = []
+    real_respond_all = sip_auth.DigestAuth.respond_all
+
+    def spy(self: sip_auth.DigestAuth, request: Any, response: Any) -> list[tuple[str, str]]:
+        seen.extend(response.headers.get_all("WWW-Authenticate"))
+        return real_respond_all(self, request, response)
+
+    monkeypatch.setattr(sip_auth.DigestAuth, "respond_all", spy)
+    return seen
+
+
+async def test_stays_registered_across_nonce_expiries_without_qop(
+    stock_kamailio: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    k = stock_kamailio
+    user, password = k.new_user("nonce")
+    challenges = spy_challenges(monkeypatch)
+    # Refresh every 3 s (30% of Kamailio's 10 s minimum): each refresh carries a nonce that
+    # expired a second earlier, and Kamailio answers it with a fresh 401 and a new nonce.
+    cfg = account(k, user, password, register_expires=10, register_refresh=0.3)
+    expiries = 4
+    async with Phone(cfg, media=MEDIA) as phone:
+        states = record(phone)
+        await phone.register(timeout=10)
+        await wait_until(lambda: states.count("registered") >= 1 + expiries
+                         or "terminated" in states, timeout=3.5 * expiries + 5)
+        assert "terminated" not in states, states
+        assert phone.status() == "registered"
+        assert await asyncio.to_thread(k.wait_registered, user)
+        # Every refresh met a new nonce: challenged, answered, accepted.
+        challenged = k.events("CHALLENGE", method="REGISTER", user=user)
+        assert len(challenged) >= 1 + expiries
+        assert len(set(challenges)) >= 1 + expiries, "a new nonce each time"
+        assert all("qop" not in c and "stale" not in c for c in challenges), challenges
+        await phone.unregister()
+    print(f"\nnonce expiries: {len(challenged) - 1} crossed, "
+          f"{states.count('registered')} registrations, 0 terminated")
+
+
+async def test_ten_kamailio_restarts_without_the_app(stock_kamailio: Any) -> None:
+    """SIGKILL and restart on the same ports: the phone comes back registered by itself."""
+    k = stock_kamailio
+    user, password = k.new_user("restart")
+    cfg = account(k, user, password, reconnect=FAST_RECONNECT)
+    cycles = 10
+    recovered = 0
+    started = time.monotonic()
+    async with Phone(cfg, media=MEDIA) as phone:
+        states = record(phone)
+        await phone.register(timeout=10)
+        for cycle in range(cycles):
+            lost = states.count("unregistered")
+            registered = states.count("registered")
+            await asyncio.to_thread(k.kill)
+            await wait_until(lambda n=lost: states.count("unregistered") > n, timeout=10)
+            assert not phone.registered
+            await asyncio.to_thread(k.start)
+            # A new secret signs the nonces now: the phone's cached one is unknown to it.
+            await wait_until(lambda n=registered: states.count("registered") > n
+                             or "terminated" in states, timeout=15)
+            assert "terminated" not in states, f"cycle {cycle + 1}: {states[-6:]}"
+            assert phone.status() == "registered"
+            assert await asyncio.to_thread(k.wait_registered, user)
+            recovered += 1
+        await phone.unregister()
+    print(f"\nkamailio restarts: {recovered}/{cycles} recovered without application code "
+          f"in {time.monotonic() - started:.1f} s")
+    assert recovered == cycles

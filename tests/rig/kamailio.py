@@ -7,7 +7,10 @@ at every start.  Summary (details in docs/test-rig.md):
   the domain, ``localhost:<port>`` or ``127.0.0.1:<listening port>``.  There is
   deliberately no port-less alias for 127.0.0.1.
 * Users: an in-memory ``htable`` (user -> password) checked with ``pv_auth_check``;
-  ``qop=auth`` challenges.  AORs in usrloc are bare user names.
+  ``qop=auth`` challenges by default; ``qop=False`` gives Kamailio's stock challenges
+  (no ``qop``, never ``stale=true``), and ``nonce_expire`` sets the nonce lifetime (300 s,
+  the stock value, by default).  The secret that signs nonces is new at every start, so
+  a restart invalidates every nonce.  AORs in usrloc are bare user names.
 * REGISTER is saved with flag 0x04 (one contact per AOR: the newest replaces older ones).
 * rtpengine is in the media path of every call.  Requests arriving over ws/wss are WebRTC
   legs (ICE + DTLS-SRTP, UDP/TLS/RTP/SAVPF); next hops whose URI says ``transport=ws|wss``
@@ -138,7 +141,9 @@ class Kamailio:
         domain: SIP domain and digest realm.
         save_flags: flags for ``save("location", ...)``; ``"0x04"`` keeps one contact per AOR.
         min_expires: registrar ``min_expires`` (lower it to test quick refreshes).
-        qop: challenge with ``qop=auth`` (True) or without qop (False).
+        qop: challenge with ``qop=auth`` (True) or without qop (False, Kamailio's stock
+            setting).
+        nonce_expire: nonce lifetime in seconds (auth ``nonce_expire``; stock 300).
         debug: Kamailio ``debug`` level (2 = info; 3 = debug, very chatty).
         shm_mb: shared memory in MB (``-m``). Each WebSocket client costs about 59 KiB, so
             the default 64 holds roughly 450-650 clients; load tests need more.
@@ -155,6 +160,7 @@ class Kamailio:
         save_flags: str = "0x04",
         min_expires: int = 10,
         qop: bool = True,
+        nonce_expire: int = 300,
         debug: int = 2,
         shm_mb: int = 64,
     ) -> None:
@@ -182,6 +188,9 @@ class Kamailio:
         self.save_flags = save_flags
         self.min_expires = min_expires
         self.qop = qop
+        if not 1 <= nonce_expire <= 86400:
+            raise ValueError("nonce_expire must be 1..86400 seconds")
+        self.nonce_expire = nonce_expire
         self.debug = debug
         self.cfg_path = run_dir / "kamailio.cfg"
         self.pid_path = run_dir / "kamailio.pid"
@@ -367,6 +376,7 @@ class Kamailio:
             "RTPENGINE_NG_PORT": str(self.rtpengine_ng_port),
             "SAVE_FLAGS": self.save_flags,
             "CHALLENGE_FLAGS": "1" if self.qop else "0",
+            "NONCE_EXPIRE": str(self.nonce_expire),
             "USERS": users,
             "RTP_OFFER_TO_WEBRTC": rtp.OFFER_TO_WEBRTC,
             "RTP_ANSWER_TO_WEBRTC": rtp.ANSWER_TO_WEBRTC,
