@@ -291,6 +291,36 @@ async def test_state_and_sdp_errors() -> None:
         await session.close()
 
 
+async def test_an_answer_aiortc_would_take_but_not_use_is_refused_by_name() -> None:
+    """Without a=fingerprint aiortc applies the answer, then fails in a task of its own and
+    the session looks up with no audio: refuse such an answer before aiortc sees it."""
+    a = MediaSession(config=config("PCMU"))
+    b = MediaSession(config=config("PCMU"))
+    loop = asyncio.get_running_loop()
+    caught: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: caught.append(context))
+    try:
+        answer = await b.accept_offer(await a.create_offer())
+        stripped = "".join(
+            line for line in answer.splitlines(keepends=True)
+            if not line.startswith("a=fingerprint")
+        )
+        with pytest.raises(InvalidSDP, match="no a=fingerprint"):
+            await a.set_answer(stripped, provisional=True)
+        with pytest.raises(InvalidSDP, match="not usable"):
+            await a.set_answer(stripped.replace("a=setup", "a=fingerprint:md5 00:11\r\na=setup"))
+        with pytest.raises(InvalidSDP, match="cannot be parsed: .*v="):
+            await a.set_answer("not SDP\r\nm=audio oops\r\n")
+        assert a.state is MediaState.OFFERING, "a refused answer changes nothing"
+        await a.set_answer(answer)
+        await asyncio.gather(a.wait_connected(), b.wait_connected())
+        assert a.state is MediaState.ACTIVE
+    finally:
+        await a.close()
+        await b.close()
+    assert caught == []
+
+
 async def test_voice_bot_frames_and_sinks(tmp_path: Path) -> None:
     """A bot plays 16 kHz frames from a generator and reads what it hears as frames."""
 

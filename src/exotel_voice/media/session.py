@@ -72,6 +72,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp a
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..exceptions import InvalidSDP, InvalidState, MediaError
+from ..sip.sdp import parse_sdp
 from . import _sdp
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits, sender_ssrc
@@ -93,6 +94,9 @@ DIRECTIONS = _sdp.DIRECTIONS
 # Sample rate the outgoing track produces for each codec (G.722's RTP clock is
 # 8 kHz but it encodes 16 kHz audio).
 _CODEC_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
+
+# The a=fingerprint hash functions aiortc's DTLS transport checks (RFC 8122 §5).
+_FINGERPRINT_HASHES = ("sha-256", "sha-384", "sha-512")
 
 
 class MediaState(enum.Enum):
@@ -541,8 +545,35 @@ class MediaSession:
 
     @staticmethod
     def _check_sdp(sdp: str) -> None:
+        """Refuse, naming why, an SDP that aiortc would take but could not use.
+
+        aiortc applies a description without ``a=fingerprint`` and then fails inside a task
+        of its own (the DTLS start), leaving a session that looks up and carries no audio.
+        """
+        try:
+            description = parse_sdp(sdp)
+        except InvalidSDP as exc:
+            raise InvalidSDP(f"the SDP cannot be parsed: {exc}") from None
         if not _sdp.audio_formats(sdp):
             raise InvalidSDP("the SDP has no usable audio m-line")
+        for media in description.media:
+            if media.port == 0:
+                continue  # a declined stream
+            values = media.get_all("fingerprint") or description.get_all("fingerprint")
+            if not values:
+                raise InvalidSDP(
+                    f"the SDP's {media.kind} section has no a=fingerprint "
+                    "(DTLS-SRTP needs one; plain RTP is not supported)"
+                )
+            usable = [
+                v for v in values
+                if len(v.split()) == 2 and v.split()[0].lower() in _FINGERPRINT_HASHES
+            ]
+            if not usable:
+                raise InvalidSDP(
+                    f"the SDP's a=fingerprint is not usable (expected one with "
+                    f"{', '.join(_FINGERPRINT_HASHES)} and a value)"
+                )
 
     def _after_negotiation(self) -> None:
         codec = negotiated_codec(self._transceiver)
