@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import InvalidDTMF, InvalidState, MediaError, SipError
-from ..media import AudioSink, AudioSource, MediaSession
+from ..media import AudioSink, AudioSource, MediaSession, MediaState
 from ..media.dtmf import parse_digits
 from ..sip.headers import SENSITIVE_HEADERS
 from ..sip.useragent import CallSession, CallState
@@ -461,33 +461,58 @@ class Call:
             self._state = "ringing"
         if sdp and self.media is not None:
             media = self.media
-            self._early_sdp = sdp
-            self._spawn(lambda: media.set_answer(sdp, provisional=True))
+
+            async def early() -> None:
+                if self._ended.is_set():
+                    return
+                try:
+                    await media.set_answer(sdp, provisional=True)
+                except (SipError, ValueError) as exc:
+                    # Early media is optional: the call goes on, the 200 brings the answer.
+                    logger.warning("! call %s: ignoring the early media of the %d %s: %s",
+                                   self.id, status, reason, exc)
+                    return
+                self._early_sdp = sdp
+
+            self._spawn(early)
         self._publish("ringing" if first_ring else "progress", status, reason)
 
     def _on_answered(self, sdp: str | None) -> None:
         media = self.media
-        early = self._early_sdp
 
         async def connect() -> None:
+            # Runs after the early-media step (the lock keeps them in order): read its result.
+            early = self._early_sdp
+            if self._ended.is_set():
+                return
+            problem = None
             if media is not None and sdp:
                 try:
                     await media.set_answer(sdp)
-                except MediaError as exc:
-                    if early is None or not _same_but_version(early, sdp):
-                        # The SIP call is up but its audio cannot be: end it rather than
-                        # leave it connected in SIP and "ringing" here.
-                        logger.warning("! call %s: cannot apply the answer (%s); hanging up",
-                                       self.id, exc)
-                        self.phone._command(
-                            lambda now: self.phone._ua.hangup(self._session, now)
-                        )
-                        return
-                    # The 200 repeats the 183's answer with only the o= version bumped
-                    # (baresip does): the early answer stays the session in force.
-                    logger.info("= call %s: the 200 repeats the early answer (new o= "
-                                "version only); keeping it", self.id)
-                    await media.set_answer(early)
+                except (SipError, ValueError) as exc:
+                    if (
+                        isinstance(exc, MediaError)
+                        and early is not None
+                        and _same_but_version(early, sdp)
+                    ):
+                        # The 200 repeats the 183's answer with only the o= version bumped
+                        # (baresip does): the early answer stays the session in force.
+                        logger.info("= call %s: the 200 repeats the early answer (new o= "
+                                    "version only); keeping it", self.id)
+                        await media.set_answer(early)
+                    else:
+                        problem = f"the answer in the 200 OK cannot be used: {exc}"
+            elif media is not None and media.state is MediaState.OFFERING:
+                problem = "the 200 OK carries no SDP answer to our offer"
+            if self._ended.is_set():
+                return
+            if problem is not None:
+                # The SIP call is up but its audio cannot be: end it (BYE) with the reason,
+                # rather than leave it connected in SIP and "ringing" here.
+                self.phone._command(
+                    lambda now: self.phone._ua.fail_call(self._session, now, problem)
+                )
+                return
             self._mark_connected()
 
         self._spawn(connect)
