@@ -245,3 +245,24 @@ async def test_a_second_200_from_another_fork_is_acked_and_byed(
         await call.hangup()
         await server.wait_for("BYE", "t1")
     check_quiet(caplog, loop_errors)
+
+
+async def test_an_unusable_answer_to_our_hold_fails_the_hold_and_keeps_the_call(
+    caplog: pytest.LogCaptureFixture, loop_errors: list[dict[str, Any]]
+) -> None:
+    async def garbage_on_reinvite(server: BadAnswerServer, invite: Request) -> None:
+        if invite.to.tag is None:
+            await server.send(server.response(invite, 200, await server.real_answer(invite)))
+        else:
+            await server.send(server.response(invite, 200, GARBAGE_SDP))
+
+    caplog.set_level(logging.WARNING, logger="exotel_voice")
+    async with place_call(garbage_on_reinvite) as (server, call, events):
+        await call.wait_connected(timeout=10)
+        with pytest.raises(SipError, match="hold failed: the answer cannot be used"):
+            await asyncio.wait_for(call.hold(), 5)
+        assert not call.on_hold and call.state == "connected"
+        assert call.media is not None and call.media.state.value == "active"
+        await call.hangup()
+        await server.wait_for("BYE", "t1")
+    check_quiet(caplog, loop_errors)

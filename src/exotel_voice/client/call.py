@@ -549,7 +549,21 @@ class Call:
 
         async def apply() -> None:
             if media is not None and sdp:
-                await media.set_answer(sdp)
+                try:
+                    await media.set_answer(sdp)
+                except (SipError, ValueError) as exc:
+                    # The far end took our re-offer but its answer cannot be used: keep the
+                    # negotiation in force and report the hold/resume as failed.
+                    logger.warning("! call %s: the answer to our re-INVITE cannot be used: %s",
+                                   self.id, exc)
+                    await _rollback(media)
+                    wanted, self._hold_wanted = self._hold_wanted, None
+                    if self._hold_result is not None and not self._hold_result.done():
+                        what = "hold" if wanted else "resume"
+                        self._hold_result.set_exception(
+                            SipError(f"{what} failed: the answer cannot be used: {exc}")
+                        )
+                    return
             if self._hold_wanted is not None:
                 self._on_hold = self._hold_wanted
                 self._hold_wanted = None
