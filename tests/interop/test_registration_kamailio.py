@@ -328,3 +328,22 @@ async def test_ten_kamailio_restarts_without_the_app(stock_kamailio: Any) -> Non
     print(f"\nkamailio restarts: {recovered}/{cycles} recovered without application code "
           f"in {time.monotonic() - started:.1f} s")
     assert recovered == cycles
+
+
+async def test_wrong_password_fails_fast_without_qop(stock_kamailio: Any) -> None:
+    k = stock_kamailio
+    user, _ = k.new_user("stockbadpw")
+    async with Phone(account(k, user, "not-the-password"), media=MEDIA) as phone:
+        states = record(phone)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(AuthenticationError) as err:
+            await phone.register(timeout=10)
+        assert loop.time() - started < 3.0
+        assert err.value.status == 401 and states[-1] == "terminated"
+        await asyncio.sleep(0.5)
+        # The answer to the first nonce, and at most one answer to a new one.
+        registers = k.events("REQ", method="REGISTER", **{"from": phone.account.aor})
+        assert 2 <= len(registers) <= 3, registers
+        assert phone.status() == "terminated"
+        assert k.registered_contacts(user) == []
