@@ -143,3 +143,23 @@ def test_redaction_happens_before_truncation() -> None:
 def test_clean_text_unchanged() -> None:
     text = "SIP/2.0 200 OK\r\nVia: SIP/2.0/WSS h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n"
     assert redact(text) == text
+
+
+def test_library_log_shapes() -> None:
+    """The shapes other libraries' DEBUG lines take: websockets' handshake headers prefixed
+    ``> ``, and frames shown as a Python repr (CR LF escaped), where a secret sits mid-line."""
+    basic = "YWxpY2U6UzNudGluZWwtUGE1NQ=="  # base64 of alice:<PW>
+    for line in (f"> Authorization: Basic {basic}", f"< Proxy-Authorization: Digest {basic}"):
+        out = redact(line)
+        assert basic not in out and out.endswith(": [secure]"), out
+    frame = (
+        "> TEXT 'INVITE sip:echo@x SIP/2.0\\r\\n...a=ice-ufrag:AfWL\\r\\n"
+        f"a=ice-pwd:{ICE_PWD}\\r\\na=setup:actpass\\r\\n' [1200 bytes]"
+    )
+    out = redact(frame)
+    assert ICE_PWD not in out
+    assert f"a=ice-pwd:{SECURE}\\r\\na=setup:actpass" in out
+    # In a repr'd dict or a JSON dump.
+    for text in (f"{{'ice-pwd': '{ICE_PWD}'}}", f'"ice-pwd":"{ICE_PWD}"',
+                 f"ice-pwd: {ICE_PWD} (x)"):
+        assert ICE_PWD not in redact(text), text

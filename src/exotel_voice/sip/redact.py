@@ -5,9 +5,10 @@ through :func:`redact_url`. What is masked (replaced by ``[secure]``):
 
 * the whole value of ``Authorization`` and ``Proxy-Authorization`` header fields, folded
   continuation lines included (the header name stays, so the log still shows that
-  credentials were sent);
+  credentials were sent), also as websockets logs handshake headers (``> Authorization:``);
 * any digest ``response=`` value, wherever it appears;
-* SDP ``a=ice-pwd:`` values (RFC 8839 §5.4), ``a=crypto:`` ``inline:`` key material
+* SDP ``a=ice-pwd:`` values (RFC 8839 §5.4), also where a line is quoted inside other
+  text (a repr'd WebSocket frame, a dict or JSON dump); ``a=crypto:`` ``inline:`` key material
   (RFC 4568 §6.1), ``a=key-mgmt:`` data (RFC 4567) and ``k=`` lines (RFC 8866 §5.12);
 * ``user:password@`` in URLs and SIP URIs;
 * URL query/fragment parameters whose name looks like a credential (``token``,
@@ -32,9 +33,10 @@ MAX_LOG_SIZE = 4096
 SECURE = "[secure]"
 
 # Authorization / Proxy-Authorization at the start of a line, with any folded lines
-# (RFC 3261 §7.3.1: a continuation line starts with whitespace).
+# (RFC 3261 §7.3.1: a continuation line starts with whitespace). A "> " or "< " before it
+# is how websockets logs the handshake's headers.
 _AUTH_HEADER_RE = re.compile(
-    r"^((?:proxy-)?authorization[ \t]*:)[^\r\n]*(?:\r?\n[ \t]+[^\r\n]*)*",
+    r"^((?:[<>] )?(?:proxy-)?authorization[ \t]*:)[^\r\n]*(?:\r?\n[ \t]+[^\r\n]*)*",
     re.IGNORECASE | re.MULTILINE,
 )
 _DIGEST_RESPONSE_RE = re.compile(
@@ -42,6 +44,10 @@ _DIGEST_RESPONSE_RE = re.compile(
 )
 # Also a bare "ice-pwd:" line (a malformed SDP line quoted in an error keeps its secret).
 _ICE_PWD_RE = re.compile(r"^((?:a=)?ice-pwd:)[^\r\n]*", re.MULTILINE | re.IGNORECASE)
+# An ice-pwd anywhere else: inside a repr'd frame (CR LF shown as \r\n), a dict, JSON.
+_ICE_PWD_ANY_RE = re.compile(
+    r"""(ice-pwd['"]?[ \t]*[:=][ \t]*['"]?)[^\s'"\\,;}]+""", re.IGNORECASE
+)
 _KEY_MGMT_RE = re.compile(r"^(a=key-mgmt:)[^\r\n]*", re.MULTILINE)
 _K_LINE_RE = re.compile(r"^(k=)[^\r\n]*", re.MULTILINE)
 _CRYPTO_LINE_RE = re.compile(r"^a=crypto:[^\r\n]*", re.MULTILINE)
@@ -93,6 +99,7 @@ def redact(text: str | bytes, limit: int = MAX_LOG_SIZE) -> str:
     text = _DIGEST_RESPONSE_RE.sub(r'\1"' + SECURE + '"', text)
     if "a=" in text or "k=" in text or "ice-pwd" in text.lower():
         text = _ICE_PWD_RE.sub(r"\1" + SECURE, text)
+        text = _ICE_PWD_ANY_RE.sub(r"\1" + SECURE, text)
         text = _KEY_MGMT_RE.sub(r"\1" + SECURE, text)
         text = _K_LINE_RE.sub(r"\1" + SECURE, text)
         text = _CRYPTO_LINE_RE.sub(_mask_crypto, text)
