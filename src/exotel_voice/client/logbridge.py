@@ -15,6 +15,15 @@ record of the package (``exotel_voice.sip.*``, ``exotel_voice.transport.*``,
 The callback is process-wide, like the JS SDK 3.x's static ``registerLoggerCallback``.
 It runs on the thread that logged (usually a client's event-loop thread); a record logged
 from inside the callback is not fed back to it.
+
+The libraries the SDK drives log on their own loggers, which our reprs cannot protect:
+aiortc dumps whole SDPs (``a=ice-pwd`` included) at DEBUG, websockets logs handshake
+headers (``Authorization`` for a URL with userinfo) and frames. :func:`protect_library_loggers`
+puts a :class:`RedactingFilter` on every ``aiortc``, ``aioice`` and ``websockets`` logger;
+the client package calls it when it is imported, so it is in place before any media or
+connection exists. The filter rewrites a record in place (message and arguments, and its
+traceback text), so every handler sees only the masked text, whatever the application
+configured.
 """
 
 from __future__ import annotations
@@ -29,9 +38,12 @@ from ..sip.redact import SECURE, redact
 
 
 __all__ = [
+    "LIBRARY_LOGGERS",
     "LoggerCallback",
     "LoggerCallbackHandler",
+    "RedactingFilter",
     "forget_secret",
+    "protect_library_loggers",
     "remember_secret",
     "set_logger_callback",
 ]
@@ -71,9 +83,12 @@ def forget_secret(secret: str) -> None:
             _secrets.pop(secret, None)
 
 
-def scrub(text: str) -> str:
-    """``redact(text)``, then every remembered password replaced by ``[secure]``."""
-    text = redact(text, MAX_MESSAGE)
+def scrub(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``redact(text, limit)``, then every remembered password replaced by ``[secure]``.
+
+    A negative ``limit`` keeps the whole text.
+    """
+    text = redact(text, limit)
     with _secrets_lock:
         known = sorted(_secrets, key=len, reverse=True)
     for secret in known:
@@ -158,3 +173,78 @@ def set_logger_callback(callback: LoggerCallback | None, level: int = logging.DE
             _saved_level = pkg.level
             pkg.setLevel(level)
         pkg.addHandler(_handler)
+
+
+#: The packages whose loggers get a :class:`RedactingFilter`: the media stack (aiortc and
+#: its ICE library aioice) and the WebSocket library.
+LIBRARY_PACKAGES = ("aiortc", "aioice", "websockets")
+
+#: Their loggers as of aiortc 1.x, aioice 0.9+ and websockets 13+. A filter on a logger
+#: applies only to records logged on that very logger (not to its children's), so each one
+#: is named; loggers of modules that exist already are found by name as well.
+LIBRARY_LOGGERS = (
+    "aiortc",
+    "aiortc.contrib.media",
+    "aiortc.contrib.signaling",
+    "aiortc.rtcdatachannel",
+    "aiortc.rtcdtlstransport",
+    "aiortc.rtcicetransport",
+    "aiortc.rtcpeerconnection",
+    "aiortc.rtcrtpreceiver",
+    "aiortc.rtcrtpsender",
+    "aiortc.rtcrtptransceiver",
+    "aiortc.rtcsctptransport",
+    "aioice",
+    "aioice.ice",
+    "aioice.mdns",
+    "aioice.stun",
+    "aioice.turn",
+    "websockets",
+    "websockets.client",
+    "websockets.protocol",
+    "websockets.server",
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in the records of loggers we do not own, in place.
+
+    The message is formatted once and, if :func:`scrub` changes it, replaces the record's
+    ``msg`` (its ``args`` emptied); a traceback is formatted and scrubbed into
+    ``exc_text``, which :class:`logging.Formatter` uses as is. Records are never dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # a bad format string: logging reports it as usual
+        clean = scrub(message, -1)
+        if clean != message:
+            record.msg = clean
+            record.args = ()
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = scrub(text, -1)
+        return True
+
+
+_library_filter = RedactingFilter()
+_library_lock = threading.Lock()
+
+
+def protect_library_loggers() -> None:
+    """Put the :class:`RedactingFilter` on the aiortc, aioice and websockets loggers.
+
+    Idempotent and cheap; called when :mod:`exotel_voice.client` is imported. A filter
+    costs nothing while its logger's level drops the record (DEBUG is off by default).
+    """
+    with _library_lock:
+        names = set(LIBRARY_LOGGERS)
+        for name in list(logging.Logger.manager.loggerDict):
+            if name.split(".", 1)[0] in LIBRARY_PACKAGES:
+                names.add(name)
+        for name in sorted(names):
+            library_logger = logging.getLogger(name)
+            if _library_filter not in library_logger.filters:
+                library_logger.addFilter(_library_filter)

@@ -60,11 +60,16 @@ from .events import (
     RegistrationStateChanged,
     TransportStateChanged,
 )
+from .logbridge import protect_library_loggers
 
 
 __all__ = ["Phone"]
 
 logger = logging.getLogger(__name__)
+
+# aiortc's DEBUG SDP dumps carry a=ice-pwd; websockets' handshake lines may carry
+# credentials. Mask them on those libraries' own loggers before any call or connection.
+protect_library_loggers()
 
 Listener = Callable[[PhoneEvent], None]
 
