@@ -201,3 +201,69 @@ async def test_outgoing_calls_are_released() -> None:
             alive = [type(r()).__name__ for r in refs if r() is not None]
             assert alive == [], f"{len(alive)} objects of ended calls are still alive"
             assert phone._calls == {} and phone._ua.calls == {}
+
+
+def test_facade_keeps_no_ended_call() -> None:
+    """Through ExotelWebClient, calls rejected from the CallListenerCallback (nobody calls
+    wait_for_call) leave nothing behind either."""
+    import threading
+
+    from exotel_voice import ExotelWebClient
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    holder: list[tuple[InvitingServer, int]] = []
+
+    async def main() -> None:
+        double = InvitingServer()
+        async with serve(double.handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+            holder.append((double, int(next(iter(server.sockets)).getsockname()[1])))
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    double, port = holder[0]
+
+    async def one_call() -> int:
+        final = await double.invite()
+        return await asyncio.wait_for(final, 5)
+
+    ended: list[str] = []
+    refs: list[weakref.ref[Call]] = []
+
+    def on_call(call_obj: object, event: str, phone: str) -> None:
+        if event == "incoming":
+            assert call_obj.call is not None  # type: ignore[attr-defined]
+            refs.append(weakref.ref(call_obj.call))  # type: ignore[attr-defined]
+            call_obj.Hangup(486)  # type: ignore[attr-defined]
+        elif event == "callEnded":
+            ended.append(event)
+
+    client = ExotelWebClient()
+    try:
+        assert client.initWebrtc(
+            {"userName": "alice-mem", "sipdomain": REALM, "secret": "leak-test-pw",
+             "wsUrl": f"ws://127.0.0.1:{port}/ws"},
+            None, on_call, None, strict=True,
+        )
+        assert client.DoRegister()
+        assert client.wait_for_registration(5)
+        for _ in range(100):
+            status = asyncio.run_coroutine_threadsafe(one_call(), loop).result(10)
+            assert status == 486
+        # Let the client's loop finish with the last call, then count what is left.
+        client.checkClientStatus().result(5)
+        assert len(ended) == 100
+        gc.collect()
+        alive = [r for r in refs if r() is not None]
+        assert alive == [], f"{len(alive)} of 100 ended calls are still alive"
+        assert client._incoming.qsize() == 0
+        assert not client.getCall()
+    finally:
+        client.close()
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(5)
+        loop.close()

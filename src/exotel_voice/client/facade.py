@@ -836,6 +836,13 @@ class ExotelWebClient:
             with self._cond:
                 if wrapper in self._live:
                     self._live.remove(wrapper)
+            # wait_for_call() skips ended calls anyway; one nobody waited for must not
+            # stay queued (with its Call) for the life of the client.
+            with self._incoming.mutex:
+                try:
+                    self._incoming.queue.remove(wrapper)
+                except ValueError:
+                    pass
             self._wrappers.pop(id(event.call), None)
             self._emit_session("terminated")
             self._emit_call(wrapper, kind)
