@@ -19,7 +19,7 @@ from exotel_voice.exceptions import (
 from exotel_voice.sip import message as message_module
 from exotel_voice.sip.headers import Headers, NameAddr
 from exotel_voice.sip.message import Request, Response, parse_message
-from exotel_voice.sip.uri import AbsoluteURI, SipURI
+from exotel_voice.sip.uri import AbsoluteURI, SipURI, parse_uri
 
 
 DATA = Path(__file__).parent / "data"
@@ -246,6 +246,26 @@ def test_a_long_request_uri_hints_414(start: str, hint: int) -> None:
     assert exc_info.value.status_hint == hint
     assert len(str(exc_info.value)) < 200
     assert message_module.reason_phrase(414) == "Request-URI Too Long"
+
+
+@pytest.mark.parametrize("text", ["sip-", "sipx", "sips", "sipsx", "SIP-"])
+def test_a_uri_without_a_colon_is_invalid(text: str) -> None:
+    """Found by tests/sip/test_fuzz.py's round trip: ``parse_uri("sip-")`` read the scheme as
+    ``text[:-1]`` (no colon) and returned ``sip:sip-``, a different URI."""
+    with pytest.raises(InvalidMessage, match="invalid URI"):
+        parse_uri(text)
+    with pytest.raises(InvalidMessage):
+        parse_message(f"OPTIONS {text} SIP/2.0\r\n" + _NO_SCHEME_HEADERS)
+    with pytest.raises(InvalidMessage, match="invalid To"):
+        parse_message(
+            "OPTIONS sip:b@c SIP/2.0\r\n" + _NO_SCHEME_HEADERS.replace("<sip:b@c>", text)
+        )
+
+
+_NO_SCHEME_HEADERS = (
+    "Via: SIP/2.0/WSS a.invalid;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+    "To: <sip:b@c>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"
+)
 
 
 # -- the WebSocket exchange (SIP.js 0.21 through Kamailio 5.6) -------------------------------

@@ -292,7 +292,7 @@ def parse_uri(text: str) -> URI:
     if fast is not None:
         return sip_uri_from_match(fast, 1)
     colon = text.find(":")
-    scheme = text[:colon].lower()
+    scheme = text[:colon].lower() if colon > 0 else ""  # (no colon: no scheme, not text[:-1])
     if scheme != "sip" and scheme != "sips":
         if colon <= 0 or _ABSOLUTE_RE.fullmatch(text) is None or BAD_ESCAPE_RE.search(text):
             raise InvalidMessage(f"invalid URI {excerpt(text)}")
