@@ -201,6 +201,11 @@ async def test_outgoing_calls_are_released() -> None:
             alive = [type(r()).__name__ for r in refs if r() is not None]
             assert alive == [], f"{len(alive)} objects of ended calls are still alive"
             assert phone._calls == {} and phone._ua.calls == {}
+            assert phone._ua.call_layer._tx_calls == {}
+            connection = phone._ua.connection
+            assert connection is not None
+            assert connection._dialogs == {}
+            assert connection._client == {} and connection._server == {}
 
 
 def test_facade_keeps_no_ended_call() -> None:
