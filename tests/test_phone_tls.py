@@ -155,5 +155,7 @@ def test_facade_reports_terminated_with_the_reason(wss_untrusted: str) -> None:
         assert isinstance(error, TransportError), repr(error)
         assert "certificate verify failed" in str(error)
         assert PASSWORD not in str(error)
+        time.sleep(1.5)  # reconnect attempts fail the same way: reported once
+        assert states == ["terminated"], states
     finally:
         client.close()
