@@ -492,11 +492,14 @@ def test_format_challenge_round_trips_through_parse_challenge() -> None:
 
     challenge = DigestChallenge(
         scheme="Digest", realm='we "quote"', nonce="n1", opaque="o", algorithm="SHA-256",
-        qop=["auth"], stale=True,
+        qop=["auth"], stale=True, domain="sip:pbx sip:pbx2",
     )
     parsed = parse_challenge(format_challenge(challenge))
     assert (parsed.realm, parsed.nonce, parsed.opaque, parsed.algorithm, parsed.qop,
-            parsed.stale) == ('we "quote"', "n1", "o", "SHA-256", ["auth"], True)
+            parsed.stale, parsed.domain) == (
+        'we "quote"', "n1", "o", "SHA-256", ["auth"], True, "sip:pbx sip:pbx2"
+    )
+    assert parsed == challenge
     assert quote('a"b\\c') == '"a\\"b\\\\c"'
 
 

@@ -390,7 +390,7 @@ def format_challenge(challenge: DigestChallenge) -> str:
     """Serialise a challenge as a ``WWW-Authenticate``/``Proxy-Authenticate`` value.
 
     The inverse of :func:`parse_challenge` (for a server, such as the sandbox): ``algorithm``
-    and ``stale`` are unquoted tokens, ``qop`` is a quoted list (RFC 7616 §3.3).
+    and ``stale`` are unquoted tokens, ``qop`` and ``domain`` quoted (RFC 7616 §3.3).
     """
     parts = [f"realm={quote(challenge.realm)}", f"nonce={quote(challenge.nonce)}"]
     if challenge.opaque is not None:
@@ -400,6 +400,8 @@ def format_challenge(challenge: DigestChallenge) -> str:
         parts.append(f"qop={quote(','.join(challenge.qop))}")
     if challenge.stale:
         parts.append("stale=true")
+    if challenge.domain is not None:
+        parts.append(f"domain={quote(challenge.domain)}")
     return "Digest " + ", ".join(parts)
 
 
