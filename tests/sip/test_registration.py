@@ -463,3 +463,17 @@ def test_challenges_mixed_with_423s_are_bounded() -> None:
     assert sent <= 10, sent
     failed = reg.events_received()[-1]
     assert isinstance(failed, RegistrationFailed) and failed.retry_in is None
+
+
+@pytest.mark.parametrize("value", ["", "soon", "\u0661\u0662\u0660", "-5", "99999999999999"])
+def test_an_unusable_min_expires_is_a_clear_failure(value: str) -> None:
+    reg = make_registration()
+    request = reg.register(0.0)
+    assert reg.handle_response(
+        reply_to(request, 423, "Interval Too Brief", ("Min-Expires", value)), 0.0
+    ) is None
+    failed = reg.events_received()[-1]
+    assert isinstance(failed, RegistrationFailed) and failed.status == 423
+    assert failed.reason.startswith("Interval Too Brief: the registrar ")
+    assert "Min-Expires" in failed.reason and failed.retry_in is None
+    assert str(failed.error) == f"REGISTER failed: 423 {failed.reason}"

@@ -385,11 +385,11 @@ class Registration:
     def _on_interval_too_brief(self, response: Response, now: float) -> Request | None:
         """RFC 3261 §10.2.8: retry with at least Min-Expires, within the bounds above."""
         raw = (response.headers.get("Min-Expires") or "").strip()
-        minimum = int(raw) if raw.isdigit() and len(raw) <= 10 else None
+        minimum = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 10 else None
         limit = max(self.MAX_EXPIRES, self.expires)
         problem: str | None = None
         if minimum is None:
-            problem = "without a usable Min-Expires"
+            problem = "sent no usable Min-Expires"
         elif minimum > limit:
             problem = f"wants Min-Expires {minimum} s, above the {limit} s limit"
         elif minimum <= self._requested_expires:
@@ -399,9 +399,9 @@ class Registration:
             problem = (f"wants Min-Expires {minimum} s after {self._interval_retries} larger "
                        "intervals in one attempt")
         if problem is not None:
-            reason = f"{response.status} {response.reason}: the registrar {problem}"
-            self._fail(response.status, reason, SipError(f"REGISTER failed: {reason}"), now,
-                       retryable=False)
+            reason = f"{response.reason}: the registrar {problem}"
+            error = SipError(f"REGISTER failed: {response.status} {reason}")
+            self._fail(response.status, reason, error, now, retryable=False)
             return None
         assert minimum is not None
         self._interval_retries += 1
