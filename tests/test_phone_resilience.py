@@ -17,7 +17,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from exotel_voice.client import Phone, RegistrationStateChanged, TransportStateChanged
 from exotel_voice.config import AccountConfig, ReconnectPolicy
-from exotel_voice.exceptions import TransactionTimeout, TransportError
+from exotel_voice.exceptions import TransactionTimeout
 from exotel_voice.sip import Headers, Request, Response, parse_message
 
 
@@ -130,7 +130,7 @@ async def test_hostile_server_garbage_then_sane_answers(caplog: pytest.LogCaptur
 async def test_socket_closed_mid_register_is_a_connection_loss_and_is_retried() -> None:
     """The server closes the WebSocket (1011) while our REGISTER is outstanding: that is a
     lost connection (named with its close code and reason), not "no response from the
-    registrar"; the phone reconnects and registers on its own."""
+    registrar"; the phone reconnects and registers on its own, and register() returns."""
     connections = 0
 
     async def handler(ws: ServerConnection) -> None:
@@ -149,32 +149,38 @@ async def test_socket_closed_mid_register_is_a_connection_loss_and_is_retried() 
 
     async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
         events: list[RegistrationStateChanged] = []
-        registered = asyncio.Event()
-
-        def on_event(e: object) -> None:
-            if isinstance(e, RegistrationStateChanged):
-                events.append(e)
-                if e.state == "registered":
-                    registered.set()
-
-        async with Phone(account(port_of(server), register_timeout=5.0)) as phone:
-            phone.add_listener(on_event)
+        phone = Phone(account(port_of(server), register_timeout=5.0))
+        phone.add_listener(
+            lambda e: events.append(e) if isinstance(e, RegistrationStateChanged) else None
+        )
+        async with phone:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            with pytest.raises(TransportError) as info:
-                await phone.register(timeout=10)
-            assert loop.time() - started < 2.0
-            assert not isinstance(info.value, TransactionTimeout)
-            message = str(info.value)
-            assert "1011" in message and "registrar restarting" in message, message
-            failed = [e for e in events if e.state == "terminated"]
-            assert failed, events
-            assert "no response" not in failed[0].reason
-            assert "1011" in failed[0].reason and "registrar restarting" in failed[0].reason
-            assert failed[0].retry_in is not None, "the reconnect logic retries"
-            # The reconnect re-registers without any application code.
-            await asyncio.wait_for(registered.wait(), 5)
-            assert phone.status() == "registered" and connections == 2
+            event = await phone.register(timeout=10)
+            assert event.state == "registered" and phone.status() == "registered"
+            assert loop.time() - started < 3.0, "retried at once, not after register_timeout"
+            assert connections == 2
+            states = [e.state for e in events if e.state != "sent_request"]
+            assert states == ["unregistered", "registered"], events
+            lost = next(e for e in events if e.state == "unregistered")
+            assert "no response" not in lost.reason
+            assert "1011" in lost.reason and "registrar restarting" in lost.reason, lost
+            assert lost.status is None
+
+
+async def test_a_server_that_always_closes_mid_register_times_out_naming_the_loss() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        async for _ in ws:
+            await ws.close(1011, "registrar restarting")
+            return
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        async with Phone(account(port_of(server))) as phone:
+            with pytest.raises(TimeoutError) as info:
+                await phone.register(timeout=1.5)
+    message = str(info.value)
+    assert "not registered within 1.5 s" in message
+    assert "connection lost during REGISTER" in message and "1011" in message, message
 
 
 async def test_an_outage_after_registering_is_a_lost_binding_not_a_failure() -> None:

@@ -171,9 +171,9 @@ class Phone:
     def registration_error(self) -> SipError | None:
         """Why the registration last failed (state ``terminated``), or ``None``.
 
-        A :class:`TransportError` when the connection could not be opened or was lost
-        (a certificate that cannot be verified, a refused connection, a close while a
-        REGISTER was outstanding), :class:`AuthenticationError` for rejected credentials,
+        A :class:`TransportError` when the connection could not be opened (a certificate
+        that cannot be verified, a refused connection), :class:`AuthenticationError` for
+        rejected credentials,
         :class:`TransactionTimeout` for a silent registrar, else a :class:`SipError`.
         Cleared when a registration succeeds.
         """
@@ -218,21 +218,32 @@ class Phone:
 
         Returns once the registrar accepted us. On a failure it raises, and the phone
         keeps trying where that can help (reconnects, retries after a timeout or a 503);
-        a ``registered`` event follows if one succeeds.
+        a ``registered`` event follows if one succeeds. A connection lost while the
+        REGISTER is outstanding is not a failure: it is reported (``unregistered``, the
+        reason naming the close code and reason), the transport reconnects and the
+        REGISTER goes again on the new connection, and this waits for that outcome.
 
         Raises:
             AuthenticationError: the credentials were rejected (state ``terminated``).
             TransactionTimeout: the server did not answer the REGISTER.
             TransportError: the WebSocket could not be opened (the message gives the
-                reason, e.g. ``certificate verify failed: self-signed certificate``), or
-                it was lost while the REGISTER was outstanding (the close code and reason).
-            TimeoutError: nothing conclusive within ``timeout`` seconds.
+                reason, e.g. ``certificate verify failed: self-signed certificate``).
+            TimeoutError: nothing conclusive within ``timeout`` seconds (the message
+                names the last registration event, if any).
         """
         await self.start()
         self._reg_changed.clear()
         if self._ua.registration.state is not RegistrationState.REGISTERED:
             self._first_registration = True
         self._command(self._ua.register)
+        try:
+            return await self._registration_outcome(timeout)
+        except TimeoutError as exc:
+            last = self._last_reg_event
+            detail = f"; last: {last.state} {last.reason}".rstrip() if last is not None else ""
+            raise TimeoutError(f"not registered within {timeout} s{detail}") from exc
+
+    async def _registration_outcome(self, timeout: float | None) -> RegistrationStateChanged:
         async with asyncio.timeout(timeout):
             while True:
                 await self._reg_changed.wait()
@@ -477,30 +488,33 @@ class Phone:
         ):
             # register() asked, and no REGISTER could even be sent: the registration fails
             # with the transport's reason (and goes on when a reconnect succeeds).
-            self._registration_failed(
-                error, retry_in, f"cannot reach the server: {error}"
+            self._transport_registration_event(
+                "terminated", error, retry_in, f"cannot reach the server: {error}"
             )
         self._publish(TransportStateChanged(self.name, False, str(error), retry_in))
 
-    def _registration_failed(
-        self, error: TransportError, retry_in: float | None, reason: str
+    def _transport_registration_event(
+        self, state: str, error: TransportError, retry_in: float | None, reason: str
     ) -> None:
-        """Report a registration ended by the transport (no SIP status)."""
+        """Report what the transport did to the registration (no SIP status involved)."""
+        last = self._last_reg_event
         if (
-            self._registration_state == "terminated"
-            and self._last_reg_event is not None
-            and self._last_reg_event.reason == reason
+            state == "terminated"
+            and self._registration_state == "terminated"
+            and last is not None
+            and last.reason == reason
         ):
             return  # the same failure again (a reconnect attempt): said once is enough
-        failure = TransportError(reason)
-        failure.__cause__ = error.__cause__ or error
-        self._reg_error = failure
-        ev = RegistrationStateChanged(self.name, "terminated", None, reason, None, retry_in)
-        self._registration_state = "terminated"
+        if state == "terminated":
+            failure = TransportError(reason)
+            failure.__cause__ = error.__cause__ or error
+            self._reg_error = failure
+        ev = RegistrationStateChanged(self.name, state, None, reason, None, retry_in)
+        self._registration_state = state
         self._last_reg_event = ev
         self._reg_events += 1
         self._reg_changed.set()
-        logger.warning("! %s registration: terminated: %s", self.name, reason)
+        logger.warning("! %s registration: %s: %s", self.name, state, reason)
         self._publish(ev)
 
     def message_received(self, data: str | bytes) -> None:  # noqa: D102
@@ -574,11 +588,11 @@ class Phone:
                 and event.status is None
             ):
                 # The REGISTER's transaction failed because the connection went away: a
-                # connection loss (named as the transport saw it), not a silent registrar.
+                # lost binding (named as the transport saw it), not a silent registrar.
                 # The transport reconnects and the core registers again on the new flow.
-                error, retry_in = losing
-                self._registration_failed(
-                    error, retry_in, f"connection lost during REGISTER: {error}"
+                self._transport_registration_event(
+                    "unregistered", losing[0], None, f"connection lost during REGISTER: "
+                    f"{losing[0]}"
                 )
                 return
             retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
