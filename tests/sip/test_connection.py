@@ -735,6 +735,44 @@ def test_malformed_response_is_dropped_and_logged(
     assert request.call_id in record.getMessage(), record.getMessage()
 
 
+def test_salvage_unfolds_continuation_lines(pair: ConnectionPair) -> None:
+    """A malformed request with folded Via and CSeq lines gets a 400 with the unfolded
+    values (the salvage skipped continuation lines and sent an empty Via and CSeq)."""
+    bad = (
+        "INVITE <sip:bob@example.com> SIP/2.0\r\n"
+        "Via:\r\n SIP/2.0/WSS peer.invalid;branch=z9hG4bKfold\r\n"
+        "From: <sip:alice@example.com>;tag=f1\r\nTo: <sip:bob@example.com>\r\n"
+        "Call-ID: folded\r\nCSeq:\r\n\t7\r\n  INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    pair.uas.receive_data(bad, pair.now)
+    response = assert_sent(pair.uas.data_to_send(), status=400)
+    assert response.branch == "z9hG4bKfold" and response.headers["CSeq"] == "7 INVITE"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("From", "<sip:alice@example.com>;t\rag=f1"),  # a bare CR would go out in the 400
+        ("Via", "SIP/2.0/UDP 192.0.2.15;;,;,,"),  # RFC 4475 badinv01: no valid Via to copy
+        ("CSeq", ""),
+    ],
+    ids=["bare-cr", "garbage-via", "empty-cseq"],
+)
+def test_no_answer_that_would_itself_be_malformed(
+    pair: ConnectionPair, header: str, value: str
+) -> None:
+    lines = {
+        "Via": "SIP/2.0/WSS peer.invalid;branch=z9hG4bKm", "From": "<sip:a@b>;tag=f1",
+        "To": "<sip:b@c>", "Call-ID": "c1", "CSeq": "1 OPTIONS",
+    }
+    lines[header] = value
+    bad = "OPTIONS  sip:b@c SIP/2.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in lines.items())
+    pair.uas.receive_data(bad + "\r\n", pair.now)
+    [rejected] = pair.uas.events_received()
+    assert isinstance(rejected, MessageRejected) and rejected.response is None
+    assert pair.uas.data_to_send() == []
+
+
 def test_keepalive_ping_gets_pong(pair: ConnectionPair) -> None:
     pair.uas.receive_data(b"\r\n\r\n", pair.now)
     assert pair.uas.data_to_send() == [b"\r\n"]

@@ -551,6 +551,13 @@ class SipConnection:
             else:
                 status = error.status_hint if 300 <= error.status_hint <= 699 else 400
                 response = make_response(message, status, to_tag=new_tag(self._token))
+                try:
+                    # The copied values may be what is malformed (a Via nobody can parse, a
+                    # bare CR): never send a message that is itself malformed.
+                    parse_message(response.serialize())
+                except InvalidMessage as exc:
+                    why = f"the copied headers would make a malformed response ({exc})"
+                    response = None
         if response is not None:
             self.logger.warning(
                 "! rejected %s: %s (answered %d)", excerpt, error, response.status
@@ -684,15 +691,25 @@ def _salvage(raw: bytes) -> Request | Response | None:
         lines = head.split("\n")
         start = lines[0][:MAX_LINE_LENGTH]
         items: list[tuple[str, str]] = []
+        kept = False  # whether the last line was kept (a continuation line extends it)
         for line in lines[1:]:
             if len(items) >= MAX_NUM_HEADERS:
                 break
-            if not line or line[0] in " \t" or len(line) > MAX_LINE_LENGTH:
+            if line[:1] in (" ", "\t"):  # a continuation line (RFC 3261 §7.3.1)
+                if kept and len(items[-1][1]) + len(line) <= MAX_LINE_LENGTH:
+                    name, value = items[-1]
+                    items[-1] = (name, f"{value} {line.strip()}".strip())
+                else:
+                    kept = False
+                continue
+            kept = False
+            if not line or len(line) > MAX_LINE_LENGTH:
                 continue
             name, sep, value = line.partition(":")
             name = name.strip()
             if sep and name and all(c in _TOKEN_CHARS for c in name):
                 items.append((name, value.strip()))
+                kept = True
         headers = Headers(items)
         # Elements split at any run of whitespace: extra, leading or trailing SP/HTAB in the
         # start line is a common way for it to be malformed, and the answer needs none of it.
