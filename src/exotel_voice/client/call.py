@@ -603,21 +603,23 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_ended(self, by: str, status: int | None, reason: str) -> None:
+    def _on_ended(self, by: str, status: int | None, reason: str) -> asyncio.Task[None] | None:
+        """Mark the call ended and publish it; returns the task closing its media, if any,
+        for the phone to hold until it is done (the loop keeps only weak references)."""
         self._state = "ended"
         self.end_time = time.time()
         self._ended.set()
         if self._hold_result is not None and not self._hold_result.done():
             self._hold_result.set_exception(SipError("the call ended"))
         media, self.media = self.media, None
+        closing: asyncio.Task[None] | None = None
         if media is not None:
-            task = asyncio.get_running_loop().create_task(media.close())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            closing = asyncio.get_running_loop().create_task(media.close())
         # The guide: "callEnded" for a local hang-up, "terminated" for a remote one.
         self._publish("callEnded" if by == "local" else "terminated", status, reason)
         for q in self._subscribers:
             q.put_nowait(None)
+        return closing
 
 
 def _same_but_version(early: str, final: str) -> bool:

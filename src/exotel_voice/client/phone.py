@@ -127,6 +127,9 @@ class Phone:
         self._incoming_ready = asyncio.Event()
         # The calls that have not ended, by CallSession.id.
         self._calls: dict[str, Call] = {}
+        # Media of ended calls still closing: held here until done (the loop keeps tasks
+        # only weakly) and awaited by close().
+        self._media_closing: set[asyncio.Task[None]] = set()
         self._registration_state = "unregistered"
         self._reg_changed = asyncio.Event()
         self._last_reg_event: RegistrationStateChanged | None = None
@@ -305,6 +308,8 @@ class Phone:
         for call in list(self._calls.values()):
             if call.media is not None:
                 await call.media.close()
+        if self._media_closing:
+            await asyncio.gather(*self._media_closing, return_exceptions=True)
         for q in self._subscribers:
             q.put_nowait(None)
 
@@ -646,7 +651,10 @@ class Phone:
             # Forget the call before the application hears of the end: an ended call is
             # the application's to keep (or drop), never the phone's.
             self._forget(call)
-            call._on_ended(event.by, event.status, event.reason)
+            closing = call._on_ended(event.by, event.status, event.reason)
+            if closing is not None:
+                self._media_closing.add(closing)
+                closing.add_done_callback(self._media_closing.discard)
         elif isinstance(event, ReInviteReceived):
             call._on_reinvite(event.sdp)
         elif isinstance(event, ReInviteAnswered):
