@@ -128,3 +128,31 @@ def assert_sent(
     if status is not None:
         assert isinstance(message, Response) and message.status == status, message
     return message
+
+
+# -------------------------------------------------------------------------------------------
+# Parser fuzzing (tests/sip/test_fuzz.py): counters, printed at the end of the run
+# -------------------------------------------------------------------------------------------
+
+#: Inputs tried per target, and contract violations, counted by tests/sip/test_fuzz.py.
+FUZZ_STATS: dict[str, Any] = {"inputs": {}, "crashes": 0, "hangs": 0, "seed": None}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fuzz counts (only when tests/sip/test_fuzz.py ran)."""
+    inputs: dict[str, int] = FUZZ_STATS["inputs"]
+    if not inputs:
+        return
+    from exotel_voice.sip import _speedups
+
+    total = sum(inputs.values())
+    speedups = ", ".join(_speedups.loaded()) or "none"
+    terminalreporter.write_sep("-", "SIP parser fuzz")
+    terminalreporter.write_line(
+        f"SIP parser fuzz: {total} inputs tried, crashes {FUZZ_STATS['crashes']}, "
+        f"hangs {FUZZ_STATS['hangs']} (seed {FUZZ_STATS['seed']}: "
+        f"EXOTEL_VOICE_FUZZ_SEED={FUZZ_STATS['seed']} reproduces; C accelerators: {speedups})"
+    )
+    terminalreporter.write_line(
+        "  " + ", ".join(f"{name} {count}" for name, count in sorted(inputs.items()))
+    )
