@@ -16,28 +16,13 @@ aiortc has no DTMF (aiortc#30, closed *wontfix*), so we build it here:
 * :class:`RtpTap` hooks one ``RTCDtlsTransport`` so both can see plain (pre-SRTP /
   post-SRTP) RTP, and counts packets for :meth:`MediaSession.stats`.
 
-aiortc internals relied on (checked against aiortc 1.16; revisit on upgrade):
-
-1. ``RTCDtlsTransport._send_rtp(data: bytes)`` is awaited by ``RTCRtpSender`` for
-   every plain RTP/RTCP datagram before SRTP protection.  We shadow it with an
-   *instance* attribute on one transport (never the class), so only our session
-   is affected; :meth:`RtpTap.detach` removes the shadow.
-2. ``RTCDtlsTransport._handle_rtp_data(data: bytes, arrival_time_ms: int)`` is
-   awaited for every decrypted inbound RTP packet before routing to a receiver.
-   Shadowed the same way.  Telephone-event packets stop here: aiortc's router would
-   drop them anyway, as aiortc never negotiates that payload type.
-3. ``RTCRtpSender._ssrc`` (the audio SSRC) and ``RTCRtpTransceiver._codecs`` (the
-   negotiated codecs; ``[0]`` is the one the sender encodes with), read through
-   :func:`sender_ssrc` and :func:`negotiated_codec`.
-
-The lean media path also takes two short cuts once DTLS-SRTP is up (see
-:meth:`RtpTap.receive_directly` and :meth:`RtpTap.send_now`): SRTP packets are
-decrypted where aioice hands over the datagram (``Connection.data_received``,
-shadowed per instance) instead of crossing aioice's queue and the DTLS transport's
-receive task, and our own audio packets are protected and written to the nominated
-pair's socket without the coroutine chain.  They use ``RTCDtlsTransport._rx_srtp``,
-``_tx_srtp``, ``_state`` and its name-mangled packet/byte counters, and aioice's
-``Connection._nominated`` / ``StunProtocol.transport``.
+The aiortc internals this needs (shadowing ``RTCDtlsTransport._send_rtp`` and
+``._handle_rtp_data`` per instance, the sender's SSRC, and the lean path's short cuts
+once DTLS-SRTP is up: :meth:`RtpTap.receive_directly` decrypts SRTP where aioice
+hands over the datagram, :meth:`RtpTap.send_now` protects and writes our packets to
+the nominated pair's socket without the coroutine chain) are reached only through
+:mod:`exotel_voice.media._aiortc_compat`, which checks them at import.  Without them
+the session does not build an :class:`RtpTap` at all (no RFC 4733 DTMF).
 """
 
 from __future__ import annotations
@@ -51,12 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pylibsrtp
-from aioice.ice import StunProtocol
-from aiortc.clock import current_ms
-from aiortc.rtcdtlstransport import State as DtlsState
-
 from ..exceptions import InvalidDTMF, MediaError
+from . import _aiortc_compat as compat
 
 
 __all__ = [
@@ -67,7 +48,6 @@ __all__ = [
     "TelephoneEvent",
     "negotiated_codec",
     "parse_digits",
-    "sender_ssrc",
 ]
 
 logger = logging.getLogger(__name__)
@@ -338,7 +318,8 @@ class DtmfReceiver:
 
 
 class RtpTap:
-    """Shadows ``_send_rtp`` and ``_handle_rtp_data`` on one aiortc ``RTCDtlsTransport``."""
+    """Shadows ``_send_rtp`` and ``_handle_rtp_data`` on one aiortc ``RTCDtlsTransport``
+    (through :func:`~exotel_voice.media._aiortc_compat.shadow_rtp`)."""
 
     def __init__(
         self, transport: Any, *, ssrc: int, sender: DtmfSender, receiver: DtmfReceiver
@@ -355,106 +336,62 @@ class RtpTap:
         self._receiver = receiver
         #: Takes audio packets off aiortc's path when set (the lean receive path).
         self.media: Callable[[bytes], bool] | None = None
-        self._send_original = transport._send_rtp
-        self._handle_original = transport._handle_rtp_data
-        transport._send_rtp = self._send_rtp
-        transport._handle_rtp_data = self._handle_rtp_data
-        self._connection: Any = None
-        self._data_received_original: Callable[[bytes, int], None] | None = None
-        self._pending: set[asyncio.Future[None]] = set()
+        self._send_original, self._handle_original = compat.shadow_rtp(
+            transport, self._send_rtp, self._handle_rtp_data
+        )
+        self._undo_receive: Callable[[], None] | None = None
 
     def detach(self) -> None:
         """Remove the shadows, restoring aiortc's and aioice's own methods."""
-        for name in ("_send_rtp", "_handle_rtp_data"):
-            if name in vars(self.transport):
-                delattr(self.transport, name)
-        if self._connection is not None and "data_received" in vars(self._connection):
-            del self._connection.data_received
-        self._connection = None
+        compat.unshadow_rtp(self.transport)
+        if self._undo_receive is not None:
+            self._undo_receive()
+            self._undo_receive = None
 
     async def _send_rtp(self, data: bytes) -> None:
         if not is_rtcp(data) and len(data) >= _RTP_HEADER:
             if struct.unpack_from("!I", data, 8)[0] == self.ssrc:
-                data = self._sender.process(data)
-                self.packets_sent += 1
-                self.bytes_sent += len(data) - _RTP_HEADER
+                data = self._process(data)
         await self._send_original(data)
+
+    def _process(self, data: bytes) -> bytes:
+        data = self._sender.process(data)
+        self.packets_sent += 1
+        self.bytes_sent += len(data) - _RTP_HEADER
+        return data
 
     def send_now(self, data: bytes) -> bool:
         """Send our own plain RTP packet ``data`` at once, without awaiting; ``False`` if
-        that cannot be done here (then await ``transport._send_rtp(data)`` instead).
+        that cannot be done here (then await ``compat.send_rtp(transport, data)``).
 
         The same as the awaited path (DTMF replacement, counters, SRTP, the DTLS
         transport's counters), minus the coroutine chain: the packet is protected
         with the transport's SRTP session and written to the nominated candidate
-        pair's socket.  Only for a connected transport whose pair is a plain UDP
-        one (a TURN relay's send is a coroutine; that takes the awaited path).
+        pair's socket (:func:`~exotel_voice.media._aiortc_compat.send_directly`).
         """
-        dtls = self.transport
-        srtp = dtls._tx_srtp
-        connection = dtls.transport._connection
-        pair = connection._nominated.get(1)
-        if (
-            srtp is None
-            or dtls._state is not DtlsState.CONNECTED
-            or pair is None
-            or type(pair.protocol) is not StunProtocol
-        ):
-            return False
-        data = self._sender.process(data)
-        self.packets_sent += 1
-        self.bytes_sent += len(data) - _RTP_HEADER
-        data = srtp.protect(data)
-        pair.protocol.transport.sendto(data, pair.remote_addr)
-        dtls._RTCDtlsTransport__tx_bytes += len(data)
-        dtls._RTCDtlsTransport__tx_packets += 1
-        return True
+        return compat.send_directly(self.transport, data, self._process)
 
     def receive_directly(self) -> None:
         """Decrypt incoming SRTP where aioice hands the datagram over (lean path).
 
-        aioice queues every non-STUN datagram (``Connection.data_received``) for the
-        DTLS transport's receive task, which then awaits its way through
-        ``recv()``, SRTP and ``_handle_rtp_data``: a queue, a task wake-up and
-        several coroutines per packet.  Shadowing ``data_received`` on this
-        connection, SRTP (not SRTCP) packets are decrypted and handed to
-        :meth:`take` right there, once DTLS-SRTP is up.  Everything else (DTLS
-        records, including alerts and close_notify, SRTCP, and any packet before the
-        keys exist) takes aioice's queue as before; STUN (connectivity checks,
-        consent) never reaches ``data_received``.
+        aioice queues every non-STUN datagram for the DTLS transport's receive task,
+        which then awaits its way through ``recv()``, SRTP and ``_handle_rtp_data``: a
+        queue, a task wake-up and several coroutines per packet.  With
+        :func:`~exotel_voice.media._aiortc_compat.take_datagrams`, SRTP (not SRTCP)
+        packets are decrypted and handed to :meth:`take` right there, once DTLS-SRTP
+        is up.  Everything else (DTLS records, including alerts and close_notify,
+        SRTCP, and any packet before the keys exist) takes aioice's queue as before;
+        STUN (connectivity checks, consent) never reaches it.  Nothing happens when
+        the feature is off: packets take the awaited path through the tap.
         """
-        connection = getattr(getattr(self.transport, "transport", None), "_connection", None)
-        if connection is None or "data_received" in vars(connection):
-            return
-        self._connection = connection
-        self._data_received_original = connection.data_received
-        connection.data_received = self._data_received
+        if self._undo_receive is None:
+            self._undo_receive = compat.take_datagrams(
+                self.transport, self._take_direct, self._handle_original
+            )
 
-    def _data_received(self, data: bytes, component: int) -> None:
-        dtls = self.transport
-        srtp = dtls._rx_srtp
-        if (
-            srtp is None
-            or not data
-            or not 127 < data[0] < 192
-            or is_rtcp(data)
-            or dtls._state is not DtlsState.CONNECTED
-        ):
-            assert self._data_received_original is not None
-            self._data_received_original(data, component)
-            return
-        try:
-            plain = srtp.unprotect(data)
-        except pylibsrtp.Error:
-            return  # aiortc drops these too (replays, bad authentication tags)
-        dtls._RTCDtlsTransport__rx_bytes += len(data)
-        dtls._RTCDtlsTransport__rx_packets += 1
+    def _take_direct(self, data: bytes) -> bool:
         self.direct_received += 1
-        if not self.take(plain):
-            # Not audio nor DTMF (another payload type): aiortc's router, as before.
-            future = asyncio.ensure_future(self._handle_original(plain, current_ms()))
-            self._pending.add(future)
-            future.add_done_callback(self._pending.discard)
+        return self.take(data)
 
     def take(self, data: bytes) -> bool:
         """Count one decrypted RTP packet; consume it if it is DTMF or (lean path) audio."""
@@ -472,14 +409,10 @@ class RtpTap:
         await self._handle_original(data, arrival_time_ms)
 
 
-def sender_ssrc(transceiver: Any) -> int:
-    """The SSRC aiortc uses for the transceiver's outgoing RTP."""
-    return int(transceiver.sender._ssrc)
-
-
-def negotiated_codec(transceiver: Any) -> tuple[str, int, int] | None:
-    """``(name, clock rate, payload type)`` of the codec the sender encodes with."""
-    codecs = getattr(transceiver, "_codecs", None)
+def negotiated_codec(codecs: list[Any]) -> tuple[str, int, int] | None:
+    """``(name, clock rate, payload type)`` of the codec the sender encodes with: the first
+    of the negotiated ``codecs`` (:func:`~exotel_voice.media._aiortc_compat.negotiated_codecs`).
+    """
     if not codecs:
         return None
     codec = codecs[0]

@@ -25,23 +25,20 @@ our other checks stop as they would after a nomination, incoming checks still
 trigger checks, and a later ``USE-CANDIDATE`` on any pair makes that pair the
 selected one (aioice's own handling), which is where data goes from then on.
 
-aiortc/aioice internals relied on (aiortc 1.16, aioice 0.13):
-``RTCRtpTransceiver.receiver.transport.transport.iceGatherer._connection``
-reaches the aioice ``Connection``; ``get_component_candidates`` keeps its
-signature; gathering happens in ``setLocalDescription``, after
-:func:`apply_gathering_policy` runs; ``Connection.check_complete(pair)``,
-``Connection._nominated``, ``Connection._check_list_done`` and
-``Connection._check_list_maybe_complete()`` for early selection.
+The aiortc/aioice internals (reaching the aioice ``Connection`` behind a transceiver,
+and the early selection itself) live in :mod:`exotel_voice.media._aiortc_compat`,
+which checks them at import.  Without them the policy is not applied (aiortc's own
+gathering) and early selection is not done (aioice waits for the nomination).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aioice.ice import CandidatePair
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from . import _aiortc_compat as compat
 from .config import IceConfig
 
 
@@ -72,8 +69,8 @@ def apply_gathering_policy(pc: Any, config: IceConfig) -> int:
     """
     hooked = 0
     for transceiver in pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport.iceGatherer._connection
-        if getattr(connection, _MARK, False):
+        connection = compat.ice_connection(transceiver)
+        if connection is None or getattr(connection, _MARK, False):
             continue
         _hook(connection, config)
         hooked += 1
@@ -100,19 +97,10 @@ def _hook(connection: Any, config: IceConfig) -> None:
     setattr(connection, _MARK, True)
 
 
-def select_early(connection: Any) -> None:
-    """Controlled role: select the first pair whose check succeeded (module docstring)."""
-    original = connection.check_complete
+def select_early(connection: Any) -> bool:
+    """Controlled role: select the first pair whose check succeeded (module docstring).
 
-    def check_complete(pair: Any) -> None:
-        original(pair)
-        if (
-            not connection.ice_controlling
-            and pair.state == CandidatePair.State.SUCCEEDED
-            and not connection._check_list_done
-            and pair.component not in connection._nominated
-        ):
-            connection._nominated[pair.component] = pair
-            connection._check_list_maybe_complete()
-
-    connection.check_complete = check_complete
+    Returns ``False`` when aioice's internals are not usable (then aioice waits for the
+    nomination, as it does on its own).
+    """
+    return compat.install_early_selection(connection)

@@ -20,14 +20,18 @@ RTP header is packed with ``struct`` and the packet is sent by
 :meth:`RtpTap.send_now <exotel_voice.media.dtmf.RtpTap.send_now>` (RFC 4733 DTMF
 replacement, counters, SRTP, ``sendto`` on the nominated pair, no coroutine) or,
 where that cannot be used (a TURN relay), by awaiting ``RTCDtlsTransport._send_rtp``,
-the entry aiortc's sender uses.  Each sub-tick runs as its own task, so the clock
-keeps its schedule while the worker encodes; packets still leave in sub-tick
-order, and with more than two frames in flight the clock waits for the worker.
+the entry aiortc's sender uses (:func:`~exotel_voice.media._aiortc_compat.send_rtp`).
+Each sub-tick runs as its own task, so the clock keeps its schedule while the worker
+encodes; packets still leave in sub-tick order, and with more than two frames in
+flight the clock waits for the worker.
 
 aiortc's own sender is still started (its RTCP task sends the sender reports),
 but its RTP task waits on a track that never yields a frame.  Its sender-report
 counters are kept current by :meth:`LeanSender.deliver` (name-mangled attributes
-of aiortc 1.16's ``RTCRtpSender``; see docs/media.md).
+of aiortc's ``RTCRtpSender``, set by
+:func:`~exotel_voice.media._aiortc_compat.set_sender_report`).  Every access to
+aiortc internals goes through :mod:`exotel_voice.media._aiortc_compat`; when they
+are missing the session does not use this path at all (aiortc's own sender).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from typing import Any
 import av
 import numpy as np
 
-from . import opus
+from . import _aiortc_compat as compat, opus
 from .codecs import alaw_encode, ulaw_encode
 from .pcm import FRAME_MS, Samples
 
@@ -332,7 +336,7 @@ class SendClock:
                     raise payload
                 packet = sender.deliver(encoder, samples, payload)
                 if packet is not None:
-                    await sender.transport._send_rtp(packet)
+                    await compat.send_rtp(sender.transport, packet)
             except ConnectionError:
                 pass
             except Exception:
@@ -369,7 +373,7 @@ class LeanSender:
         self._encoder: AudioEncoder | None = None
         self._codec: tuple[str, int] | None = None
         self._payload_type = 0
-        self._ssrc = int(rtp_sender._ssrc)
+        self._ssrc = compat.sender_ssrc(rtp_sender)
         self._seq = random.getrandbits(16)
         self._timestamp = random.getrandbits(32)
         self._marker = True
@@ -423,7 +427,7 @@ class LeanSender:
         encoder, samples = frame
         packet = self.deliver(encoder, samples, encoder.encode(samples))
         if packet is not None:
-            await self.transport._send_rtp(packet)
+            await compat.send_rtp(self.transport, packet)
 
     def read_frame(self) -> tuple[AudioEncoder, Samples] | None:
         """The encoder and the next 20 ms to encode, or ``None`` if nothing is to be sent now
@@ -479,13 +483,14 @@ class LeanSender:
         return packet
 
     def _update_sender_report(self, timestamp: int) -> None:
-        # aiortc's RTCP task builds the SR from these (RTCRtpSender, aiortc 1.16).
-        sender = self.rtp_sender
-        now = self._loop_wallclock()
-        sender._RTCRtpSender__ntp_timestamp = now
-        sender._RTCRtpSender__rtp_timestamp = timestamp
-        sender._RTCRtpSender__packet_count = self.packets
-        sender._RTCRtpSender__octet_count = self.octets
+        # aiortc's RTCP task builds the SR from these.
+        compat.set_sender_report(
+            self.rtp_sender,
+            ntp_timestamp=self._loop_wallclock(),
+            rtp_timestamp=timestamp,
+            packets=self.packets,
+            octets=self.octets,
+        )
 
     @staticmethod
     def _loop_wallclock() -> int:

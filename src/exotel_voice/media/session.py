@@ -73,9 +73,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..exceptions import InvalidSDP, InvalidState, MediaError
 from ..sip.sdp import parse_sdp
-from . import _sdp
+from . import _aiortc_compat as compat, _sdp
 from .config import MediaConfig, check_dtmf_timing
-from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits, sender_ssrc
+from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits
 from .ice import apply_gathering_policy, rtc_configuration
 from .jitter import LeanReceiver, ReceiveStats
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
@@ -155,6 +155,8 @@ class _OutboundTrack(MediaStreamTrack):
         self._source_failed = False
         #: With the lean send path aiortc's sender never gets a frame from us.
         self.parked = False
+        #: Frames handed to aiortc's sender (the packet count when there is no RtpTap).
+        self.frames_sent = 0
 
     async def recv(self) -> Any:
         if self.readyState != "live":
@@ -177,6 +179,7 @@ class _OutboundTrack(MediaStreamTrack):
         samples = self.next_samples(rate)
         frame = samples_to_frame(samples, rate, self._pts)
         self._pts += samples.size
+        self.frames_sent += 1
         return frame
 
     def next_samples(self, rate: int) -> Samples:
@@ -225,10 +228,15 @@ class MediaSession:
         self._track = _OutboundTrack(source or SilenceSource())
         self._source_started = False
         self._transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
-        self._transceiver.setCodecPreferences(self._codec_preferences())
+        self._preferences = self._codec_preferences()
+        self._transceiver.setCodecPreferences(self._preferences)
+        #: ``config.media_path``, unless aiortc's internals the lean path needs are missing
+        #: or turned off (then aiortc's own; see media/_aiortc_compat.py).
+        self._media_path = self.config.media_path if compat.FEATURES.lean_path else "aiortc"
         self._dtmf_sender = DtmfSender(volume=self.config.dtmf_volume)
         self._dtmf_receiver = DtmfReceiver(self._on_digit)
         self._dtmf_received_count = 0
+        self._frames_received = 0
         self._dtmf_listeners: list[Callable[[str], None]] = []
         self._tap: RtpTap | None = None
         self._sinks: list[AudioSink] = []
@@ -237,7 +245,7 @@ class MediaSession:
         self._lean: LeanReceiver | None = None
         self._lean_sender: LeanSender | None = None
         self._send_clock: SendClock | None = None
-        if self.config.media_path == "lean":
+        if self._media_path == "lean":
             _skip_aiortc_decoder(self._transceiver.receiver)
             self._track.parked = True
             self._lean_sender = LeanSender(
@@ -282,7 +290,7 @@ class MediaSession:
     @property
     def codec(self) -> str | None:
         """The negotiated audio codec name (``"opus"``, ``"PCMU"``...), once negotiated."""
-        codec = negotiated_codec(self._transceiver) if self._remote_sdp else None
+        codec = negotiated_codec(self._codecs()) if self._remote_sdp else None
         return codec[0] if codec else None
 
     @property
@@ -387,16 +395,14 @@ class MediaSession:
         negotiated = self._negotiated
         if negotiated is None:
             return
-        pc = self._pc
-        if pc.signalingState == "have-local-offer":
-            # aiortc 1.16 RTCPeerConnection: the pending local description is the
-            # only thing setLocalDescription(offer) stored; the current one is intact.
-            pc._RTCPeerConnection__pendingLocalDescription = None  # type: ignore[attr-defined]
-            pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
+        # Without aiortc's internals, aiortc stays in have-local-offer (see
+        # media/_aiortc_compat.py, "rollback"); our own state goes back regardless.
+        compat.discard_local_offer(self._pc)
         transceiver = self._transceiver
         transceiver.direction = negotiated.direction
-        transceiver._codecs = copy.deepcopy(negotiated.codecs)
-        transceiver._headerExtensions = list(negotiated.header_extensions)
+        compat.restore_negotiated(
+            transceiver, copy.deepcopy(negotiated.codecs), list(negotiated.header_extensions)
+        )
         self._local_sdp = negotiated.local_sdp
         self._local_events = list(negotiated.local_events)
         self._use_negotiated_extensions()
@@ -461,7 +467,7 @@ class MediaSession:
             apply_gathering_policy(self._pc, self.config.ice)
             await self._pc.setLocalDescription(offer)
         sdp = str(self._pc.localDescription.sdp)
-        if self.config.telephone_event:
+        if self.config.telephone_event and compat.FEATURES.rtp_tap:
             if not self._local_events:
                 events = []
                 if any(c.lower() == "opus" for c in self.config.codecs):
@@ -487,14 +493,16 @@ class MediaSession:
         negotiated = self._negotiated
         assert negotiated is not None
         transceiver = self._transceiver
-        transceiver._codecs = copy.deepcopy(negotiated.codecs)
-        transceiver._headerExtensions = list(negotiated.header_extensions)
+        codecs = copy.deepcopy(negotiated.codecs)
+        extensions = list(negotiated.header_extensions)
+        if not compat.restore_negotiated(transceiver, codecs, extensions):
+            return offer  # aiortc's own re-offer (see media/_aiortc_compat.py, "reoffer")
         description = aiortc_sdp.SessionDescription.parse(offer.sdp)
         for media in description.media:
             if media.kind == transceiver.kind and media.rtp.muxId == transceiver.mid:
-                media.fmt = [codec.payloadType for codec in transceiver._codecs]
-                media.rtp.codecs = transceiver._codecs
-                media.rtp.headerExtensions = transceiver._headerExtensions
+                media.fmt = [codec.payloadType for codec in codecs]
+                media.rtp.codecs = codecs
+                media.rtp.headerExtensions = extensions
         return RTCSessionDescription(sdp=str(description), type="offer")
 
     def _stamp_origin(self, sdp: str) -> str:
@@ -528,7 +536,8 @@ class MediaSession:
             apply_gathering_policy(self._pc, self.config.ice)
             await self._pc.setLocalDescription(answer)
         sdp = str(self._pc.localDescription.sdp)
-        offered = _sdp.telephone_events(offer) if self.config.telephone_event else []
+        rfc4733 = self.config.telephone_event and compat.FEATURES.rtp_tap
+        offered = _sdp.telephone_events(offer) if rfc4733 else []
         self._local_events = self._remote_events = offered
         sdp = _sdp.add_telephone_events(sdp, offered)
         sdp = self._stamp_origin(sdp)
@@ -576,7 +585,8 @@ class MediaSession:
                 )
 
     def _after_negotiation(self) -> None:
-        codec = negotiated_codec(self._transceiver)
+        codecs = self._codecs()
+        codec = negotiated_codec(codecs)
         if codec is not None:
             name, clock, _ = codec
             self._track.sample_rate = _CODEC_RATES.get(name.lower(), clock)
@@ -592,21 +602,21 @@ class MediaSession:
             e.payload_type for e in self._local_events + self._remote_events
         }
         transport = self._transceiver.sender.transport
-        if self._tap is None or self._tap.transport is not transport:
+        if compat.FEATURES.rtp_tap and (self._tap is None or self._tap.transport is not transport):
             if self._tap is not None:
                 self._tap.detach()
             self._tap = RtpTap(
                 transport,
-                ssrc=sender_ssrc(self._transceiver),
+                ssrc=compat.sender_ssrc(self._transceiver.sender),
                 sender=self._dtmf_sender,
                 receiver=self._dtmf_receiver,
             )
-        if self.config.media_path == "lean":
-            codecs = _audio_codecs(self._transceiver)
+        if self._media_path == "lean" and self._tap is not None:
+            audio = _audio_codecs(codecs)
             if self._lean is None:
-                self._lean = LeanReceiver(self._deliver, codecs)
+                self._lean = LeanReceiver(self._deliver, audio)
             else:
-                self._lean.configure(codecs)
+                self._lean.configure(audio)
             self._tap.media = self._lean.handle
             self._tap.receive_directly()
             if self._lean_sender is not None:
@@ -623,8 +633,8 @@ class MediaSession:
                 self._receive_task = asyncio.create_task(self._receive_loop(track))
         self._negotiated = _Negotiated(
             direction=str(self._transceiver.direction),
-            codecs=copy.deepcopy(self._transceiver._codecs),
-            header_extensions=list(self._transceiver._headerExtensions),
+            codecs=copy.deepcopy(codecs),
+            header_extensions=compat.negotiated_header_extensions(self._pc, self._transceiver),
             local_sdp=self._local_sdp,
             local_events=list(self._local_events),
         )
@@ -635,8 +645,13 @@ class MediaSession:
         """Give the lean sender the negotiated header-extension ids (RFC 8285 §6)."""
         if self._lean_sender is not None:
             self._lean_sender.use_header_extensions(
-                self._transceiver.mid, self._transceiver._headerExtensions
+                self._transceiver.mid,
+                compat.negotiated_header_extensions(self._pc, self._transceiver),
             )
+
+    def _codecs(self) -> list[Any]:
+        """The negotiated codecs; the first is the one we send with."""
+        return compat.negotiated_codecs(self._pc, self._transceiver, self._preferences)
 
     def _log_negotiated(self, codec: tuple[str, int, int] | None) -> None:
         self.logger.debug(
@@ -774,6 +789,7 @@ class MediaSession:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            self._frames_received += 1
             self._deliver(*frame_to_samples(frame))
 
     def _can_send(self) -> bool:
@@ -816,6 +832,11 @@ class MediaSession:
         if self._transceiver.currentDirection not in ("sendrecv", "sendonly"):
             direction = self._transceiver.currentDirection
             raise MediaError(f"cannot send DTMF while media is {direction}")
+        if self._tap is None:
+            raise MediaError(
+                "RFC 4733 DTMF is not available: the aiortc internals it needs are missing "
+                "or turned off (see EXOTEL_VOICE_AIORTC_COMPAT in docs/media.md); use SIP INFO"
+            )
         futures = self._dtmf_sender.enqueue(parsed, duration_ms=duration, gap_ms=gap)
         budget = 2.0 + len(parsed) * (duration + gap + 100) / 1000
         try:
@@ -874,14 +895,16 @@ class MediaSession:
 
     def stats(self) -> MediaStats:
         """Current RTP counters and codec."""
-        codec = negotiated_codec(self._transceiver) if self._remote_sdp else None
+        codec = negotiated_codec(self._codecs()) if self._remote_sdp else None
         tap = self._tap
         return MediaStats(
             codec=codec[0] if codec else None,
             clock_rate=codec[1] if codec else None,
-            packets_sent=tap.packets_sent if tap else 0,
+            # Without the tap (aiortc's own path, see media/_aiortc_compat.py) packets
+            # are counted as the 20 ms frames aiortc sent and delivered; bytes as 0.
+            packets_sent=tap.packets_sent if tap else self._track.frames_sent,
             bytes_sent=tap.bytes_sent if tap else 0,
-            packets_received=tap.packets_received if tap else 0,
+            packets_received=tap.packets_received if tap else self._frames_received,
             bytes_received=tap.bytes_received if tap else 0,
             dtmf_sent=self._dtmf_sender.events_sent,
             dtmf_received=self._dtmf_received_count,
@@ -955,10 +978,10 @@ class MediaSession:
         yield dtls.transport
 
 
-def _audio_codecs(transceiver: Any) -> dict[int, tuple[str, int]]:
+def _audio_codecs(negotiated: list[Any]) -> dict[int, tuple[str, int]]:
     """``payload type -> (name, clock)`` of the negotiated audio formats (no events, no RTX)."""
     codecs = {}
-    for codec in getattr(transceiver, "_codecs", None) or []:
+    for codec in negotiated:
         name = str(codec.name)
         if name.lower() in ("telephone-event", "rtx", "red", "cn"):
             continue
@@ -994,6 +1017,6 @@ def _skip_aiortc_decoder(receiver: Any) -> None:
 
     async def receive(parameters: Any) -> None:
         await original(parameters)
-        receiver._handle_disconnect()
+        compat.stop_decoder(receiver)
 
     receiver.receive = receive
