@@ -376,3 +376,47 @@ def test_a_proxy_challenge_to_an_invite_does_not_follow_the_next_register() -> N
     refresh = _sent(ua, "REGISTER")
     assert "Proxy-Authorization" not in refresh.headers
     assert 'nonce="w1"' in refresh.headers["Authorization"]
+
+
+def _request(method: str, to_tag: str | None = None, call_id: str = "stray-1") -> bytes:
+    to = "<sip:bob@example.test>" + (f";tag={to_tag}" if to_tag else "")
+    return (
+        f"{method} sip:bob@example.test SIP/2.0\r\n"
+        "Via: SIP/2.0/WSS far.example;branch=z9hG4bK-m1\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:mallory@example.test>;tag=m1\r\n"
+        f"To: {to}\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: 1 {method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _answers(ua: UserAgent) -> list[int]:
+    return [m.status for m in map(parse_message, ua.data_to_send()) if isinstance(m, Response)]
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("FROBNICATE", 501), ("X-CUSTOM", 501), ("SUBSCRIBE", 405), ("PUBLISH", 405)],
+)
+def test_an_unknown_method_is_501_and_a_known_unhandled_one_405(
+    pair: Pair, method: str, status: int
+) -> None:
+    """RFC 3261 §21.5.2: a method we do not recognise is 501 Not Implemented; §21.4.6: one we
+    recognise but do not handle is 405 with Allow. Outside a call and inside one alike."""
+    pair.b.receive_data(_request(method), 0.0)
+    assert _answers(pair.b) == [status]
+    call_a, call_b = establish(pair)
+    pair.a.events_received(), pair.b.events_received()
+    dialog = call_b.dialog  # type: ignore[attr-defined]
+    assert dialog is not None
+    pair.b.receive_data(
+        _request(method, to_tag=dialog.id.local_tag, call_id=dialog.id.call_id)
+        .replace(b"From: <sip:mallory@example.test>;tag=m1",
+                 f"From: <sip:alice@example.test>;tag={dialog.id.remote_tag}".encode())
+        .replace(b"CSeq: 1 ", f"CSeq: {dialog.remote_seq + 1} ".encode()),
+        1.0,
+    )
+    assert _answers(pair.b) == [status]
+    assert call_b.state is CallState.ESTABLISHED  # type: ignore[attr-defined]

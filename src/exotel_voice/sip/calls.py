@@ -76,7 +76,7 @@ from .registration import ALLOW
 from .sdp import parse_sdp
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import URI, SipURI, parse_uri
-from .utils import make_cancel, make_request, make_response, new_call_id, new_tag
+from .utils import KNOWN_METHODS, make_cancel, make_request, make_response, new_call_id, new_tag
 
 
 __all__ = [
@@ -1271,6 +1271,8 @@ class CallLayer:
             )
         elif method in ("NOTIFY", "MESSAGE"):
             self._send_response(call, make_response(request, 200), now)
+        elif method not in KNOWN_METHODS:
+            self._send_response(call, make_response(request, 501), now)
         else:
             self._send_response(
                 call, make_response(request, 405, headers=[("Allow", ALLOW)]), now

@@ -68,7 +68,7 @@ from .registration import (
 )
 from .transaction import ClientTransaction
 from .uri import URI, SipURI
-from .utils import make_response
+from .utils import KNOWN_METHODS, make_response
 
 
 __all__ = [
@@ -436,7 +436,7 @@ class UserAgent:
                 self._send_register(retry, now)
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
-        """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 481/405 for the rest."""
+        """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 501/481/405 for the rest."""
         request = event.request
         if request.method == "ACK" or event.transaction is None:
             return
@@ -444,6 +444,8 @@ class UserAgent:
             response = make_response(request, 200, headers=[("Allow", ALLOW), ("Accept", SDP)])
         elif request.method in ("NOTIFY", "MESSAGE") and request.to.tag is None:
             response = make_response(request, 200)
+        elif request.method not in KNOWN_METHODS:
+            response = make_response(request, 501)
         elif request.to.tag is not None:
             response = make_response(request, 481)
         else:

@@ -27,6 +27,7 @@ from .uri import URI, parse_uri
 
 
 __all__ = [
+    "KNOWN_METHODS",
     "MAGIC_COOKIE",
     "HeaderItems",
     "LoggerLike",
@@ -44,6 +45,15 @@ __all__ = [
 
 #: RFC 3261 §8.1.1.7: every branch we generate "MUST always begin with the characters z9hG4bK".
 MAGIC_COOKIE = "z9hG4bK"
+
+#: Request methods we recognise (RFC 3261 and the SIP extensions registered with IANA). A
+#: request with any other method is answered ``501 Not Implemented`` (RFC 3261 §21.5.2); a
+#: recognised method we do not handle is answered ``405 Method Not Allowed`` with ``Allow``
+#: (§21.4.6).
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "CANCEL", "BYE", "REGISTER", "OPTIONS", "INFO", "PRACK", "SUBSCRIBE",
+    "NOTIFY", "UPDATE", "MESSAGE", "REFER", "PUBLISH",
+})
 
 #: ``token(nbytes) -> str`` giving ``2 * nbytes`` token characters, like :func:`secrets.token_hex`.
 TokenFactory = Callable[[int], str]
