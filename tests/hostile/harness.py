@@ -157,8 +157,8 @@ async def run_class(name: str, ctx: Ctx, attack: Attack, *, reps: int = 3,
             except Exception as exc:  # noqa: BLE001 - an unexpected error is a finding
                 ctx.failures.append(f"rep {rep}: the attack raised {exc!r}")
             ctx.hostile.reset()
-            ctx.events.clear()
             await settle(ctx)
+            ctx.events.clear()  # (the events hold their calls)
             if rep == 0:
                 memory.start(ctx.phone)
         crashes += observer.take()
