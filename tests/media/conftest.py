@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from exotel_voice.media import IceConfig, MediaConfig, MediaSession
+from exotel_voice.media import IceConfig, MediaConfig, MediaSession, _aiortc_compat as compat
 from exotel_voice.media.sources import AudioSource
 
 
@@ -18,6 +18,11 @@ NEEDS_NETNS = pytest.mark.skipif(
     os.environ.get("EXOTEL_NETNS") != "1",
     reason="real media needs a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
 )
+
+#: Which aiortc-internals features this run uses (EXOTEL_VOICE_AIORTC_COMPAT=off: none but the
+#: gathering policy).  Tests of such a feature check the path taken, and on the fallback
+#: what the user still gets.
+FEATURES = compat.FEATURES
 
 LOOPBACK = IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0)
 

@@ -16,7 +16,7 @@ from aioice import Connection
 from exotel_voice.media import IceConfig
 from exotel_voice.media.ice import _hook
 
-from .conftest import NEEDS_NETNS
+from .conftest import FEATURES, NEEDS_NETNS
 
 
 pytestmark = [pytest.mark.media, NEEDS_NETNS]
@@ -50,8 +50,39 @@ async def connections(*, early: bool) -> AsyncIterator[tuple[Connection, Connect
         await controlled.close()
 
 
+async def nominate(controlling: Connection) -> None:
+    """The controlling agent's nominating check (RFC 8445 §8.1.1), sent late."""
+    del controlling.build_request
+    (pair,) = controlling._nominated.values()
+    request = controlling.build_request(pair, nominate=True)
+    assert controlling.remote_password is not None
+    async with asyncio.timeout(3):
+        await pair.protocol.request(
+            request, pair.remote_addr, integrity_key=controlling.remote_password.encode()
+        )
+
+
+async def connects_only_once_nominated(controlling: Connection, controlled: Connection) -> None:
+    """The fallback without aioice's internals: no early selection; the controlled agent
+    connects once the late nomination arrives, and data flows."""
+    connecting = asyncio.ensure_future(controlled.connect())
+    async with asyncio.timeout(3):
+        await controlling.connect()
+    await asyncio.sleep(0.3)
+    assert not connecting.done()
+    await nominate(controlling)
+    async with asyncio.timeout(3):
+        await connecting
+    await controlled.send(b"first audio")
+    async with asyncio.timeout(2):
+        assert await controlling.recv() == b"first audio"
+
+
 async def test_controlled_agent_selects_a_valid_pair_before_nomination() -> None:
     async with connections(early=True) as (controlling, controlled):
+        if not FEATURES.early_selection:
+            await connects_only_once_nominated(controlling, controlled)
+            return
         async with asyncio.timeout(3):
             await asyncio.gather(controlling.connect(), controlled.connect())
         await controlled.send(b"first audio")
@@ -77,17 +108,15 @@ async def test_without_early_selection_the_controlled_agent_waits_for_nomination
 
 async def test_a_later_nomination_is_still_honoured() -> None:
     async with connections(early=True) as (controlling, controlled):
+        if not FEATURES.early_selection:
+            await connects_only_once_nominated(controlling, controlled)
+            (selected,) = controlled._nominated.values()
+            assert selected.nominated
+            return
         async with asyncio.timeout(3):
             await asyncio.gather(controlling.connect(), controlled.connect())
         (selected,) = controlled._nominated.values()
         assert not selected.nominated  # selected early, not nominated
         # The controlling agent's nominating check (RFC 8445 §8.1.1) arrives later.
-        del controlling.build_request
-        (pair,) = controlling._nominated.values()
-        request = controlling.build_request(pair, nominate=True)
-        assert controlling.remote_password is not None
-        async with asyncio.timeout(3):
-            await pair.protocol.request(
-                request, pair.remote_addr, integrity_key=controlling.remote_password.encode()
-            )
+        await nominate(controlling)
         assert selected.nominated and controlled._nominated[selected.component] is selected

@@ -31,7 +31,7 @@ from exotel_voice.media import (
     rms_dbfs,
 )
 
-from .conftest import NEEDS_NETNS, collect, config, connected_pair
+from .conftest import FEATURES, NEEDS_NETNS, collect, config, connected_pair
 
 
 pytestmark = [pytest.mark.media, NEEDS_NETNS]
@@ -63,7 +63,8 @@ async def test_both_receive_paths(codec: str, media_path: str) -> None:
         assert dominant_frequency(at_a, 16000) == pytest.approx(600, abs=20)
         decoder_threads = [t for t in threading.enumerate() if t.name == "audio-decoder"]
         stats = b.receive_stats()
-        if media_path == "lean":
+        # Without aiortc's internals (media/_aiortc_compat.py) "lean" is aiortc's own path.
+        if media_path == "lean" and FEATURES.lean_path:
             # aiortc's decoder threads were ended as soon as its receivers started.
             assert decoder_threads == []
             assert stats is not None and stats.frames_decoded >= 20
@@ -115,6 +116,15 @@ async def test_hold_and_resume_by_reoffer() -> None:
 @pytest.mark.parametrize("codec", CODECS)
 async def test_rfc4733_digits_received_in_order(codec: str) -> None:
     async with connected_pair(codec) as (a, b):
+        if not FEATURES.rtp_tap:
+            # Fallback: RFC 4733 is neither offered nor sent (Call then uses SIP INFO).
+            assert not _sdp.telephone_events(a._local_sdp or "")
+            assert not a.telephone_event and not b.telephone_event
+            with pytest.raises(MediaError, match="RFC 4733 DTMF is not available"):
+                await a.send_dtmf("1")
+            await collect(b, 0.2)  # and audio still flows
+            assert a.stats().packets_sent > 0 and b.stats().packets_received > 0
+            return
         assert a.telephone_event and b.telephone_event
         digits = b.dtmf_received()
         await a.send_dtmf("123#*0AD", duration_ms=60, gap_ms=40)
@@ -143,7 +153,7 @@ async def test_opus_offer_carries_telephone_event_at_both_clock_rates() -> None:
     try:
         offer = await session.create_offer()
         rates = sorted(e.clock_rate for e in _sdp.telephone_events(offer))
-        assert rates == [8000, 48000]
+        assert rates == ([8000, 48000] if FEATURES.rtp_tap else [])
     finally:
         await session.close()
 
@@ -166,7 +176,8 @@ async def test_dtmf_without_telephone_event_is_refused() -> None:
         answer = await b.accept_offer(offer)
         assert not _sdp.telephone_events(answer)
         await a.set_answer(answer)
-        with pytest.raises(MediaError, match="telephone-event"):
+        refusal = "telephone-event" if FEATURES.rtp_tap else "RFC 4733 DTMF is not available"
+        with pytest.raises(MediaError, match=refusal):
             await b.send_dtmf("1")
     finally:
         await a.close()
@@ -375,6 +386,13 @@ async def test_lean_path_receives_directly_and_keeps_rtcp_and_dtls_close() -> No
     async with connected_pair("opus", ToneSource(1000), ToneSource(600)) as (a, b):
         at_b = await collect(b, 0.4)
         assert dominant_frequency(at_b, 16000) == pytest.approx(1000, abs=20)
+        if not FEATURES.direct_receive:
+            # Fallback: aioice's queue and aiortc's receive task (no tap without its hooks).
+            if FEATURES.rtp_tap:
+                assert b._tap is not None and b._tap.direct_received == 0
+            else:
+                assert b._tap is None and b.stats().packets_received >= 20
+            return
         tap_a, tap_b = a._tap, b._tap
         assert tap_a is not None and tap_b is not None
         assert tap_b.direct_received >= 20
