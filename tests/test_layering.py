@@ -51,3 +51,45 @@ def test_layer_imports_nothing_above_it(layer: str) -> None:
                 if module == forbidden or module.startswith(forbidden + "."):
                     bad.append(f"{path.relative_to(SRC)} imports {module}")
     assert bad == []
+
+
+#: Private names of aiortc and aioice objects the media path uses.  Only
+#: media/_aiortc_compat.py may touch them: it checks them at import and falls back to
+#: aiortc's own path when they are gone (see its docstring).
+AIORTC_PRIVATE = {
+    "_send_rtp", "_handle_rtp_data", "_ssrc", "_codecs", "_headerExtensions", "_tx_srtp",
+    "_rx_srtp", "_state", "_connection", "_nominated", "_check_list_done",
+    "_check_list_maybe_complete", "_handle_disconnect", "_get_stats",
+}
+COMPAT = SRC / "media" / "_aiortc_compat.py"
+
+
+def private_aiortc_accesses(path: Path) -> list[str]:
+    """Attribute accesses in ``path`` that reach into aiortc/aioice: a known private name,
+    or a name-mangled one of an aiortc/aioice class, on anything but ``self``/``cls``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        mangled = name.startswith(("_RTC", "_Connection__", "_StunProtocol__"))
+        if name not in AIORTC_PRIVATE and not mangled:
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls") and not mangled:
+            continue
+        found.append(f"{path.relative_to(SRC)}:{node.lineno} .{name}")
+    return found
+
+
+def test_only_the_compat_module_touches_aiortc_internals() -> None:
+    bad = [
+        hit for path in sorted(SRC.rglob("*.py")) if path != COMPAT
+        for hit in private_aiortc_accesses(path)
+    ]
+    assert bad == []
+
+
+def test_the_private_access_rule_sees_the_compat_module() -> None:
+    """The control: the rule does find the accesses where they are allowed."""
+    names = {hit.rsplit(".", 1)[1] for hit in private_aiortc_accesses(COMPAT)}
+    assert {"_send_rtp", "_nominated", "_codecs", "_RTCRtpSender__packet_count"} <= names
