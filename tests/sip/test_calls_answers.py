@@ -267,3 +267,29 @@ def test_fail_call_ends_an_established_call_with_bye_and_the_reason() -> None:
     assert isinstance(end, CallEnded)
     assert (end.by, end.status, end.reason) == ("remote", None, "the answer has no a=fingerprint")
     assert call.state is CallState.TERMINATED
+
+
+@pytest.mark.parametrize("ending", ["answered then hung up", "bad 200"])
+def test_an_early_dialog_of_another_fork_ends_with_the_call(ending: str) -> None:
+    """A 183 from one fork makes an early dialog; the 200 comes from another fork (another
+    To tag). The early dialog ends with the final answer (RFC 3261 §13.2.2.4) and the
+    connection keeps no dialog of the call once it is over."""
+    ua = make_ua()
+    call, invite = dial(ua)
+    ua.receive_data(answer(invite, 183, to_tag="fork-a", body=b"").serialize(), 0.1)
+    assert [type(e) for e in ua.events_received()] == [CallProgress]
+    connection = ua.connection
+    assert connection is not None and len(connection._dialogs) == 1
+    if ending == "bad 200":
+        ua.receive_data(answer(invite, to_tag="fork-b", body=GARBAGE_SDP).serialize(), 0.2)
+        assert ended(ua).status is None
+    else:
+        ua.receive_data(answer(invite, to_tag="fork-b").serialize(), 0.2)
+        assert [type(e) for e in ua.events_received()] == [CallAnswered]
+        assert call.dialog is not None and call.dialog.id.remote_tag == "fork-b"
+        assert len(connection._dialogs) == 1, "only the answered fork's dialog is kept"
+        ua.hangup(call, 0.3)
+        (bye,) = [r for r in sent(ua) if r.method == "BYE"]
+        ua.receive_data(make_response(bye, 200).serialize(), 0.4)
+    assert call.state is CallState.TERMINATED
+    assert connection._dialogs == {}

@@ -1036,6 +1036,13 @@ class CallLayer:
                     )
                 except (InvalidMessage, ValueError) as exc:
                     problem = f"the {_status_line(response)} cannot make a dialog: {exc}"
+            early = call.dialog
+            if early is not None and early is not dialog:
+                # An early dialog of another fork ends with this final answer (§13.2.2.4).
+                early.terminate()
+                if conn is not None:
+                    conn.remove_dialog(early)
+                call.dialog = None
             if dialog is not None:
                 if dialog.state is DialogState.EARLY:
                     dialog.receive_response(response, "INVITE")
