@@ -99,28 +99,31 @@ def retained_objects(phone: Phone) -> dict[str, int]:
     ua = phone._ua
     conn = ua.connection
     live: set[int] = set()
+
+    def keep(session: CallSession) -> None:
+        """A session in use keeps its dialog and the transactions it last ran."""
+        live.add(id(session))
+        for held in (session.dialog, session._invite_tx, session._reinvite_tx,
+                     session._info_tx):
+            if held is not None:
+                live.add(id(held))
+
     for call in phone.calls:
         live.update((id(call), id(call._session)))
         if call.media is not None:
             live.add(id(call.media))
     for session in ua.calls.values():
-        live.add(id(session))
-        if session.dialog is not None:
-            live.add(id(session.dialog))
+        keep(session)
     if conn is not None:
         live.update(id(d) for d in conn.dialogs)
         live.update(id(tx) for tx in conn.transactions)
     # A live transaction of an ended call keeps its session (for up to 64*T1).
     for key, (_kind, session) in ua.call_layer._tx_calls.items():
         if key in live:
-            live.add(id(session))
-            if session.dialog is not None:
-                live.add(id(session.dialog))
+            keep(session)
     # INVITEs of ours that got a 2xx are remembered for 64*T1 to ACK late 2xx (RFC 6026).
     for record in getattr(ua.call_layer, "_answered", {}).values():
-        live.add(id(record.call))
-        if record.call.dialog is not None:
-            live.add(id(record.call.dialog))
+        keep(record.call)
     counts = {t.__name__: 0 for t in WATCHED}
     for obj in gc.get_objects():
         if isinstance(obj, WATCHED) and id(obj) not in live:
