@@ -69,11 +69,18 @@ def everything() -> Iterator[Everything]:
     saved = root.level
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
+    # Every logger at DEBUG, whatever an earlier test (the CLI's, say) set on one of them.
+    loggers = [logging.getLogger(name) for name in ("exotel_voice", *LIBRARY_LOGGERS)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
         root.setLevel(saved)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def test_the_filter_is_on_every_library_logger() -> None:
