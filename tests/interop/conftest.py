@@ -9,4 +9,16 @@ bench dependency) installs into site-packages.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.rig.fixtures import *  # noqa: F403
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The registration endurance tests against real Kamailio report their counts here."""
+    from .test_registration_kamailio import ENDURANCE
+
+    if ENDURANCE:
+        terminalreporter.section("registration endurance (Kamailio)")
+        for line in ENDURANCE:
+            terminalreporter.write_line(line)
