@@ -27,10 +27,11 @@ Call states::
     outgoing: CALLING --1xx--> EARLY --2xx (ACK sent)--> ESTABLISHED --BYE--> TERMINATED
               CALLING/EARLY --cancel()/4xx-6xx/timeout--> TERMINATED
 
-A 2xx we cannot take (no To tag, no Contact, an SDP body that does not parse) is ACKed and
-answered with a BYE where a dialog can be built from it, and the call ends with
-:class:`CallEnded` (``by="remote"``, ``status=None``, ``reason`` naming what was wrong); a
-183 whose SDP does not parse only loses its early media. After the first 2xx the INVITE
+A 2xx we cannot take (no To tag, no Contact) is ACKed and answered with a BYE where a
+dialog can be built from it, and the call ends with :class:`CallEnded` (``by="remote"``,
+``status=None``, ``reason`` naming what was wrong). SDP is opaque text here: the owner's media
+judges it (an unusable answer ends the call through :meth:`CallLayer.fail`; an unusable 183
+only loses its early media). After the first 2xx the INVITE
 stays remembered for 64·T1 (RFC 6026 §8.4's Timer M): a retransmitted 2xx gets its dialog's
 ACK again, and a 2xx from another fork (another To tag) gets an ACK and a BYE on that second
 dialog (RFC 3261 §13.2.2.4); the call itself is unaffected. :meth:`CallLayer.fail` ends a
@@ -54,7 +55,6 @@ from dataclasses import dataclass, field
 from ..exceptions import (
     AuthenticationError,
     InvalidMessage,
-    InvalidSDP,
     InvalidState,
     LocalProtocolError,
     SipError,
@@ -73,7 +73,6 @@ from .events import (
 from .headers import NameAddr
 from .message import Request, Response
 from .registration import ALLOW
-from .sdp import parse_sdp
 from .transaction import ClientTransaction, ServerTransaction
 from .uri import URI, SipURI, parse_uri
 from .utils import KNOWN_METHODS, make_cancel, make_request, make_response, new_call_id, new_tag
@@ -1014,10 +1013,6 @@ class CallLayer:
                 return
             if call.state is CallState.CALLING:
                 self._set_state(call, CallState.EARLY)
-            problem = _sdp_problem(response)
-            if problem is not None:
-                logger.warning("! call %s: %s; ignoring its early media", call.id, problem)
-                sdp = None
             if sdp:
                 call.remote_sdp = sdp
             self._events.append(CallProgress(call, status, response.reason, sdp))
@@ -1310,17 +1305,6 @@ def _status_line(response: Response) -> str:
     return f"{response.status} {response.reason}".strip()
 
 
-def _sdp_problem(response: Response) -> str | None:
-    """What is wrong with a response's SDP body, or ``None`` (none, or it parses)."""
-    if not response.body or response.content_type != SDP:
-        return None
-    try:
-        parse_sdp(response.body)
-    except InvalidSDP as exc:
-        return f"the {_status_line(response)} carries SDP that cannot be parsed: {exc}"
-    return None
-
-
 def _answer_problem(response: Response) -> str | None:
     """Why a 2xx to our INVITE cannot set up the call, or ``None``."""
     if response.to.tag is None:
@@ -1331,7 +1315,7 @@ def _answer_problem(response: Response) -> str | None:
         return f"the {_status_line(response)} has a Contact that cannot be parsed: {exc}"
     if not contacts:
         return f"the {_status_line(response)} has no Contact (RFC 3261 §13.3.1.4)"
-    return _sdp_problem(response)
+    return None
 
 
 def _sdp_of(message: Request | Response) -> str | None:
