@@ -204,18 +204,24 @@ async def test_wss_rejects_an_untrusted_certificate(wss_server: Server) -> None:
     await t.close()
 
 
-async def test_insecure_mode_connects_and_warns(
-    wss_server: Server, caplog: pytest.LogCaptureFixture
+async def test_insecure_mode_connects_and_warns_on_every_connection(
+    ca: trustme.CA, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rec = Recorder()
-    t = WebSocketTransport(
-        url_of(wss_server, "wss"), rec, tls=TlsConfig(insecure_skip_verify=True), reconnect=FAST
-    )
-    with caplog.at_level(logging.WARNING, logger="exotel_voice"):
-        t.start()
-        await t.wait_connected(5)
-    assert "verification is OFF" in caplog.text
-    await t.close()
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close(1011, "again")
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    async with serve(close_at_once, "127.0.0.1", 0, subprotocols=["sip"], ssl=ctx) as server:  # type: ignore[list-item]
+        rec = Recorder()
+        t = WebSocketTransport(
+            url_of(server, "wss"), rec, tls=TlsConfig(insecure_skip_verify=True), reconnect=FAST
+        )
+        with caplog.at_level(logging.WARNING, logger="exotel_voice"):
+            t.start()
+            await rec.wait_for(lambda: rec.events.count("connected") >= 2)
+        await t.close()
+    assert caplog.text.count("verification is OFF") >= 2
 
 
 # -- keepalive ---------------------------------------------------------------------------------
@@ -274,6 +280,7 @@ async def test_ping_keepalive_detects_a_silent_server() -> None:
     )
     t.start()
     await rec.wait_for(lambda: rec.events == ["connected", "disconnected"], timeout=5)
+    assert "keepalive timed out: no WebSocket pong within 0.3 s" in str(rec.errors[0])
     await t.close()
     await silent.close()
 
@@ -304,6 +311,7 @@ async def test_crlf_keepalive_detects_a_server_that_stops_answering() -> None:
         assert pings >= 2 and rec.events == ["connected"], "answered pings keep it alive"
         answering = False
         await rec.wait_for(lambda: rec.events == ["connected", "disconnected"], timeout=5)
+        assert "no CRLF keepalive pong within 0.2 s" in str(rec.errors[0])
         await t.close()
 
 
@@ -324,7 +332,7 @@ async def test_server_crlf_ping_gets_a_pong(echo_server: Server) -> None:
     assert rec.messages == [], "keepalives are not SIP messages"
 
 
-# -- the protocol driver: what websockets' asyncio connection used to do for us ---------------
+# -- handshake, framing and closing -----------------------------------------------------------
 
 
 async def test_a_rejected_handshake_is_a_clear_error() -> None:
@@ -389,8 +397,27 @@ async def test_a_message_over_the_size_limit_fails_the_connection() -> None:
         t.start()
         await rec.wait_for(lambda: "disconnected" in rec.events)
         assert rec.messages == []
-        assert "1000" in str(rec.errors[0]) or "too big" in str(rec.errors[0]).lower()
+        assert "code=1009" in str(rec.errors[0]) and "1000" in str(rec.errors[0])
         await t.close()
+
+
+async def test_invalid_utf8_in_a_text_frame_fails_the_connection_with_1007() -> None:
+    codes: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(b"OPTIONS sip:\xff\xfe SIP/2.0\r\n\r\n", text=True)
+        await ws.wait_closed()
+        codes.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["sip"]) as server:  # type: ignore[list-item]
+        rec = Recorder()
+        t = WebSocketTransport(url_of(server), rec, reconnect=ReconnectPolicy(enabled=False))
+        t.start()
+        await rec.wait_for(lambda: "disconnected" in rec.events)
+        assert rec.messages == []
+        assert "code=1007" in str(rec.errors[0])
+        await t.close()
+    assert codes == [1007]
 
 
 async def test_close_does_the_closing_handshake(echo_server: Server) -> None:
@@ -418,13 +445,13 @@ async def test_send_waits_while_the_socket_buffer_is_full(echo_server: Server) -
     t = WebSocketTransport(url_of(echo_server), rec, reconnect=FAST)
     t.start()
     await t.wait_connected(5)
-    conn = t._conn
-    assert conn is not None
-    conn.pause_writing()  # as asyncio does above the transport's high-water mark
+    ws = t._ws
+    assert ws is not None
+    ws.pause_writing()  # as asyncio does above the transport's high-water mark
     sending = asyncio.ensure_future(t.send("queued"))
     await asyncio.sleep(0.05)
     assert not sending.done(), "send waits for the buffer to drain"
-    conn.resume_writing()
+    ws.resume_writing()
     await asyncio.wait_for(sending, 2)
     await rec.wait_for(lambda: rec.messages == ["echo:queued"])
     await t.close()
