@@ -28,6 +28,7 @@ from exotel_voice.exceptions import SipError
 from exotel_voice.media import IceConfig, MediaConfig, MediaSession
 from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
+from tests.labels import call_label
 
 from .media.conftest import NEEDS_NETNS
 
@@ -169,7 +170,7 @@ async def no_fingerprint(server: BadAnswerServer, invite: Request) -> None:
     [
         (no_contact, "no Contact"),
         (no_to_tag, "no To tag"),
-        (garbage_sdp, "SDP that cannot be parsed"),
+        (garbage_sdp, "SDP cannot be parsed"),
         (no_fingerprint, "no a=fingerprint"),
     ],
     ids=["no-contact", "no-to-tag", "garbage-sdp", "no-fingerprint"],
@@ -187,7 +188,7 @@ async def test_a_bad_200_is_acked_byed_and_ends_the_call_with_the_reason(
         await call.wait_ended(timeout=1)
         assert call.state == "ended" and call.ended_by == "remote"
         assert named in call.end_reason
-        assert [e.event for e in events if e.call is call] == ["terminated"]
+        assert [call_label(e) for e in events if e.call is call] == ["ended_remote"]
         assert named in events[-1].reason and events[-1].status is None
         tag = None if scenario is no_to_tag else "t1"
         await server.wait_for("ACK", tag)
@@ -215,7 +216,7 @@ async def test_a_183_with_an_unusable_answer_only_loses_early_media(
         assert call.media is not None and call.media.state.value == "active"
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any("early media" in w and "fingerprint" in w for w in warnings), warnings
-        assert [e.event for e in events if e.call is call] == ["progress", "connected"]
+        assert [call_label(e) for e in events if e.call is call] == ["progress", "connected"]
         await call.hangup()
         await server.wait_for("BYE", "t1")
         assert call.ended_by == "local"
@@ -241,7 +242,7 @@ async def test_a_second_200_from_another_fork_is_acked_and_byed(
         assert str(bye2.uri) == "sip:carol@127.0.0.1:5080;transport=ws"
         await asyncio.sleep(0.2)
         assert call.state == "connected" and not call.ended
-        assert [e.event for e in events if e.call is call] == ["connected"]
+        assert [call_label(e) for e in events if e.call is call] == ["connected"]
         await call.hangup()
         await server.wait_for("BYE", "t1")
     check_quiet(caplog, loop_errors)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from exotel_voice.client import Call, CallEvent
+from exotel_voice.client import Call, CallEvent, CallRinging
 from exotel_voice.sip import Headers, Request
-from exotel_voice.sip.useragent import CallSession, CallState
+from exotel_voice.sip.useragent import CallSession, SessionState
+from tests.labels import call_label
 
 
 class StubPhone:
@@ -35,7 +36,7 @@ def outgoing_call() -> Call:
             ]
         ),
     )
-    session = CallSession("o1", "outgoing", invite, CallState.CALLING)
+    session = CallSession("o1", "outgoing", invite, SessionState.CALLING)
     return Call(StubPhone(), session, None)  # type: ignore[arg-type]
 
 
@@ -43,7 +44,7 @@ async def test_credentials_we_sent_are_not_exposed_through_headers() -> None:
     call = outgoing_call()
     assert call.headers["Proxy-Authorization"] == "[secure]"
     assert call.header("proxy-authorization") == "[secure]"
-    assert "deadbeef" not in repr(call.details())
+    assert "deadbeef" not in repr(call.headers)
     assert call.headers["X-Ticket"] == "42" and call.header("x-ticket") == "42"
 
 
@@ -54,11 +55,11 @@ async def test_every_events_iterator_gets_every_event() -> None:
     async def consume(key: str) -> None:
         async for event in call.events():
             assert isinstance(event, CallEvent)
-            got[key].append(event.event)
+            got[key].append(call_label(event))
 
     tasks = [asyncio.ensure_future(consume(k)) for k in got]
     await asyncio.sleep(0)
-    call._publish("ringing")
+    call._publish(CallRinging(call.phone.name, call, 180, "Ringing"))
     call._on_ended("remote", 486, "Busy Here")
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
-    assert got == {"a": ["ringing", "terminated"], "b": ["ringing", "terminated"]}
+    assert got == {"a": ["ringing", "ended_remote"], "b": ["ringing", "ended_remote"]}

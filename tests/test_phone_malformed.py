@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from exotel_voice.client import Phone
+from exotel_voice.client import Phone, RegistrationState
 from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.sip import Headers, Request, Response, parse_message
 
@@ -70,7 +70,7 @@ async def registered_phone() -> AsyncIterator[tuple[Phone, Registrar]]:
         port = int(next(iter(server.sockets)).getsockname()[1])
         async with Phone(_account(port)) as phone:
             event = await phone.register(timeout=10)
-            assert event.state == "registered"
+            assert event.state is RegistrationState.REGISTERED
             yield phone, registrar
 
 

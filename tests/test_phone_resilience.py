@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from exotel_voice.client import Phone, RegistrationStateChanged, TransportStateChanged
+from exotel_voice.client import (
+    Phone,
+    PhoneStatus,
+    RegistrationState,
+    RegistrationStateChanged,
+    TransportStateChanged,
+)
 from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.exceptions import TransactionTimeout
 from exotel_voice.sip import Headers, Request, Response, parse_message
@@ -59,13 +65,13 @@ async def test_a_server_that_never_answers_gives_a_clear_timeout(silent_server: 
     started = loop.time()
     register = asyncio.ensure_future(phone.register(timeout=10))
     await asyncio.sleep(0.3)
-    assert phone.status() == "initial"
+    assert phone.status() is PhoneStatus.REGISTERING
     with pytest.raises(TransactionTimeout, match="no response"):
         await register
     assert loop.time() - started < 3.0, "the timeout is register_timeout, not Timer F (32 s)"
-    assert events[-1].state == "terminated" and events[-1].status is None
+    assert events[-1].state is RegistrationState.FAILED and events[-1].status is None
     assert events[-1].retry_in is not None, "a silent server is retried later"
-    assert phone.status() == "terminated"
+    assert phone.status() is PhoneStatus.FAILED
     await phone.close()
 
 
@@ -118,7 +124,8 @@ async def test_hostile_server_garbage_then_sane_answers(caplog: pytest.LogCaptur
         with caplog.at_level(logging.WARNING, logger="exotel_voice"):
             async with Phone(account(port_of(server))) as phone:
                 event = await phone.register(timeout=10)
-                assert event.state == "registered" and phone.status() == "registered"
+                assert event.state is RegistrationState.REGISTERED
+                assert phone.status() == "registered"
                 await phone.unregister()
     assert hostile_sent >= 8
     text = caplog.text
@@ -157,12 +164,13 @@ async def test_socket_closed_mid_register_is_a_connection_loss_and_is_retried() 
             loop = asyncio.get_running_loop()
             started = loop.time()
             event = await phone.register(timeout=10)
-            assert event.state == "registered" and phone.status() == "registered"
+            assert event.state is RegistrationState.REGISTERED and phone.status() == "registered"
             assert loop.time() - started < 3.0, "retried at once, not after register_timeout"
             assert connections == 2
-            states = [e.state for e in events if e.state != "sent_request"]
+            sent = (RegistrationState.REGISTERING, RegistrationState.UNREGISTERING)
+            states = [e.state for e in events if e.state not in sent]
             assert states == ["unregistered", "registered"], events
-            lost = next(e for e in events if e.state == "unregistered")
+            lost = next(e for e in events if e.state is RegistrationState.UNREGISTERED)
             assert "no response" not in lost.reason
             assert "1011" in lost.reason and "registrar restarting" in lost.reason, lost
             assert lost.status is None
@@ -218,7 +226,7 @@ async def test_an_outage_after_registering_is_a_lost_binding_not_a_failure() -> 
             await asyncio.sleep(0.05)
         assert sum(1 for t in transport if not t.connected) >= 3, "reconnects were tried"
         names = [e.state for e in states]
-        assert "terminated" not in names, states
-        lost = [e for e in states if e.state == "unregistered"]
+        assert RegistrationState.FAILED not in names, states
+        lost = [e for e in states if e.state is RegistrationState.UNREGISTERED]
         assert len(lost) == 1 and "1001" in lost[0].reason and "going away" in lost[0].reason
         assert phone.registration_error is None

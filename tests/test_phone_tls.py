@@ -22,7 +22,13 @@ import trustme
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from exotel_voice import ExotelWebClient
-from exotel_voice.client import Phone, PhoneEvent, RegistrationStateChanged
+from exotel_voice.client import (
+    Phone,
+    PhoneEvent,
+    PhoneStatus,
+    RegistrationState,
+    RegistrationStateChanged,
+)
 from exotel_voice.config import AccountConfig, ReconnectPolicy, TlsConfig
 from exotel_voice.exceptions import TransportError
 from exotel_voice.sandbox.certs import make_certificate
@@ -96,10 +102,10 @@ async def test_register_raises_the_certificate_error_at_once(
         assert PASSWORD not in message
         regs = [e for e in events if isinstance(e, RegistrationStateChanged)]
         assert regs, "the application got no registration event"
-        assert regs[-1].state == "terminated"
+        assert regs[-1].state is RegistrationState.FAILED
         assert regs[-1].status is None
         assert expected in regs[-1].reason
-        assert phone.status() in ("terminated", "websocket_connection_failed")
+        assert phone.status() in (PhoneStatus.FAILED, PhoneStatus.CONNECTION_FAILED)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from exotel_voice.client import Call
+from exotel_voice.client import Call, RegistrationState
 from exotel_voice.exceptions import (
     AuthenticationError,
     SipError,
@@ -381,7 +381,7 @@ async def bad_2xx_case(ctx: Ctx, what: str, change: object, *, bye: bool = True)
         ctx.check(False, f"{what}: the call did not end (state {call.state})")
     events = ctx.call_events(call)
     ctx.check("connected" not in events, f"{what}: the call was reported connected")
-    ctx.check(any(e in ("terminated", "callEnded", "failed") for e in events),
+    ctx.check(any(e in ("ended_remote", "ended_local", "failed") for e in events),
               f"{what}: no end event reached the application (events {events})")
     sent = h.from_phone[before:]
     acks = [m for m in sent if m.is_request and m.method == "ACK" and m.call_id == call.call_id]
@@ -641,7 +641,7 @@ async def registrar_misbehaviour(ctx: Ctx) -> None:
     reg = registrar(ctx, "503")
     exc = await register_outcome(ctx, 5)
     ctx.check(isinstance(exc, SipError), f"503 to REGISTER: expected a SipError, got {exc!r}")
-    terminated = [e for e in ctx.reg_events() if e.state == "terminated"]
+    terminated = [e for e in ctx.reg_events() if e.state is RegistrationState.FAILED]
     retry = terminated[-1].retry_in if terminated else None
     ctx.check(retry is not None and retry >= 30,
               f"503 with Retry-After 30: retry announced in {retry} s")
@@ -669,7 +669,8 @@ async def registrar_misbehaviour(ctx: Ctx) -> None:
                 await asyncio.sleep(0.05)
     except TimeoutError:
         ctx.hang("socket closed mid-REGISTER: not registered again within 10 s")
-    reasons = [e.reason for e in ctx.reg_events() if e.state in ("terminated", "unregistered")]
+    lost = (RegistrationState.FAILED, RegistrationState.UNREGISTERED)
+    reasons = [e.reason for e in ctx.reg_events() if e.state in lost]
     ctx.check(reasons and all("no response" not in r for r in reasons),
               f"socket closed mid-REGISTER reported as {reasons}")
     # Proxy-Authorization earned by an INVITE's 407 must not ride on a REGISTER.

@@ -13,9 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from exotel_voice.client import RegistrationState
+
 
 #: RegisterEventCallBack states for DoRegister() then UnRegister() (collapsed).
 REGISTER_UNREGISTER = ["sent_request", "registered", "sent_request", "unregistered"]
+
+#: The same, as the asyncio Phone's RegistrationStateChanged states.
+PHONE_REGISTER_UNREGISTER = [
+    RegistrationState.REGISTERING,
+    RegistrationState.REGISTERED,
+    RegistrationState.UNREGISTERING,
+    RegistrationState.UNREGISTERED,
+]
 
 #: CallListenerCallback events of a callee that answers; the caller hangs up.
 ANSWERED_REMOTE_HANGUP_CALLEE = ["incoming", "ringing", "connected", "terminated"]
@@ -40,7 +50,7 @@ CALLEE_SESSION_FULL = [
     "terminated",
 ]
 
-#: The same scenario as the asyncio Phone's CallEvent.event strings.
+#: The same scenario as the asyncio Phone's typed call events (tests.labels.call_label).
 CALLEE_PHONE_EVENTS_FULL = [
     "incoming",
     "ringing",
@@ -49,23 +59,23 @@ CALLEE_PHONE_EVENTS_FULL = [
     "unmuted",
     "muted",
     "unmuted",
-    "hold",
-    "unhold",
-    "terminated",
+    "held",
+    "resumed",
+    "ended_remote",
 ]
 
-#: How the facade maps CallEvent.event to (SessionCallback state, CallListenerCallback event);
-#: ``None`` where the facade sends nothing.
+#: How the facade maps the typed call events (by label) to (SessionCallback state,
+#: CallListenerCallback event); ``None`` where the facade sends nothing.
 FACADE_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "incoming": ("incoming", "incoming"),
     "ringing": (None, "ringing"),
     "connected": ("accepted", "connected"),
-    "callEnded": ("terminated", "callEnded"),
-    "terminated": ("terminated", "terminated"),
+    "ended_local": ("terminated", "callEnded"),
+    "ended_remote": ("terminated", "terminated"),
     "muted": ("muted", None),
     "unmuted": ("unmuted", None),
-    "hold": ("holdunhold_success", None),
-    "unhold": ("holdunhold_success", None),
+    "held": ("holdunhold_success", None),
+    "resumed": ("holdunhold_success", None),
 }
 
 

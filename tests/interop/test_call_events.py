@@ -1,10 +1,10 @@
 """The guide's call events and call object, as a listener sees them in real calls.
 
-``phone.add_listener(cb)`` gets a :class:`CallEvent` per step, whose ``.event`` is the guide's
-CallListenerCallback name.  Each scenario runs against SIP.js in Chromium, through Kamailio +
-rtpengine, with the Python phone on ws and on wss, and checks the exact sequence of guide
-events (``incoming``, ``ringing``, ``connected``, ``callEnded`` for a local hang-up,
-``terminated`` for a remote one) plus the fields of ``call.details()``.
+``phone.add_listener(cb)`` gets a typed :class:`CallEvent` per step (``CallIncoming``,
+``CallRinging``, ``CallConnected``, ``CallEnded`` with ``by="local"`` or ``"remote"``).
+Each scenario runs against SIP.js in Chromium, through Kamailio + rtpengine, with the Python
+phone on ws and on wss, and checks the exact sequence of the events the guide's
+CallListenerCallback hears of, plus the call's state and fields.
 
     scripts/in-netns.sh .venv/bin/pytest tests/interop/test_call_events.py -v
 """
@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import pytest
 import pytest_asyncio
 
-from exotel_voice.client import CallEvent
+from exotel_voice.client import CallEvent, CallIncoming, CallState
 from tests.interop.test_calls_peers import (
     SCHEMES,
     browser_phone,
@@ -63,17 +62,15 @@ async def test_incoming_call_events_and_details(
             # Every event is a CallEvent carrying the phone's name and the call itself.
             first = [e for e in py.recorder.events if isinstance(e, CallEvent)][0]
             assert first.phone == py.phone.name and first.call is call
-            assert first.event == "incoming"
+            assert isinstance(first, CallIncoming)
 
-            details = call.details()
-            assert details["callId"] == sent["call_id"] == call.call_id
-            assert details["callState"] == "incoming"
-            assert details["callDirection"] == "incoming"
-            started = datetime.strptime(details["callStartTime"], "%Y-%m-%dT%H:%M:%S")
-            assert abs(started.timestamp() - before) < 5
-            assert details["remoteDisplayName"] == "Caller" == call.remote_display_name
-            assert details["callSid"] == "sid-42" == call.call_sid
-            headers = details["sipHeaders"]
+            assert call.call_id == sent["call_id"]
+            assert call.state is CallState.INCOMING
+            assert call.direction == "incoming"
+            assert abs(call.start_time - before) < 5
+            assert call.remote_display_name == "Caller"
+            assert call.call_sid == "sid-42"
+            headers = call.headers
             assert headers["X-Exotel-Callsid"] == "sid-42"
             assert headers["X-Ticket"] == "T-7"
             # All the INVITE's headers, as Kamailio relayed them (its Via and Record-Route too).
@@ -83,20 +80,20 @@ async def test_incoming_call_events_and_details(
 
             await call.answer()
             await browser.wait_for("established")
-            assert call.details()["callState"] == "connected"
+            assert call.state is CallState.CONNECTED
             assert py.recorder.call_events(call) == ["incoming", "ringing", "connected"]
 
             if hangup_by == "local":
                 await call.hangup()
                 await browser.wait_for("terminated")
-                expected_end = "callEnded"
+                expected_end = "ended_local"
             else:
                 await browser.hangup()
                 await call.wait_ended(10)
-                expected_end = "terminated"
+                expected_end = "ended_remote"
             await wait_call_event(py.recorder, call, expected_end)
             assert call.ended_by == hangup_by
-            assert call.details()["callState"] == "ended"
+            assert call.state is CallState.ENDED
             assert py.recorder.call_events(call) == ["incoming", "ringing", "connected",
                                                      expected_end]
         finally:
@@ -114,22 +111,20 @@ async def test_outgoing_call_events_and_details(
             incoming = await browser.wait_for("incoming")
             assert incoming["call_id"] == call.call_id
             await wait_call_event(py.recorder, call, "ringing")
-            details = call.details()
-            assert details["callDirection"] == "outgoing"
-            assert details["callState"] == "ringing"
-            assert details["callId"] == call.call_id
-            assert details["remoteId"] == browser_aor.split(":", 1)[1].split("@", 1)[0]
+            assert call.direction == "outgoing"
+            assert call.state is CallState.RINGING
+            assert call.remote_number == browser_aor.split(":", 1)[1].split("@", 1)[0]
 
             await browser.answer()
             await call.wait_connected(10)
-            assert call.details()["callState"] == "connected"
+            assert call.state is CallState.CONNECTED
             if hangup_by == "local":
                 await call.hangup()
-                expected_end = "callEnded"
+                expected_end = "ended_local"
             else:
                 await browser.hangup()
                 await call.wait_ended(10)
-                expected_end = "terminated"
+                expected_end = "ended_remote"
             await wait_call_event(py.recorder, call, expected_end)
             assert py.recorder.call_events(call) == ["ringing", "connected", expected_end]
             assert call.ended_by == hangup_by
@@ -149,8 +144,8 @@ async def test_cancelled_and_rejected_call_events(
             await browser.wait_for("ringing")
             await browser.hangup()
             await cancelled.wait_ended(10)
-            await wait_call_event(py.recorder, cancelled, "terminated")
-            assert py.recorder.call_events(cancelled) == ["incoming", "ringing", "terminated"]
+            await wait_call_event(py.recorder, cancelled, "ended_remote")
+            assert py.recorder.call_events(cancelled) == ["incoming", "ringing", "ended_remote"]
             ended = [e for e in py.recorder.events
                      if isinstance(e, CallEvent) and e.call is cancelled][-1]
             assert ended.status == 487 and "cancel" in ended.reason.lower(), ended
@@ -162,7 +157,7 @@ async def test_cancelled_and_rejected_call_events(
             rejected = await py.phone.next_incoming_call(10)
             await rejected.reject(486)
             assert (await browser.wait_for("rejected"))["status"] == 486
-            assert py.recorder.call_events(rejected) == ["incoming", "ringing", "callEnded"]
+            assert py.recorder.call_events(rejected) == ["incoming", "ringing", "ended_local"]
             await browser.wait_for("terminated")
 
             # The browser rejects our call: ringing, terminated (the far end's decision).
@@ -171,8 +166,8 @@ async def test_cancelled_and_rejected_call_events(
             await wait_call_event(py.recorder, call, "ringing")
             await browser.reject(603)
             await call.wait_ended(10)
-            await wait_call_event(py.recorder, call, "terminated")
-            assert py.recorder.call_events(call) == ["ringing", "terminated"]
+            await wait_call_event(py.recorder, call, "ended_remote")
+            assert py.recorder.call_events(call) == ["ringing", "ended_remote"]
             assert call.end_status == 603 and call.ended_by == "remote"
 
             # We cancel our call: ringing, callEnded.
@@ -180,7 +175,7 @@ async def test_cancelled_and_rejected_call_events(
             await browser.wait_for("incoming")
             await wait_call_event(py.recorder, call, "ringing")
             await call.hangup()
-            assert py.recorder.call_events(call) == ["ringing", "callEnded"]
+            assert py.recorder.call_events(call) == ["ringing", "ended_local"]
             await browser.wait_for("cancelled")
         finally:
             await close_browser_phones(browser)

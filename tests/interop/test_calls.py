@@ -42,6 +42,7 @@ from tests.interop.test_calls_peers import (
     wait_call_event,
     wait_digits,
 )
+from tests.labels import call_label
 from tests.rig import netns_skip_reason
 from tests.rig.audio import active_segment, dominant_frequency, read_wav, rms
 from tests.rig.baresip import BaresipPhone
@@ -118,11 +119,11 @@ async def test_python_calls_browser(kamailio: Kamailio, host: BrowserHost, schem
             # The browser holds us: our Call reports remote_hold, then remote_unhold.
             answer = await browser.hold()
             assert answer["status"] == 200, answer
-            await wait_call_event(py.recorder, call, "remote_hold")
+            await wait_call_event(py.recorder, call, "remote_held")
             assert call.remote_hold
             answer = await browser.unhold()
             assert answer["status"] == 200, answer
-            await wait_call_event(py.recorder, call, "remote_unhold")
+            await wait_call_event(py.recorder, call, "remote_resumed")
             assert not call.remote_hold
             await assert_python_hears(call, BROWSER_HZ)
 
@@ -163,10 +164,10 @@ async def test_browser_calls_python(kamailio: Kamailio, host: BrowserHost, schem
 
             # The caller holds us: our Call reports remote_hold, then remote_unhold.
             assert (await browser.hold())["status"] == 200
-            await wait_call_event(py.recorder, call, "remote_hold")
+            await wait_call_event(py.recorder, call, "remote_held")
             assert call.remote_hold
             assert (await browser.unhold())["status"] == 200
-            await wait_call_event(py.recorder, call, "remote_unhold")
+            await wait_call_event(py.recorder, call, "remote_resumed")
             assert not call.remote_hold
             await assert_browser_hears(browser, PY_HZ)
             await assert_python_hears(call, BROWSER_HZ)
@@ -176,7 +177,7 @@ async def test_browser_calls_python(kamailio: Kamailio, host: BrowserHost, schem
             await call.wait_ended(10)
             assert call.ended_by == "remote"
             assert (await browser.wait_for("terminated"))["by"] == "local"
-            await wait_call_event(py.recorder, call, "terminated")
+            await wait_call_event(py.recorder, call, "ended_remote")
         finally:
             await close_browser_phones(browser)
 
@@ -217,8 +218,8 @@ async def test_python_cancels_call_to_browser(
             assert call.end_status == 487, (call.end_status, call.end_reason)
             await browser.wait_for("cancelled")
             assert (await browser.wait_for("terminated"))["by"] == "remote"
-            assert py.recorder.call_events(call) == ["ringing", "callEnded"], [
-                (e.event, e.status, e.reason) for e in events_of(py.recorder, call)
+            assert py.recorder.call_events(call) == ["ringing", "ended_local"], [
+                (call_label(e), e.status, e.reason) for e in events_of(py.recorder, call)
             ]
 
             # Hang up before any provisional response has arrived: the CANCEL goes out as
@@ -250,7 +251,7 @@ async def test_browser_cancels_call_to_python(
             await call.wait_ended(10)
             assert call.ended_by == "remote"
             assert "cancel" in call.end_reason.lower(), call.end_reason
-            assert py.recorder.call_events(call) == ["incoming", "ringing", "terminated"]
+            assert py.recorder.call_events(call) == ["incoming", "ringing", "ended_remote"]
             assert (await browser.wait_for("terminated"))["by"] == "local"
             with pytest.raises(InvalidState):
                 await call.answer()
@@ -399,7 +400,7 @@ async def test_hangup_when_callee_never_rings(
             await asyncio.wait_for(hangup, 12.0)
             assert call.ended and call.ended_by == "local"
             assert call.end_status == 487, (call.end_status, call.end_reason)
-            assert py.recorder.call_events(call) == ["callEnded"]
+            assert py.recorder.call_events(call) == ["ended_local"]
         finally:
             os.kill(pid, signal.SIGCONT)
 

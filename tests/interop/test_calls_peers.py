@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from exotel_voice.client import Call, CallEvent, DtmfReceived, Phone, PhoneEvent
+from exotel_voice.client import Call, CallEvent, DtmfReceived, Phone, PhoneEvent, RegistrationState
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource, dominant_frequency, rms_dbfs
+from tests.labels import call_label
 from tests.rig.browser import BrowserHost, BrowserPhone
 from tests.rig.kamailio import Kamailio
 
@@ -32,7 +33,7 @@ BROWSER_HZ = 1100.0
 BARESIP_HZ = 440.0  # the rig's default baresip source
 TOLERANCE_HZ = 30.0
 #: The guide's call events (CallListenerCallback), in the order a call can produce them.
-GUIDE_EVENTS = ("incoming", "ringing", "connected", "callEnded", "terminated")
+GUIDE_EVENTS = ("incoming", "ringing", "connected", "ended_local", "ended_remote")
 
 
 def account(
@@ -62,11 +63,11 @@ class Recorder:
 
     def call_events(self, call: Call, *, guide_only: bool = True) -> list[str]:
         return [
-            e.event
+            call_label(e)
             for e in self.events
             if isinstance(e, CallEvent)
             and e.call is call
-            and (not guide_only or e.event in GUIDE_EVENTS)
+            and (not guide_only or call_label(e) in GUIDE_EVENTS)
         ]
 
     def all_call_events(self, call: Call) -> list[str]:
@@ -94,7 +95,7 @@ async def python_phone(
     phone.add_listener(recorder)
     async with phone:
         event = await phone.register(timeout=10)
-        assert event.state == "registered"
+        assert event.state is RegistrationState.REGISTERED
         assert phone.status() == "registered"
         # The registrar holds the binding over the transport we asked for.
         contacts = kamailio.wait_registered(user, timeout=5)
@@ -189,7 +190,7 @@ async def wait_call_event(
     """Wait until ``call`` has published ``name`` ``count`` times; return the newest one."""
     async def poll() -> CallEvent:
         while True:
-            found = [e for e in events_of(recorder, call) if e.event == name]
+            found = [e for e in events_of(recorder, call) if call_label(e) == name]
             if len(found) >= count:
                 return found[count - 1]
             await asyncio.sleep(0.02)

@@ -11,19 +11,26 @@ import asyncio
 import pytest
 
 from exotel_voice import AccountConfig, Phone
-from exotel_voice.client import CallEvent, DtmfReceived, PhoneEvent, RegistrationStateChanged
+from exotel_voice.client import (
+    CallEvent,
+    DtmfReceived,
+    PhoneEvent,
+    RegistrationState,
+    RegistrationStateChanged,
+)
 from exotel_voice.media import IceConfig, MediaConfig
 from tests.interop.scenarios import (
     ANSWERED_REMOTE_HANGUP_CALLEE,
     CALLEE_PHONE_EVENTS_FULL,
     CALLEE_SESSION_FULL,
     CALLER_LOCAL_HANGUP,
-    REGISTER_UNREGISTER,
+    PHONE_REGISTER_UNREGISTER,
     REJECTED_CALLEE,
     collapse,
     facade_view,
 )
 from tests.interop.test_facade_sync import account
+from tests.labels import call_label
 from tests.rig import netns_skip_reason
 from tests.rig.kamailio import Kamailio
 
@@ -44,11 +51,11 @@ class Events:
     def __call__(self, event: PhoneEvent) -> None:
         self.items.append(event)
 
-    def registration(self) -> list[str]:
+    def registration(self) -> list[RegistrationState]:
         return [e.state for e in self.items if isinstance(e, RegistrationStateChanged)]
 
     def calls(self) -> list[str]:
-        return [e.event for e in self.items if isinstance(e, CallEvent)]
+        return [call_label(e) for e in self.items if isinstance(e, CallEvent)]
 
     def dtmf(self) -> list[str]:
         return [e.digit for e in self.items if isinstance(e, DtmfReceived)]
@@ -69,7 +76,7 @@ async def test_register_and_unregister(kamailio: Kamailio) -> None:
         await phone.register(timeout=10)
         assert phone.status() == "registered"
         await phone.unregister()
-        assert collapse(events.registration()) == REGISTER_UNREGISTER
+        assert collapse(events.registration()) == PHONE_REGISTER_UNREGISTER
         assert not kamailio.registered_contacts(user)
     finally:
         await phone.close()
@@ -84,7 +91,7 @@ async def test_incoming_call_answer_hold_mute_dtmf_remote_hangup(kamailio: Kamai
         await asyncio.gather(callee.register(timeout=10), caller.register(timeout=10))
         out = await caller.dial(callee_user, headers={"X-Exotel-Callsid": "sid-123"})
         call = await callee.next_incoming_call(10)
-        assert call.details()["callSid"] == "sid-123"
+        assert call.call_sid == "sid-123"
         await call.answer()
         await out.wait_connected(10)
         call.mute()

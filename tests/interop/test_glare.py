@@ -15,6 +15,7 @@ import pytest
 from exotel_voice.client import CallEvent, Phone
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource
+from tests.labels import call_label
 
 
 pytestmark = pytest.mark.interop
@@ -36,8 +37,11 @@ async def test_simultaneous_holds_resolve_after_491(kamailio: Any) -> None:
     async with a, b:
         await asyncio.gather(a.register(timeout=10), b.register(timeout=10))
         events: dict[str, list[str]] = {"a": [], "b": []}
-        a.add_listener(lambda e: events["a"].append(e.event) if isinstance(e, CallEvent) else None)
-        b.add_listener(lambda e: events["b"].append(e.event) if isinstance(e, CallEvent) else None)
+        for name, phone in (("a", a), ("b", b)):
+            phone.add_listener(
+                lambda e, got=events[name]: got.append(call_label(e))  # type: ignore[misc]
+                if isinstance(e, CallEvent) else None
+            )
         outgoing = await a.dial(ub)
         incoming = await b.next_incoming_call(10)
         await incoming.answer()
@@ -57,4 +61,4 @@ async def test_simultaneous_holds_resolve_after_491(kamailio: Any) -> None:
         assert got == "7"
         await outgoing.hangup()
         await incoming.wait_ended(5)
-        assert "hold" in events["a"] and "remote_hold" in events["b"]
+        assert "held" in events["a"] and "remote_held" in events["b"]

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from exotel_voice.client import Phone, RegistrationStateChanged, TransportStateChanged
+from exotel_voice.client import (
+    Phone,
+    PhoneStatus,
+    RegistrationState,
+    RegistrationStateChanged,
+    TransportStateChanged,
+)
 from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.exceptions import AuthenticationError, MediaError
 from exotel_voice.media import IceConfig, MediaConfig
@@ -72,10 +78,10 @@ async def test_register_then_unregister(kamailio: Any, secure: bool) -> None:
     cfg = account(kamailio, user, password, secure=secure)
     phone = Phone(cfg, media=MEDIA)
     states = record(phone)
-    assert phone.status() == "not_initialized"
+    assert phone.status() is PhoneStatus.NOT_STARTED
 
     event = await phone.register(timeout=10)
-    assert (event.state, event.status, event.expires) == ("registered", 200, 300)
+    assert (event.state, event.status, event.expires) == (RegistrationState.REGISTERED, 200, 300)
     assert phone.status() == "registered"
     (binding,) = await asyncio.to_thread(kamailio.wait_registered, user)
     assert binding["Instance"] == f"<urn:uuid:{cfg.instance_id}>"
@@ -88,7 +94,11 @@ async def test_register_then_unregister(kamailio: Any, secure: bool) -> None:
 
     await phone.unregister(timeout=5)
     assert kamailio.registered_contacts(user) == []
-    assert states == ["sent_request", "sent_request", "registered", "sent_request", "unregistered"]
+    assert states == [
+        RegistrationState.REGISTERING, RegistrationState.REGISTERING, RegistrationState.REGISTERED,
+        RegistrationState.UNREGISTERING,
+        RegistrationState.UNREGISTERED,
+    ]
     assert phone.status() == "unregistered"
 
 
@@ -134,9 +144,9 @@ async def test_wrong_password_is_terminated_with_401(kamailio: Any) -> None:
         with pytest.raises(AuthenticationError) as err:
             await phone.register(timeout=10)
         assert err.value.status == 401
-        assert events[-1].state == "terminated" and events[-1].status == 401
+        assert events[-1].state is RegistrationState.FAILED and events[-1].status == 401
         assert events[-1].retry_in is None, "a rejected password is not retried"
-        assert phone.status() == "terminated"
+        assert phone.status() is PhoneStatus.FAILED
         assert kamailio.registered_contacts(user) == []
 
 
@@ -176,7 +186,7 @@ async def test_client_status_in_each_state(kamailio: Any, tmp_path: Any) -> None
     denied = Phone(account(kamailio, user, password), media=MEDIA,
                    source=lambda: WavFileSource(missing))
     await denied.start()
-    assert denied.status() == "media_permission_denied"
+    assert denied.status() is PhoneStatus.MEDIA_UNAVAILABLE
     await denied.close()
     with pytest.raises((MediaError, OSError, ValueError)):
         WavFileSource(missing)
@@ -188,19 +198,20 @@ async def test_client_status_in_each_state(kamailio: Any, tmp_path: Any) -> None
     nowhere = Phone(cfg, media=MEDIA)
     await nowhere.start()
     assert nowhere.status() == "connecting"
-    await wait_until(lambda: nowhere.status() == "websocket_connection_failed", timeout=5)
+    await wait_until(lambda: nowhere.status() is PhoneStatus.CONNECTION_FAILED, timeout=5)
     await nowhere.close()
 
     # unregistered (connected, never registered) -> initial -> registered.
     phone = Phone(account(kamailio, user, password), media=MEDIA)
-    seen: list[str] = []
+    seen: list[PhoneStatus] = []
     phone.add_listener(lambda e: seen.append(phone.status())
-                       if isinstance(e, RegistrationStateChanged) and e.state == "sent_request"
+                       if isinstance(e, RegistrationStateChanged)
+                       and e.state is RegistrationState.REGISTERING
                        else None)
     await phone.start()
     await wait_until(lambda: phone.status() == "unregistered", timeout=5)
     await phone.register(timeout=10)
-    assert seen[0] == "initial"
+    assert seen[0] is PhoneStatus.REGISTERING
     assert phone.status() == "registered"
     await phone.unregister()
     assert phone.status() == "unregistered"
@@ -289,8 +300,8 @@ async def test_stays_registered_across_nonce_expiries_without_qop(
         states = record(phone)
         await phone.register(timeout=10)
         await wait_until(lambda: states.count("registered") >= 1 + expiries
-                         or "terminated" in states, timeout=3.5 * expiries + 5)
-        assert "terminated" not in states, states
+                         or RegistrationState.FAILED in states, timeout=3.5 * expiries + 5)
+        assert RegistrationState.FAILED not in states, states
         assert phone.status() == "registered"
         assert await asyncio.to_thread(k.wait_registered, user)
         # Every refresh met a new nonce: challenged, answered, accepted.
@@ -323,8 +334,8 @@ async def test_ten_kamailio_restarts_without_the_app(stock_kamailio: Any) -> Non
             await asyncio.to_thread(k.start)
             # A new secret signs the nonces now: the phone's cached one is unknown to it.
             await wait_until(lambda n=registered: states.count("registered") > n
-                             or "terminated" in states, timeout=15)
-            assert "terminated" not in states, f"cycle {cycle + 1}: {states[-6:]}"
+                             or RegistrationState.FAILED in states, timeout=15)
+            assert RegistrationState.FAILED not in states, f"cycle {cycle + 1}: {states[-6:]}"
             assert phone.status() == "registered"
             assert await asyncio.to_thread(k.wait_registered, user)
             recovered += 1
@@ -346,10 +357,10 @@ async def test_wrong_password_fails_fast_without_qop(stock_kamailio: Any) -> Non
         with pytest.raises(AuthenticationError) as err:
             await phone.register(timeout=10)
         assert loop.time() - started < 3.0
-        assert err.value.status == 401 and states[-1] == "terminated"
+        assert err.value.status == 401 and states[-1] is RegistrationState.FAILED
         await asyncio.sleep(0.5)
         # The answer to the first nonce, and at most one answer to a new one.
         registers = k.events("REQ", method="REGISTER", **{"from": phone.account.aor})
         assert 2 <= len(registers) <= 3, registers
-        assert phone.status() == "terminated"
+        assert phone.status() is PhoneStatus.FAILED
         assert k.registered_contacts(user) == []

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from exotel_voice.sandbox.numbers import DigitToneSource, IvrApp, RelayBuffer, detect_dtmf
-from exotel_voice.sip.calls import CallSession, CallState, InfoReceived, parse_dtmf_relay
+from exotel_voice.sip.calls import CallSession, InfoReceived, SessionState, parse_dtmf_relay
 from exotel_voice.sip.utils import make_request
 
 
@@ -40,7 +40,7 @@ def info(content_type: str, body: bytes) -> InfoReceived:
     request = make_request("INFO", "sip:sandbox@127.0.0.1", from_="<sip:a@x>;tag=1",
                            to="<sip:ivr@x>;tag=2", call_id="c", cseq=2, body=body,
                            content_type=content_type)
-    call = CallSession("i1", "incoming", request, CallState.ESTABLISHED)
+    call = CallSession("i1", "incoming", request, SessionState.ESTABLISHED)
     digit = parse_dtmf_relay(body) if request.content_type == "application/dtmf-relay" else None
     return InfoReceived(call, request.content_type, request.body, digit)
 

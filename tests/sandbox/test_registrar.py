@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from exotel_voice.client import Phone
+from exotel_voice.client import Phone, RegistrationState
 from exotel_voice.config import AccountConfig
 from exotel_voice.sandbox import Sandbox
 
@@ -21,7 +21,7 @@ async def test_register_unregister_and_no_secret_in_debug_logs(
     account = AccountConfig.from_sip_account_info(sandbox.sip_account_info("agent"))
     async with Phone(account) as phone:
         event = await phone.register(timeout=10)
-        assert event.state == "registered"
+        assert event.state is RegistrationState.REGISTERED
         binding = sandbox.binding("agent")
         assert binding is not None and not binding.flow.secure
         await phone.unregister()

@@ -17,10 +17,10 @@ from exotel_voice.sip.calls import (
     CallLayer,
     CallProgress,
     CallSession,
-    CallState,
     IncomingCall,
     InfoReceived,
     ReInviteReceived,
+    SessionState,
 )
 from exotel_voice.sip.connection import SipConnection
 from exotel_voice.sip.events import Event, RequestReceived
@@ -181,7 +181,7 @@ def test_uas_only_layer_leaves_new_invites_to_its_owner_then_answers() -> None:
     wire.flush()
     (ended,) = server.layer.events_received()
     assert isinstance(ended, CallEnded) and ended.by == "remote"
-    assert call.state is CallState.TERMINATED and server.layer.calls == {}
+    assert call.state is SessionState.TERMINATED and server.layer.calls == {}
     assert server.conns["alice"].dialogs == []
 
 
@@ -214,7 +214,7 @@ def test_outgoing_from_the_server_with_its_own_from_to_and_ring_timeout() -> Non
     wire.advance(5.0)
     ended = [e for e in server.layer.events_received() if isinstance(e, CallEnded)]
     assert ended and (ended[0].by, ended[0].status, ended[0].reason) == ("local", 487, "no answer")
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
     assert [e.status for e in agent.events_received() if isinstance(e, CallEnded)] == [487]
 
 
@@ -237,7 +237,7 @@ def test_one_layer_many_connections_timers_and_flow_loss_are_per_connection() ->
     assert server.layer.get_timer(server.conns["a"]) == 33.0
     assert server.layer.get_timer(server.conns["b"]) is None
     server.layer.handle_timer(40.0, server.conns["b"])
-    assert call_a.state is CallState.ESTABLISHED, "conn b's timer does not fire conn a's calls"
+    assert call_a.state is SessionState.ESTABLISHED, "conn b's timer does not fire conn a's calls"
     # Bob's flow closes for good: the server ends the calls on it, and only those.
     server.layer.events_received()
     server.layer.connection_lost(server.conns["b"], 41.0, end_calls=True,
@@ -251,7 +251,7 @@ def test_one_layer_many_connections_timers_and_flow_loss_are_per_connection() ->
     ended_a = [e for e in server.layer.events_received() if isinstance(e, CallEnded)]
     assert ended_a and "no ACK" in ended_a[0].reason
     assert [parse_message(d).method for d in server.conns["a"].data_to_send()] == ["BYE"]  # type: ignore[union-attr]
-    assert out_a.state is not CallState.TERMINATED  # alice never saw the 200 nor the BYE
+    assert out_a.state is not SessionState.TERMINATED  # alice never saw the 200 nor the BYE
 
 
 def test_events_that_are_not_the_layers_are_left_to_the_owner() -> None:
@@ -295,7 +295,7 @@ def test_a_phone_layer_rehomes_dialogs_onto_a_new_connection() -> None:
         first.receive_data(data, 0.2)
     for event in first.events_received():
         layer.handle_event(first, event, 0.2)
-    assert out.state is call.state is CallState.ESTABLISHED
+    assert out.state is call.state is SessionState.ESTABLISHED
     assert [type(e) for e in layer.events_received()] == [CallConfirmed]
     # The flow drops; commands now fail clearly; a new flow takes the dialog over.
     first.connection_lost()
@@ -330,7 +330,7 @@ def test_a_challenge_without_credentials_ends_the_call() -> None:
     for event in conn.events_received():
         layer.handle_event(conn, event, 0.1)
     ended = [e for e in layer.events_received() if isinstance(e, CallEnded)]
-    assert ended and ended[0].status == 407 and call.state is CallState.TERMINATED
+    assert ended and ended[0].status == 407 and call.state is SessionState.TERMINATED
 
 
 def test_commands_need_a_contact_and_a_from() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from exotel_voice.client import Phone, RegistrationStateChanged
+from exotel_voice.client import Phone, PhoneStatus, RegistrationState, RegistrationStateChanged
 from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.exceptions import AuthenticationError, SipError
 from exotel_voice.sip import Headers, Request, Response, parse_message
@@ -132,13 +132,13 @@ async def test_stays_registered_while_the_nonce_keeps_expiring(
         await phone.register(timeout=5)
         refreshes = 4
         await wait_until(
-            lambda: sum(e.state == "registered" for e in events) >= refreshes
-            or any(e.state == "terminated" for e in events),
+            lambda: sum(e.state is RegistrationState.REGISTERED for e in events) >= refreshes
+            or any(e.state is RegistrationState.FAILED for e in events),
             timeout=10,
         )
-        assert [e for e in events if e.state == "terminated"] == []
+        assert [e for e in events if e.state is RegistrationState.FAILED] == []
         assert phone.status() == "registered" and phone.registered
-        registered = sum(e.state == "registered" for e in events)
+        registered = sum(e.state is RegistrationState.REGISTERED for e in events)
         assert double.challenges >= registered, "every refresh met a new nonce"
         await phone.unregister()
 
@@ -155,8 +155,8 @@ async def test_a_wrong_password_fails_fast_even_when_every_challenge_has_a_new_n
             await phone.register(timeout=5)
         assert loop.time() - started < 1.0
         assert info.value.status == 401
-        assert events[-1].state == "terminated" and events[-1].retry_in is None
-        assert phone.status() == "terminated"
+        assert events[-1].state is RegistrationState.FAILED and events[-1].retry_in is None
+        assert phone.status() is PhoneStatus.FAILED
         # The first REGISTER, the answer, and one answer to the new nonce: then it stops.
         await asyncio.sleep(0.3)
         assert len(double.registers) == 3
@@ -179,7 +179,7 @@ async def test_a_growing_min_expires_ends_in_a_clear_failure(
             await phone.register(timeout=5)
         assert not isinstance(info.value, AuthenticationError)
         failed = events[-1]
-        assert failed.state == "terminated" and failed.status == 423
+        assert failed.state is RegistrationState.FAILED and failed.status == 423
         assert failed.retry_in is None and "Min-Expires" in failed.reason
         await asyncio.sleep(0.3)
         asked = [int(r.headers["Expires"]) for _, r in double.registers]
@@ -203,11 +203,11 @@ async def test_503_with_retry_after_is_retried_when_the_server_asked(
         events = record(phone)
         with pytest.raises(SipError, match="503"):
             await phone.register(timeout=5)
-        assert events[-1].state == "terminated" and events[-1].retry_in == 3.0
+        assert events[-1].state is RegistrationState.FAILED and events[-1].retry_in == 3.0
         unavailable = False
         first = double.registers[0][0]
         await wait_until(lambda: phone.registered, timeout=6)
         retried_after = double.registers[1][0] - first
         assert 2.9 <= retried_after < 4.0, retried_after
-        assert events[-1].state == "registered"
+        assert events[-1].state is RegistrationState.REGISTERED
         await phone.unregister()

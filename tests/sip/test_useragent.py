@@ -17,7 +17,6 @@ from exotel_voice.sip.useragent import (
     CallAnswered,
     CallEnded,
     CallProgress,
-    CallState,
     IncomingCall,
     InfoAnswered,
     InfoReceived,
@@ -25,6 +24,7 @@ from exotel_voice.sip.useragent import (
     ReInviteReceived,
     ReInviteRejected,
     ReInviteRetryDue,
+    SessionState,
     UserAgent,
     parse_dtmf_relay,
 )
@@ -110,19 +110,19 @@ def test_invite_ringing_answer_ack_bye(pair: Pair) -> None:
     (incoming,) = pair.b.events_received()
     assert isinstance(incoming, IncomingCall)
     call_b = incoming.call
-    assert call_b.state is CallState.INCOMING and call_b.remote_sdp == OFFER
+    assert call_b.state is SessionState.INCOMING and call_b.remote_sdp == OFFER
     assert call_b.invite.headers["X-Exotel-Callsid"] == "abc123"
     assert call_b.remote_identity.display_name == "Alice"
     events = pair.a.events_received()
     assert [(type(e), getattr(e, "status", None)) for e in events] == [(CallProgress, 180)]
-    assert call_a.state is CallState.EARLY
+    assert call_a.state is SessionState.EARLY
 
     pair.b.answer(call_b, ANSWER, 0.0)
     pair.flush()
     (answered,) = pair.a.events_received()
     assert isinstance(answered, CallAnswered) and answered.sdp == ANSWER
     assert types(pair.b) == ["CallConfirmed"]
-    assert call_a.state is call_b.state is CallState.ESTABLISHED
+    assert call_a.state is call_b.state is SessionState.ESTABLISHED
 
     pair.b.hangup(call_b, 1.0)
     pair.flush()
@@ -183,7 +183,7 @@ def test_cancel_goes_out_on_a_proxys_100_trying() -> None:
     ua.receive_data(make_response(invite, 487, to_tag="t1").serialize(), 0.5)
     ended = [e for e in ua.events_received() if isinstance(e, CallEnded)]
     assert ended and ended[0].by == "local" and ended[0].status == 487
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
 
 
 def test_cancel_wanted_before_any_response_waits_for_the_100() -> None:
@@ -231,7 +231,7 @@ def test_hold_reinvite_and_remote_sees_it(pair: Pair) -> None:
     pair.flush()
     (answered,) = pair.a.events_received()
     assert isinstance(answered, ReInviteAnswered) and "a=recvonly" in (answered.sdp or "")
-    assert call_a.state is CallState.ESTABLISHED  # type: ignore[attr-defined]
+    assert call_a.state is SessionState.ESTABLISHED  # type: ignore[attr-defined]
 
 
 def test_glare_491_then_retry_after_the_rfc_delay(pair: Pair) -> None:
@@ -290,12 +290,12 @@ def test_malformed_input_keeps_the_agent_working(pair: Pair) -> None:
     rejected = pair.b.events_received()
     assert len(rejected) == 2
     call_a, call_b = establish(pair)
-    assert call_b.state is CallState.ESTABLISHED  # type: ignore[attr-defined]
+    assert call_b.state is SessionState.ESTABLISHED  # type: ignore[attr-defined]
 
 
 def test_registration_through_the_agent_and_request_timeout() -> None:
     ua = make_ua("alice")
-    ua.request_timeout = 3.0
+    ua.registration.request_timeout = 3.0
     ua.register(0.0)
     assert ua.data_to_send() == [], "no flow yet: REGISTER waits for the connection"
     ua.connection_made(0.0)
@@ -419,4 +419,4 @@ def test_an_unknown_method_is_501_and_a_known_unhandled_one_405(
         1.0,
     )
     assert _answers(pair.b) == [status]
-    assert call_b.state is CallState.ESTABLISHED  # type: ignore[attr-defined]
+    assert call_b.state is SessionState.ESTABLISHED  # type: ignore[attr-defined]

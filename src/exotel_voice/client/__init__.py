@@ -1,13 +1,23 @@
-"""The public API: the asyncio :class:`Phone` and :class:`Call`, and their events."""
+"""The public API: the asyncio :class:`Phone` and :class:`Call`, their states and events."""
 
 from __future__ import annotations
 
-from .call import Call
+from .call import Call, CallState
 from .events import (
+    CallConnected,
+    CallEnded,
     CallEvent,
-    ClientStatus,
+    CallHeld,
+    CallIncoming,
+    CallMuted,
+    CallProgress,
+    CallResumed,
+    CallRinging,
+    CallUnmuted,
     DtmfReceived,
     PhoneEvent,
+    PhoneStatus,
+    RegistrationState,
     RegistrationStateChanged,
     TransportStateChanged,
 )
@@ -16,11 +26,22 @@ from .phone import Phone
 
 __all__ = [
     "Call",
+    "CallConnected",
+    "CallEnded",
     "CallEvent",
-    "ClientStatus",
+    "CallHeld",
+    "CallIncoming",
+    "CallMuted",
+    "CallProgress",
+    "CallResumed",
+    "CallRinging",
+    "CallState",
+    "CallUnmuted",
     "DtmfReceived",
     "Phone",
     "PhoneEvent",
+    "PhoneStatus",
+    "RegistrationState",
     "RegistrationStateChanged",
     "TransportStateChanged",
 ]

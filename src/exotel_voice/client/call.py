@@ -7,6 +7,7 @@ Get calls from :meth:`Phone.dial() <exotel_voice.client.phone.Phone.dial>` and
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -15,19 +16,62 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import InvalidDTMF, InvalidState, MediaError, SipError
 from ..media import AudioSink, AudioSource, MediaSession, MediaState
 from ..media.dtmf import parse_digits
+from ..sip.calls import CallSession, SessionState
 from ..sip.headers import SENSITIVE_HEADERS
-from ..sip.useragent import CallSession, CallState
-from .events import CallEvent, DtmfReceived
+from .events import (
+    CallConnected,
+    CallEnded,
+    CallEvent,
+    CallHeld,
+    CallMuted,
+    CallProgress,
+    CallResumed,
+    CallRinging,
+    CallUnmuted,
+    DtmfReceived,
+)
 
 
 if TYPE_CHECKING:
     from .phone import Phone
 
-__all__ = ["Call"]
+__all__ = ["Call", "CallState"]
 
 logger = logging.getLogger(__name__)
 
 _DTMF_INFO = "application/dtmf-relay"
+
+
+class CallState(enum.StrEnum):
+    """Where a call is, as its user sees it (a ``str``: it prints as the word).
+
+    ::
+
+        incoming: INCOMING --answer()--> CONNECTED --> ENDED
+                  INCOMING --reject()/CANCEL/ring timeout--> ENDED
+        outgoing: CALLING --180/183--> RINGING --2xx, media up--> CONNECTED --> ENDED
+                  CALLING/RINGING --hangup()/4xx-6xx/timeout--> ENDED
+
+    ``CONNECTED`` means answered *and* media negotiated; the SIP dialog underneath may be
+    established a moment earlier (:class:`~exotel_voice.sip.calls.SessionState`).
+    """
+
+    INCOMING = "incoming"
+    CALLING = "calling"
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+#: The transitions a call can make; any other is ignored (and logged at DEBUG), as the
+#: transaction layer ignores inputs from the network that its state does not take.
+_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    CallState.INCOMING: frozenset({CallState.CONNECTED, CallState.ENDED}),
+    CallState.CALLING: frozenset({CallState.RINGING, CallState.CONNECTED, CallState.ENDED}),
+    CallState.RINGING: frozenset({CallState.CONNECTED, CallState.ENDED}),
+    CallState.CONNECTED: frozenset({CallState.ENDED}),
+    CallState.ENDED: frozenset(),
+}
 
 
 class Call:
@@ -54,7 +98,7 @@ class Call:
         self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
-        self._state = "incoming" if session.direction == "incoming" else "calling"
+        self._state = CallState.INCOMING if session.direction == "incoming" else CallState.CALLING
         self._muted = False
         self._on_hold = False
         self._remote_hold = False
@@ -81,9 +125,19 @@ class Call:
         return self._session.call_id
 
     @property
-    def state(self) -> str:
-        """``incoming``, ``calling``, ``ringing``, ``connected`` or ``ended``."""
+    def state(self) -> CallState:
+        """Where the call is: ``INCOMING``, ``CALLING``, ``RINGING``, ``CONNECTED``, ``ENDED``."""
         return self._state
+
+    def _set_state(self, new: CallState) -> bool:
+        """The one place where the state changes (along :data:`_TRANSITIONS`)."""
+        if new not in _TRANSITIONS[self._state]:
+            if new is not self._state:
+                logger.debug("= call %s ignores %s in %s", self.id, new, self._state)
+            return False
+        logger.debug("= call %s %s -> %s", self.id, self._state, new)
+        self._state = new
+        return True
 
     @property
     def remote_uri(self) -> str:
@@ -159,21 +213,6 @@ class Call:
         """Whether the far end has put the call on hold."""
         return self._remote_hold
 
-    def details(self) -> dict[str, Any]:
-        """The guide's call object: ``callId``, ``callState``, ``callDirection``,
-        ``callStartTime``, ``remoteDisplayName``, plus ``remoteId``, ``callSid`` and
-        ``sipHeaders``."""
-        return {
-            "callId": self.call_id,
-            "callState": self._state,
-            "callDirection": self.direction,
-            "callStartTime": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.start_time)),
-            "remoteDisplayName": self.remote_display_name,
-            "remoteId": self.remote_number,
-            "callSid": self.call_sid or "",
-            "sipHeaders": self.headers,
-        }
-
     # -- waiting -----------------------------------------------------------------------------
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the call is connected.
@@ -232,7 +271,7 @@ class Call:
             InvalidState: the call is not ringing.
             MediaError: the offer could not be answered (the call is rejected with 488).
         """
-        if self.direction != "incoming" or self._session.state is not CallState.INCOMING:
+        if self.direction != "incoming" or self._session.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot answer a call that is {self._state}")
         if source is not None:
             self._source = source
@@ -247,7 +286,7 @@ class Call:
                 logger.warning("! call %s: cannot answer the offer: %s", self.id, exc)
                 self.phone._command(lambda now: self.phone._ua.reject(self._session, now, 488))
                 raise MediaError(f"cannot answer the call's offer: {exc}") from exc
-            if self._session.state is not CallState.INCOMING:
+            if self._session.state is not SessionState.INCOMING:
                 raise InvalidState("the call ended while it was being answered")
             self.phone._command(lambda now: self.phone._ua.answer(self._session, answer, now))
             self._mark_connected()
@@ -267,7 +306,7 @@ class Call:
 
     async def reject(self, status: int = 486, reason: str | None = None) -> None:
         """Decline an incoming call with ``status`` (486 Busy Here, 603 Decline ...)."""
-        if self.direction != "incoming" or self._session.state is not CallState.INCOMING:
+        if self.direction != "incoming" or self._session.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot reject a call that is {self._state}")
         await self.hangup(status, reason)
 
@@ -289,7 +328,7 @@ class Call:
         self._muted = muted
         if self.media is not None:
             self.media.set_muted(muted)
-        self._publish("muted" if muted else "unmuted")
+        self._publish((CallMuted if muted else CallUnmuted)(self.phone.name, self))
 
     async def hold(self) -> None:
         """Put the call on hold: a re-INVITE with ``a=sendonly`` (RFC 3264 §8.4).
@@ -311,7 +350,7 @@ class Call:
         await self._set_hold(not self._on_hold)
 
     async def _set_hold(self, hold: bool) -> None:
-        if self._session.state is not CallState.ESTABLISHED or self.media is None:
+        if self._session.state is not SessionState.ESTABLISHED or self.media is None:
             action = "hold" if hold else "resume"
             raise InvalidState(f"cannot {action} a call that is {self._state}")
         if self._on_hold == hold:
@@ -348,7 +387,7 @@ class Call:
         parsed = parse_digits(digits)
         if method not in ("info", "rfc4733", "auto"):
             raise ValueError(f"method must be 'info', 'rfc4733' or 'auto', not {method!r}")
-        if self._session.state is not CallState.ESTABLISHED:
+        if self._session.state is not SessionState.ESTABLISHED:
             raise InvalidState(f"cannot send DTMF on a call that is {self._state}")
         use_rtp = method == "rfc4733" or (
             method == "auto" and self.media is not None and self.media.telephone_event
@@ -430,35 +469,30 @@ class Call:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _publish(self, event: str, status: int | None = None, reason: str = "") -> None:
-        ev = CallEvent(self.phone.name, self, event, status, reason)
+    def _publish(self, event: CallEvent | DtmfReceived) -> None:
         for q in self._subscribers:
-            q.put_nowait(ev)
-        self.phone._publish(ev)
+            q.put_nowait(event)
+        self.phone._publish(event)
 
     def _mark_connected(self) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() or not self._set_state(CallState.CONNECTED):
             return
-        self._state = "connected"
         self.answer_time = time.time()
         self._connected.set()
-        self._publish("connected")
+        self._publish(CallConnected(self.phone.name, self))
 
     def _on_dtmf(self, digit: str, method: str) -> None:
         self._dtmf.put_nowait(digit)
-        ev = DtmfReceived(self.phone.name, self, digit, method)
-        for q in self._subscribers:
-            q.put_nowait(ev)
-        self.phone._publish(ev)
+        self._publish(DtmfReceived(self.phone.name, self, digit, method))
 
     def _on_progress(self, status: int, reason: str, sdp: str | None) -> None:
-        # The guide's "ringing" is reported once per call: a far end may send 180 more than
-        # once (SIP.js does; RFC 3261 §13.3.1.1 lets a UAS repeat provisionals), and the
-        # repeats are reported as "progress".
+        # Ringing is reported once per call: a far end may send 180 more than once (SIP.js
+        # does; RFC 3261 §13.3.1.1 lets a UAS repeat provisionals), and the repeats are
+        # reported as progress.
         first_ring = status == 180 and not self._ring_reported
         self._ring_reported = self._ring_reported or first_ring
-        if status == 180 or (status == 183 and self._state == "calling"):
-            self._state = "ringing"
+        if status in (180, 183):
+            self._set_state(CallState.RINGING)
         if sdp and self.media is not None:
             media = self.media
 
@@ -475,7 +509,8 @@ class Call:
                 self._early_sdp = sdp
 
             self._spawn(early)
-        self._publish("ringing" if first_ring else "progress", status, reason)
+        kind = CallRinging if first_ring else CallProgress
+        self._publish(kind(self.phone.name, self, status, reason))
 
     def _on_answered(self, sdp: str | None) -> None:
         media = self.media
@@ -540,7 +575,7 @@ class Call:
             held = media.remote_hold
             if held != self._remote_hold:
                 self._remote_hold = held
-                self._publish("remote_hold" if held else "remote_unhold")
+                self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))
 
         self._spawn(respond)
 
@@ -567,7 +602,8 @@ class Call:
             if self._hold_wanted is not None:
                 self._on_hold = self._hold_wanted
                 self._hold_wanted = None
-                self._publish("hold" if self._on_hold else "unhold")
+                kind = CallHeld if self._on_hold else CallResumed
+                self._publish(kind(self.phone.name, self, "local"))
                 if self._hold_result is not None and not self._hold_result.done():
                     self._hold_result.set_result(None)
 
@@ -606,7 +642,7 @@ class Call:
     def _on_ended(self, by: str, status: int | None, reason: str) -> asyncio.Task[None] | None:
         """Mark the call ended and publish it; returns the task closing its media, if any,
         for the phone to hold until it is done (the loop keeps only weak references)."""
-        self._state = "ended"
+        self._set_state(CallState.ENDED)
         self.end_time = time.time()
         self._ended.set()
         if self._hold_result is not None and not self._hold_result.done():
@@ -615,8 +651,7 @@ class Call:
         closing: asyncio.Task[None] | None = None
         if media is not None:
             closing = asyncio.get_running_loop().create_task(media.close())
-        # The guide: "callEnded" for a local hang-up, "terminated" for a remote one.
-        self._publish("callEnded" if by == "local" else "terminated", status, reason)
+        self._publish(CallEnded(self.phone.name, self, by, status, reason))
         for q in self._subscribers:
             q.put_nowait(None)
         return closing

@@ -1,41 +1,59 @@
-"""Typed events of the asyncio API.
+"""Typed events and states of the asyncio API.
 
 Every event a :class:`~exotel_voice.client.phone.Phone` publishes is one of these frozen
-dataclasses. Each also carries the string the guide's callbacks use (``guide_state`` /
-``guide_event``), so the ``ExotelWebClient`` facade is a thin mapping of the same events.
+dataclasses, and every state is an enum: what happened is a type, never a string to compare.
+The Exotel guide's callback strings (``registered``, ``callEnded``, ``sent_request`` ...)
+belong to the ``ExotelWebClient`` facade alone, which maps these events to them in one place
+(:mod:`exotel_voice.client.facade`).
+
+The enums are ``str`` enums (``enum.StrEnum``): a state prints and logs as its plain word
+(``registered``, ``connected``), and serialises as that word.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from ..sip.registration import RegistrationState
 
 
 if TYPE_CHECKING:
     from .call import Call
 
 __all__ = [
+    "CallConnected",
+    "CallEnded",
     "CallEvent",
-    "ClientStatus",
+    "CallHeld",
+    "CallIncoming",
+    "CallMuted",
+    "CallProgress",
+    "CallResumed",
+    "CallRinging",
+    "CallUnmuted",
     "DtmfReceived",
     "PhoneEvent",
+    "PhoneStatus",
+    "RegistrationState",
     "RegistrationStateChanged",
     "TransportStateChanged",
 ]
 
-#: The statuses of the guide's ``checkClientStatus`` (section 5.13).
-ClientStatus = Literal[
-    "media_permission_denied",
-    "not_initialized",
-    "websocket_connection_failed",
-    "unregistered",
-    "terminated",
-    "initial",
-    "registered",
-    "unknown",
-    "disconnected",
-    "connecting",
-]
+
+class PhoneStatus(enum.StrEnum):
+    """How ready a phone is (:meth:`Phone.status`), computed from its real state."""
+
+    NOT_STARTED = "not_started"  #: never started
+    MEDIA_UNAVAILABLE = "media_unavailable"  #: the configured audio source cannot be opened
+    CONNECTING = "connecting"  #: the first connection is being opened
+    CONNECTION_FAILED = "connection_failed"  #: no connection has ever been opened
+    DISCONNECTED = "disconnected"  #: the connection was lost (reconnecting)
+    REGISTERING = "registering"  #: connected, a REGISTER is in progress
+    REGISTERED = "registered"  #: connected and registered
+    FAILED = "failed"  #: the registration failed
+    UNREGISTERED = "unregistered"  #: connected, not registered (or closed on purpose)
 
 
 @dataclass(frozen=True)
@@ -51,19 +69,21 @@ class PhoneEvent:
 
 @dataclass(frozen=True)
 class RegistrationStateChanged(PhoneEvent):
-    """The registration changed state.
+    """The registration changed state, or a REGISTER went out.
 
     Attributes:
-        state: the guide's state string: ``sent_request``, ``registered``,
-            ``unregistered`` or ``terminated``.
+        state: the registration's state after the event: ``REGISTERING`` (a REGISTER was
+            sent, refreshes included) or ``UNREGISTERING`` (an un-REGISTER was sent),
+            ``REGISTERED``, ``UNREGISTERED`` (removed, or lost with the connection) or
+            ``FAILED`` (registering or unregistering failed).
         status: the SIP status behind it (``None`` when no response was involved, e.g. a
             timeout or a lost connection).
         reason: the reason phrase or a description.
-        expires: the granted expiry for ``registered``.
-        retry_in: for ``terminated``: seconds until an automatic retry, or ``None``.
+        expires: the granted expiry for ``REGISTERED``.
+        retry_in: for ``FAILED``: seconds until an automatic retry, or ``None``.
     """
 
-    state: str
+    state: RegistrationState
     status: int | None = None
     reason: str = ""
     expires: int | None = None
@@ -87,22 +107,97 @@ class TransportStateChanged(PhoneEvent):
 
 @dataclass(frozen=True)
 class CallEvent(PhoneEvent):
-    """Something happened to a call.
+    """Base class of the events of one call.
 
     Attributes:
         call: the call.
-        event: the guide's event string (``incoming``, ``ringing``, ``connected``,
-            ``callEnded``, ``terminated``) or one of ours (``progress``, ``hold``,
-            ``unhold``, ``remote_hold``, ``remote_unhold``, ``muted``, ``unmuted``,
-            ``dtmf``, ``failed``).
-        status: the SIP status involved, if any.
-        reason: a reason phrase or description.
     """
 
     call: Call = field(repr=False)
-    event: str
-    status: int | None = None
-    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CallIncoming(CallEvent):
+    """A call arrived (it is ringing: 180 was sent; :class:`CallRinging` follows)."""
+
+
+@dataclass(frozen=True)
+class CallRinging(CallEvent):
+    """The call rings: the first 180 to our INVITE, or our own 180 for an incoming call.
+
+    Attributes:
+        status: the status code (180).
+        reason: the reason phrase.
+    """
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallProgress(CallEvent):
+    """Any other provisional response to our INVITE (183, a repeated 180 ...).
+
+    Attributes:
+        status: the status code.
+        reason: the reason phrase.
+    """
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallConnected(CallEvent):
+    """The call was answered and its media negotiated."""
+
+
+@dataclass(frozen=True)
+class CallHeld(CallEvent):
+    """The call was put on hold.
+
+    Attributes:
+        by: ``"local"`` (our :meth:`Call.hold` succeeded) or ``"remote"`` (the far end's
+            re-INVITE holds us).
+    """
+
+    by: str
+
+
+@dataclass(frozen=True)
+class CallResumed(CallEvent):
+    """The call was taken off hold.
+
+    Attributes:
+        by: ``"local"`` (our :meth:`Call.unhold`) or ``"remote"`` (the far end's re-INVITE).
+    """
+
+    by: str
+
+
+@dataclass(frozen=True)
+class CallMuted(CallEvent):
+    """Our audio is muted (silence is sent)."""
+
+
+@dataclass(frozen=True)
+class CallUnmuted(CallEvent):
+    """Our audio is sent again."""
+
+
+@dataclass(frozen=True)
+class CallEnded(CallEvent):
+    """The call is over.
+
+    Attributes:
+        by: ``"local"`` (we hung up, rejected or cancelled) or ``"remote"``.
+        status: the SIP status involved, if any (486, 487, 408 ...).
+        reason: a description.
+    """
+
+    by: str
+    status: int | None
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@
     client.DoRegister()                      # returns at once; callbacks follow
 
 This is a thin, synchronous face over the asyncio :class:`~exotel_voice.client.phone.Phone`
-and :class:`~exotel_voice.client.call.Call` (one core, two faces): it holds no SIP logic,
-only maps the phone's typed events to the guide's callback strings.
+and :class:`~exotel_voice.client.call.Call` (one core, two faces): it holds no SIP logic and
+no state of its own about the registration or calls. It reads the phone's state, and maps
+the phone's typed events to the guide's callback strings. Those strings live here and
+nowhere else in the SDK: see :func:`guide_call_event` and the tables next to it.
 
 Threads: each client runs its own asyncio event loop in one daemon thread
 (``exotel-voice-<n>``), started by the constructor and stopped by :meth:`ExotelWebClient.close`.
@@ -44,25 +46,33 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from ..config import AccountConfig
 from ..exceptions import ConfigurationError, InvalidState, SipError
 from ..media import AudioSource, MediaConfig
 from ._thread import LoopThread, OpFuture
-from .call import Call
+from .call import Call, CallState
 from .events import (
+    CallConnected,
+    CallEnded,
     CallEvent,
-    ClientStatus,
+    CallHeld,
+    CallIncoming,
+    CallMuted,
+    CallResumed,
+    CallRinging,
+    CallUnmuted,
     PhoneEvent,
+    PhoneStatus,
+    RegistrationState,
     RegistrationStateChanged,
-    TransportStateChanged,
 )
 from .logbridge import LoggerCallback, forget_secret, remember_secret, set_logger_callback
 from .phone import Phone
 
 
-__all__ = ["ExotelCall", "ExotelWebClient", "OpFuture"]
+__all__ = ["ClientStatus", "ExotelCall", "ExotelWebClient", "OpFuture", "guide_call_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +99,83 @@ CALL_OBJ_KEYS = (
     "callSid",
     "sipHeaders",
 )
+
+#: The statuses of the guide's ``checkClientStatus`` (section 5.13).
+ClientStatus = Literal[
+    "media_permission_denied",
+    "not_initialized",
+    "websocket_connection_failed",
+    "unregistered",
+    "terminated",
+    "initial",
+    "registered",
+    "unknown",
+    "disconnected",
+    "connecting",
+]
+
+# -- The guide's words: the one mapping from the asyncio API's types --------------------------
+
+#: RegisterEventCallBack's state for each registration state of an event.
+REGISTER_EVENT_STATES: dict[RegistrationState, str] = {
+    RegistrationState.REGISTERING: "sent_request",
+    RegistrationState.UNREGISTERING: "sent_request",
+    RegistrationState.REGISTERED: "registered",
+    RegistrationState.UNREGISTERED: "unregistered",
+    RegistrationState.FAILED: "terminated",
+}
+
+#: ``checkClientStatus`` for each :class:`PhoneStatus`.
+CLIENT_STATUSES: dict[PhoneStatus, ClientStatus] = {
+    PhoneStatus.NOT_STARTED: "not_initialized",
+    PhoneStatus.MEDIA_UNAVAILABLE: "media_permission_denied",
+    PhoneStatus.CONNECTING: "connecting",
+    PhoneStatus.CONNECTION_FAILED: "websocket_connection_failed",
+    PhoneStatus.DISCONNECTED: "disconnected",
+    PhoneStatus.REGISTERING: "initial",
+    PhoneStatus.REGISTERED: "registered",
+    PhoneStatus.FAILED: "terminated",
+    PhoneStatus.UNREGISTERED: "unregistered",
+}
+
+#: The callObj's ``callState`` for each :class:`CallState`.
+CALL_STATES: dict[CallState, str] = {
+    CallState.INCOMING: "incoming",
+    CallState.CALLING: "calling",
+    CallState.RINGING: "ringing",
+    CallState.CONNECTED: "connected",
+    CallState.ENDED: "ended",
+}
+
+
+def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
+    """The guide's ``(SessionCallback state, CallListenerCallback event)`` for a call event.
+
+    ``None`` where that callback gets nothing (e.g. a repeated 180 is only progress).
+    """
+    match event:
+        case CallIncoming():
+            return "incoming", "incoming"
+        case CallRinging():
+            return None, "ringing"
+        case CallConnected():
+            return "accepted", "connected"
+        case CallEnded(by="local"):
+            return "terminated", "callEnded"
+        case CallEnded():
+            return "terminated", "terminated"
+        case CallMuted():
+            return "muted", None
+        case CallUnmuted():
+            return "unmuted", None
+        case CallHeld(by="remote"):
+            return "remote_hold", None
+        case CallResumed(by="remote"):
+            return "remote_unhold", None
+        case CallHeld() | CallResumed():
+            return "holdunhold_success", None
+    return None, None
+
 
 _counter = itertools.count(1)
 _live_clients: weakref.WeakSet[ExotelWebClient] = weakref.WeakSet()
@@ -141,9 +228,19 @@ class ExotelCall(Mapping[str, Any]):
         call = self._call
         if call is None:
             return {}
-        details = dict(call.details())
-        details["remoteUri"] = call.remote_uri
-        return {key: details.get(key, "") for key in CALL_OBJ_KEYS}
+        return {
+            "callId": call.call_id,
+            "callState": CALL_STATES[call.state],
+            "callDirection": call.direction,
+            "callStartTime": time.strftime(
+                "%Y-%m-%dT%H:%M:%S", time.localtime(call.start_time)
+            ),
+            "remoteDisplayName": call.remote_display_name,
+            "remoteId": call.remote_number,
+            "remoteUri": call.remote_uri,
+            "callSid": call.call_sid or "",
+            "sipHeaders": call.headers,
+        }
 
     def __getitem__(self, key: str) -> Any:
         if self._call is None or key not in CALL_OBJ_KEYS:
@@ -332,10 +429,14 @@ class ExotelWebClient:
         self._phone_done = False
         self._register_task: asyncio.Task[Any] | None = None
         self._wrappers: dict[int, ExotelCall] = {}
-        # Shared with other threads (under _cond):
+        # Shared with other threads (under _cond). _reg_wanted: DoRegister was called and
+        # UnRegister not since (the application's intent, set before the loop thread acts
+        # on it; the registration's state itself is the phone's, read by registration_state).
         self._cond = threading.Condition()
-        self._reg_state = ""
         self._reg_wanted = False
+        # The newest registration outcome whose RegisterEventCallBack has run (None since
+        # DoRegister): wait_for_registration() returns only after the application heard it.
+        self._delivered: RegistrationState | None = None
         self._live: list[ExotelCall] = []
         self._unregistered = threading.Event()
         self._unregistered.set()
@@ -352,7 +453,7 @@ class ExotelWebClient:
 
     def __repr__(self) -> str:
         name = self._account.user_name if self._account is not None else "-"
-        state = "closed" if self._closed else (self._reg_state or "idle")
+        state = "closed" if self._closed else (self.registration_state or "idle")
         return f"<ExotelWebClient #{self._number} {name} {state}>"
 
     def __enter__(self) -> ExotelWebClient:
@@ -392,9 +493,19 @@ class ExotelWebClient:
 
     @property
     def registration_state(self) -> str:
-        """The newest register state: ``""`` (never asked), ``"pending"`` (DoRegister called,
-        no answer yet), ``registered``, ``unregistered`` or ``terminated``."""
-        return self._reg_state
+        """The registration, in the guide's words: ``""`` (never asked), ``"pending"``
+        (DoRegister called, not registered yet or not again), ``registered``,
+        ``unregistered`` or ``terminated`` (failed). Read from the phone's state."""
+        phone = self._phone
+        wanted = self._reg_wanted
+        state = phone.registration_state if phone is not None else None
+        if state is RegistrationState.REGISTERED:
+            return "registered"
+        if state is RegistrationState.FAILED:
+            return "terminated"
+        if wanted:
+            return "pending"
+        return "" if state is None else "unregistered"
 
     # -- 5.1 initWebrtc ----------------------------------------------------------------------
     def initWebrtc(  # noqa: N802
@@ -491,8 +602,8 @@ class ExotelWebClient:
         self._call_cb = CallListenerCallback
         self._session_cb = SessionCallback
         self.last_error = None
-        with self._cond:
-            self._reg_state = ""
+        if self._phone_done:
+            self._phone = None  # a new account: the old phone's state is not ours any more
         logger.info("= initWebrtc: %s at %s", account.user_name, account.ws_url)
         return True
 
@@ -518,11 +629,11 @@ class ExotelWebClient:
             logger.warning("! DoRegister: %s", exc)
             return False
         with self._cond:
-            if self._reg_wanted and self._reg_state == "registered":
+            if self._reg_wanted and self.registration_state == "registered":
                 logger.warning("! DoRegister: %s is already registered", self._account.user_name)
                 return False
             self._reg_wanted = True
-            self._reg_state = "pending"
+            self._delivered = None
             self._unregistered.clear()
             self._cond.notify_all()
         self._start("DoRegister", self._do_register)
@@ -614,14 +725,12 @@ class ExotelWebClient:
         def compute() -> ClientStatus:
             status: ClientStatus
             phone = self._phone
-            if self._account is None:
-                status = "not_initialized"
-            elif phone is None:
+            if self._account is None or phone is None:
                 status = "not_initialized"
             elif self._phone_done:
                 status = "unregistered"
             else:
-                status = phone.status()
+                status = CLIENT_STATUSES[phone.status()]
             if callback is not None:
                 try:
                     callback(status)
@@ -662,14 +771,15 @@ class ExotelWebClient:
         self._no_wait_in_callback("wait_for_registration")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            if not self._reg_wanted and self._reg_state != "registered":
+            if not self._reg_wanted and self.registration_state != "registered":
                 raise InvalidState("wait_for_registration(): DoRegister() was not called")
-            while self._reg_state not in ("registered", "terminated"):
+            outcomes = (RegistrationState.REGISTERED, RegistrationState.FAILED)
+            while self._delivered not in outcomes:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"not registered within {timeout} s")
                 self._cond.wait(remaining)
-            return self._reg_state == "registered"
+            return self._delivered is not RegistrationState.FAILED
 
     def wait_for_unregistration(self, timeout: float | None = 10.0) -> bool:
         """Block until :meth:`UnRegister` has finished (``True``), or ``timeout`` (``False``)."""
@@ -757,10 +867,6 @@ class ExotelWebClient:
             if phone is None or self._phone_done:
                 if not quiet:
                     logger.info("= UnRegister: not registered; nothing to do")
-                with self._cond:
-                    if self._reg_state in ("pending", "registered"):
-                        self._reg_state = "unregistered"
-                    self._cond.notify_all()
                 return
             self._phone_done = True
             await phone.unregister()
@@ -768,8 +874,6 @@ class ExotelWebClient:
             with self._cond:
                 if not self._reg_wanted:
                     self._live.clear()
-                    if self._reg_state == "pending":
-                        self._reg_state = "unregistered"
                 self._cond.notify_all()
             self._unregistered.set()
 
@@ -788,51 +892,32 @@ class ExotelWebClient:
     def _on_event(self, event: PhoneEvent) -> None:
         """Map one :class:`Phone` event to the guide's callbacks (on the loop thread)."""
         if isinstance(event, RegistrationStateChanged):
-            if event.state == "terminated" and self._phone is not None:
+            if event.state is RegistrationState.FAILED and self._phone is not None:
                 # Why, for the application (the callback only gets the state): e.g. a
                 # TransportError "certificate verify failed: self-signed certificate".
                 self.last_error = self._phone.registration_error or SipError(
                     f"registration failed: {event.status or ''} {event.reason}".strip()
                 )
             # The callback first, so that a waiter woken by the new state sees its effects.
-            self._emit_register(event.state)
+            self._emit_register(REGISTER_EVENT_STATES[event.state])
             with self._cond:
-                if event.state != "sent_request":
-                    self._reg_state = event.state
+                if event.state not in (
+                    RegistrationState.REGISTERING, RegistrationState.UNREGISTERING
+                ):
+                    self._delivered = event.state
                 self._cond.notify_all()
-        elif isinstance(event, TransportStateChanged):
-            if event.connected:
-                return
-            with self._cond:
-                failed = self._reg_wanted and self._reg_state == "pending"
-            if failed:
-                # No REGISTER could be sent: report the failure as the guide's "terminated".
-                logger.warning("! %s: cannot reach %s: %s", event.phone,
-                               self._account.ws_url if self._account else "?", event.error)
-                self._emit_register("terminated")
-                with self._cond:
-                    if self._reg_state == "pending":
-                        self._reg_state = "terminated"
-                    self._cond.notify_all()
         elif isinstance(event, CallEvent):
             self._on_call_event(event)
 
     def _on_call_event(self, event: CallEvent) -> None:
         wrapper = self._wrap(event.call)
-        kind = event.event
-        if kind == "incoming":
+        session, call_event = guide_call_event(event)
+        if isinstance(event, CallIncoming):
             with self._cond:
                 if wrapper not in self._live:
                     self._live.append(wrapper)
             self._incoming.put(wrapper)
-            self._emit_session("incoming")
-            self._emit_call(wrapper, "incoming")
-        elif kind == "ringing":
-            self._emit_call(wrapper, "ringing")
-        elif kind == "connected":
-            self._emit_session("accepted")
-            self._emit_call(wrapper, "connected")
-        elif kind in ("callEnded", "terminated"):
+        elif isinstance(event, CallEnded):
             with self._cond:
                 if wrapper in self._live:
                     self._live.remove(wrapper)
@@ -844,12 +929,10 @@ class ExotelWebClient:
                 except ValueError:
                     pass
             self._wrappers.pop(id(event.call), None)
-            self._emit_session("terminated")
-            self._emit_call(wrapper, kind)
-        elif kind in ("muted", "unmuted", "remote_hold", "remote_unhold"):
-            self._emit_session(kind)
-        elif kind in ("hold", "unhold"):
-            self._emit_session("holdunhold_success")
+        if session is not None:
+            self._emit_session(session)
+        if call_event is not None:
+            self._emit_call(wrapper, call_event)
 
     def _wrap(self, call: Call) -> ExotelCall:
         wrapper = self._wrappers.get(id(call))

@@ -34,29 +34,25 @@ from ..exceptions import (
     TransportError,
 )
 from ..media import AudioSource, MediaConfig, SilenceSource
-from ..sip.registration import RegistrationEvent, RegistrationFailed, RegistrationState
-from ..sip.uri import SipURI, parse_uri
-from ..sip.useragent import (
-    CallAnswered,
-    CallConfirmed,
-    CallEnded,
-    CallProgress,
-    CallSession,
-    IncomingCall,
-    InfoReceived,
-    ReInviteAnswered,
-    ReInviteReceived,
-    ReInviteRejected,
-    ReInviteRetryDue,
-    UserAgent,
+from ..sip import calls as core
+from ..sip.registration import (
+    Registered,
+    RegisterSent,
+    RegistrationEvent,
+    RegistrationFailed,
+    RegistrationState,
+    Unregistered,
 )
+from ..sip.uri import SipURI, parse_uri
+from ..sip.useragent import UserAgent
 from ..transport import TransportState, WebSocketTransport
 from ..transport.pump import Pump
 from .call import Call
 from .events import (
-    CallEvent,
-    ClientStatus,
+    CallIncoming,
+    CallRinging,
     PhoneEvent,
+    PhoneStatus,
     RegistrationStateChanged,
     TransportStateChanged,
 )
@@ -130,21 +126,12 @@ class Phone:
         # Media of ended calls still closing: held here until done (the loop keeps tasks
         # only weakly) and awaited by close().
         self._media_closing: set[asyncio.Task[None]] = set()
-        self._registration_state = "unregistered"
+        # Set on each registration outcome (not on a REGISTER going out): register() and
+        # unregister() wait on it. The state itself is the core's Registration's.
         self._reg_changed = asyncio.Event()
         self._last_reg_event: RegistrationStateChanged | None = None
         self._ever_connected = False
         self._transport_up = False
-        self._last_transport_error = ""
-        # The error behind the newest "terminated" registration event, for register() and
-        # registration_error.
-        self._reg_error: SipError | None = None
-        # While the core hears of a lost connection: the transport's error and retry delay.
-        self._losing: tuple[TransportError, float | None] | None = None
-        self._reg_events = 0  # registration events published (to see if a step made one)
-        # register() was called and no registration has succeeded since: a connection that
-        # cannot be opened fails the registration (later, an outage is only a lost binding).
-        self._first_registration = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -157,9 +144,9 @@ class Phone:
         return self.account.user_name
 
     @property
-    def registration_state(self) -> str:
-        """The newest guide registration state (``registered``, ``unregistered`` ...)."""
-        return self._registration_state
+    def registration_state(self) -> RegistrationState:
+        """Where the registration is (``REGISTERED``, ``FAILED`` ...): the core's own state."""
+        return self._ua.registration.state
 
     @property
     def registered(self) -> bool:
@@ -172,7 +159,7 @@ class Phone:
 
     @property
     def registration_error(self) -> SipError | None:
-        """Why the registration last failed (state ``terminated``), or ``None``.
+        """Why the registration last failed (state ``FAILED``), or ``None``.
 
         A :class:`TransportError` when the connection could not be opened (a certificate
         that cannot be verified, a refused connection), :class:`AuthenticationError` for
@@ -180,7 +167,7 @@ class Phone:
         :class:`TransactionTimeout` for a silent registrar, else a :class:`SipError`.
         Cleared when a registration succeeds.
         """
-        return self._reg_error
+        return self._ua.registration.error
 
     @property
     def calls(self) -> list[Call]:
@@ -221,13 +208,13 @@ class Phone:
 
         Returns once the registrar accepted us. On a failure it raises, and the phone
         keeps trying where that can help (reconnects, retries after a timeout or a 503);
-        a ``registered`` event follows if one succeeds. A connection lost while the
-        REGISTER is outstanding is not a failure: it is reported (``unregistered``, the
+        a ``REGISTERED`` event follows if one succeeds. A connection lost while the
+        REGISTER is outstanding is not a failure: it is reported (``UNREGISTERED``, the
         reason naming the close code and reason), the transport reconnects and the
         REGISTER goes again on the new connection, and this waits for that outcome.
 
         Raises:
-            AuthenticationError: the credentials were rejected (state ``terminated``).
+            AuthenticationError: the credentials were rejected (state ``FAILED``).
             TransactionTimeout: the server did not answer the REGISTER.
             TransportError: the WebSocket could not be opened (the message gives the
                 reason, e.g. ``certificate verify failed: self-signed certificate``).
@@ -236,8 +223,6 @@ class Phone:
         """
         await self.start()
         self._reg_changed.clear()
-        if self._ua.registration.state is not RegistrationState.REGISTERED:
-            self._first_registration = True
         self._command(self._ua.register)
         try:
             return await self._registration_outcome(timeout)
@@ -254,10 +239,10 @@ class Phone:
                 event = self._last_reg_event
                 if event is None:
                     continue
-                if event.state == "registered":
+                if event.state is RegistrationState.REGISTERED:
                     return event
-                if event.state == "terminated":
-                    failure = self._reg_error
+                if event.state is RegistrationState.FAILED:
+                    failure = self.registration_error
                     if isinstance(failure, TransportError):
                         raise TransportError(str(failure)) from failure.__cause__
                     if event.status in (401, 403, 407):
@@ -274,7 +259,6 @@ class Phone:
         if self._transport is None:
             return
         self._reg_changed.clear()
-        self._first_registration = False
         self._command(self._ua.unregister)
         if self._ua.registration.state is RegistrationState.UNREGISTERING:
             try:
@@ -415,38 +399,31 @@ class Phone:
         finally:
             self._subscribers.remove(q)
 
-    def status(self) -> ClientStatus:
-        """The guide's ``checkClientStatus`` value, computed from real state.
+    def status(self) -> PhoneStatus:
+        """How ready the phone is, computed from real state.
 
-        In order: ``not_initialized`` (never started), ``media_permission_denied`` (the
-        configured audio source cannot be opened), ``connecting``,
-        ``websocket_connection_failed`` (never connected), ``disconnected`` (connection lost),
-        then by registration: ``initial`` (in progress), ``registered``, ``terminated``
-        (failed), ``unregistered``.
+        In order: ``NOT_STARTED``, ``UNREGISTERED`` or ``FAILED`` once closed,
+        ``MEDIA_UNAVAILABLE`` (the configured audio source cannot be opened), ``CONNECTING``,
+        ``CONNECTION_FAILED`` (never connected), ``DISCONNECTED`` (connection lost), then by
+        registration: ``REGISTERING``, ``REGISTERED``, ``FAILED``, ``UNREGISTERED``.
         """
+        reg = self._ua.registration.state
         if self._transport is None:
-            return "not_initialized"
+            return PhoneStatus.NOT_STARTED
         if self._closed:
             # Closed on purpose (unregister/close): no connection, no binding.
-            failed = self._ua.registration.state is RegistrationState.FAILED
-            return "terminated" if failed else "unregistered"
+            failed = reg is RegistrationState.FAILED
+            return PhoneStatus.FAILED if failed else PhoneStatus.UNREGISTERED
         if not self._media_ok():
-            return "media_permission_denied"
+            return PhoneStatus.MEDIA_UNAVAILABLE
         state = self._transport.state
         if state is not TransportState.CONNECTED:
             if state in (TransportState.CONNECTING, TransportState.IDLE):
-                return "connecting" if not self._ever_connected else "disconnected"
-            return "disconnected" if self._ever_connected else "websocket_connection_failed"
-        reg = self._ua.registration.state
-        if reg is RegistrationState.REGISTERED:
-            return "registered"
-        if reg is RegistrationState.REGISTERING:
-            return "initial"
-        if reg is RegistrationState.FAILED:
-            return "terminated"
-        if reg in (RegistrationState.UNREGISTERED, RegistrationState.UNREGISTERING):
-            return "unregistered"
-        return "unknown"
+                return PhoneStatus.DISCONNECTED if self._ever_connected else PhoneStatus.CONNECTING
+            if self._ever_connected:
+                return PhoneStatus.DISCONNECTED
+            return PhoneStatus.CONNECTION_FAILED
+        return _STATUS_OF_REGISTRATION[reg]
 
     def _media_ok(self) -> bool:
         if self._source_factory is None:
@@ -472,55 +449,14 @@ class Phone:
         self._command(self._ua.connection_made)
 
     def transport_disconnected(self, error: TransportError, retry_in: float | None) -> None:  # noqa: D102
-        self._last_transport_error = str(error)
         was_up, self._transport_up = self._transport_up, False
-        wanted = self._ua.wants_registration
-        registered = self._ua.registration.state is RegistrationState.REGISTERED
-        published = self._reg_events
-        # The registration learns of the loss first, so that a listener of the transport
-        # event already sees its outcome.
-        self._losing = (error, retry_in)
-        try:
-            self._command(self._ua.connection_lost)
-        finally:
-            self._losing = None
-        if (
-            wanted
-            and self._first_registration
-            and not registered
-            and not was_up
-            and self._reg_events == published
-        ):
-            # register() asked, and no REGISTER could even be sent: the registration fails
-            # with the transport's reason (and goes on when a reconnect succeeds).
-            self._transport_registration_event(
-                "terminated", error, retry_in, f"cannot reach the server: {error}"
-            )
+        # The core learns of the loss first, so that a listener of the transport event
+        # already sees its outcome for the registration.
+        if was_up:
+            self._command(lambda now: self._ua.connection_lost(now, str(error)))
+        else:
+            self._command(lambda now: self._ua.connection_failed(now, error, retry_in))
         self._publish(TransportStateChanged(self.name, False, str(error), retry_in))
-
-    def _transport_registration_event(
-        self, state: str, error: TransportError, retry_in: float | None, reason: str
-    ) -> None:
-        """Report what the transport did to the registration (no SIP status involved)."""
-        last = self._last_reg_event
-        if (
-            state == "terminated"
-            and self._registration_state == "terminated"
-            and last is not None
-            and last.reason == reason
-        ):
-            return  # the same failure again (a reconnect attempt): said once is enough
-        if state == "terminated":
-            failure = TransportError(reason)
-            failure.__cause__ = error.__cause__ or error
-            self._reg_error = failure
-        ev = RegistrationStateChanged(self.name, state, None, reason, None, retry_in)
-        self._registration_state = state
-        self._last_reg_event = ev
-        self._reg_events += 1
-        self._reg_changed.set()
-        logger.warning("! %s registration: %s: %s", self.name, state, reason)
-        self._publish(ev)
 
     def message_received(self, data: str | bytes) -> None:  # noqa: D102
         self._command(lambda now: self._ua.receive_data(data, now))
@@ -574,7 +510,7 @@ class Phone:
         for q in self._subscribers:
             q.put_nowait(event)
 
-    def _call_of(self, session: CallSession) -> Call | None:
+    def _call_of(self, session: core.CallSession) -> Call | None:
         return self._calls.get(session.id)
 
     def _forget(self, call: Call) -> None:
@@ -586,68 +522,30 @@ class Phone:
 
     def _handle(self, event: object) -> None:
         if isinstance(event, RegistrationEvent):
-            losing = self._losing
-            if (
-                losing is not None
-                and isinstance(event, RegistrationFailed)
-                and event.status is None
-            ):
-                # The REGISTER's transaction failed because the connection went away: a
-                # lost binding (named as the transport saw it), not a silent registrar.
-                # The transport reconnects and the core registers again on the new flow.
-                self._transport_registration_event(
-                    "unregistered", losing[0], None, f"connection lost during REGISTER: "
-                    f"{losing[0]}"
-                )
-                return
-            retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
-            expires = getattr(event, "expires", None) if event.guide_state == "registered" else None
-            reason = event.reason
-            if losing is not None and event.status is None:
-                reason = f"{reason}: {losing[0]}"  # which loss: the close code and reason
-            ev = RegistrationStateChanged(
-                self.name, event.guide_state, event.status, reason, expires, retry_in
-            )
-            self._reg_events += 1
-            if event.guide_state == "registered":
-                self._reg_error = None
-                self._first_registration = False
-            elif event.guide_state == "terminated":
-                self._reg_error = event.error if isinstance(event, RegistrationFailed) else None
-            if event.guide_state != "sent_request":
-                self._registration_state = event.guide_state
-            self._last_reg_event = ev
-            if event.guide_state != "sent_request":
-                # register()/unregister() wait for an outcome; a REGISTER going out (the
-                # retry with credentials, say) is not one, so it does not wake them.
-                self._reg_changed.set()
-            if logger.isEnabledFor(logging.INFO):
-                logger.info("= %s registration: %s %s %s", self.name, event.guide_state,
-                            event.status or "", event.reason)
-            self._publish(ev)
+            self._on_registration_event(event)
             return
-        if isinstance(event, IncomingCall):
+        if isinstance(event, core.IncomingCall):
             new = Call(self, event.call, None)
             self._calls[event.call.id] = new
-            new._publish("incoming")
-            # We sent 180 Ringing with the event: the guide's "ringing" follows "incoming".
-            new._publish("ringing", 180, "Ringing")
+            new._publish(CallIncoming(self.name, new))
+            # We sent 180 Ringing with the event.
+            new._publish(CallRinging(self.name, new, 180, "Ringing"))
             self._incoming.append(new)
             self._incoming_ready.set()
             return
         session = getattr(event, "call", None)
-        if not isinstance(session, CallSession):
+        if not isinstance(session, core.CallSession):
             return
         call = self._call_of(session)
         if call is None:
             return
-        if isinstance(event, CallProgress):
+        if isinstance(event, core.CallProgress):
             call._on_progress(event.status, event.reason, event.sdp)
-        elif isinstance(event, CallAnswered):
+        elif isinstance(event, core.CallAnswered):
             call._on_answered(event.sdp)
-        elif isinstance(event, CallConfirmed):
+        elif isinstance(event, core.CallConfirmed):
             pass
-        elif isinstance(event, CallEnded):
+        elif isinstance(event, core.CallEnded):
             # Forget the call before the application hears of the end: an ended call is
             # the application's to keep (or drop), never the phone's.
             self._forget(call)
@@ -655,17 +553,57 @@ class Phone:
             if closing is not None:
                 self._media_closing.add(closing)
                 closing.add_done_callback(self._media_closing.discard)
-        elif isinstance(event, ReInviteReceived):
+        elif isinstance(event, core.ReInviteReceived):
             call._on_reinvite(event.sdp)
-        elif isinstance(event, ReInviteAnswered):
+        elif isinstance(event, core.ReInviteAnswered):
             call._on_reinvite_answered(event.sdp)
-        elif isinstance(event, ReInviteRejected):
+        elif isinstance(event, core.ReInviteRejected):
             call._on_reinvite_rejected(event.status, event.reason, event.retry_in is not None)
-        elif isinstance(event, ReInviteRetryDue):
+        elif isinstance(event, core.ReInviteRetryDue):
             call._on_retry_due()
-        elif isinstance(event, InfoReceived):
+        elif isinstance(event, core.InfoReceived):
             if event.digit is not None:
                 call._on_dtmf(event.digit, "info")
 
 
-_ = CallEvent  # re-exported through exotel_voice.client
+    def _on_registration_event(self, event: RegistrationEvent) -> None:
+        """Publish one of the core's registration events as a typed phone event."""
+        if isinstance(event, RegisterSent):
+            state = (
+                RegistrationState.UNREGISTERING if event.expires == 0
+                else RegistrationState.REGISTERING
+            )
+        else:
+            state = _STATE_AFTER[type(event)]
+        expires = event.expires if isinstance(event, Registered) else None
+        retry_in = event.retry_in if isinstance(event, RegistrationFailed) else None
+        ev = RegistrationStateChanged(
+            self.name, state, event.status, event.reason, expires, retry_in
+        )
+        if not isinstance(event, RegisterSent):
+            # register()/unregister() wait for an outcome; a REGISTER going out (the retry
+            # with credentials, say) is not one, so it does not wake them.
+            self._last_reg_event = ev
+            self._reg_changed.set()
+        if isinstance(event, RegistrationFailed) and isinstance(event.error, TransportError):
+            logger.warning("! %s registration: %s: %s", self.name, state, event.reason)
+        elif logger.isEnabledFor(logging.INFO):
+            logger.info("= %s registration: %s %s %s", self.name, state,
+                        event.status or "", event.reason)
+        self._publish(ev)
+
+
+#: The registration state each outcome leaves (a REGISTER sent: see _on_registration_event).
+_STATE_AFTER: dict[type[RegistrationEvent], RegistrationState] = {
+    Registered: RegistrationState.REGISTERED,
+    Unregistered: RegistrationState.UNREGISTERED,
+    RegistrationFailed: RegistrationState.FAILED,
+}
+
+_STATUS_OF_REGISTRATION = {
+    RegistrationState.REGISTERED: PhoneStatus.REGISTERED,
+    RegistrationState.REGISTERING: PhoneStatus.REGISTERING,
+    RegistrationState.FAILED: PhoneStatus.FAILED,
+    RegistrationState.UNREGISTERED: PhoneStatus.UNREGISTERED,
+    RegistrationState.UNREGISTERING: PhoneStatus.UNREGISTERED,
+}

@@ -29,6 +29,7 @@ from ..client import Phone
 from ..config import AccountConfig
 from ..media import IceConfig, MediaConfig, ToneSource
 from ..media.analysis import dominant_frequency, rms_dbfs
+from ..sip.registration import RegistrationState
 from .numbers import IvrApp, detect_dtmf
 from .rest import http_request
 from .server import Sandbox, SandboxConfig
@@ -127,7 +128,8 @@ async def run_demo(
         account = AccountConfig.from_sip_account_info(sandbox.sip_account_info("agent"))
         async with Phone(account, media=media) as phone:
             event = await phone.register(timeout=10)
-            tl.check(event.state == "registered", f"agent registered at {sandbox.ws_url}")
+            registered = event.state is RegistrationState.REGISTERED
+            tl.check(registered, f"agent registered at {sandbox.ws_url}")
 
             await _echo_call(tl, sandbox, phone)
             await _ivr_call(tl, sandbox, phone)

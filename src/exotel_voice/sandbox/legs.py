@@ -35,9 +35,9 @@ from ..sip.calls import (
     CallEnded,
     CallProgress,
     CallSession,
-    CallState,
     InfoReceived,
     ReInviteReceived,
+    SessionState,
     UserAgentEvent,
 )
 from ..sip.dialog import Dialog
@@ -296,15 +296,15 @@ class Leg:
         if self.ended:
             return
         state = self.session.state
-        if self.state is LegState.CONNECTED or state is CallState.ESTABLISHED:
+        if self.state is LegState.CONNECTED or state is SessionState.ESTABLISHED:
             self.bye(reason=reason)
         elif self.direction == "outgoing":
             self.end_reason = reason
-            if state in (CallState.CALLING, CallState.EARLY):
+            if state in (SessionState.CALLING, SessionState.EARLY):
                 self._command(
                     lambda now: self.sandbox.call_layer.cancel(self.session, now, reason=reason)
                 )
-        elif state is CallState.INCOMING:
+        elif state is SessionState.INCOMING:
             self.end_reason = self.end_reason or reason
             self._command(
                 lambda now: self.sandbox.call_layer.reject(

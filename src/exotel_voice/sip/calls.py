@@ -88,7 +88,7 @@ __all__ = [
     "CallLayer",
     "CallProgress",
     "CallSession",
-    "CallState",
+    "SessionState",
     "IncomingCall",
     "InfoAnswered",
     "InfoReceived",
@@ -114,8 +114,9 @@ def parse_dtmf_relay(body: bytes) -> str | None:
     return m.group(1).upper() if m else None
 
 
-class CallState(enum.Enum):
-    """Where a call is."""
+class SessionState(enum.StrEnum):
+    """Where a call's SIP session is (the client's :class:`~exotel_voice.client.CallState`
+    adds the media: a session is ``ESTABLISHED`` before the call is ``CONNECTED``)."""
 
     INCOMING = "incoming"
     CALLING = "calling"
@@ -144,7 +145,7 @@ class CallSession:
     id: str
     direction: str
     invite: Request
-    state: CallState
+    state: SessionState
     dialog: Dialog | None = None
     remote_sdp: str | None = None
     ended_by: str | None = None
@@ -188,7 +189,7 @@ class CallSession:
     @property
     def active(self) -> bool:
         """Whether the call has not ended."""
-        return self.state is not CallState.TERMINATED
+        return self.state is not SessionState.TERMINATED
 
     def __repr__(self) -> str:
         return f"<CallSession {self.id} {self.direction} {self.state.value} {self.call_id}>"
@@ -449,21 +450,21 @@ class CallLayer:
                 continue
             if call._ring_deadline is not None and now >= call._ring_deadline:
                 call._ring_deadline = None
-                if call.state is CallState.INCOMING:
+                if call.state is SessionState.INCOMING:
                     self._respond_invite(call, 480, "Temporarily Unavailable", now)
                     self._end(call, "remote", 480, "not answered in time")
-                elif call.state in (CallState.CALLING, CallState.EARLY):
+                elif call.state in (SessionState.CALLING, SessionState.EARLY):
                     self.cancel(call, now, reason="no answer")
             if call._ack_deadline is not None and now >= call._ack_deadline:
                 call._ack_deadline = None
                 # §13.3.1.4: no ACK for our 2xx: "the UAS core SHOULD [...] terminate the dialog
                 # by sending a BYE".
-                if call.state is CallState.ESTABLISHED:
+                if call.state is SessionState.ESTABLISHED:
                     self._send_bye(call, now)
                     self._end(call, "remote", 408, "no ACK for the 200 OK")
             if call._glare_at is not None and now >= call._glare_at:
                 call._glare_at = None
-                if call.state is CallState.ESTABLISHED:
+                if call.state is SessionState.ESTABLISHED:
                     self._events.append(ReInviteRetryDue(call))
         self._forget_answered(now)
 
@@ -520,7 +521,7 @@ class CallLayer:
         if isinstance(event, CancelReceived):
             for call in self.calls.values():
                 if call._invite_tx is event.invite_transaction:
-                    if call.state is CallState.INCOMING:
+                    if call.state is SessionState.INCOMING:
                         self._respond_invite(call, 487, "Request Terminated", now)
                         self._end(call, "remote", 487, "cancelled by the caller")
                     return True
@@ -587,7 +588,7 @@ class CallLayer:
             body=sdp.encode() if sdp else b"",
             content_type=SDP if sdp else None,
         )
-        call = self._new_call("outgoing", request, CallState.CALLING, connection, local)
+        call = self._new_call("outgoing", request, SessionState.CALLING, connection, local)
         tx = connection.send_request(request, now)
         call._invite_tx = tx
         self._tx_calls[id(tx)] = ("invite", call)
@@ -623,7 +624,7 @@ class CallLayer:
             make a dialog, 415 for a body that is not SDP).
         """
         local = contact or self._need_contact()
-        call = self._new_call("incoming", request, CallState.INCOMING, connection, local)
+        call = self._new_call("incoming", request, SessionState.INCOMING, connection, local)
         call._local_tag = new_tag()
         call._invite_tx = transaction
         call.remote_sdp = _sdp_of(request)
@@ -648,7 +649,7 @@ class CallLayer:
 
     def ring(self, call: CallSession, now: float) -> None:
         """Send 180 Ringing for an incoming call (once) and start its ring timeout."""
-        if call.direction != "incoming" or call.state is not CallState.INCOMING or call._rung:
+        if call.direction != "incoming" or call.state is not SessionState.INCOMING or call._rung:
             return
         call._rung = True
         self._respond_invite(call, 180, "Ringing", now)
@@ -661,14 +662,14 @@ class CallLayer:
         Raises:
             InvalidState: the call is not ringing.
         """
-        if call.direction != "incoming" or call.state is not CallState.INCOMING:
+        if call.direction != "incoming" or call.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot answer a call that is {call.state.value}")
         call._ring_deadline = None
         self._respond_invite(call, 200, "OK", now, sdp=sdp)
         if call.dialog is not None and call.dialog.state is DialogState.EARLY:
             call.dialog.confirm()
         call._ack_deadline = now + 64 * self.t1
-        self._set_state(call, CallState.ESTABLISHED)
+        self._set_state(call, SessionState.ESTABLISHED)
 
     def reject(
         self, call: CallSession, now: float, status: int = 486, reason: str | None = None
@@ -681,7 +682,7 @@ class CallLayer:
         """
         if not 400 <= status <= 699:
             raise ValueError(f"a rejection needs a 4xx-6xx status, not {status}")
-        if call.direction != "incoming" or call.state is not CallState.INCOMING:
+        if call.direction != "incoming" or call.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot reject a call that is {call.state.value}")
         self._respond_invite(call, status, reason, now)
         self._end(call, "local", status, reason or "rejected")
@@ -693,12 +694,13 @@ class CallLayer:
         (§9.1 forbids sending it earlier); the call is reported ended (with ``reason``)
         when the INVITE's 487 arrives.
         """
-        if call.direction != "outgoing" or call.state not in (CallState.CALLING, CallState.EARLY):
+        placing = (SessionState.CALLING, SessionState.EARLY)
+        if call.direction != "outgoing" or call.state not in placing:
             raise InvalidState(f"cannot cancel a call that is {call.state.value}")
         call._cancel_wanted = True
         call._cancel_reason = reason
         call._ring_deadline = None
-        self._set_state(call, CallState.TERMINATING)
+        self._set_state(call, SessionState.TERMINATING)
         if call._got_provisional:
             self._send_cancel(call, now)
 
@@ -713,11 +715,11 @@ class CallLayer:
             status: for a ringing incoming call, the rejection status (486 default).
             reason: the rejection reason phrase.
         """
-        if call.state is CallState.INCOMING:
+        if call.state is SessionState.INCOMING:
             self.reject(call, now, status or 486, reason)
-        elif call.state in (CallState.CALLING, CallState.EARLY):
+        elif call.state in (SessionState.CALLING, SessionState.EARLY):
             self.cancel(call, now)
-        elif call.state is CallState.ESTABLISHED:
+        elif call.state is SessionState.ESTABLISHED:
             self._send_bye(call, now)
             self._end(call, "local", None, "hung up")
         # TERMINATING / TERMINATED: nothing left to do.
@@ -731,12 +733,12 @@ class CallLayer:
         (it ends with ``reason`` when the INVITE's final response arrives). An ended call
         is left alone.
         """
-        if call.state is CallState.INCOMING:
+        if call.state is SessionState.INCOMING:
             self._respond_invite(call, 488, "Not Acceptable Here", now)
             self._end(call, "remote", None, reason)
-        elif call.state in (CallState.CALLING, CallState.EARLY):
+        elif call.state in (SessionState.CALLING, SessionState.EARLY):
             self.cancel(call, now, reason=reason)
-        elif call.state is CallState.ESTABLISHED:
+        elif call.state is SessionState.ESTABLISHED:
             logger.warning("! call %s: %s; ending the call", call.id, reason)
             self._send_bye(call, now)
             self._end(call, "remote", None, reason)
@@ -747,7 +749,7 @@ class CallLayer:
         Raises:
             InvalidState: the call is not established, or a re-INVITE is already pending.
         """
-        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+        if call.state is not SessionState.ESTABLISHED or call.dialog is None:
             raise InvalidState(f"cannot re-INVITE a call that is {call.state.value}")
         if call._reinvite_tx is not None or call._reinvite_server is not None:
             raise InvalidState("a re-INVITE is already in progress on this call")
@@ -801,7 +803,7 @@ class CallLayer:
         could reach the far end reordered through a proxy with several workers, and the far
         end must then reject the lower CSeq with 500 (RFC 3261 §12.2.2) - a lost digit.
         """
-        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+        if call.state is not SessionState.ESTABLISHED or call.dialog is None:
             raise InvalidState(f"cannot send INFO on a call that is {call.state.value}")
         self._need_connection(call, "send INFO")
         call._info_queue.append((content_type, body, headers))
@@ -811,7 +813,7 @@ class CallLayer:
     def _send_next_info(self, call: CallSession, now: float) -> None:
         if not call._info_queue or call._info_tx is not None:
             return
-        if call.state is not CallState.ESTABLISHED or call.dialog is None:
+        if call.state is not SessionState.ESTABLISHED or call.dialog is None:
             call._info_queue.clear()
             return
         conn = call.connection
@@ -868,7 +870,7 @@ class CallLayer:
         self,
         direction: str,
         invite: Request,
-        state: CallState,
+        state: SessionState,
         connection: SipConnection,
         contact: NameAddr,
     ) -> CallSession:
@@ -881,15 +883,15 @@ class CallLayer:
         logger.info("= call %s %s %s", call.id, direction, invite.call_id)
         return call
 
-    def _set_state(self, call: CallSession, state: CallState) -> None:
+    def _set_state(self, call: CallSession, state: SessionState) -> None:
         if call.state is not state:
             logger.debug("= call %s %s -> %s", call.id, call.state.value, state.value)
             call.state = state
 
     def _end(self, call: CallSession, by: str, status: int | None, reason: str) -> None:
-        if call.state is CallState.TERMINATED:
+        if call.state is SessionState.TERMINATED:
             return
-        self._set_state(call, CallState.TERMINATED)
+        self._set_state(call, SessionState.TERMINATED)
         call.ended_by, call.end_status, call.end_reason = by, status, reason
         call._ack_deadline = call._ring_deadline = call._glare_at = None
         call._info_queue.clear()
@@ -1011,8 +1013,8 @@ class CallLayer:
             if call._cancel_wanted:
                 self._send_cancel(call, now)
                 return
-            if call.state is CallState.CALLING:
-                self._set_state(call, CallState.EARLY)
+            if call.state is SessionState.CALLING:
+                self._set_state(call, SessionState.EARLY)
             if sdp:
                 call.remote_sdp = sdp
             self._events.append(CallProgress(call, status, response.reason, sdp))
@@ -1063,7 +1065,7 @@ class CallLayer:
                 return
             if sdp:
                 call.remote_sdp = sdp
-            self._set_state(call, CallState.ESTABLISHED)
+            self._set_state(call, SessionState.ESTABLISHED)
             self._events.append(CallAnswered(call, sdp))
             return
         if status in (401, 407) and self.auth is not None and not call._auth_retried:
@@ -1205,7 +1207,7 @@ class CallLayer:
             return False
         kind, call = owner
         if kind == "invite":
-            if call.state in (CallState.CALLING, CallState.EARLY, CallState.TERMINATING):
+            if call.state in (SessionState.CALLING, SessionState.EARLY, SessionState.TERMINATING):
                 reason = (
                     "connection lost" if event.timer == "transport" else "no answer (timeout)"
                 )
@@ -1213,7 +1215,7 @@ class CallLayer:
         elif kind == "reinvite":
             call._reinvite_tx = None
             self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
-        elif kind == "cancel" and call.state is CallState.TERMINATING:
+        elif kind == "cancel" and call.state is SessionState.TERMINATING:
             self._end(call, "local", None, "cancelled (no answer to CANCEL)")
         elif kind == "info":
             self._info_done(call, None, "no response to INFO", event.transaction.request.body, now)

@@ -33,9 +33,13 @@ Bounds (a registrar that misbehaves gets a failure event, never a loop):
   next of ``retry_delays``, or after the response's ``Retry-After`` when that is later
   (RFC 3261 §20.33, §21.5.4), capped at :attr:`Registration.MAX_RETRY_AFTER` seconds.
 
-Events map one-to-one onto the guide's RegisterEventCallBack states: :class:`RegisterSent`
-→ ``sent_request``, :class:`Registered` → ``registered``, :class:`Unregistered` →
-``unregistered``, :class:`RegistrationFailed` → ``terminated``.
+The registration is the one owner of its state: whether the user wants a binding
+(:attr:`Registration.wanted`), the refresh and retry deadlines, the outstanding REGISTER's
+own timeout (``request_timeout``, shorter than Timer F so a silent registrar is noticed) and
+the error behind the newest failure (:attr:`Registration.error`). Its owner only tells it
+about flows: :meth:`Registration.transport_lost` (the binding went with the flow) and
+:meth:`Registration.connection_failed` (no flow could be opened; before the first success
+this fails the registration).
 
 The Contact follows RFC 7118 §5.1 (a random ``.invalid`` host, ``transport=ws``/``wss``)
 and RFC 5626 (``+sip.instance``, ``reg-id``, ``;ob``) so that the registrar routes
@@ -51,7 +55,13 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..exceptions import AuthenticationError, InvalidMessage, SipError, TransactionTimeout
+from ..exceptions import (
+    AuthenticationError,
+    InvalidMessage,
+    SipError,
+    TransactionTimeout,
+    TransportError,
+)
 from .headers import Headers, NameAddr, parse_params
 from .message import Request, Response
 from .uri import SipURI
@@ -76,8 +86,8 @@ logger = logging.getLogger(__name__)
 ALLOW = "INVITE,ACK,CANCEL,BYE,INFO,OPTIONS,UPDATE,NOTIFY,REFER,MESSAGE"
 
 
-class RegistrationState(enum.Enum):
-    """Where a :class:`Registration` is."""
+class RegistrationState(enum.StrEnum):
+    """Where a :class:`Registration` is (a ``str``: logs and reprs show the word)."""
 
     UNREGISTERED = "unregistered"
     REGISTERING = "registering"
@@ -98,21 +108,17 @@ class RegistrationEvent:
     status: int | None
     reason: str
 
-    #: The guide's RegisterEventCallBack state string for this event.
-    guide_state = ""
-
 
 @dataclass(frozen=True)
 class RegisterSent(RegistrationEvent):
-    """A REGISTER (or un-REGISTER) was sent. Guide state ``sent_request``."""
+    """A REGISTER was sent (``expires`` 0: an un-REGISTER)."""
 
     expires: int = 0
-    guide_state = "sent_request"
 
 
 @dataclass(frozen=True)
 class Registered(RegistrationEvent):
-    """The registrar accepted the binding. Guide state ``registered``.
+    """The registrar accepted the binding.
 
     Attributes:
         expires: the expiry the registrar granted, in seconds.
@@ -121,19 +127,16 @@ class Registered(RegistrationEvent):
 
     expires: int = 0
     refresh: bool = False
-    guide_state = "registered"
 
 
 @dataclass(frozen=True)
 class Unregistered(RegistrationEvent):
-    """The binding is gone: removed on request, or lost with the flow. Guide ``unregistered``."""
-
-    guide_state = "unregistered"
+    """The binding is gone: removed on request, or lost with the flow."""
 
 
 @dataclass(frozen=True)
 class RegistrationFailed(RegistrationEvent):
-    """Registering (or unregistering) failed. Guide state ``terminated``.
+    """Registering (or unregistering) failed.
 
     Attributes:
         error: the exception describing the failure (never carrying a secret).
@@ -143,7 +146,6 @@ class RegistrationFailed(RegistrationEvent):
 
     error: SipError | None = field(default=None, compare=False)
     retry_in: float | None = None
-    guide_state = "terminated"
 
 
 def make_contact(
@@ -191,6 +193,14 @@ class Registration:
         user_agent: the User-Agent header value.
         retry_delays: delays before retrying after a retryable failure (timeout, 5xx, 408,
             480, 503); the last one repeats. A later ``Retry-After`` wins.
+        request_timeout: seconds without a final response before a REGISTER is reported as
+            timed out (shorter than Timer F's 32 s, so a silent registrar is noticed).
+
+    Attributes:
+        state: the :class:`RegistrationState`.
+        wanted: whether a binding is wanted (from :meth:`want` or :meth:`register` until
+            :meth:`unregister`): the owner registers again on each new flow.
+        error: why the newest failure happened (``None`` once a registration succeeds).
     """
 
     #: ``423`` responses followed in a row before the attempt fails.
@@ -216,6 +226,7 @@ class Registration:
         refresh_fraction: float = 0.8,
         user_agent: str | None = None,
         retry_delays: tuple[float, ...] = (2.0, 5.0, 15.0, 30.0, 60.0),
+        request_timeout: float = 10.0,
     ) -> None:
         self.aor = aor
         self.registrar = registrar
@@ -226,7 +237,13 @@ class Registration:
         self.refresh_fraction = refresh_fraction
         self.user_agent = user_agent
         self.retry_delays = retry_delays
+        self.request_timeout = request_timeout
         self.state = RegistrationState.UNREGISTERED
+        self.wanted = False
+        self.error: SipError | None = None
+        # Wanted and not registered since: a flow that cannot be opened fails the
+        # registration (afterwards, an outage is only a lost binding).
+        self._awaiting_first = False
         # RFC 3261 §10.2: the same Call-ID for every REGISTER to this registrar, CSeq grows.
         self.call_id = secrets.token_hex(12)
         self.from_tag = secrets.token_hex(5)
@@ -242,6 +259,7 @@ class Registration:
         self._min_expires = 0
         self._refresh_at: float | None = None
         self._retry_at: float | None = None
+        self._timeout_at: float | None = None
         self._failures = 0
         self._was_registered = False
         self._events: list[RegistrationEvent] = []
@@ -255,8 +273,15 @@ class Registration:
         return f"<Registration {self.aor.aor} {self.state.value}>"
 
     # -- commands ----------------------------------------------------------------------------
+    def want(self) -> None:
+        """Want a binding from now on (the owner sends :meth:`register` once it has a flow)."""
+        self.wanted = True
+        if self.state is not RegistrationState.REGISTERED:
+            self._awaiting_first = True
+
     def register(self, now: float) -> Request:
         """Start (or restart) registering. Returns the REGISTER to send."""
+        self.wanted = True
         self._retry_at = None
         self._refresh_at = None
         self._set_state(RegistrationState.REGISTERING)
@@ -270,6 +295,8 @@ class Registration:
             The REGISTER to send, or ``None`` when nothing is registered (the state becomes
             UNREGISTERED at once and an :class:`Unregistered` event is emitted).
         """
+        self.wanted = False
+        self._awaiting_first = False
         self._retry_at = None
         self._refresh_at = None
         if self.state is RegistrationState.UNREGISTERED:
@@ -281,19 +308,44 @@ class Registration:
         self._set_state(RegistrationState.UNREGISTERING)
         return self._new_request(0, now)
 
-    def transport_lost(self, now: float) -> None:
+    def transport_lost(self, now: float, detail: str = "") -> None:
         """The flow the binding was on is gone (RFC 5626 §4.4): the binding is unusable.
 
-        Emits :class:`Unregistered` if we were registered, and cancels any refresh; the
-        owner calls :meth:`register` again once a new flow is up.
+        Emits :class:`Unregistered` if we were registered or registering (``detail``, e.g.
+        the close code and reason, ends its reason), and cancels any refresh, retry or
+        outstanding REGISTER; the owner calls :meth:`register` again once a new flow is up.
         """
-        self._pending = None
-        self._refresh_at = None
-        self._retry_at = None
+        pending, self._pending = self._pending, None
+        self._refresh_at = self._retry_at = self._timeout_at = None
         previous = self.state
         self._set_state(RegistrationState.UNREGISTERED)
-        if previous in (RegistrationState.REGISTERED, RegistrationState.REGISTERING):
-            self._events.append(Unregistered(None, "connection to the server lost"))
+        if previous is RegistrationState.REGISTERING and pending is not None:
+            reason = "connection lost during REGISTER"
+        elif previous in (RegistrationState.REGISTERED, RegistrationState.REGISTERING):
+            reason = "connection to the server lost"
+        else:
+            return
+        self._events.append(Unregistered(None, f"{reason}: {detail}" if detail else reason))
+
+    def connection_failed(self, error: SipError, retry_in: float | None) -> None:
+        """No flow could be opened to send a wanted REGISTER on.
+
+        Before the first success since :meth:`want`, that fails the registration
+        (:class:`RegistrationFailed` with a :class:`TransportError` naming ``error``, and the
+        owner's ``retry_in``); the same failure again is not reported twice. After a success
+        it is an outage, already reported by :meth:`transport_lost`.
+        """
+        if not self.wanted or not self._awaiting_first:
+            return
+        reason = f"cannot reach the server: {error}"
+        same = isinstance(self.error, TransportError) and str(self.error) == reason
+        if same and self.state is RegistrationState.FAILED:
+            return
+        failure = TransportError(reason)
+        failure.__cause__ = error.__cause__ or error
+        self.error = failure
+        self._set_state(RegistrationState.FAILED)
+        self._events.append(RegistrationFailed(None, reason, failure, retry_in))
 
     # -- input -------------------------------------------------------------------------------
     def owns(self, response: Response) -> bool:
@@ -316,6 +368,7 @@ class Registration:
         if request is None or response.status < 200:
             return None
         self._pending = None
+        self._timeout_at = None
         unregistering = self.state is RegistrationState.UNREGISTERING
         status = response.status
         if 200 <= status < 300:
@@ -335,6 +388,8 @@ class Registration:
                 return None
             refresh = self._was_registered
             self.granted_expires = granted
+            self.error = None
+            self._awaiting_first = False
             self._refresh_at = now + max(1.0, granted * self.refresh_fraction)
             self._was_registered = True
             self._set_state(RegistrationState.REGISTERED)
@@ -409,20 +464,26 @@ class Registration:
         return self._new_request(minimum, now)
 
     def handle_timeout(self, now: float) -> None:
-        """The outstanding REGISTER got no final response in time."""
+        """The outstanding REGISTER got no final response in time (its transaction failed;
+        :meth:`handle_timer` calls this itself after ``request_timeout``)."""
         if self._pending is None:
             return
         self._pending = None
+        self._timeout_at = None
         timeout = TransactionTimeout("no response to REGISTER from the registrar")
         self._fail(None, "no response from the registrar", timeout, now, retryable=True)
 
     def get_timer(self) -> float | None:
-        """The next deadline (refresh or retry), or ``None``."""
-        deadlines = [d for d in (self._refresh_at, self._retry_at) if d is not None]
+        """The next deadline (refresh, retry or the REGISTER's timeout), or ``None``."""
+        deadlines = [
+            d for d in (self._refresh_at, self._retry_at, self._timeout_at) if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> Request | None:
         """Act on due deadlines. Returns a REGISTER to send, or ``None``."""
+        if self._timeout_at is not None and now >= self._timeout_at:
+            self.handle_timeout(now)
         if self._refresh_at is not None and now >= self._refresh_at:
             self._refresh_at = None
             if self.state is RegistrationState.REGISTERED and self._pending is None:
@@ -482,6 +543,7 @@ class Registration:
             self._set_state(RegistrationState.FAILED)
         if self.auth is not None and not retryable:
             self.auth.reset()
+        self.error = error
         self._events.append(RegistrationFailed(status, reason, error, retry_in))
 
     def _granted_expires(self, response: Response) -> int:
@@ -577,6 +639,7 @@ class Registration:
         if auth is not None:
             request.headers.add(*auth)
         self._pending = request
+        self._timeout_at = now + self.request_timeout
         self._events.append(RegisterSent(None, "REGISTER sent", expires))
         return request
 

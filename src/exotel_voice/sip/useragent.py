@@ -38,7 +38,6 @@ from .calls import (
     CallLayer,
     CallProgress,
     CallSession,
-    CallState,
     IncomingCall,
     InfoAnswered,
     InfoReceived,
@@ -46,6 +45,7 @@ from .calls import (
     ReInviteReceived,
     ReInviteRejected,
     ReInviteRetryDue,
+    SessionState,
     UserAgentEvent,
     parse_dtmf_relay,
     send_response,
@@ -78,7 +78,7 @@ __all__ = [
     "CallLayer",
     "CallProgress",
     "CallSession",
-    "CallState",
+    "SessionState",
     "IncomingCall",
     "InfoAnswered",
     "InfoReceived",
@@ -140,7 +140,6 @@ class UserAgent:
         self.display_name = display_name
         self.secure = secure
         self.user_agent = user_agent
-        self.request_timeout = request_timeout
         self.t1 = t1
         self.auth = DigestAuth(auth_user, password)
         self.contact = make_contact(secure=secure, instance_id=instance_id)
@@ -153,6 +152,7 @@ class UserAgent:
             expires=expires,
             refresh_fraction=refresh_fraction,
             user_agent=user_agent,
+            request_timeout=request_timeout,
         )
         invite_headers = [("Supported", "outbound")]
         if user_agent:
@@ -174,8 +174,6 @@ class UserAgent:
         # The REGISTER transaction whose final response arrived; its TransactionTerminated
         # concerns nobody else.
         self._finished_register_tx: ClientTransaction | None = None
-        self._register_deadline: float | None = None
-        self._want_registered = False
         self._events: list[AnyEvent] = []
 
     def __repr__(self) -> str:
@@ -210,21 +208,32 @@ class UserAgent:
             t1=self.t1,
         )
         self.call_layer.connection_made(self.connection)
-        if self._want_registered:
+        if self.registration.wanted:
             self._send_register(self.registration.register(now), now)
 
-    def connection_lost(self, now: float) -> None:
-        """The WebSocket flow is gone: its transactions fail, the binding is lost."""
+    def connection_lost(self, now: float, detail: str = "") -> None:
+        """The WebSocket flow is gone: its transactions fail, the binding is lost.
+
+        Args:
+            now: the current time.
+            detail: what the transport saw (close code and reason), for the registration's
+                :class:`Unregistered` reason.
+        """
         conn = self.connection
+        # The REGISTER in flight is the registration's to report (as lost with the flow),
+        # not its transaction's failure.
+        self._register_tx = self._finished_register_tx = None
         if conn is not None:
             conn.connection_lost()
             self._process_connection_events(conn.events_received(), now)
             self.call_layer.connection_lost(conn, now)
         self.connection = None
-        self._register_tx = None
-        self._finished_register_tx = None
-        self._register_deadline = None
-        self.registration.transport_lost(now)
+        self.registration.transport_lost(now, detail)
+        self._events.extend(self.registration.events_received())
+
+    def connection_failed(self, now: float, error: SipError, retry_in: float | None) -> None:
+        """No flow could be opened (:meth:`Registration.connection_failed`)."""
+        self.registration.connection_failed(error, retry_in)
         self._events.extend(self.registration.events_received())
 
     def receive_data(self, data: str | bytes, now: float) -> None:
@@ -248,7 +257,6 @@ class UserAgent:
         """The earliest deadline of anything in the user agent."""
         earliest = self.registration.get_timer()
         for d in (
-            self._register_deadline,
             self.call_layer.get_timer() if self.call_layer.calls else None,
             self.connection.get_timer() if self.connection is not None else None,
         ):
@@ -261,11 +269,6 @@ class UserAgent:
         if self.connection is not None:
             self.connection.handle_timer(now)
             self._process_connection_events(self.connection.events_received(), now)
-        if self._register_deadline is not None and now >= self._register_deadline:
-            self._register_deadline = None
-            self._register_tx = None
-            self.registration.handle_timeout(now)
-            self._events.extend(self.registration.events_received())
         if self.connection is not None:
             request = self.registration.handle_timer(now)
             if request is not None:
@@ -279,13 +282,12 @@ class UserAgent:
     # ========================================================================================
     def register(self, now: float) -> None:
         """Register (and keep registering across reconnects) until :meth:`unregister`."""
-        self._want_registered = True
+        self.registration.want()
         if self.connection is not None:
             self._send_register(self.registration.register(now), now)
 
     def unregister(self, now: float) -> None:
         """Remove the binding (expires=0) and stop re-registering."""
-        self._want_registered = False
         request = self.registration.unregister(now)
         if request is not None and self.connection is not None:
             self._send_register(request, now)
@@ -294,15 +296,9 @@ class UserAgent:
             self.registration.transport_lost(now)
         self._events.extend(self.registration.events_received())
 
-    @property
-    def wants_registration(self) -> bool:
-        """Whether the user asked to be registered (and has not unregistered)."""
-        return self._want_registered
-
     def _send_register(self, request: Request, now: float) -> None:
         assert self.connection is not None
         self._register_tx = self.connection.send_request(request, now)
-        self._register_deadline = now + self.request_timeout
         self._events.extend(self.registration.events_received())
 
     # ========================================================================================
@@ -415,7 +411,6 @@ class UserAgent:
                 return
         elif isinstance(event, TransactionTimedOut) and event.transaction is self._register_tx:
             self._register_tx = None
-            self._register_deadline = None
             self.registration.handle_timeout(now)
             return
         if conn is not None and self.call_layer.handle_event(conn, event, now):
@@ -429,7 +424,6 @@ class UserAgent:
         if response.status >= 200:
             self._finished_register_tx = self._register_tx
             self._register_tx = None
-            self._register_deadline = None
         if self.registration.owns(response):
             retry = self.registration.handle_response(response, now)
             if retry is not None and self.connection is not None:
