@@ -1,8 +1,10 @@
 """Line-level SDP helpers for the audio m-section (private to the media layer).
 
-aiortc knows nothing about RFC 4733 ``telephone-event``, so the session adds it to
-the SDP it sends and reads it from the SDP it receives here. The functions work on
-plain strings and keep every line they do not understand, in order.
+aiortc builds and parses the descriptions (``aiortc.sdp``); what it does not do is here.
+:func:`check_remote` refuses, naming why, a remote SDP that is not valid SDP or that aiortc
+would take but could not use. aiortc knows nothing about RFC 4733 ``telephone-event``, so
+the session adds it to the SDP it sends and reads it from the SDP it receives here. The
+functions work on plain strings and keep every line they do not understand, in order.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..exceptions import InvalidSDP
+from ..sip.uri import excerpt
+
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
-_RTPMAP = re.compile(r"a=rtpmap:(\d+)\s+([^/\s]+)/(\d+)", re.IGNORECASE)
+#: The ``a=fingerprint`` hash functions aiortc's DTLS can check (RFC 8122 §5).
+FINGERPRINT_HASHES = ("sha-256", "sha-384", "sha-512")
+
+# (ASCII digits, at most 10: int() takes other digits, and refuses over 4300 of them.)
+_RTPMAP = re.compile(r"a=rtpmap:([0-9]{1,10})\s+([^/\s]+)/([0-9]{1,10})(?![0-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,159 @@ class PayloadFormat:
     payload_type: int
     name: str
     clock_rate: int
+
+
+def check_remote(sdp: str) -> None:
+    """Refuse, naming why, a remote SDP that the session cannot use.
+
+    It must be valid SDP (RFC 8866 §5: the line types and their order, the fields of
+    ``o=``, ``c=``, ``b=``, ``t=`` and ``m=``), have an audio m-line with a format, and
+    every m-section in use (port not 0) needs a usable ``a=fingerprint`` (its own or the
+    session's): aiortc applies a description without one and then fails inside a task of its
+    own (the DTLS start), leaving a session that looks up and carries no audio.
+
+    Raises:
+        InvalidSDP: what is wrong; a quoted line is masked as the logs are (``a=ice-pwd``).
+    """
+    sections = _sections(sdp)
+    if not audio_formats(sdp):
+        raise InvalidSDP("the SDP has no usable audio m-line")
+    session_fingerprints = _values(sections[0], "a=fingerprint:")
+    for section in sections[1:]:
+        kind, port = section[0][2:].split()[:2]
+        if int(port.partition("/")[0]) == 0:
+            continue  # a declined stream
+        fingerprints = _values(section, "a=fingerprint:") or session_fingerprints
+        if not fingerprints:
+            raise InvalidSDP(
+                f"the SDP's {kind} section has no a=fingerprint "
+                "(DTLS-SRTP needs one; plain RTP is not supported)"
+            )
+        if not any(
+            len(v.split()) == 2 and v.split()[0].lower() in FINGERPRINT_HASHES
+            for v in fingerprints
+        ):
+            raise InvalidSDP(
+                f"the SDP's a=fingerprint is not usable (expected one with "
+                f"{', '.join(FINGERPRINT_HASHES)} and a value)"
+            )
+
+
+#: RFC 8866 §5 line types, and those allowed only before the first m= line.
+_LINE_TYPES = frozenset("vosiuepcbtrzkam")
+_SESSION_ONLY = frozenset("vostrzuep")
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    """The session's lines, then each m-section's (its m= line first); checks the syntax."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if not lines[0].startswith("v="):
+        raise _unparsable("it must start with a v= line")
+    sections: list[list[str]] = [[]]
+    seen: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        if not line:
+            continue
+        kind, value = line[0], line[2:]
+        problem: str | None
+        if line[1:2] != "=":
+            problem = f"expected <type>=<value>, got {excerpt(line, 40)}"
+        elif kind not in _LINE_TYPES:
+            problem = f"unknown SDP line type {kind!r}"
+        elif len(sections) > 1 and kind in _SESSION_ONLY:
+            problem = f"{kind}= is not allowed in a media section"
+        elif kind == "v" and number != 1:
+            problem = "repeated v= line"
+        elif kind == "r" and "t" not in seen:
+            problem = "r= line before any t= line"
+        elif kind == "c" and any(other.startswith("c=") for other in sections[-1]):
+            problem = "more than one c= line in a section"
+        else:
+            problem = _FIELD_CHECKS.get(kind, _no_problem)(value)
+        if problem is not None:
+            raise _unparsable(f"line {number}: {problem}")
+        seen.add(kind)
+        if kind == "m":
+            sections.append([])
+        sections[-1].append(line)
+    for kind in "os":
+        if kind not in seen:
+            raise _unparsable(f"it has no {kind}= line")
+    return sections
+
+
+def _unparsable(problem: str) -> InvalidSDP:
+    return InvalidSDP(f"the SDP cannot be parsed: {problem}")
+
+
+def _no_problem(value: str) -> None:
+    return None
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _version_problem(value: str) -> str | None:
+    return None if value.strip() == "0" else f"unsupported SDP version {excerpt(value, 10)}"
+
+
+def _origin_problem(value: str) -> str | None:
+    fields = value.split()
+    if len(fields) != 6:
+        return f"o= needs 6 fields, got {excerpt(value, 80)}"
+    if not _is_number(fields[2]):
+        return f"o= session version is not a number: {excerpt(fields[2], 20)}"
+    return None
+
+
+def _connection_problem(value: str) -> str | None:
+    return None if len(value.split()) == 3 else f"c= needs 3 fields, got {excerpt(value, 80)}"
+
+
+def _bandwidth_problem(value: str) -> str | None:
+    kind, colon, number = value.partition(":")
+    if colon and kind and _is_number(number.strip(" \t")):
+        return None
+    return f"invalid b= line {excerpt(value, 40)}"
+
+
+def _timing_problem(value: str) -> str | None:
+    fields = value.split()
+    if len(fields) == 2 and all(map(_is_number, fields)):
+        return None
+    return f"invalid t= line {excerpt(value, 40)}"
+
+
+def _attribute_problem(value: str) -> str | None:
+    return None if value.partition(":")[0] else "empty attribute name"
+
+
+def _media_problem(value: str) -> str | None:
+    fields = value.split()
+    if len(fields) < 3:
+        return f"invalid m= line {excerpt(value, 80)}"
+    port, slash, count = fields[1].partition("/")
+    if not _is_number(port) or (slash and not _is_number(count)):
+        return f"m= port is not a number: {excerpt(fields[1], 20)}"
+    if len(port) > 5 or int(port) > 65535:
+        return f"m= port {excerpt(port, 20)} out of range"
+    return None
+
+
+_FIELD_CHECKS = {
+    "v": _version_problem,
+    "o": _origin_problem,
+    "c": _connection_problem,
+    "b": _bandwidth_problem,
+    "t": _timing_problem,
+    "a": _attribute_problem,
+    "m": _media_problem,
+}
+
+
+def _values(lines: list[str], prefix: str) -> list[str]:
+    return [line[len(prefix):] for line in lines if line.startswith(prefix)]
 
 
 def _split(sdp: str) -> list[str]:
@@ -63,7 +225,7 @@ def audio_formats(sdp: str) -> list[PayloadFormat]:
     static = {0: PayloadFormat(0, "PCMU", 8000), 8: PayloadFormat(8, "PCMA", 8000)}
     formats = []
     for token in lines[start].split()[3:]:
-        if token.isdigit():
+        if _is_number(token) and len(token) <= 10:
             pt = int(token)
             fmt = mapped.get(pt) or static.get(pt)
             if fmt is not None:
@@ -109,7 +271,7 @@ def free_payload_type(sdp: str, preferred: int) -> int:
     lines = _split(sdp)
     bounds = _audio_bounds(lines)
     if bounds is not None:
-        used |= {int(t) for t in lines[bounds[0]].split()[3:] if t.isdigit()}
+        used |= {int(t) for t in lines[bounds[0]].split()[3:] if _is_number(t) and len(t) <= 10}
     candidate = preferred
     while candidate in used:
         candidate = 96 + (candidate - 95) % 32

@@ -71,8 +71,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..exceptions import InvalidSDP, InvalidState, MediaError
-from ..sip.sdp import parse_sdp
+from ..exceptions import InvalidState, MediaError
 from . import _aiortc_compat as compat, _sdp
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits
@@ -94,9 +93,6 @@ DIRECTIONS = _sdp.DIRECTIONS
 # Sample rate the outgoing track produces for each codec (G.722's RTP clock is
 # 8 kHz but it encodes 16 kHz audio).
 _CODEC_RATES = {"opus": 48000, "g722": 16000, "pcmu": 8000, "pcma": 8000}
-
-# The a=fingerprint hash functions aiortc's DTLS transport checks (RFC 8122 §5).
-_FINGERPRINT_HASHES = ("sha-256", "sha-384", "sha-512")
 
 
 class MediaState(enum.Enum):
@@ -429,7 +425,7 @@ class MediaSession:
                     self._set_state(MediaState.ACTIVE)
                 return
             self._check_state("apply an answer", MediaState.OFFERING)
-            self._check_sdp(sdp)
+            _sdp.check_remote(sdp)
             await self._set_remote(sdp, "answer")
             self._remote_events = _sdp.telephone_events(sdp) if self._local_events else []
             self._after_negotiation()
@@ -528,7 +524,7 @@ class MediaSession:
         return _sdp.with_origin(sdp, username, session_id, version)
 
     async def _answer(self, offer: str) -> str:
-        self._check_sdp(offer)
+        _sdp.check_remote(offer)
         await self._start_source()
         await self._set_remote(offer, "offer")
         async with self._mapped("create an answer"):
@@ -551,38 +547,6 @@ class MediaSession:
         async with self._mapped(f"apply the remote {kind}"):
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         self._remote_sdp = sdp
-
-    @staticmethod
-    def _check_sdp(sdp: str) -> None:
-        """Refuse, naming why, an SDP that aiortc would take but could not use.
-
-        aiortc applies a description without ``a=fingerprint`` and then fails inside a task
-        of its own (the DTLS start), leaving a session that looks up and carries no audio.
-        """
-        try:
-            description = parse_sdp(sdp)
-        except InvalidSDP as exc:
-            raise InvalidSDP(f"the SDP cannot be parsed: {exc}") from None
-        if not _sdp.audio_formats(sdp):
-            raise InvalidSDP("the SDP has no usable audio m-line")
-        for media in description.media:
-            if media.port == 0:
-                continue  # a declined stream
-            values = media.get_all("fingerprint") or description.get_all("fingerprint")
-            if not values:
-                raise InvalidSDP(
-                    f"the SDP's {media.kind} section has no a=fingerprint "
-                    "(DTLS-SRTP needs one; plain RTP is not supported)"
-                )
-            usable = [
-                v for v in values
-                if len(v.split()) == 2 and v.split()[0].lower() in _FINGERPRINT_HASHES
-            ]
-            if not usable:
-                raise InvalidSDP(
-                    f"the SDP's a=fingerprint is not usable (expected one with "
-                    f"{', '.join(_FINGERPRINT_HASHES)} and a value)"
-                )
 
     def _after_negotiation(self) -> None:
         codecs = self._codecs()

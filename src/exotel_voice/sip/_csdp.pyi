@@ -1,6 +1,0 @@
-"""Type stub of the optional C accelerator of :func:`exotel_voice.sip.sdp.parse_sdp`."""
-
-from .sdp import SessionDescription
-
-def setup(*classes: type) -> None: ...
-def parse(text: str | bytes) -> SessionDescription | None: ...
