@@ -143,15 +143,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     inputs: dict[str, int] = FUZZ_STATS["inputs"]
     if not inputs:
         return
-    from exotel_voice.sip import _speedups
-
     total = sum(inputs.values())
-    speedups = ", ".join(_speedups.loaded()) or "none"
     terminalreporter.write_sep("-", "SIP parser fuzz")
     terminalreporter.write_line(
         f"SIP parser fuzz: {total} inputs tried, crashes {FUZZ_STATS['crashes']}, "
         f"hangs {FUZZ_STATS['hangs']} (seed {FUZZ_STATS['seed']}: "
-        f"EXOTEL_VOICE_FUZZ_SEED={FUZZ_STATS['seed']} reproduces; C accelerators: {speedups})"
+        f"EXOTEL_VOICE_FUZZ_SEED={FUZZ_STATS['seed']} reproduces)"
     )
     terminalreporter.write_line(
         "  " + ", ".join(f"{name} {count}" for name, count in sorted(inputs.items()))

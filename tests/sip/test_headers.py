@@ -217,8 +217,7 @@ def test_cseq() -> None:
 def test_via_parameters_match_the_general_grammar(
     text: str, params: dict[str, str | None] | None
 ) -> None:
-    # The fast path captures a leading ";branch=" on its own; the result must be what the
-    # general parameter grammar gives, in the same order.
+    # A Via's parameters are what the generic parameter grammar gives, in the same order.
     via = parse_via(text)
     rest = text[text.index(" ") + 1 :]
     expected = parse_params(rest[rest.index(";") :]) if ";" in rest else {}
@@ -243,7 +242,7 @@ def test_via_parameters_match_the_general_grammar(
     ],
 )
 def test_name_addr_parameters_match_the_general_grammar(text: str) -> None:
-    # The fast path captures a leading ";tag=" on its own (see test_via_parameters_...).
+    # As for a Via (see test_via_parameters_...): the generic parameter grammar, in order.
     na = parse_name_addr(text)
     expected = parse_params(text[text.index(">") + 1 :])
     assert na.params == expected
@@ -260,9 +259,8 @@ def test_name_addr_parameters_match_the_general_grammar(text: str) -> None:
         max_size=14,
     )
 )
-def test_fast_parameter_path_agrees_with_the_general_one(parts: list[str]) -> None:
-    """A list starting with ";" may take the one-match path; a leading space forces the
-    general parser. Both give the same parameters or both reject."""
+def test_leading_whitespace_does_not_change_a_parameter_list(parts: list[str]) -> None:
+    """Whitespace before the first ";" is allowed: the same parameters, or both rejected."""
     text = ";" + "".join(parts)
 
     def outcome(value: str) -> object:

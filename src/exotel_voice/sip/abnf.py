@@ -17,13 +17,11 @@ import re
 __all__ = [
     "BAD_ESCAPE_RE",
     "GEN_VALUE",
-    "GEN_VALUE_P",
     "HOST",
     "PARAM_RE",
     "QUOTED_PAIR_RE",
     "QUOTED_STRING",
     "TOKEN",
-    "TOKEN_P",
     "TOKEN_RE",
 ]
 
@@ -43,12 +41,6 @@ HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
 
 # gen-value = token / host / quoted-string   (IPv6 ``received=`` values come unbracketed)
 GEN_VALUE = r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+"
-
-# The same two rules as possessive repeats ("++": what they matched is never given back).
-# The fast-path expressions use them where the next element cannot start with a token
-# character, so the result is the same and failing matches fail without backtracking.
-TOKEN_P = TOKEN + "+"
-GEN_VALUE_P = GEN_VALUE + "+"
 
 # generic-param = token [ EQUAL gen-value ], preceded by SEMI; one parameter per match.
 # Groups: 1 name, 2 plain value, 3 quoted value (with its quotes).

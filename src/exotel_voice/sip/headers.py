@@ -10,53 +10,28 @@ views (:class:`NameAddr`, :class:`Via`, :class:`CSeq`) are parsed on demand.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..exceptions import InvalidMessage
-from . import _speedups
-from .abnf import (
-    GEN_VALUE,
-    GEN_VALUE_P,
-    PARAM_RE,
-    QUOTED_PAIR_RE,
-    QUOTED_STRING,
-    TOKEN,
-    TOKEN_P,
-)
-from .uri import (
-    FAST_SIP_URI,
-    PORT_0_65535,
-    URI,
-    SipURI,
-    _plain_params,
-    excerpt,
-    parse_uri,
-)
+from .abnf import GEN_VALUE, PARAM_RE, QUOTED_PAIR_RE, QUOTED_STRING, TOKEN
+from .uri import URI, SipURI, excerpt, parse_uri
 
 
 __all__ = [
     "COMPACT_FORMS",
-    "CSEQ_RE",
-    "FAST_NAME_ADDR_RE",
-    "FAST_VIA_RE",
     "CSeq",
     "Headers",
     "NameAddr",
     "SENSITIVE_HEADERS",
     "Via",
     "canonical_name",
-    "name_addr_from_match",
-    "new_cseq",
     "parse_cseq",
     "parse_name_addr",
     "parse_params",
     "parse_via",
     "split_header_values",
-    "via_from_match",
 ]
-
-_new = object.__new__
 
 #: RFC 3261 §7.3.3 and later RFCs' compact forms.
 COMPACT_FORMS: dict[str, str] = {
@@ -124,28 +99,18 @@ _NO_SPLIT = frozenset(
     }
 )
 
-_canon_cache: dict[str, str] = {}
-
-
 def canonical_name(name: str) -> str:
     """Return the canonical spelling of a header name.
 
     ``call-id`` → ``Call-ID``, ``m`` → ``Contact`` (compact forms, RFC 3261 §7.3.3),
     ``x-foo-bar`` → ``X-Foo-Bar``.
     """
-    cached = _canon_cache.get(name)
-    if cached is not None:
-        return cached
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT_FORMS:
-        result = COMPACT_FORMS[lower]
-    elif lower in _SPECIAL_CASE:
-        result = _SPECIAL_CASE[lower]
-    else:
-        result = "-".join(part[:1].upper() + part[1:] for part in lower.split("-"))
-    if len(_canon_cache) < 4096:
-        _canon_cache[name] = result
-    return result
+        return COMPACT_FORMS[lower]
+    if lower in _SPECIAL_CASE:
+        return _SPECIAL_CASE[lower]
+    return "-".join(part[:1].upper() + part[1:] for part in lower.split("-"))
 
 
 #: :data:`_NO_SPLIT` in canonical spelling (what :class:`Headers` stores).
@@ -168,11 +133,6 @@ def split_header_values(value: str) -> list[str]:
     Returns:
         The elements, stripped of surrounding whitespace.
     """
-    if "," not in value:  # one element, whatever quotes or <> it holds
-        v = value.strip()
-        return [v] if v else []
-    if '"' not in value and "<" not in value:
-        return [v for v in (p.strip() for p in value.split(",")) if v]
     out: list[str] = []
     pos = 0
     n = len(value)
@@ -209,16 +169,15 @@ class Headers:
 
     @classmethod
     def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
-        """Wrap a list whose names are already canonical (the parser's fast path)."""
-        h = _new(cls)
+        """Wrap a list whose names are already canonical (no copy, no renaming)."""
+        h = cls()
         h._items = items
-        h._views = None
         return h
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of ``name``, or ``default``."""
-        key = _canon_cache.get(name) or canonical_name(name)
+        key = canonical_name(name)
         for k, v in self._items:
             if k == key:
                 return v
@@ -235,7 +194,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name`` in order, splitting comma-joined list values."""
-        key = _canon_cache.get(name) or canonical_name(name)
+        key = canonical_name(name)
         values = [v for k, v in self._items if k == key]
         if not values or key in _NO_SPLIT_CANONICAL:
             return values
@@ -330,19 +289,6 @@ class Headers:
 # Structured values
 # --------------------------------------------------------------------------------------------
 
-# The common shape of a parameter list, checked in one match: no whitespace and no
-# quoted-pairs (so a quoted value is DQUOTE, any qdtext but DQUOTE, DQUOTE). A full match of
-# it is a valid list, and the item expression then takes it apart in one findall. Groups of
-# an item: 1 name, 2 "=" when there is a value, 3 plain value, 4 quoted value (no quotes).
-_QDTEXT_P = r'[^"\\\x00-\x1f\x7f]*+'
-_FAST_PARAM_LIST_RE = re.compile(
-    r"(?:;" + TOKEN_P + r"(?:=(?:" + GEN_VALUE_P + r'|"' + _QDTEXT_P + r'"))?)*+'
-)
-_FAST_PARAM_ITEM_RE = re.compile(
-    r";(" + TOKEN_P + r")(?:(=)(?:(" + GEN_VALUE_P + r')|"(' + _QDTEXT_P + r')"))?'
-)
-
-
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag`` generic parameters (RFC 3261 §25.1 ``generic-param``).
 
@@ -362,17 +308,6 @@ def parse_params(text: str) -> dict[str, str | None]:
     """
     if not text:
         return {}
-    if (
-        text[0] == ";"
-        and " " not in text
-        and "\t" not in text
-        and "\\" not in text
-        and _FAST_PARAM_LIST_RE.fullmatch(text) is not None
-    ):
-        return {
-            name.lower(): (plain or quoted) if eq else None
-            for name, eq, plain, quoted in _FAST_PARAM_ITEM_RE.findall(text)
-        }
     if text[0] != ";":
         stripped = text.lstrip(" \t")
         if not stripped:
@@ -381,10 +316,8 @@ def parse_params(text: str) -> dict[str, str | None]:
             text = ";" + stripped
     params: dict[str, str | None] = {}
     pos = 0
-    n = len(text)
-    match = PARAM_RE.match
-    while pos < n:
-        m = match(text, pos)
+    while pos < len(text):
+        m = PARAM_RE.match(text, pos)
         if m is None:
             raise InvalidMessage(f"invalid parameter list at offset {pos} in {excerpt(text)}")
         name, value, quoted = m.groups()
@@ -482,64 +415,6 @@ _NAME_ADDR_RE = re.compile(
 )
 
 
-# The common shape in one match: a display name without quoted-pairs (groups 1, 2), a
-# fast-path SIP URI (groups 3-7) and parameters whose quoted values hold no ";", DQUOTE or
-# "\" (group 8); when they start with ";tag=<value>", group 9 is that value (so the usual
-# lone tag needs no splitting). A match is a valid name-addr: name_addr_from_match() cannot
-# fail on it. Every repeat is possessive ("*+", "++"): none of them can give back a
-# character that what follows could use, so backtracking into them never finds another
-# match (it only costs time).
-FAST_NAME_ADDR_RE = re.compile(
-    r'[ \t]*+(?:"([^"\\\x00-\x1f\x7f]*+)"[ \t]*+|(' + TOKEN_P + r"(?:[ \t]++" + TOKEN_P
-    + r")*+)[ \t]*+)?"
-    r"<" + FAST_SIP_URI + r">"
-    r"((?:;tag=(" + GEN_VALUE_P + r"))?"
-    r"(?:[ \t]*+;[ \t]*+" + TOKEN_P
-    + r"(?:[ \t]*+=[ \t]*+(?:" + GEN_VALUE_P + r'|"[^";\\\x00-\x1f\x7f]*+"))?)*+)'
-    r"[ \t]*+"
-)
-
-
-def _fast_params(text: str) -> dict[str, str | None]:
-    """Parameters already checked by a fast-path regex (quoted values hold no ``;``)."""
-    if text[0] == ";" and " " not in text and "\t" not in text and '"' not in text:
-        return _plain_params(text)  # the usual ";tag=abc": nothing to strip or unquote
-    params: dict[str, str | None] = {}
-    for item in text.split(";")[1:]:
-        k, sep, v = item.partition("=")
-        if sep:
-            v = v.strip(" \t")
-            params[k.strip(" \t").lower()] = v[1:-1] if v[:1] == '"' else v
-        else:
-            params[k.strip(" \t").lower()] = None
-    return params
-
-
-def name_addr_from_match(m: re.Match[str]) -> NameAddr:
-    """Build a fresh :class:`NameAddr` from a :data:`FAST_NAME_ADDR_RE` match (cannot fail)."""
-    quoted, token, scheme, user, host, port_text, upstr, hp, tag = m.groups()
-    # As uri.sip_uri_from_match, inlined (this runs for every From and To). Fields left
-    # unset (password, an absent port) read as their class defaults, None.
-    uri = _new(SipURI)
-    uri.scheme = scheme
-    uri.user = user
-    uri.host = host
-    if port_text is not None:
-        uri.port = int(port_text)
-    uri.params = _plain_params(upstr) if upstr else {}
-    uri.headers = {}
-    value = _new(NameAddr)
-    value.uri = uri
-    value.display_name = quoted if quoted is not None else token
-    if not hp:
-        value.params = {}
-    elif tag is not None and len(hp) == len(tag) + 5:  # only ";tag=<tag>"
-        value.params = {"tag": tag}
-    else:
-        value.params = _fast_params(hp)
-    return value
-
-
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``"Name" <sip:a@b>;tag=x``, ``Name <sip:a@b>`` or ``sip:a@b;tag=x``.
 
@@ -555,13 +430,6 @@ def parse_name_addr(text: str) -> NameAddr:
     Raises:
         InvalidMessage: the text is not a name-addr or addr-spec.
     """
-    if _c_name_addr is not None:
-        value = _c_name_addr(text)
-        if value is not None:
-            return value
-    m = FAST_NAME_ADDR_RE.fullmatch(text)
-    if m is not None:
-        return name_addr_from_match(m)
     m = _NAME_ADDR_RE.match(text)
     if m is not None:
         quoted, token, uri_text, rest = m.groups()
@@ -628,32 +496,6 @@ _VIA_RE = re.compile(
 )
 
 
-# The common shape (what browsers and Kamailio send): no whitespace inside, no quoted or
-# IPv6 parameter values, a port in range. A match is a valid Via: via_from_match() cannot
-# fail on it. Groups: 1 transport, 2 host, 3 port, 4 ";params", 5 the branch when the
-# parameters start with ";branch=<value>" (as every RFC 3261 client's do).
-FAST_VIA_RE = re.compile(
-    r"SIP/2\.0/(" + TOKEN_P + r") (\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-.]++)"
-    r"(?::(" + PORT_0_65535 + r"))?"
-    r"((?:;branch=(" + GEN_VALUE_P + r"))?(?:;" + TOKEN_P + r"(?:=" + GEN_VALUE_P + r")?)*+)"
-)
-
-
-def via_from_match(m: re.Match[str]) -> Via:
-    """Build a fresh :class:`Via` from a :data:`FAST_VIA_RE` match (cannot fail)."""
-    transport, host, port_text, rest, branch = m.groups()
-    via = _new(Via)
-    via.transport = transport.upper()
-    via.host = host
-    if port_text is not None:  # else the class default, None
-        via.port = int(port_text)
-    if branch is not None and len(rest) == len(branch) + 8:  # only ";branch=<branch>"
-        via.params = {"branch": branch}
-    else:
-        via.params = _plain_params(rest) if rest else {}
-    return via
-
-
 def parse_via(text: str) -> Via:
     """Parse one Via value (RFC 3261 §20.42); only ``SIP/2.0`` is accepted.
 
@@ -666,13 +508,6 @@ def parse_via(text: str) -> Via:
     Raises:
         InvalidMessage: the value is not a valid Via.
     """
-    if _c_via is not None:
-        via = _c_via(text)
-        if via is not None:
-            return via
-    m = FAST_VIA_RE.fullmatch(text)
-    if m is not None:
-        return via_from_match(m)
     m = _VIA_RE.fullmatch(text)
     if m is None:
         raise InvalidMessage(f"invalid Via: {excerpt(text)}")
@@ -697,7 +532,7 @@ class CSeq:
 
 
 #: CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16). Groups: 1 number, 2 method.
-CSEQ_RE = re.compile(r"[ \t]*+([0-9]{1,10}+)[ \t]++(" + TOKEN_P + r")[ \t]*+")
+_CSEQ_RE = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+(" + TOKEN + r")[ \t]*")
 
 
 def parse_cseq(text: str) -> CSeq:
@@ -706,60 +541,25 @@ def parse_cseq(text: str) -> CSeq:
     Raises:
         InvalidMessage: the value is not ``<number> <method>`` or the number exceeds 2**31-1.
     """
-    m = CSEQ_RE.fullmatch(text)
+    m = _CSEQ_RE.fullmatch(text)
     if m is None:
         raise InvalidMessage(f"invalid CSeq: {excerpt(text)}")
     seq = int(m.group(1))
     if seq > 2**31 - 1:
         raise InvalidMessage(f"CSeq number too large: {seq}")
-    return new_cseq(seq, m.group(2))
-
-
-def new_cseq(seq: int, method: str) -> CSeq:
-    """``CSeq(seq, method)`` without the frozen dataclass ``__init__`` (the parser's hot path)."""
-    cseq = _new(CSeq)
-    # The frozen dataclass's fields live in the instance dict; filling it directly is what
-    # its __init__ does through object.__setattr__, at a third of the cost.
-    fields = cseq.__dict__
-    fields["seq"] = seq
-    fields["method"] = method
-    return cseq
+    return CSeq(seq, m.group(2))
 
 
 class _Views:
     """Structured values of one :class:`Headers`, parsed once (``Headers._views``).
 
-    :class:`~exotel_voice.sip.message.Message` keeps what it parsed here; every change to
-    the headers drops the whole object. Unset values are the class defaults (``None``), so
-    the parser creates one with ``object.__new__`` and sets only what it found.
-
-    ``via_m``/``from_m``/``to_m`` hold the fast-path regex matches the parser checked the
-    headers with: the objects are built from them on each access (every caller gets its own
-    object). ``vias``/``from_``/``to`` hold objects parsed by the general grammar (the fast
-    path did not match, or a full parse).
+    :class:`~exotel_voice.sip.message.Message` keeps here what it parsed; every change to
+    the headers drops the whole object, so a value here is never stale. The message hands
+    out copies, never these objects.
     """
 
-    vias: list[Via] | None = None
-    via_m: list[re.Match[str]] | None = None
-    from_: NameAddr | None = None
-    from_m: re.Match[str] | None = None
-    to: NameAddr | None = None
-    to_m: re.Match[str] | None = None
-    call_id: str | None = None
-    cseq: CSeq | None = None
-    contacts: list[NameAddr] | None = None
-    routes: list[NameAddr] | None = None
-    record_routes: list[NameAddr] | None = None
-    sdp: object = None
-    sdp_body: bytes | None = None
-
-
-# The C forms of the fast paths of parse_name_addr and parse_via (see _speedups), or None.
-_c_name_addr: Callable[[str], NameAddr | None] | None = None
-_c_via: Callable[[str], Via | None] | None = None
-_cmessage = _speedups.load("_cmessage")
-if _cmessage is not None:
-    _cmessage.register("NameAddr", NameAddr)
-    _cmessage.register("Via", Via)
-    _c_name_addr = _cmessage.name_addr
-    _c_via = _cmessage.via
+    def __init__(self) -> None:
+        self.vias: list[Via] | None = None
+        self.from_: NameAddr | None = None
+        self.to: NameAddr | None = None
+        self.cseq: CSeq | None = None

@@ -9,26 +9,20 @@ A URI's ``repr`` never shows a password (RFC 3261 §19.1.1 deprecates it, but a 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from ..exceptions import InvalidMessage
-from . import _speedups
 from .abnf import BAD_ESCAPE_RE
 from .redact import SECURE, redact
 
 
 __all__ = [
-    "FAST_SIP_URI",
-    "FAST_SIP_URI_RE",
-    "PORT_0_65535",
     "AbsoluteURI",
     "SipURI",
     "URI",
     "excerpt",
     "parse_uri",
-    "sip_uri_from_match",
 ]
 
 # Secrets in malformed input (see excerpt()). Pass 1: "scheme:user:" then anything up to the
@@ -80,25 +74,6 @@ _HEADERS_RE = re.compile(
     r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*"
     r"(?:&[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+=[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]*)*"
 )
-#: A port number 0-65535 without leading zeros (five-digit ports with a leading zero, and
-#: anything out of range, fail the fast paths and are judged by the general parser).
-PORT_0_65535 = (
-    r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-)
-# The common shape, matched in one go: no password, no escapes, no URI headers, lower-case
-# scheme, a port in range. Groups: 1 scheme, 2 user, 3 host, 4 port, 5 ";params". Anything
-# else takes the general path below, which accepts the full grammar. A match of it is a
-# valid URI: building the SipURI from it (sip_uri_from_match) cannot fail.
-# Its repeats are possessive: the user part holds no "@", the host no ":" or ";", a parameter
-# no ";" or "=", so giving characters back could never lead to another match.
-FAST_SIP_URI = (
-    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]++)@)?(\[[0-9A-Fa-f:.]++\]|[A-Za-z0-9\-.]++)"
-    r"(?::(" + PORT_0_65535 + r"))?"
-    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]++)?)*+)"
-)
-#: :data:`FAST_SIP_URI`, compiled (the parser validates a Request-URI with it and builds
-#: the :class:`SipURI` only when ``Request.uri`` is first read).
-FAST_SIP_URI_RE = re.compile(FAST_SIP_URI)
 # absoluteURI = scheme ":" ( hier-part / opaque-part ), made of uric characters.
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
 
@@ -164,16 +139,6 @@ class SipURI:
 
     def copy(self, **changes: object) -> SipURI:
         """Return a copy with some attributes replaced (params and headers are copied)."""
-        if not changes:
-            return SipURI(
-                self.scheme,
-                self.user,
-                self.host,
-                self.port,
-                dict(self.params),
-                dict(self.headers),
-                self.password,
-            )
         data: dict[str, object] = {
             "scheme": self.scheme,
             "user": self.user,
@@ -204,10 +169,6 @@ class AbsoluteURI:
 
 URI = SipURI | AbsoluteURI
 
-# Building parsed values without the dataclass __init__ (object.__new__ + attribute sets):
-# the parser's hot path; every attribute the class declares is set right after.
-_new = object.__new__
-
 _USER_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,;?/]")
 _PASSWORD_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()&=+$,]")
 _HVALUE_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'()\[\]/?:+$]")
@@ -236,38 +197,6 @@ def _escape_hvalue(value: str) -> str:
     return _HVALUE_UNSAFE.sub(_percent, value)
 
 
-def _plain_params(text: str) -> dict[str, str | None]:
-    """``;name=value;flag`` that a fast-path regex matched: no whitespace, no quotes, no escapes.
-
-    Names are lower-cased, a flag maps to ``None`` (as ``headers.parse_params``).
-    """
-    if text.find(";", 1) == -1:  # one parameter (";branch=...", ";tag=...", ";lr"): no loop
-        k, sep, v = text[1:].partition("=")
-        return {k.lower(): v if sep else None}
-    params: dict[str, str | None] = {}
-    for item in text[1:].split(";"):
-        k, sep, v = item.partition("=")
-        params[k.lower()] = v if sep else None
-    return params
-
-
-def sip_uri_from_match(m: re.Match[str], first: int) -> SipURI:
-    """Build a :class:`SipURI` from a match of :data:`FAST_SIP_URI` whose groups start at ``first``.
-
-    The regex has already checked everything (port range included), so this cannot fail.
-    """
-    scheme, user, host, port_text, pstr = m.group(first, first + 1, first + 2, first + 3, first + 4)
-    uri = _new(SipURI)
-    uri.scheme = scheme
-    uri.user = user
-    uri.host = host
-    if port_text is not None:  # else the class default, None (as for password)
-        uri.port = int(port_text)
-    uri.params = _plain_params(pstr) if pstr else {}
-    uri.headers = {}
-    return uri
-
-
 def parse_uri(text: str) -> URI:
     """Parse a URI (RFC 3261 §19.1.1 for ``sip:``/``sips:``, RFC 3986 shape for the rest).
 
@@ -284,13 +213,6 @@ def parse_uri(text: str) -> URI:
     Raises:
         InvalidMessage: the text is not a valid URI.
     """
-    if _c_sip_uri is not None:
-        uri = _c_sip_uri(text)
-        if uri is not None:
-            return uri
-    fast = FAST_SIP_URI_RE.fullmatch(text)
-    if fast is not None:
-        return sip_uri_from_match(fast, 1)
     colon = text.find(":")
     scheme = text[:colon].lower() if colon > 0 else ""  # (no colon: no scheme, not text[:-1])
     if scheme != "sip" and scheme != "sips":
@@ -351,15 +273,3 @@ def parse_uri(text: str) -> URI:
             params[k.lower()] = v if sep else None
     return SipURI(scheme, user, host, port, params, headers, password)
 
-
-def _load_c_sip_uri() -> Callable[[str], SipURI | None] | None:
-    module = _speedups.load("_cmessage")
-    if module is None:
-        return None
-    module.register("SipURI", SipURI)
-    fast: Callable[[str], SipURI | None] = module.sip_uri
-    return fast
-
-
-#: The C form of the fast path above (FAST_SIP_URI_RE + sip_uri_from_match), or None.
-_c_sip_uri = _load_c_sip_uri()
