@@ -520,6 +520,25 @@ class DigestAuth:
         """
         return self.respond_all(request, response)[0]
 
+    def retry(self, request: Request, response: Response, cseq: int) -> Request:
+        """``request`` again, answering ``response``'s challenge: the one digest retry of
+        REGISTER, INVITE and in-dialog requests (RFC 3261 §22.2).
+
+        A copy without Via (a new transaction), with CSeq number ``cseq`` and the credentials
+        of :meth:`respond` in place of any the request carried.
+
+        Raises:
+            AuthenticationError: as for :meth:`respond`.
+            InvalidMessage: the challenge cannot be read.
+        """
+        name, value = self.respond(request, response)
+        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
+        retry.headers.remove("Via")
+        retry.headers.remove(name)
+        retry.headers.set("CSeq", f"{cseq} {request.method}")
+        retry.headers.add(name, value)
+        return retry
+
     def respond_all(self, request: Request, response: Response) -> list[tuple[str, str]]:
         """Like :meth:`respond`, but one header per challenging realm, in response order.
 
