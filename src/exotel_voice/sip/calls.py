@@ -1070,16 +1070,11 @@ class CallLayer:
             return
         if status in (401, 407) and self.auth is not None and not call._auth_retried:
             try:
-                name, value = self.auth.respond(tx.request, response)
+                retry = self.auth.retry(tx.request, response, tx.request.cseq.seq + 1)
             except AuthenticationError as exc:
                 self._end(call, "remote", status, str(exc))
                 return
             call._auth_retried = True
-            retry = Request(tx.request.method, tx.request.uri, tx.request.headers.copy(),
-                            tx.request.body)
-            retry.headers.remove("Via")
-            retry.headers.set("CSeq", f"{tx.request.cseq.seq + 1} INVITE")
-            retry.headers.add(name, value)
             call.invite = retry
             if conn is not None:
                 new_tx = conn.send_request(retry, now)
@@ -1182,17 +1177,13 @@ class CallLayer:
     ) -> bool:
         if call.dialog is None or call.connection is None or self.auth is None:
             return False
+        dialog = call.dialog
         try:
-            name, value = self.auth.respond(request, response)
+            retry = self.auth.retry(request, response, (dialog.local_seq or 0) + 1)
         except AuthenticationError as exc:
             logger.warning("! call %s: %s", call.id, exc)
             return False
-        dialog = call.dialog
-        dialog.local_seq = (dialog.local_seq or 0) + 1
-        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
-        retry.headers.remove("Via")
-        retry.headers.set("CSeq", f"{dialog.local_seq} {request.method}")
-        retry.headers.add(name, value)
+        dialog.local_seq = retry.cseq.seq
         tx = call.connection.send_request(retry, now)
         self._tx_calls[id(tx)] = (kind, call)
         if kind == "reinvite":

@@ -402,7 +402,7 @@ class Registration:
                 self._fail(status, response.reason, err, now, retryable=False)
                 return None
             try:
-                name, value = self.auth.respond(request, response)
+                retry = self.auth.retry(request, response, self.cseq + 1)
             except AuthenticationError as exc:
                 if exc.status is None:
                     exc.status = status
@@ -421,9 +421,8 @@ class Registration:
                 self._fail(status, response.reason, err, now, retryable=False)
                 return None
             self._challenged = True
-            retry = self._new_request(0 if unregistering else self._requested_expires, now,
-                                      auth=(name, value))
-            return retry
+            self.cseq += 1
+            return self._send(retry, 0 if unregistering else self._requested_expires, now)
         if status == 423 and not unregistering:
             return self._on_interval_too_brief(response, now)
         retryable = status in _RETRYABLE
@@ -604,9 +603,7 @@ class Registration:
                 return binding.params
         return None
 
-    def _new_request(
-        self, expires: int, now: float, *, auth: tuple[str, str] | None = None
-    ) -> Request:
+    def _new_request(self, expires: int, now: float) -> Request:
         self.cseq += 1
         self._requested_expires = expires if expires else self._requested_expires
         to, from_, contact, _ = self._render()
@@ -631,13 +628,17 @@ class Registration:
             items.append(("User-Agent", self.user_agent))
         # The names above are spelled canonically: no canonical_name() pass needed.
         request = Request("REGISTER", self.registrar, Headers._from_canonical(items))
-        if auth is None and self.auth is not None:
+        if self.auth is not None:
             try:
                 auth = self.auth.authorize(request)
             except AuthenticationError:
                 auth = None
-        if auth is not None:
-            request.headers.add(*auth)
+            if auth is not None:
+                request.headers.add(*auth)
+        return self._send(request, expires, now)
+
+    def _send(self, request: Request, expires: int, now: float) -> Request:
+        """Make ``request`` the outstanding REGISTER (the owner sends it)."""
         self._pending = request
         self._timeout_at = now + self.request_timeout
         self._events.append(RegisterSent(None, "REGISTER sent", expires))
