@@ -10,12 +10,10 @@ The whole tree::
     │       └── MessageTooLarge
     ├── InvalidSDP                        an SDP body could not be parsed
     ├── ProtocolError
-    │   ├── LocalProtocolError            we were asked to do something the protocol forbids
-    │   └── RemoteProtocolError           the peer did something the protocol forbids
+    │   └── LocalProtocolError            we were asked to do something the protocol forbids
     ├── InvalidState                      a method was called in a state that does not allow it
     ├── TransactionError
-    │   ├── TransactionTimeout            no final response before Timer B/F fired
-    │   └── RequestFailed                 a final non-2xx response (.response)
+    │   └── TransactionTimeout            no final response before Timer B/F fired
     ├── AuthenticationError               credentials were rejected, or a challenge cannot be met
     ├── ConfigurationError                a configuration value is missing or invalid (.field)
     ├── TransportError
@@ -28,11 +26,8 @@ No exception message ever contains a password, a digest response or an API token
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-
-if TYPE_CHECKING:
-    from .sip.message import Response
 
 __all__ = [
     "AuthenticationError",
@@ -47,8 +42,6 @@ __all__ = [
     "MediaError",
     "MessageTooLarge",
     "ProtocolError",
-    "RemoteProtocolError",
-    "RequestFailed",
     "SecurityError",
     "SipError",
     "TooManyHeaders",
@@ -106,10 +99,6 @@ class LocalProtocolError(ProtocolError):
     """We were asked to do something the protocol does not allow."""
 
 
-class RemoteProtocolError(ProtocolError):
-    """The peer did something the protocol does not allow."""
-
-
 class InvalidState(SipError, AssertionError):
     """A method was called in a state that does not allow it."""
 
@@ -120,23 +109,6 @@ class TransactionError(SipError):
 
 class TransactionTimeout(TransactionError):
     """No final response arrived before the transaction timer fired."""
-
-
-class RequestFailed(TransactionError):
-    """A request got a final non-2xx response.
-
-    Attributes:
-        response: the final response.
-    """
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(f"{response.status} {response.reason}")
-        self.response = response
-
-    @property
-    def status(self) -> int:
-        """The SIP status code of the final response."""
-        return self.response.status
 
 
 class AuthenticationError(SipError):
