@@ -13,7 +13,7 @@ all: test
 apt:
 	@bash scripts/setup-apt.sh
 
-$(STAMP): pyproject.toml setup.py $(wildcard src/exotel_voice/sip/*.c src/exotel_voice/sip/*.h)
+$(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -U pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'

@@ -3,10 +3,8 @@
 # collected") is turned into a failure with a clear message: this suite always has tests,
 # so collecting none means something is broken.
 #
-# Without arguments (what `make test` does) the SIP unit tests then run a second time with
-# the parser's C accelerators off (EXOTEL_VOICE_NO_SPEEDUPS=1), so the pure-Python parser,
-# which is both the reference and the fallback, keeps passing on its own.  Then the media
-# tests run again with aiortc's own path forced (EXOTEL_VOICE_AIORTC_COMPAT=off, see
+# Without arguments (what `make test` does) the media tests then run again with aiortc's
+# own path forced (EXOTEL_VOICE_AIORTC_COMPAT=off, see
 # src/exotel_voice/media/_aiortc_compat.py), so the fallback for a changed aiortc keeps
 # working too.
 set -uo pipefail
@@ -16,12 +14,6 @@ rc=$?
 if [ $rc -eq 5 ]; then
   echo "run-tests: pytest collected no tests; treating that as a failure" >&2
   exit 1
-fi
-if [ $rc -eq 0 ] && [ $# -eq 0 ]; then
-  echo "run-tests: the SIP unit tests again, pure Python (EXOTEL_VOICE_NO_SPEEDUPS=1)"
-  EXOTEL_VOICE_NO_SPEEDUPS=1 .venv/bin/python -m pytest -q tests/sip
-  rc=$?
-  [ $rc -eq 5 ] && rc=1
 fi
 if [ $rc -eq 0 ] && [ $# -eq 0 ]; then
   echo "run-tests: the media tests again, on aiortc's own path (EXOTEL_VOICE_AIORTC_COMPAT=off)"

@@ -3,7 +3,7 @@
 # when every package is already installed. Needs root (CI runs as root).
 set -euo pipefail
 PKGS=(
-  python3-venv python3-dev gcc openssl sox iproute2 util-linux procps
+  python3-venv openssl sox iproute2 util-linux procps
   kamailio kamailio-websocket-modules kamailio-tls-modules
   rtpengine-daemon
   chromium

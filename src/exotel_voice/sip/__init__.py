@@ -1,4 +1,4 @@
-"""The sans-I/O SIP core: messages, URIs, headers, SDP, digest auth, transactions, dialogs.
+"""The sans-I/O SIP core: messages, URIs, headers, digest auth, transactions, dialogs.
 
 Nothing in this package does I/O, imports asyncio, or reads a clock: bytes and events go
 in, bytes, events and deadlines come out. Time is always passed in as ``now`` (seconds,
