@@ -37,7 +37,11 @@ def outgoing_call() -> Call:
         ),
     )
     session = CallSession("o1", "outgoing", invite, SessionState.CALLING)
-    return Call(StubPhone(), session, None)  # type: ignore[arg-type]
+    phone = StubPhone()
+    return Call(
+        phone, session, None,  # type: ignore[arg-type]
+        sip=lambda action: None, publish=phone._publish, new_source=lambda: None,  # type: ignore[arg-type,return-value]
+    )
 
 
 async def test_credentials_we_sent_are_not_exposed_through_headers() -> None:

@@ -29,11 +29,16 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    PhoneEvent,
 )
 
 
 if TYPE_CHECKING:
+    from ..sip.useragent import UserAgent
     from .phone import Phone
+
+#: A user-agent command for one call: ``action(user_agent, now)``.
+SipAction = Callable[["UserAgent", float], object]
 
 __all__ = ["Call", "CallState"]
 
@@ -86,8 +91,22 @@ class Call:
         media: the call's :class:`~exotel_voice.media.MediaSession`, once media started.
     """
 
-    def __init__(self, phone: Phone, session: CallSession, source: AudioSource | None) -> None:
+    def __init__(
+        self,
+        phone: Phone,
+        session: CallSession,
+        source: AudioSource | None,
+        *,
+        sip: Callable[[SipAction], None],
+        publish: Callable[[PhoneEvent], None],
+        new_source: Callable[[], AudioSource],
+    ) -> None:
         self.phone = phone
+        # What the phone lends the call: run a user-agent command on this call (at the
+        # current time, output pumped), publish an event, make the default audio source.
+        self._sip = sip
+        self._to_phone = publish
+        self._new_source = new_source
         self._session = session
         self.direction = session.direction
         self.start_time = time.time()
@@ -284,11 +303,11 @@ class Call:
                 answer = await media.accept_offer(offer)
             except (SipError, ValueError) as exc:
                 logger.warning("! call %s: cannot answer the offer: %s", self.id, exc)
-                self.phone._command(lambda now: self.phone._ua.reject(self._session, now, 488))
+                self._sip(lambda ua, now: ua.reject(self._session, now, 488))
                 raise MediaError(f"cannot answer the call's offer: {exc}") from exc
             if self._session.state is not SessionState.INCOMING:
                 raise InvalidState("the call ended while it was being answered")
-            self.phone._command(lambda now: self.phone._ua.answer(self._session, answer, now))
+            self._sip(lambda ua, now: ua.answer(self._session, answer, now))
             self._mark_connected()
 
     async def hangup(self, status: int | None = None, reason: str | None = None) -> None:
@@ -296,8 +315,8 @@ class Call:
         still calling, send BYE if connected. Returns once the call has ended."""
         if self._ended.is_set():
             return
-        self.phone._command(
-            lambda now: self.phone._ua.hangup(self._session, now, status, reason)
+        self._sip(
+            lambda ua, now: ua.hangup(self._session, now, status, reason)
         )
         try:
             await asyncio.wait_for(self._ended.wait(), 35.0)
@@ -367,7 +386,7 @@ class Call:
         direction = "sendonly" if self._hold_wanted else "sendrecv"
         async with self._lock:
             offer = await self.media.create_reoffer(direction)
-            self.phone._command(lambda now: self.phone._ua.reinvite(self._session, offer, now))
+            self._sip(lambda ua, now: ua.reinvite(self._session, offer, now))
 
     async def send_dtmf(self, digits: str, *, method: str = "info", duration_ms: int = 240) -> None:
         """Send DTMF digits (``0-9``, ``A-D``, ``*``, ``#``; several at once allowed).
@@ -399,8 +418,8 @@ class Call:
             return
         for digit in parsed:
             body = f"Signal={digit}\r\nDuration={duration_ms}".encode()
-            self.phone._command(
-                lambda now, body=body: self.phone._ua.send_info(  # type: ignore[misc]
+            self._sip(
+                lambda ua, now, body=body: ua.send_info(  # type: ignore[misc]
                     self._session, _DTMF_INFO, body, now
                 )
             )
@@ -450,7 +469,7 @@ class Call:
     # -- driven by the phone -----------------------------------------------------------------
     def _ensure_media(self) -> MediaSession:
         if self.media is None:
-            source = self._source if self._source is not None else self.phone._new_source()
+            source = self._source if self._source is not None else self._new_source()
             self.media = MediaSession(config=self.phone.media_config, source=source)
             self.media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
             if self._muted:
@@ -472,7 +491,7 @@ class Call:
     def _publish(self, event: CallEvent | DtmfReceived) -> None:
         for q in self._subscribers:
             q.put_nowait(event)
-        self.phone._publish(event)
+        self._to_phone(event)
 
     def _mark_connected(self) -> None:
         if self._connected.is_set() or not self._set_state(CallState.CONNECTED):
@@ -544,8 +563,8 @@ class Call:
             if problem is not None:
                 # The SIP call is up but its audio cannot be: end it (BYE) with the reason,
                 # rather than leave it connected in SIP and "ringing" here.
-                self.phone._command(
-                    lambda now: self.phone._ua.fail_call(self._session, now, problem)
+                self._sip(
+                    lambda ua, now: ua.fail_call(self._session, now, problem)
                 )
                 return
             self._mark_connected()
@@ -557,20 +576,20 @@ class Call:
 
         async def respond() -> None:
             if media is None or sdp is None:
-                self.phone._command(
-                    lambda now: self.phone._ua.answer_reinvite(self._session, None, now)
+                self._sip(
+                    lambda ua, now: ua.answer_reinvite(self._session, None, now)
                 )
                 return
             try:
                 answer = await media.update(sdp)
             except (SipError, ValueError) as exc:
                 logger.warning("! call %s: cannot answer re-INVITE: %s", self.id, exc)
-                self.phone._command(
-                    lambda now: self.phone._ua.reject_reinvite(self._session, now)
+                self._sip(
+                    lambda ua, now: ua.reject_reinvite(self._session, now)
                 )
                 return
-            self.phone._command(
-                lambda now: self.phone._ua.answer_reinvite(self._session, answer, now)
+            self._sip(
+                lambda ua, now: ua.answer_reinvite(self._session, answer, now)
             )
             held = media.remote_hold
             if held != self._remote_hold:

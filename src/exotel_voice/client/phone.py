@@ -342,7 +342,7 @@ class Phone:
             raise
         loop = asyncio.get_running_loop()
         session = self._ua.invite(target, offer, loop.time(), headers=list((headers or {}).items()))
-        call = Call(self, session, media_source)
+        call = self._new_call(session, media_source)
         call.media = media
         media.add_dtmf_listener(lambda d: call._on_dtmf(d, "rfc4733"))
         self._calls[session.id] = call
@@ -510,6 +510,13 @@ class Phone:
         for q in self._subscribers:
             q.put_nowait(event)
 
+    def _new_call(self, session: core.CallSession, source: AudioSource | None) -> Call:
+        def sip(action: Callable[[UserAgent, float], object]) -> None:
+            self._command(lambda now: action(self._ua, now))
+
+        return Call(self, session, source, sip=sip, publish=self._publish,
+                    new_source=self._new_source)
+
     def _call_of(self, session: core.CallSession) -> Call | None:
         return self._calls.get(session.id)
 
@@ -525,7 +532,7 @@ class Phone:
             self._on_registration_event(event)
             return
         if isinstance(event, core.IncomingCall):
-            new = Call(self, event.call, None)
+            new = self._new_call(event.call, None)
             self._calls[event.call.id] = new
             new._publish(CallIncoming(self.name, new))
             # We sent 180 Ringing with the event.
