@@ -19,7 +19,7 @@ from exotel_voice.sip.useragent import (
     CallEnded,
     CallProgress,
     CallSession,
-    CallState,
+    SessionState,
     UserAgent,
 )
 from exotel_voice.sip.utils import make_response
@@ -102,7 +102,7 @@ def test_200_without_contact_is_acked_byed_and_ends_the_call(
     end = ended(ua)
     assert end.by == "remote" and end.status is None
     assert "Contact" in end.reason and "200" in end.reason
-    assert call.state is CallState.TERMINATED and call.end_reason == end.reason
+    assert call.state is SessionState.TERMINATED and call.end_reason == end.reason
     assert not ua.calls
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     # The far end's 200 to our BYE is absorbed; hangup() on the ended call does nothing.
@@ -122,7 +122,7 @@ def test_200_without_contact_after_an_early_dialog_uses_its_target() -> None:
     assert (ack.method, bye.method) == ("ACK", "BYE")
     assert str(bye.uri) == "sip:bob@192.0.2.7:5070;transport=ws", "the 183's Contact"
     assert "Contact" in ended(ua).reason
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
 
 
 def test_200_without_to_tag_is_acked_byed_and_ends_the_call() -> None:
@@ -136,7 +136,7 @@ def test_200_without_to_tag_is_acked_byed_and_ends_the_call() -> None:
         assert str(request.uri) == "sip:bob@192.0.2.7:5070;transport=ws"
     end = ended(ua)
     assert end.by == "remote" and "To tag" in end.reason
-    assert call.state is CallState.TERMINATED and not ua.calls
+    assert call.state is SessionState.TERMINATED and not ua.calls
 
 
 def test_hangup_of_a_call_whose_200_had_no_contact_returns_at_once() -> None:
@@ -148,7 +148,7 @@ def test_hangup_of_a_call_whose_200_had_no_contact_returns_at_once() -> None:
     ua.data_to_send()
     ua.events_received()
     ua.hangup(call, 0.2)
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
 
 
 def test_sdp_is_opaque_text_the_owner_judges_it(caplog: pytest.LogCaptureFixture) -> None:
@@ -161,7 +161,7 @@ def test_sdp_is_opaque_text_the_owner_judges_it(caplog: pytest.LogCaptureFixture
     (progress,) = ua.events_received()
     assert isinstance(progress, CallProgress) and progress.status == 183
     assert progress.sdp == GARBAGE_SDP.decode()
-    assert call.state is CallState.EARLY
+    assert call.state is SessionState.EARLY
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     ua.receive_data(answer(invite, body=GARBAGE_SDP).serialize(), 0.2)
     (ack,) = sent(ua)
@@ -174,7 +174,7 @@ def test_sdp_is_opaque_text_the_owner_judges_it(caplog: pytest.LogCaptureFixture
     (end,) = ua.events_received()
     assert isinstance(end, CallEnded) and (end.by, end.status) == ("remote", None)
     assert "SDP cannot be parsed" in end.reason
-    assert call.state is CallState.TERMINATED and not ua.calls
+    assert call.state is SessionState.TERMINATED and not ua.calls
 
 
 def test_a_second_2xx_from_another_fork_is_acked_and_byed() -> None:
@@ -201,7 +201,7 @@ def test_a_second_2xx_from_another_fork_is_acked_and_byed() -> None:
     assert ack2.cseq.seq == invite.cseq.seq
     # The first call is unaffected.
     assert ua.events_received() == []
-    assert call.state is CallState.ESTABLISHED
+    assert call.state is SessionState.ESTABLISHED
     assert call.dialog is not None and call.dialog.remote_tag == "t1"
 
     # Retransmissions: each 2xx gets its own dialog's ACK again, and no second BYE.
@@ -213,7 +213,7 @@ def test_a_second_2xx_from_another_fork_is_acked_and_byed() -> None:
     assert again1.method == "ACK" and again1.to.tag == "t1"
     # The fork's 200 to our BYE concerns nobody.
     ua.receive_data(make_response(bye2, 200).serialize(), 0.5)
-    assert ua.events_received() == [] and call.state is CallState.ESTABLISHED
+    assert ua.events_received() == [] and call.state is SessionState.ESTABLISHED
 
     # The first call still works: our BYE goes to the first dialog.
     ua.hangup(call, 1.0)
@@ -257,7 +257,7 @@ def test_fail_call_ends_an_established_call_with_bye_and_the_reason() -> None:
     (end,) = ua.events_received()
     assert isinstance(end, CallEnded)
     assert (end.by, end.status, end.reason) == ("remote", None, "the answer has no a=fingerprint")
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
 
 
 @pytest.mark.parametrize("ending", ["answered then hung up", "bad 200"])
@@ -282,5 +282,5 @@ def test_an_early_dialog_of_another_fork_ends_with_the_call(ending: str) -> None
         ua.hangup(call, 0.3)
         (bye,) = [r for r in sent(ua) if r.method == "BYE"]
         ua.receive_data(make_response(bye, 200).serialize(), 0.4)
-    assert call.state is CallState.TERMINATED
+    assert call.state is SessionState.TERMINATED
     assert connection._dialogs == {}
