@@ -1,6 +1,6 @@
 """WebSocketTransport against real WebSocket servers on 127.0.0.1.
 
-Integration with a real SIP server (Kamailio) is in tests/interop/test_registration.py.
+Integration with a real SIP server (Kamailio) is in tests/interop/test_registration_kamailio.py.
 """
 
 from __future__ import annotations
