@@ -107,39 +107,6 @@ async def test_stop_timer_and_a_failing_send_do_not_stop_writes() -> None:
     await pump.aclose(drain=1.0)
 
 
-async def test_eager_sends_are_written_inside_the_flush_and_keep_order_when_one_suspends() -> None:
-    core = Core()
-    written: list[bytes] = []
-    gate = asyncio.Event()
-
-    async def send(data: bytes) -> None:
-        if data == b"b-1":
-            await gate.wait()  # as the transport does when the socket buffer is full
-        written.append(data)
-
-    pump = Pump(core, send, eager=True)
-    pump.receive_data("a")
-    assert written == [b"a-1", b"a-2"], "written before the flush returned, no task hop"
-    pump.receive_data("b")
-    pump.receive_data("c")
-    assert written == [b"a-1", b"a-2"], "b-1 suspended; b-2 and c-* wait behind it"
-    gate.set()
-    assert await pump.drain(2.0)
-    assert written == [b"a-1", b"a-2", b"b-1", b"b-2", b"c-1", b"c-2"]
-    pump.receive_data("d")
-    assert written[-2:] == [b"d-1", b"d-2"], "eager again once the queue is empty"
-    await pump.aclose()
-
-
-async def test_eager_send_that_raises_is_logged_and_the_next_one_goes() -> None:
-    core = Core()
-    written: list[bytes] = []
-    pump = Pump(core, _send_failing_on(b"x-1", written), eager=True)
-    pump.receive_data("x")
-    assert written == [b"x-2"]
-    await pump.aclose()
-
-
 async def test_output_produced_while_after_runs_is_written_in_the_same_flush() -> None:
     core = Core()
     written: list[bytes] = []

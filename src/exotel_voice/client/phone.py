@@ -188,11 +188,7 @@ class Phone:
         if self._transport is not None:
             return
         self._loop = asyncio.get_running_loop()
-        # Eager: each message is written inside the flush that produced it, with no task hop
-        # (the transport's send only suspends when the socket buffer is full).
-        self._io = Pump(
-            self._ua, self._send, after=self._handle_events, name=f"phone {self.name}", eager=True
-        )
+        self._io = Pump(self._ua, self._send, after=self._handle_events, name=f"phone {self.name}")
         self._transport = WebSocketTransport(
             self.account.ws_url,
             self,

@@ -18,19 +18,13 @@ calls :meth:`Pump.flush` after touching the core), and drains the core's events 
 
 Messages leave in the order the core produced them even though ``send`` may suspend: while
 one write is unfinished, later ones wait in a queue that one writer task works through.
-
-With ``eager=True`` each ``send(data)`` coroutine is started at once, inside the flush, as
-Python 3.12's eager tasks do: one that finishes without suspending (the phone's
-:meth:`~exotel_voice.transport.WebSocketTransport.send` does, unless the socket buffer is
-full) costs no task and no event-loop iteration; one that suspends is finished by the
-writer task, and later messages queue behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 
@@ -62,16 +56,12 @@ class Pump:
 
     Args:
         core: the sans-I/O object.
-        send: writes one message; called one message at a time, in order (by the pump's
-            writer task, or at once with ``eager``). It should handle its own transport
-            errors (an exception is logged and the message dropped; writing carries on).
+        send: writes one message; called one message at a time, in order, by the pump's
+            writer task. It should handle its own transport errors (an exception is logged
+            and the message dropped; writing carries on).
         after: called after each flush (the owner drains and handles the core's events
             there; it may run more commands, which flush again).
         name: for the writer task's name and logs.
-        eager: start each ``send`` coroutine at once, in the flush, instead of in the
-            writer task. It then runs on the caller's stack (which may be another task's,
-            or a protocol callback), so it must not rely on :func:`asyncio.current_task`
-            (no :func:`asyncio.timeout` inside).
     """
 
     def __init__(
@@ -81,17 +71,14 @@ class Pump:
         *,
         after: Callable[[], None] | None = None,
         name: str = "sip",
-        eager: bool = False,
     ) -> None:
         self.core = core
         self.name = name
         self._send = send
         self._after = after
-        self._eager = eager
         self._loop = asyncio.get_running_loop()
-        # Messages not written yet, or a send that suspended (its rest, to await first).
-        self._queue: asyncio.Queue[bytes | Awaitable[None]] = asyncio.Queue()
-        self._writing = False  # the writer task holds an item it has not finished
+        # Messages not written yet, in order.
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._timer: asyncio.TimerHandle | None = None
         self._timers = True
         self._writer = self._loop.create_task(self._write_loop(), name=f"{name} writer")
@@ -130,12 +117,7 @@ class Pump:
 
     def _write_out(self) -> None:
         for data in self.core.data_to_send():
-            if self._eager and not self._writing and self._queue.empty():
-                rest = self._start_send(data)
-                if rest is not None:
-                    self._queue.put_nowait(rest)
-            else:
-                self._queue.put_nowait(data)
+            self._queue.put_nowait(data)
 
     def stop_timer(self) -> None:
         """Cancel the timer and never re-arm it (the owner is closing); writes go on."""
@@ -194,57 +176,13 @@ class Pump:
         self._timer = None
         self.run(self.core.handle_timer)
 
-    def _start_send(self, data: bytes) -> Awaitable[None] | None:
-        """Run ``send(data)`` up to its first suspension; return its rest, if any."""
-        coro = self._send(data)
-        try:
-            suspended_on = coro.send(None)
-        except StopIteration:
-            return None
-        except Exception:
-            logger.exception("! %s: could not write a message", self.name)
-            return None
-        return _Resumed(coro, suspended_on)
-
     async def _write_loop(self) -> None:
         while True:
-            item = await self._queue.get()
-            self._writing = True
+            data = await self._queue.get()
             try:
-                await (self._send(item) if isinstance(item, bytes) else item)
+                await self._send(data)
             except Exception:
                 logger.exception("! %s: could not write a message", self.name)
             finally:
-                self._writing = False
                 self._queue.task_done()
 
-
-class _Resumed:
-    """The rest of a coroutine that was stepped by hand and suspended on ``suspended_on``.
-
-    Awaiting it hands ``suspended_on`` (a future) to the awaiting task, then drives the
-    coroutine to its end, as ``yield from`` would have.
-    """
-
-    def __init__(self, coro: Coroutine[Any, Any, None], suspended_on: Any) -> None:
-        self._coro = coro
-        self._suspended_on = suspended_on
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, pending = self._coro, self._suspended_on
-        while True:
-            try:
-                sent = yield pending
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    pending = coro.send(sent)
-                except StopIteration:
-                    return
