@@ -53,8 +53,7 @@ it is kept:
   system store (websockets' default context), not ``ca_file``.
 
 ``send()`` does not suspend unless the socket buffer is full (websockets' ``send`` only
-awaits flow control), which :class:`~exotel_voice.transport.pump.Pump` (``eager=True``)
-relies on. No system proxy and no permessage-deflate are used, as before.
+awaits flow control). No system proxy and no permessage-deflate are used, as before.
 """
 
 from __future__ import annotations
