@@ -4,10 +4,12 @@ Two faces over one core:
 
 * :class:`ExotelWebClient` -- Exotel's Voice WebSDK API (the integration guide's names and
   callbacks), usable from plain synchronous code;
-* :class:`Phone` / :class:`Call` -- the asyncio API underneath it.
+* :class:`Phone` / :class:`Call` -- the asyncio API underneath it, with its states
+  (:class:`CallState`, :class:`RegistrationState`, :class:`PhoneStatus`) and typed events
+  (:class:`CallConnected`, :class:`CallEnded`, :class:`RegistrationStateChanged` ...).
 
-``ExotelWebClient``, ``Phone``, ``Call`` and ``AccountConfig`` are imported lazily (on first
-use), so ``import exotel_voice.sip`` stays free of asyncio, websockets and aiortc.
+Everything but the exceptions is imported lazily (on first use), so
+``import exotel_voice.sip`` stays free of asyncio, websockets and aiortc.
 """
 
 from __future__ import annotations
@@ -29,9 +31,28 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from .client.call import Call
+    from .client import (
+        Call,
+        CallConnected,
+        CallEnded,
+        CallEvent,
+        CallHeld,
+        CallIncoming,
+        CallMuted,
+        CallProgress,
+        CallResumed,
+        CallRinging,
+        CallState,
+        CallUnmuted,
+        DtmfReceived,
+        Phone,
+        PhoneEvent,
+        PhoneStatus,
+        RegistrationState,
+        RegistrationStateChanged,
+        TransportStateChanged,
+    )
     from .client.facade import ExotelCall, ExotelWebClient
-    from .client.phone import Phone
     from .config import AccountConfig
 
 __version__ = "0.1.0"
@@ -40,8 +61,20 @@ __all__ = [
     "AccountConfig",
     "AuthenticationError",
     "Call",
+    "CallConnected",
+    "CallEnded",
+    "CallEvent",
+    "CallHeld",
+    "CallIncoming",
+    "CallMuted",
+    "CallProgress",
+    "CallResumed",
+    "CallRinging",
+    "CallState",
+    "CallUnmuted",
     "ConfigurationError",
     "ConnectionClosed",
+    "DtmfReceived",
     "ExotelCall",
     "ExotelWebClient",
     "InvalidDTMF",
@@ -49,33 +82,37 @@ __all__ = [
     "InvalidState",
     "MediaError",
     "Phone",
+    "PhoneEvent",
+    "PhoneStatus",
+    "RegistrationState",
+    "RegistrationStateChanged",
     "SipError",
     "TransactionTimeout",
     "TransportError",
+    "TransportStateChanged",
     "__version__",
 ]
 
+#: The modules of the lazily imported names that are not the asyncio API's; every other
+#: public name not defined here is :mod:`exotel_voice.client`'s.
 _LAZY = {
-    "AccountConfig": ("config", "AccountConfig"),
-    "Call": ("client.call", "Call"),
-    "ExotelCall": ("client.facade", "ExotelCall"),
-    "ExotelWebClient": ("client.facade", "ExotelWebClient"),
-    "Phone": ("client.phone", "Phone"),
+    "AccountConfig": "config",
+    "ExotelCall": "client.facade",
+    "ExotelWebClient": "client.facade",
 }
 
 
 def __getattr__(name: str) -> Any:
     """Import the public classes on first use (PEP 562)."""
-    try:
-        module_name, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module_name}", __name__), attr)
+    module = importlib.import_module(f".{_LAZY.get(name, 'client')}", __name__)
+    value = getattr(module, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,43 @@
+"""The package's public names: what ``__all__`` lists is there, and importing the
+package (or its sans-I/O core) does not load the asyncio API until a name of it is used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import exotel_voice
+import exotel_voice.client
+
+
+def test_every_name_in_all_is_importable_and_all_is_sorted() -> None:
+    for name in exotel_voice.__all__:
+        assert getattr(exotel_voice, name) is not None, name
+    assert exotel_voice.__all__ == sorted(exotel_voice.__all__)
+    assert set(exotel_voice.__all__) <= set(dir(exotel_voice))
+
+
+def test_the_asyncio_api_is_re_exported_whole() -> None:
+    missing = set(exotel_voice.client.__all__) - set(exotel_voice.__all__)
+    assert not missing, f"exotel_voice.client names missing at the top level: {sorted(missing)}"
+    for name in exotel_voice.client.__all__:
+        assert getattr(exotel_voice, name) is getattr(exotel_voice.client, name)
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        exotel_voice.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_the_core_imports_without_the_asyncio_api() -> None:
+    code = (
+        "import sys, exotel_voice, exotel_voice.sip.useragent\n"
+        "heavy = ('exotel_voice.client', 'aiortc', 'websockets')\n"
+        "loaded = [m for m in heavy if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "from exotel_voice import CallState, PhoneStatus, RegistrationState, CallEnded\n"
+        "assert 'exotel_voice.client' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
