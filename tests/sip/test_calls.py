@@ -6,11 +6,15 @@ the sandbox, which uses CallLayer this way over real WebSockets, in tests/sandbo
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from exotel_voice.exceptions import InvalidState
 from exotel_voice.sip import NameAddr, Request, SipURI, parse_message
+from exotel_voice.sip.auth import DigestAuth
 from exotel_voice.sip.calls import (
+    _TRANSITIONS,
     CallAnswered,
     CallConfirmed,
     CallEnded,
@@ -340,3 +344,55 @@ def test_commands_need_a_contact_and_a_from() -> None:
         layer.invite(conn, f"sip:bob@{DOMAIN}", OFFER, 0.0)
     with pytest.raises(InvalidState, match="From"):
         layer.invite(conn, f"sip:bob@{DOMAIN}", OFFER, 0.0, contact=server_contact(1))
+
+
+def test_every_state_has_a_row_and_the_table_refuses_other_moves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert set(_TRANSITIONS) == set(SessionState)
+    assert _TRANSITIONS[SessionState.TERMINATED] == frozenset()
+    layer = CallLayer(aor=SipURI("sip", "server", DOMAIN), contact=server_contact(8088))
+    conn = SipConnection(via_host="server.invalid")
+    call = layer.invite(conn, f"sip:bob@{DOMAIN}", OFFER, 0.0)
+    assert layer._set_state(call, SessionState.EARLY)
+    with caplog.at_level(logging.WARNING, logger="exotel_voice.sip.calls"):
+        assert not layer._set_state(call, SessionState.INCOMING)
+    assert call.state is SessionState.EARLY
+    assert "refused state change early -> incoming" in caplog.text
+    layer.hangup(call, 0.1)
+    assert call.state is SessionState.TERMINATING
+    assert not layer._set_state(call, SessionState.ESTABLISHED)
+    assert call.state is SessionState.TERMINATING
+
+
+def test_a_cancel_after_a_digest_retry_waits_for_the_new_invites_provisional() -> None:
+    """§9.1 holds per INVITE: a 100 to the challenged INVITE does not allow cancelling the
+    retried one (its transaction has had no provisional response yet)."""
+    layer = CallLayer(aor=SipURI("sip", "server", DOMAIN), contact=server_contact(8088),
+                      auth=DigestAuth("server", "pw"))
+    conn = SipConnection(via_host="server.invalid")
+
+    def feed(response: bytes, now: float) -> None:
+        conn.receive_data(response, now)
+        for event in conn.events_received():
+            layer.handle_event(conn, event, now)
+
+    def sent() -> list[Request]:
+        out = [parse_message(d) for d in conn.data_to_send()]
+        assert all(isinstance(m, Request) for m in out)
+        return out  # type: ignore[return-value]
+
+    call = layer.invite(conn, f"sip:bob@{DOMAIN}", OFFER, 0.0)
+    (first,) = sent()
+    feed(make_response(first, 100).serialize(), 0.1)
+    feed(make_response(first, 407, to_tag="t", headers=[
+        ("Proxy-Authenticate", 'Digest realm="x", nonce="n"')]).serialize(), 0.2)
+    retry = [m for m in sent() if m.method == "INVITE"]
+    assert len(retry) == 1 and "Proxy-Authorization" in retry[0].headers
+    layer.cancel(call, 0.3)
+    assert sent() == [], "no provisional to the retried INVITE yet: the CANCEL waits"
+    feed(make_response(retry[0], 100).serialize(), 0.4)
+    (cancel,) = sent()
+    assert cancel.method == "CANCEL" and cancel.via.branch == retry[0].via.branch
+    feed(make_response(retry[0], 180, to_tag="u").serialize(), 0.5)
+    assert sent() == [], "one CANCEL per INVITE"

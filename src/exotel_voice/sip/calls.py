@@ -20,12 +20,20 @@ of its calls, a CANCEL of one of its INVITEs ...), re-arms :meth:`CallLayer.get_
 :meth:`CallLayer.handle_timer` (ring, ACK and glare deadlines), and acts on
 :meth:`CallLayer.events_received`. Media is not here: SDP goes in and out as text.
 
-Call states::
+Call states (:class:`SessionState`; the moves are the table ``_TRANSITIONS``, and
+``CallLayer._set_state`` refuses any other)::
 
     incoming: INCOMING --answer()--> ESTABLISHED (200 sent; ACK confirms) --BYE--> TERMINATED
               INCOMING --reject()/CANCEL/ring timeout--> TERMINATED
     outgoing: CALLING --1xx--> EARLY --2xx (ACK sent)--> ESTABLISHED --BYE--> TERMINATED
-              CALLING/EARLY --cancel()/4xx-6xx/timeout--> TERMINATED
+              CALLING/EARLY --4xx-6xx/timeout--> TERMINATED
+              CALLING/EARLY --cancel()/ring timeout--> TERMINATING --487/timeout--> TERMINATED
+                                 (a 2xx that crosses the CANCEL is ACKed, then ended by a BYE)
+
+Besides its state, a call keeps a few small facts, each in one attribute: where the CANCEL
+of an outgoing INVITE is (``_cancel``: not wanted, wanted until a provisional response
+allows it, RFC 3261 §9.1, or sent), which deadlines are armed (``_deadlines``: ring, ACK,
+glare back-off), and the re-INVITE in progress, ours or the far end's (at most one).
 
 A 2xx we cannot take (no To tag, no Contact) is ACKed and answered with a BYE where a
 dialog can be built from it, and the call ends with :class:`CallEnded` (``by="remote"``,
@@ -49,7 +57,7 @@ import logging
 import random
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..exceptions import (
@@ -73,7 +81,7 @@ from .events import (
 from .headers import NameAddr
 from .message import Request, Response
 from .registration import ALLOW
-from .transaction import ClientTransaction, ServerTransaction
+from .transaction import ClientTransaction, ServerTransaction, TransactionState
 from .uri import URI, SipURI, parse_uri
 from .utils import KNOWN_METHODS, make_cancel, make_request, make_response, new_call_id, new_tag
 
@@ -126,6 +134,51 @@ class SessionState(enum.StrEnum):
     TERMINATED = "terminated"
 
 
+_S = SessionState
+
+#: The moves a call's state may make: ``{state: states it may go to}``. ``TERMINATING`` is
+#: an outgoing call being cancelled (its INVITE's final response is still to come).
+_TRANSITIONS: Mapping[SessionState, frozenset[SessionState]] = {
+    _S.INCOMING: frozenset({_S.ESTABLISHED, _S.TERMINATED}),
+    _S.CALLING: frozenset({_S.EARLY, _S.ESTABLISHED, _S.TERMINATING, _S.TERMINATED}),
+    _S.EARLY: frozenset({_S.ESTABLISHED, _S.TERMINATING, _S.TERMINATED}),
+    _S.ESTABLISHED: frozenset({_S.TERMINATED}),
+    _S.TERMINATING: frozenset({_S.TERMINATED}),
+    _S.TERMINATED: frozenset(),
+}
+
+
+class _Cancel(enum.Enum):
+    """Where the CANCEL of an outgoing INVITE is (RFC 3261 §9.1)."""
+
+    NOT_WANTED = enum.auto()
+    #: :meth:`CallLayer.cancel` was called; the CANCEL waits for a provisional response.
+    WANTED = enum.auto()
+    SENT = enum.auto()
+
+
+class _Timer(enum.Enum):
+    """A call's deadlines, fired in this order when several are due at once."""
+
+    #: An incoming call unanswered (480), or an outgoing one (CANCEL, "no answer").
+    RING = enum.auto()
+    #: No ACK for our 2xx (RFC 3261 §13.3.1.4): BYE.
+    ACK = enum.auto()
+    #: The glare back-off after a 491 to our re-INVITE is over (§14.1).
+    GLARE = enum.auto()
+
+
+class _Kind(enum.Enum):
+    """What a transaction is to its call (``CallLayer._tx_calls``)."""
+
+    INVITE = "invite"
+    REINVITE = "reinvite"
+    BYE = "bye"
+    FORK_BYE = "fork-bye"
+    CANCEL = "cancel"
+    INFO = "info"
+
+
 @dataclass(eq=False)
 class CallSession:
     """One call, as the SIP core sees it.
@@ -154,18 +207,16 @@ class CallSession:
     # -- internals ---------------------------------------------------------------------------
     _local_tag: str = ""
     _invite_tx: ServerTransaction | ClientTransaction | None = field(default=None, repr=False)
-    _cancel_wanted: bool = False
-    _cancel_status: tuple[int, str] | None = None
-    _cancel_sent: bool = False
-    _got_provisional: bool = False
-    _ack: Request | None = field(default=None, repr=False)
-    _ack_deadline: float | None = None
-    _ring_deadline: float | None = None
+    _cancel: _Cancel = _Cancel.NOT_WANTED
+    #: The end reason of a cancelled call (``cancel(reason=...)``).
+    _cancel_reason: str = "cancelled"
+    #: The armed deadlines (absolute times in the owner's clock).
+    _deadlines: dict[_Timer, float] = field(default_factory=dict)
+    #: The re-INVITE in progress: ours, or the far end's awaiting our answer (never both).
     _reinvite_tx: ClientTransaction | None = field(default=None, repr=False)
     _reinvite_server: tuple[Request, ServerTransaction] | None = field(default=None, repr=False)
-    _glare_at: float | None = None
+    #: A 401/407 is answered once per call.
     _auth_retried: bool = False
-    _cancel_reason: str = "cancelled"
     _rung: bool = False
     _info_queue: list[tuple[str, bytes, list[tuple[str, str]] | None]] = field(
         default_factory=list, repr=False
@@ -340,7 +391,7 @@ class InfoReceived(UserAgentEvent):
 
 
 
-CallOwner = tuple[str, CallSession]
+CallOwner = tuple[_Kind, CallSession]
 
 
 @dataclass(eq=False)
@@ -438,8 +489,7 @@ class CallLayer:
             d
             for call in self.calls.values()
             if connection is None or call.connection is connection
-            for d in (call._ack_deadline, call._ring_deadline, call._glare_at)
-            if d is not None
+            for d in call._deadlines.values()
         ]
         return min(deadlines) if deadlines else None
 
@@ -448,25 +498,28 @@ class CallLayer:
         for call in list(self.calls.values()):
             if connection is not None and call.connection is not connection:
                 continue
-            if call._ring_deadline is not None and now >= call._ring_deadline:
-                call._ring_deadline = None
-                if call.state is SessionState.INCOMING:
-                    self._respond_invite(call, 480, "Temporarily Unavailable", now)
-                    self._end(call, "remote", 480, "not answered in time")
-                elif call.state in (SessionState.CALLING, SessionState.EARLY):
-                    self.cancel(call, now, reason="no answer")
-            if call._ack_deadline is not None and now >= call._ack_deadline:
-                call._ack_deadline = None
-                # §13.3.1.4: no ACK for our 2xx: "the UAS core SHOULD [...] terminate the dialog
-                # by sending a BYE".
-                if call.state is SessionState.ESTABLISHED:
-                    self._send_bye(call, now)
-                    self._end(call, "remote", 408, "no ACK for the 200 OK")
-            if call._glare_at is not None and now >= call._glare_at:
-                call._glare_at = None
-                if call.state is SessionState.ESTABLISHED:
-                    self._events.append(ReInviteRetryDue(call))
+            for timer in _Timer:
+                due = call._deadlines.get(timer)
+                if due is not None and now >= due:
+                    del call._deadlines[timer]
+                    self._on_deadline(call, timer, now)
         self._forget_answered(now)
+
+    def _on_deadline(self, call: CallSession, timer: _Timer, now: float) -> None:
+        if timer is _Timer.RING:
+            if call.state is SessionState.INCOMING:
+                self._respond_invite(call, 480, "Temporarily Unavailable", now)
+                self._end(call, "remote", 480, "not answered in time")
+            elif call.state in (SessionState.CALLING, SessionState.EARLY):
+                self.cancel(call, now, reason="no answer")
+        elif timer is _Timer.ACK:
+            # §13.3.1.4: no ACK for our 2xx: "the UAS core SHOULD [...] terminate the dialog
+            # by sending a BYE".
+            if call.state is SessionState.ESTABLISHED:
+                self._send_bye(call, now)
+                self._end(call, "remote", 408, "no ACK for the 200 OK")
+        elif call.state is SessionState.ESTABLISHED:  # _Timer.GLARE
+            self._events.append(ReInviteRetryDue(call))
 
     def connection_made(self, connection: SipConnection) -> None:
         """A new flow is up: the live calls without one move onto it (RFC 5626 flow recovery).
@@ -591,9 +644,9 @@ class CallLayer:
         call = self._new_call("outgoing", request, SessionState.CALLING, connection, local)
         tx = connection.send_request(request, now)
         call._invite_tx = tx
-        self._tx_calls[id(tx)] = ("invite", call)
+        self._tx_calls[id(tx)] = (_Kind.INVITE, call)
         if ring_timeout is not None:
-            call._ring_deadline = now + ring_timeout
+            call._deadlines[_Timer.RING] = now + ring_timeout
         return call
 
     def accept_invite(
@@ -654,7 +707,7 @@ class CallLayer:
         call._rung = True
         self._respond_invite(call, 180, "Ringing", now)
         if self.ring_timeout is not None:
-            call._ring_deadline = now + self.ring_timeout
+            call._deadlines[_Timer.RING] = now + self.ring_timeout
 
     def answer(self, call: CallSession, sdp: str, now: float) -> None:
         """Answer an incoming call with 200 OK carrying ``sdp``.
@@ -664,11 +717,11 @@ class CallLayer:
         """
         if call.direction != "incoming" or call.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot answer a call that is {call.state.value}")
-        call._ring_deadline = None
+        call._deadlines.pop(_Timer.RING, None)
         self._respond_invite(call, 200, "OK", now, sdp=sdp)
         if call.dialog is not None and call.dialog.state is DialogState.EARLY:
             call.dialog.confirm()
-        call._ack_deadline = now + 64 * self.t1
+        call._deadlines[_Timer.ACK] = now + 64 * self.t1
         self._set_state(call, SessionState.ESTABLISHED)
 
     def reject(
@@ -697,12 +750,11 @@ class CallLayer:
         placing = (SessionState.CALLING, SessionState.EARLY)
         if call.direction != "outgoing" or call.state not in placing:
             raise InvalidState(f"cannot cancel a call that is {call.state.value}")
-        call._cancel_wanted = True
+        call._cancel = _Cancel.WANTED
         call._cancel_reason = reason
-        call._ring_deadline = None
+        call._deadlines.pop(_Timer.RING, None)
         self._set_state(call, SessionState.TERMINATING)
-        if call._got_provisional:
-            self._send_cancel(call, now)
+        self._send_cancel(call, now)
 
     def hangup(
         self, call: CallSession, now: float, status: int | None = None, reason: str | None = None
@@ -754,13 +806,13 @@ class CallLayer:
         if call._reinvite_tx is not None or call._reinvite_server is not None:
             raise InvalidState("a re-INVITE is already in progress on this call")
         conn = self._need_connection(call, "send a re-INVITE")
-        call._glare_at = None
+        call._deadlines.pop(_Timer.GLARE, None)
         request = call.dialog.create_request(
             "INVITE", body=sdp.encode(), content_type=SDP, headers=[("Allow", ALLOW)]
         )
         tx = conn.send_request(request, now)
         call._reinvite_tx = tx
-        self._tx_calls[id(tx)] = ("reinvite", call)
+        self._tx_calls[id(tx)] = (_Kind.REINVITE, call)
 
     def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
         """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
@@ -825,7 +877,7 @@ class CallLayer:
         )
         tx = conn.send_request(request, now)
         call._info_tx = tx
-        self._tx_calls[id(tx)] = ("info", call)
+        self._tx_calls[id(tx)] = (_Kind.INFO, call)
 
     def _info_done(
         self, call: CallSession, status: int | None, reason: str, body: bytes, now: float
@@ -883,17 +935,33 @@ class CallLayer:
         logger.info("= call %s %s %s", call.id, direction, invite.call_id)
         return call
 
-    def _set_state(self, call: CallSession, state: SessionState) -> None:
-        if call.state is not state:
-            logger.debug("= call %s %s -> %s", call.id, call.state.value, state.value)
-            call.state = state
+    @staticmethod
+    def _set_state(call: CallSession, state: SessionState) -> bool:
+        """The one place where a call's state changes; logs ``old -> new``.
+
+        A move that ``_TRANSITIONS`` does not allow is refused: logged (WARNING) and
+        ignored, returning ``False``, as the transaction layer ignores a peer's input its
+        table does not allow. The commands check their own preconditions first (and raise
+        :class:`~exotel_voice.exceptions.InvalidState`), so a refusal means a peer's message
+        arrived in a state that no longer takes it.
+        """
+        if state is call.state:
+            return True
+        if state not in _TRANSITIONS[call.state]:
+            logger.warning(
+                "! call %s: refused state change %s -> %s", call.id, call.state.value, state.value
+            )
+            return False
+        logger.debug("= call %s %s -> %s", call.id, call.state.value, state.value)
+        call.state = state
+        return True
 
     def _end(self, call: CallSession, by: str, status: int | None, reason: str) -> None:
         if call.state is SessionState.TERMINATED:
             return
         self._set_state(call, SessionState.TERMINATED)
         call.ended_by, call.end_status, call.end_reason = by, status, reason
-        call._ack_deadline = call._ring_deadline = call._glare_at = None
+        call._deadlines.clear()
         call._info_queue.clear()
         if call.dialog is not None:
             if call.dialog.state is not DialogState.TERMINATED:
@@ -942,20 +1010,26 @@ class CallLayer:
         except SipError as exc:
             logger.warning("! cannot send BYE for call %s: %s", call.id, exc)
             return
-        self._tx_calls[id(tx)] = ("bye", call)
+        self._tx_calls[id(tx)] = (_Kind.BYE, call)
 
     def _send_cancel(self, call: CallSession, now: float) -> None:
-        # Once per INVITE: later provisionals (a 180 after the 100, a repeated 180) must not
-        # start another CANCEL transaction for the same branch.
-        if call.connection is None or call._cancel_sent:
+        """Send the CANCEL that :meth:`cancel` wants, once, as soon as §9.1 allows it: after
+        a provisional response to the INVITE (its transaction is PROCEEDING)."""
+        tx = call._invite_tx
+        if (
+            call._cancel is not _Cancel.WANTED
+            or call.connection is None
+            or tx is None
+            or tx.state is not TransactionState.PROCEEDING
+        ):
             return
-        call._cancel_sent = True
+        call._cancel = _Cancel.SENT
         try:
-            tx = call.connection.send_request(make_cancel(call.invite), now)
+            cancel = call.connection.send_request(make_cancel(call.invite), now)
         except SipError as exc:
             logger.warning("! cannot CANCEL call %s: %s", call.id, exc)
             return
-        self._tx_calls[id(tx)] = ("cancel", call)
+        self._tx_calls[id(cancel)] = (_Kind.CANCEL, call)
 
     # -- responses ---------------------------------------------------------------------------
     def _on_response(self, connection: SipConnection, event: ResponseReceived, now: float) -> bool:
@@ -970,16 +1044,16 @@ class CallLayer:
         if owner is None:
             return False
         kind, call = owner
-        if kind == "invite":
+        if kind is _Kind.INVITE:
             self._on_invite_response(call, tx, response, event.dialog, now)
-        elif kind == "reinvite":
+        elif kind is _Kind.REINVITE:
             self._on_reinvite_response(call, tx, response, now)
-        elif kind == "bye" and response.status in (401, 407):
-            self._retry_in_dialog(call, tx.request, response, now, "bye")
-        elif kind == "info" and response.status >= 200:
+        elif kind is _Kind.BYE and response.status in (401, 407):
+            self._retry_in_dialog(call, tx.request, response, now, _Kind.BYE)
+        elif kind is _Kind.INFO and response.status >= 200:
             if response.status in (401, 407) and not call._auth_retried:
                 call._auth_retried = True
-                if self._retry_in_dialog(call, tx.request, response, now, "info"):
+                if self._retry_in_dialog(call, tx.request, response, now, _Kind.INFO):
                     return True
             self._info_done(call, response.status, response.reason, tx.request.body, now)
         return True
@@ -998,10 +1072,8 @@ class CallLayer:
         if status < 200:
             # §9.1: the CANCEL may go once "a provisional response" has arrived; a 100 Trying
             # from a proxy counts (a callee that never rings must still be cancellable).
-            call._got_provisional = True
+            self._send_cancel(call, now)
             if status == 100:
-                if call._cancel_wanted:
-                    self._send_cancel(call, now)
                 return
             if response.to.tag and call.dialog is None:
                 try:
@@ -1010,8 +1082,7 @@ class CallLayer:
                     call.dialog = None
                 if call.dialog is not None and conn is not None:
                     conn.add_dialog(call.dialog)
-            if call._cancel_wanted:
-                self._send_cancel(call, now)
+            if call._cancel is not _Cancel.NOT_WANTED:
                 return
             if call.state is SessionState.CALLING:
                 self._set_state(call, SessionState.EARLY)
@@ -1020,7 +1091,7 @@ class CallLayer:
             self._events.append(CallProgress(call, status, response.reason, sdp))
             return
         if status < 300:
-            call._ring_deadline = None
+            call._deadlines.pop(_Timer.RING, None)
             problem = _answer_problem(response)
             # The connection has already matched (and confirmed) a registered dialog; a 2xx
             # from another fork, or without an early dialog, creates one now (§13.2.2.4). A
@@ -1046,10 +1117,10 @@ class CallLayer:
                 call.dialog = dialog
                 if conn is not None:
                     conn.add_dialog(dialog)
-                call._ack = dialog.create_ack(tx.request.cseq.seq)
+                ack = dialog.create_ack(tx.request.cseq.seq)
                 if conn is not None:
-                    conn.send_ack(call._ack)
-                self._remember_answer(call, tx.request, response, call._ack, now)
+                    conn.send_ack(ack)
+                self._remember_answer(call, tx.request, response, ack, now)
             if problem is not None:
                 # §13.2.2.4 asks to ACK every 2xx; a call we cannot use is then ended with a
                 # BYE (when there is a dialog to send it in) and reported, never left ringing.
@@ -1058,15 +1129,15 @@ class CallLayer:
                     self._send_bye(call, now)
                 self._end(call, "remote", None, problem)
                 return
-            if call._cancel_wanted:
+            if call._cancel is not _Cancel.NOT_WANTED:
                 # The 200 crossed our CANCEL (§9.1): the call is up, so end it with a BYE.
                 self._send_bye(call, now)
                 self._end(call, "local", None, call._cancel_reason)
                 return
             if sdp:
                 call.remote_sdp = sdp
-            self._set_state(call, SessionState.ESTABLISHED)
-            self._events.append(CallAnswered(call, sdp))
+            if self._set_state(call, SessionState.ESTABLISHED):
+                self._events.append(CallAnswered(call, sdp))
             return
         if status in (401, 407) and self.auth is not None and not call._auth_retried:
             try:
@@ -1079,11 +1150,10 @@ class CallLayer:
             if conn is not None:
                 new_tx = conn.send_request(retry, now)
                 call._invite_tx = new_tx
-                self._tx_calls[id(new_tx)] = ("invite", call)
+                self._tx_calls[id(new_tx)] = (_Kind.INVITE, call)
             return
-        if call._cancel_wanted or status == 487:
-            self._end(call, "local" if call._cancel_wanted else "remote", status,
-                      call._cancel_reason if call._cancel_wanted else response.reason)
+        if call._cancel is not _Cancel.NOT_WANTED:
+            self._end(call, "local", status, call._cancel_reason)
             return
         self._end(call, "remote", status, response.reason)
 
@@ -1132,7 +1202,7 @@ class CallLayer:
         except SipError as exc:
             logger.warning("! call %s: cannot send BYE to the other fork: %s", call.id, exc)
             return True
-        self._tx_calls[id(tx)] = ("fork-bye", call)
+        self._tx_calls[id(tx)] = (_Kind.FORK_BYE, call)
         return True
 
     def _on_reinvite_response(
@@ -1154,7 +1224,7 @@ class CallLayer:
             return
         if status in (401, 407) and not call._auth_retried:
             call._auth_retried = True
-            if self._retry_in_dialog(call, tx.request, response, now, "reinvite"):
+            if self._retry_in_dialog(call, tx.request, response, now, _Kind.REINVITE):
                 return
         if status == 491:
             # §14.1: "If the UAC [...] is the owner of the Call-ID [...] T has a randomly
@@ -1162,7 +1232,7 @@ class CallLayer:
             # the Call-ID, T has a randomly chosen value of between 0 and 2 seconds".
             owner = call.direction == "outgoing"
             delay = (2.1 + 1.9 * self._rng()) if owner else 2.0 * self._rng()
-            call._glare_at = now + delay
+            call._deadlines[_Timer.GLARE] = now + delay
             self._events.append(ReInviteRejected(call, status, response.reason, delay))
             return
         if status in (408, 481):
@@ -1173,7 +1243,7 @@ class CallLayer:
         self._events.append(ReInviteRejected(call, status, response.reason))
 
     def _retry_in_dialog(
-        self, call: CallSession, request: Request, response: Response, now: float, kind: str
+        self, call: CallSession, request: Request, response: Response, now: float, kind: _Kind
     ) -> bool:
         if call.dialog is None or call.connection is None or self.auth is None:
             return False
@@ -1186,9 +1256,9 @@ class CallLayer:
         dialog.local_seq = retry.cseq.seq
         tx = call.connection.send_request(retry, now)
         self._tx_calls[id(tx)] = (kind, call)
-        if kind == "reinvite":
+        if kind is _Kind.REINVITE:
             call._reinvite_tx = tx
-        elif kind == "info":
+        elif kind is _Kind.INFO:
             call._info_tx = tx
         return True
 
@@ -1197,18 +1267,19 @@ class CallLayer:
         if owner is None:
             return False
         kind, call = owner
-        if kind == "invite":
+        if kind is _Kind.INVITE:
             if call.state in (SessionState.CALLING, SessionState.EARLY, SessionState.TERMINATING):
                 reason = (
                     "connection lost" if event.timer == "transport" else "no answer (timeout)"
                 )
-                self._end(call, "remote" if not call._cancel_wanted else "local", 408, reason)
-        elif kind == "reinvite":
+                by = "remote" if call._cancel is _Cancel.NOT_WANTED else "local"
+                self._end(call, by, 408, reason)
+        elif kind is _Kind.REINVITE:
             call._reinvite_tx = None
             self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
-        elif kind == "cancel" and call.state is SessionState.TERMINATING:
+        elif kind is _Kind.CANCEL and call.state is SessionState.TERMINATING:
             self._end(call, "local", None, "cancelled (no answer to CANCEL)")
-        elif kind == "info":
+        elif kind is _Kind.INFO:
             self._info_done(call, None, "no response to INFO", event.transaction.request.body, now)
         return True
 
@@ -1220,7 +1291,7 @@ class CallLayer:
         if method == "ACK":
             if call is None:
                 return False
-            call._ack_deadline = None
+            call._deadlines.pop(_Timer.ACK, None)
             sdp = _sdp_of(request)
             if sdp:
                 call.remote_sdp = sdp
