@@ -48,24 +48,16 @@ wins (RFC 8760 §2.4 lets a server offer one challenge per algorithm, preferred 
 we rank by hash strength, SHA-512-256 > SHA-256 > MD5, and ties keep server order).
 ``qop=auth`` and the RFC 2069 form without ``qop`` are supported; ``auth-int`` is not.
 
-Cost: H(user:realm:password) is hashed once per realm and algorithm, H(method:uri) once per
-run of requests with the same method and URI, the usual challenge shape is parsed by one
-regex match, and credentials we produced are recognised in a challenged request without
-parsing them.
-
 Neither ``repr`` nor any exception ever shows the password, H(A1) or a ``response=`` value.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 import re
-from collections import deque
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..exceptions import AuthenticationError, InvalidMessage
 from .message import Request, Response
@@ -83,41 +75,12 @@ __all__ = [
 ]
 
 
-#: CPython's own MD5 and SHA-256 (modules ``_md5``, ``_sha2`` or, before 3.12, ``_sha256``):
-#: for the few dozen bytes a digest hashes they cost half of OpenSSL's, whose every call goes
-#: through its provider machinery. Used only when they agree with :mod:`hashlib` on a test
-#: input.
-_BUILTIN_HASHES = {
-    "md5": (("_md5", "md5"),),
-    "sha256": (("_sha2", "sha256"), ("_sha256", "sha256")),
-}
-
-
-def _builtin_constructor(name: str) -> Callable[[bytes], Any] | None:
-    for module_name, attr in _BUILTIN_HASHES.get(name, ()):
-        try:
-            constructor = getattr(importlib.import_module(module_name), attr)
-            if constructor(b"exotel").hexdigest() == hashlib.new(name, b"exotel").hexdigest():
-                return constructor  # type: ignore[no-any-return]
-        except Exception:  # noqa: BLE001, S112 - absent or unusable: try the next one
-            continue
-    return None
-
-
 def _hasher(name: str) -> Callable[[bytes], str] | None:
+    """The hex-digest function of hashlib's ``name``, or ``None`` if OpenSSL lacks it."""
     try:
         hashlib.new(name, b"")
     except ValueError:  # pragma: no cover - depends on the OpenSSL build
         return None
-
-    # md5/sha256: CPython's own, else hashlib's direct constructor (cheaper than new()).
-    constructor = _builtin_constructor(name) or getattr(hashlib, name, None)
-    if constructor is not None:
-
-        def direct(data: bytes) -> str:
-            return constructor(data).hexdigest()  # type: ignore[no-any-return]
-
-        return direct
 
     def digest(data: bytes) -> str:
         return hashlib.new(name, data).hexdigest()
@@ -192,33 +155,12 @@ _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*[ \t]*(?=,|$)")
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
-# The usual value, one scheme and its parameters with no quoted-pairs, in one match; then
-# one findall takes the parameters apart. Anything else takes the general loop below.
-_ONE_PARAM = rf'{_TOKEN}[ \t]*=[ \t]*(?:"[^"\\]*"|[^\s,"]+)'
-_FAST_AUTH_RE = re.compile(
-    rf"[\s,]*({_TOKEN})[ \t]+({_ONE_PARAM}(?:[ \t]*,[\s,]*{_ONE_PARAM})*)[ \t]*(?:,[\s,]*)?"
-)
-_FAST_AUTH_PARAM_RE = re.compile(rf'({_TOKEN})[ \t]*=[ \t]*(?:"([^"\\]*)"|([^\s,"]+))')
-
-
 def _split_auth(value: str) -> list[tuple[str, dict[str, str]]]:
     """Split a challenge or credentials header value into ``(scheme, params)`` pairs.
 
     Several challenges may share one header value, separated by commas; a new one starts
     where a token is followed by whitespace instead of ``=``.
     """
-    m = _FAST_AUTH_RE.fullmatch(value)
-    if m is not None:
-        found = {
-            name.lower(): quoted if not plain else plain
-            for name, quoted, plain in _FAST_AUTH_PARAM_RE.findall(m.group(2))
-        }
-        return [(m.group(1), found)]
-    return _split_auth_general(value)
-
-
-def _split_auth_general(value: str) -> list[tuple[str, dict[str, str]]]:
-    """:func:`_split_auth` for any value: one token or parameter at a time."""
     out: list[tuple[str, dict[str, str]]] = []
     params: dict[str, str] | None = None
     pos = 0
@@ -233,10 +175,8 @@ def _split_auth_general(value: str) -> list[tuple[str, dict[str, str]]]:
                 quoted = m.group(2)
                 if quoted is None:
                     params[m.group(1).lower()] = m.group(3)
-                elif "\\" in quoted:
-                    params[m.group(1).lower()] = _UNESCAPE_RE.sub(r"\1", quoted)
                 else:
-                    params[m.group(1).lower()] = quoted
+                    params[m.group(1).lower()] = _UNESCAPE_RE.sub(r"\1", quoted)
                 pos = m.end()
                 if pos < n and value[pos] != ",":
                     # Positions only: the text may be someone's credentials.
@@ -278,54 +218,7 @@ def _challenge_from_params(scheme: str, params: dict[str, str]) -> DigestChallen
 def _qop_list(qop: str | None) -> list[str]:
     if qop is None:
         return []
-    if qop == "auth":
-        return ["auth"]
     return [q.strip().lower() for q in qop.split(",") if q.strip()]
-
-
-# The usual challenge, in one match: scheme ``Digest`` spelt so, then only the parameters
-# below (lower-case names, quoted values without quoted-pairs where quoted, tokens where not),
-# any order. A repeated parameter keeps its last value, as the general path does. Anything
-# else (other names or schemes, quoted-pairs, spaces around "=") takes the general path.
-_FAST_DIGEST_RE = re.compile(
-    r"[\s,]*+Digest[ \t]++(?:(?:"
-    r'realm="([^"\\]*+)"|nonce="([^"\\]*+)"|qop="([^"\\]*+)"|algorithm=([^\s,"]++)'
-    r'|opaque="([^"\\]*+)"|stale=([^\s,"]++)|domain="([^"\\]*+)"'
-    r")[ \t]*+(?:,[\s,]*+|\Z))++"
-)
-
-
-def _fast_digest_challenge(value: str) -> DigestChallenge | None:
-    """The challenge in ``value`` if it has the usual shape (see above), else ``None``."""
-    m = _FAST_DIGEST_RE.fullmatch(value)
-    if m is None:
-        return None
-    realm, nonce, qop, algorithm, opaque, stale, domain = m.groups()
-    if realm is None or nonce is None:
-        return None  # the general path raises the error
-    params = {"realm": realm, "nonce": nonce}
-    if qop is not None:
-        params["qop"] = qop
-    if algorithm is not None:
-        params["algorithm"] = algorithm
-    if opaque is not None:
-        params["opaque"] = opaque
-    if stale is not None:
-        params["stale"] = stale
-    if domain is not None:
-        params["domain"] = domain
-    # Positional (field order), which Python 3.11 calls faster than keywords.
-    return DigestChallenge(
-        "Digest",
-        realm,
-        nonce,
-        opaque,
-        "MD5" if algorithm is None else algorithm.upper(),
-        _qop_list(qop),
-        stale is not None and stale.lower() == "true",
-        domain,
-        params,
-    )
 
 
 def parse_challenges(value: str) -> list[DigestChallenge]:
@@ -341,9 +234,6 @@ def parse_challenges(value: str) -> list[DigestChallenge]:
         InvalidMessage: the value is syntactically broken, or a Digest challenge lacks
             ``realm`` or ``nonce`` (RFC 7616 §3.3: both are required).
     """
-    fast = _fast_digest_challenge(value)
-    if fast is not None:
-        return [fast]
     return [
         _challenge_from_params(scheme, params)
         for scheme, params in _split_auth(value)
@@ -381,9 +271,8 @@ def parse_challenge(value: str) -> DigestChallenge:
 
 def quote(value: str) -> str:
     """A quoted-string (RFC 3261 §25.1) holding ``value``, with ``\\`` and ``"`` escaped."""
-    if "\\" in value or '"' in value:
-        value = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{value}"'
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def format_challenge(challenge: DigestChallenge) -> str:
@@ -424,9 +313,6 @@ class _Cached:
     answer_pending: bool = False
     # The methods of the requests whose challenges earned this entry (RFC 3261 §22.3 scope).
     methods: set[str] = field(default_factory=set)
-    # The credentials value respond() or authorize() returned last (recognised in a
-    # challenged request without parsing it).
-    last: str | None = field(default=None, repr=False)
 
 
 _STATUS_HEADERS = {
@@ -435,33 +321,14 @@ _STATUS_HEADERS = {
 }
 
 
-# Client nonces are 128 bits from os.urandom (what secrets.token_hex uses), read 32 at a
-# time: one getrandom() call instead of one per nonce. deque.popleft is atomic, so threads
-# never share a value; a forked child drops the parent's unused ones.
-_CNONCE_BYTES = 16
-_CNONCE_BATCH = 32
-_cnonce_pool: deque[str] = deque()
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent on Windows only
-    os.register_at_fork(after_in_child=_cnonce_pool.clear)
-
-
 def _default_cnonce() -> str:
-    try:
-        return _cnonce_pool.popleft()
-    except IndexError:
-        text = os.urandom(_CNONCE_BYTES * _CNONCE_BATCH).hex()
-        step = 2 * _CNONCE_BYTES
-        _cnonce_pool.extend(text[i : i + step] for i in range(step, len(text), step))
-        return text[:step]
+    """A client nonce: 128 random bits in hex."""
+    return secrets.token_hex(16)
 
 
 # Challenges answered in a row for one realm (a first challenge, then one fresh or stale
 # challenge of our answer) before a further challenge counts as a refusal.
 _MAX_ANSWERS = 2
-
-# H(A1) values kept per DigestAuth before the cache is emptied (one per realm and hash in
-# practice; the bound only stops a hostile server inventing realms).
-_HA1_CACHE_MAX = 16
 
 
 class DigestAuth:
@@ -471,7 +338,7 @@ class DigestAuth:
         username: the authentication user (``authUser``), sent as ``username=``.
         password: the password; never shown by ``repr`` or in exceptions.
         cnonce_factory: returns a fresh client nonce; defaults to 128 random bits in hex
-            from :func:`os.urandom`. Tests inject a fixed value.
+            (:func:`secrets.token_hex`). Tests inject a fixed value.
     """
 
     def __init__(
@@ -486,12 +353,6 @@ class DigestAuth:
         self._cnonce_factory = cnonce_factory or _default_cnonce
         # (credentials header name, realm) -> state; insertion order = most recent last.
         self._cache: dict[tuple[str, str], _Cached] = {}
-        # (hash function, username, realm) -> H(username:realm:password), for _password.
-        # Password-equivalent: private, never in a repr; kept across reset().
-        self._ha1_cache: dict[tuple[Callable[[bytes], str], str, str], str] = {}
-        self._ha1_password = password
-        # The last H(A2) = H(method:uri) and what it hashed (refreshes repeat the same A2).
-        self._ha2: tuple[Callable[[bytes], str], str, str, str] | None = None
 
     def __repr__(self) -> str:
         realms = [realm for (_, realm) in self._cache]
@@ -565,11 +426,7 @@ class DigestAuth:
                 problems.append(str(exc))
                 continue
             for ch in challenges:
-                offered = by_realm.get(ch.realm)
-                if offered is None:
-                    by_realm[ch.realm] = [ch]
-                else:
-                    offered.append(ch)
+                by_realm.setdefault(ch.realm, []).append(ch)
         if not by_realm:
             detail = f" ({'; '.join(problems)})" if problems else ""
             raise AuthenticationError(
@@ -646,10 +503,6 @@ class DigestAuth:
     # -- internals -------------------------------------------------------------------------
     @staticmethod
     def _choose(offered: list[DigestChallenge], status: int) -> DigestChallenge:
-        if len(offered) == 1:
-            only = offered[0]
-            if only.algorithm in _ALGORITHMS and (not only.qop or "auth" in only.qop):
-                return only
         usable = [
             c for c in offered if c.algorithm in _ALGORITHMS and (not c.qop or "auth" in c.qop)
         ]
@@ -668,25 +521,14 @@ class DigestAuth:
     def _sent_credentials(self, request: Request, header: str) -> dict[str, tuple[str, str]]:
         """realm -> (raw value, nonce) of the Digest credentials the request carried."""
         out: dict[str, tuple[str, str]] = {}
-        values = request.headers.get_all(header)
-        if not values:
-            return out
-        for value in values:
-            # Credentials we produced are known without parsing them: the cached entry
-            # holds the challenge (realm, nonce) they were computed for.
-            for (kind, _), cached in self._cache.items():
-                if kind == header and value in (cached.last, cached.issued):
-                    ch = cached.challenge
-                    out[ch.realm] = (value, ch.nonce)
-                    break
-            else:
-                try:
-                    parts = _split_auth(value)
-                except InvalidMessage:
-                    continue
-                for scheme, params in parts:
-                    if scheme.lower() == "digest" and "realm" in params:
-                        out[params["realm"]] = (value, params.get("nonce", ""))
+        for value in request.headers.get_all(header):
+            try:
+                parts = _split_auth(value)
+            except InvalidMessage:
+                continue
+            for scheme, params in parts:
+                if scheme.lower() == "digest" and "realm" in params:
+                    out[params["realm"]] = (value, params.get("nonce", ""))
         return out
 
     @staticmethod
@@ -718,18 +560,8 @@ class DigestAuth:
         )
 
     def _ha1(self, hash_fn: Callable[[bytes], str], realm: str) -> str:
-        """H(username:realm:password), hashed once per hash function, username and realm."""
-        if self._ha1_password is not self._password:
-            self._ha1_cache.clear()
-            self._ha1_password = self._password
-        key = (hash_fn, self.username, realm)
-        ha1 = self._ha1_cache.get(key)
-        if ha1 is None:
-            if len(self._ha1_cache) >= _HA1_CACHE_MAX:
-                self._ha1_cache.clear()
-            ha1 = hash_fn(f"{self.username}:{realm}:{self._password}".encode())
-            self._ha1_cache[key] = ha1
-        return ha1
+        """H(username:realm:password) (password-equivalent: never kept or shown)."""
+        return hash_fn(f"{self.username}:{realm}:{self._password}".encode())
 
     def _credentials(self, request: Request, cached: _Cached) -> str:
         ch = cached.challenge
@@ -754,13 +586,7 @@ class DigestAuth:
             if use_qop:
                 cnonce = self._cnonce_factory()
         # RFC 7616 §3.4.3: A2 = Method ":" request-uri (qop=auth or absent).
-        method = request.method
-        last = self._ha2
-        if last is not None and last[0] is hash_fn and last[1] == method and last[2] == uri:
-            ha2 = last[3]
-        else:
-            ha2 = hash_fn(f"{method}:{uri}".encode())
-            self._ha2 = (hash_fn, method, uri, ha2)
+        ha2 = hash_fn(f"{request.method}:{uri}".encode())
         if use_qop:
             digest = hash_fn(f"{ha1}:{ch.nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
         else:
@@ -779,5 +605,4 @@ class DigestAuth:
         if use_qop:
             # RFC 7616 §3.4: qop and nc are sent unquoted.
             value = f"{value}, qop=auth, nc={nc}"
-        cached.last = value
         return value
