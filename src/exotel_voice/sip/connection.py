@@ -91,39 +91,12 @@ logger = logging.getLogger(__name__)
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _MAX_EXCERPT = 200
-_CR_LF = (0x0D, 0x0A)
 
 #: What every outgoing request needs besides Via and Max-Forwards (RFC 3261 §8.1.1), in the
 #: order a LocalProtocolError names them.
 _REQUIRED = ("From", "To", "Call-ID", "CSeq")
-
-#: Methods known to be tokens: a CSeq of exactly ``<digits> <one of these>`` is valid by the
-#: grammar (:func:`~exotel_voice.sip.headers.parse_cseq`) without running it.
-_PLAIN_METHODS = frozenset(
-    {
-        "REGISTER", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "PRACK",
-        "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
-    }
-)
-_REQUIRED_SET = frozenset(_REQUIRED)
 #: What answering a malformed request needs (RFC 3261 §8.2.6.2 copies them into the response).
 _ANSWER_NEEDS = ("Via", *_REQUIRED)
-_MAX_CSEQ = 2**31 - 1
-
-
-def _is_plain_cseq(value: str, method: str) -> bool:
-    """Whether ``value`` is exactly ``<1-10 digits, at most 2**31-1> <method>`` for a method
-    of :data:`_PLAIN_METHODS`: then :func:`~exotel_voice.sip.headers.parse_cseq` accepts it
-    and reads ``method``. ``False`` says nothing: the caller runs the real parser."""
-    seq, _, rest = value.partition(" ")
-    return (
-        rest == method
-        and method in _PLAIN_METHODS
-        and 0 < len(seq) <= 10
-        and seq.isascii()
-        and seq.isdigit()
-        and int(seq) <= _MAX_CSEQ
-    )
 
 
 def _may_belong_to_a_dialog(method: str) -> bool:
@@ -171,7 +144,6 @@ class SipConnection:
         self.timers = TimerValues(t1=t1, t2=t2, t4=t4, trying=trying_delay)
         self.answer_pings = answer_pings
         self.logger: LoggerLike = logger if logger is not None else globals()["logger"]
-        self.debug = self.logger.isEnabledFor(logging.DEBUG)
         self._token = token
         self._client: dict[TransactionKey, ClientTransaction] = {}
         self._server: dict[TransactionKey, ServerTransaction] = {}
@@ -194,8 +166,7 @@ class SipConnection:
             now: the current time.
         """
         raw = data.encode("utf-8", errors="surrogateescape") if isinstance(data, str) else data
-        # Only a message starting with CR or LF can be a keepalive (strip() copies the rest).
-        if raw and raw[0] in _CR_LF and not raw.strip(b"\r\n"):
+        if raw and not raw.strip(b"\r\n"):
             self._keepalive(raw)
             return
         try:
@@ -219,8 +190,7 @@ class SipConnection:
         except InvalidMessage as exc:
             self._reject(raw, exc, message)
             return
-        if self.debug:
-            self.logger.debug("< %r", message)
+        self.logger.debug("< %r", message)
         try:
             if isinstance(message, Request):
                 self._receive_request(message, now)
@@ -249,17 +219,12 @@ class SipConnection:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction, or ``None``."""
-        earliest: float | None = None
-        for transactions in (self._client, self._server):
-            for tx in transactions.values():
-                deadline = tx.get_timer()
-                if deadline is not None and (earliest is None or deadline < earliest):
-                    earliest = deadline
-        return earliest
+        deadlines = [d for tx in self.transactions if (d := tx.get_timer()) is not None]
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> None:
         """Fire every transaction timer due at ``now`` (retransmissions, timeouts)."""
-        for tx in [*self._client.values(), *self._server.values()]:
+        for tx in self.transactions:
             deadline = tx.get_timer()
             if deadline is not None and deadline <= now:
                 tx.handle_timer(now)
@@ -292,7 +257,8 @@ class SipConnection:
         method = request.method
         if method == "ACK":
             raise LocalProtocolError("send the ACK for a 2xx with send_ack()")
-        branch = self._ensure_via(request, self._check_outgoing(request))
+        self._check_outgoing(request)
+        branch = self._ensure_via(request)
         invite: ClientTransaction | None = None
         if method == "CANCEL":
             invite = self._client.get((branch, "INVITE"))
@@ -336,7 +302,8 @@ class SipConnection:
         """
         if ack.method != "ACK":
             raise LocalProtocolError(f"send_ack() needs an ACK, not {ack.method}")
-        self._ensure_via(ack, self._check_outgoing(ack))
+        self._check_outgoing(ack)
+        self._ensure_via(ack)
         self._send(ack)
 
     def send_response(self, response: Response, now: float) -> None:
@@ -370,7 +337,7 @@ class SipConnection:
         Each one reports ``TransactionTimedOut(timer="transport")`` then
         ``TransactionTerminated``. Dialogs are kept: they may continue on a new flow.
         """
-        for tx in [*self._client.values(), *self._server.values()]:
+        for tx in self.transactions:
             tx.transport_error()
             self._collect(tx)
 
@@ -501,8 +468,7 @@ class SipConnection:
         if tx is None:
             # A stray: a 2xx retransmission or fork after the INVITE transaction ended
             # (§13.2.2.4: the UAC core ACKs each), or a late answer to a finished request.
-            if self.debug:
-                self.logger.debug("< stray %r", response)
+            self.logger.debug("< stray %r", response)
             dialog = self._dialog_for_response(response, response.cseq.method)
             self._events.append(ResponseReceived(response, None, dialog))
             return
@@ -524,8 +490,7 @@ class SipConnection:
         ping = b"\r\n\r\n" in raw
         if ping and self.answer_pings:
             self._out.append(b"\r\n")
-        if self.debug:
-            self.logger.debug("< keepalive %s", "ping" if ping else "pong")
+        self.logger.debug("< keepalive %s", "ping" if ping else "pong")
         self._events.append(KeepaliveReceived(ping))
 
     def _reject(
@@ -570,38 +535,27 @@ class SipConnection:
     # ========================================================================================
     # Plumbing
     # ========================================================================================
-    def _check_outgoing(self, request: Request) -> bool:
-        """Check the mandatory headers and the CSeq, add Max-Forwards if missing.
-
-        Returns:
-            Whether the request has a Via header field.
-        """
-        # Each canonical name's first value (reversed: the first one wins), in one C pass.
-        first = dict(reversed(request.headers.items()))
-        if not first.keys() >= _REQUIRED_SET:
-            missing = [n for n in _REQUIRED if n not in first]
+    @staticmethod
+    def _check_outgoing(request: Request) -> None:
+        """Check the mandatory headers and the CSeq, add Max-Forwards if missing."""
+        missing = [n for n in _REQUIRED if n not in request.headers]
+        if missing:
             raise LocalProtocolError(f"{request.method} lacks {', '.join(missing)}")
-        if not _is_plain_cseq(first["CSeq"], request.method):  # else: the general grammar
-            try:
-                cseq = request.cseq
-            except InvalidMessage as exc:
-                raise LocalProtocolError(str(exc)) from None
-            if cseq.method != request.method:
-                raise LocalProtocolError(f"CSeq method {cseq.method} is not {request.method}")
-        if "Max-Forwards" not in first:
+        try:
+            cseq = request.cseq
+        except InvalidMessage as exc:
+            raise LocalProtocolError(str(exc)) from None
+        if cseq.method != request.method:
+            raise LocalProtocolError(f"CSeq method {cseq.method} is not {request.method}")
+        if "Max-Forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
-        return "Via" in first
 
-    def _ensure_via(self, request: Request, has_via: bool) -> str:
-        """Make sure the top Via has an RFC 3261 branch; return that branch.
-
-        ``has_via``: whether the request has a Via field at all (from :meth:`_check_outgoing`).
-        """
-        if not has_via or not request.headers.get_all("Via"):
-            # str(Via(transport, host, None, {"branch": ...})), without building the object.
+    def _ensure_via(self, request: Request) -> str:
+        """Make sure the top Via has an RFC 3261 branch; return that branch."""
+        if not request.headers.get_all("Via"):
             branch = new_branch(self._token)
-            via = f"SIP/2.0/{self.via_transport} {self.via_host};branch={branch}"
-            request.headers.prepend("Via", via)
+            via = Via(self.via_transport, self.via_host, None, {"branch": branch})
+            request.headers.prepend("Via", str(via))
             return branch
         try:
             top = request.via
@@ -637,8 +591,7 @@ class SipConnection:
         return None
 
     def _send(self, message: Request | Response) -> None:
-        if self.debug:
-            self.logger.debug("> %r", message)
+        self.logger.debug("> %r", message)
         self._out.append(message.serialize())
 
     def _collect(self, tx: Transaction) -> None:
@@ -653,19 +606,16 @@ class SipConnection:
             self._events.append(event)
         if tx.state is TransactionState.TERMINATED:
             if isinstance(tx, ClientTransaction):
-                key = tx.key
-                if self._client.get(key) is tx:
-                    del self._client[key]
+                if self._client.get(tx.key) is tx:
+                    del self._client[tx.key]
             elif isinstance(tx, ServerTransaction) and self._server.get(tx.key) is tx:
                 del self._server[tx.key]
 
     def _sweep(self) -> None:
         """Collect output of transactions the user drove directly (e.g. ``tx.send_response``)."""
-        for transactions in (self._client, self._server):
-            if transactions:
-                for tx in list(transactions.values()):
-                    if tx.has_output or tx.state is TransactionState.TERMINATED:
-                        self._collect(tx)
+        for tx in self.transactions:
+            if tx.has_output or tx.state is TransactionState.TERMINATED:
+                self._collect(tx)
 
 
 # ============================================================================================
