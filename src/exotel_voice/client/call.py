@@ -10,14 +10,16 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidDTMF, InvalidState, MediaError, SipError
-from ..media import AudioSink, AudioSource, MediaSession, MediaState
+from ..exceptions import InvalidDTMF, InvalidState, SipError
+from ..media import AudioSink, AudioSource, MediaSession
 from ..media.dtmf import parse_digits
+from ..sip import calls as core
 from ..sip.calls import CallSession, SessionState
 from ..sip.headers import SENSITIVE_HEADERS
+from ._call_media import CallMedia, wait_either
 from .events import (
     CallConnected,
     CallEnded,
@@ -88,7 +90,6 @@ class Call:
         start_time: when the call started (``time.time()``): INVITE sent or received.
         answer_time: when it connected, or ``None``.
         end_time: when it ended, or ``None``.
-        media: the call's :class:`~exotel_voice.media.MediaSession`, once media started.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Call:
         sip: Callable[[SipAction], None],
         publish: Callable[[PhoneEvent], None],
         new_source: Callable[[], AudioSource],
+        media: MediaSession | None = None,
     ) -> None:
         self.phone = phone
         # What the phone lends the call: run a user-agent command on this call (at the
@@ -112,22 +114,29 @@ class Call:
         self.start_time = time.time()
         self.answer_time: float | None = None
         self.end_time: float | None = None
-        self.media: MediaSession | None = None
         self._source = source
-        self._lock = asyncio.Lock()
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
         self._state = CallState.INCOMING if session.direction == "incoming" else CallState.CALLING
         self._muted = False
         self._on_hold = False
-        self._remote_hold = False
         self._ring_reported = False
-        self._early_sdp: str | None = None
-        self._hold_wanted: bool | None = None
-        self._hold_result: asyncio.Future[None] | None = None
         self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # The offer/answer steps and the MediaSession they drive.
+        self._media = CallMedia(
+            session,
+            sip,
+            name=f"call {session.id}",
+            media=media,
+            on_connected=self._mark_connected,
+            on_failed=lambda problem: sip(
+                lambda ua, now: ua.fail_call(session, now, problem)
+            ),
+            on_remote_hold=self._on_remote_hold,
+        )
+        if media is not None:
+            media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
 
     def __repr__(self) -> str:
         return f"<Call {self.id} {self.direction} {self._state} {self.remote_uri}>"
@@ -230,7 +239,12 @@ class Call:
     @property
     def remote_hold(self) -> bool:
         """Whether the far end has put the call on hold."""
-        return self._remote_hold
+        return self._media.remote_hold
+
+    @property
+    def media(self) -> MediaSession | None:
+        """The call's :class:`~exotel_voice.media.MediaSession`, once media started."""
+        return self._media.media
 
     # -- waiting -----------------------------------------------------------------------------
     async def wait_connected(self, timeout: float | None = None) -> None:
@@ -240,14 +254,7 @@ class Call:
             SipError: the call ended first (its status and reason are in the message).
             TimeoutError: not connected within ``timeout`` seconds.
         """
-        async with asyncio.timeout(timeout):
-            done = asyncio.ensure_future(self._connected.wait())
-            ended = asyncio.ensure_future(self._ended.wait())
-            try:
-                await asyncio.wait({done, ended}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                done.cancel()
-                ended.cancel()
+        await wait_either(self._connected, self._ended, timeout)
         if not self._connected.is_set():
             status = f"{self.end_status} " if self.end_status else ""
             raise SipError(f"call ended before it connected: {status}{self.end_reason}")
@@ -294,21 +301,7 @@ class Call:
             raise InvalidState(f"cannot answer a call that is {self._state}")
         if source is not None:
             self._source = source
-        async with self._lock:
-            media = self._ensure_media()
-            offer = self._session.remote_sdp
-            try:
-                if offer is None:
-                    raise MediaError("the INVITE carried no SDP offer")
-                answer = await media.accept_offer(offer)
-            except (SipError, ValueError) as exc:
-                logger.warning("! call %s: cannot answer the offer: %s", self.id, exc)
-                self._sip(lambda ua, now: ua.reject(self._session, now, 488))
-                raise MediaError(f"cannot answer the call's offer: {exc}") from exc
-            if self._session.state is not SessionState.INCOMING:
-                raise InvalidState("the call ended while it was being answered")
-            self._sip(lambda ua, now: ua.answer(self._session, answer, now))
-            self._mark_connected()
+        await self._media.answer(self._new_media)
 
     async def hangup(self, status: int | None = None, reason: str | None = None) -> None:
         """End the call: reject it if ringing (486 by default, or ``status``), cancel it if
@@ -369,24 +362,17 @@ class Call:
         await self._set_hold(not self._on_hold)
 
     async def _set_hold(self, hold: bool) -> None:
+        what = "hold" if hold else "resume"
         if self._session.state is not SessionState.ESTABLISHED or self.media is None:
-            action = "hold" if hold else "resume"
-            raise InvalidState(f"cannot {action} a call that is {self._state}")
+            raise InvalidState(f"cannot {what} a call that is {self._state}")
         if self._on_hold == hold:
             return
-        if self._hold_result is not None and not self._hold_result.done():
-            raise InvalidState("a hold or resume is already in progress")
-        self._hold_wanted = hold
-        self._hold_result = asyncio.get_running_loop().create_future()
-        await self._send_hold_offer()
-        await self._hold_result
 
-    async def _send_hold_offer(self) -> None:
-        assert self.media is not None
-        direction = "sendonly" if self._hold_wanted else "sendrecv"
-        async with self._lock:
-            offer = await self.media.create_reoffer(direction)
-            self._sip(lambda ua, now: ua.reinvite(self._session, offer, now))
+        def applied() -> None:
+            self._on_hold = hold
+            self._publish((CallHeld if hold else CallResumed)(self.phone.name, self, "local"))
+
+        await self._media.reoffer("sendonly" if hold else "sendrecv", applied, what=what)
 
     async def send_dtmf(self, digits: str, *, method: str = "info", duration_ms: int = 240) -> None:
         """Send DTMF digits (``0-9``, ``A-D``, ``*``, ``#``; several at once allowed).
@@ -467,26 +453,13 @@ class Call:
         return self.media
 
     # -- driven by the phone -----------------------------------------------------------------
-    def _ensure_media(self) -> MediaSession:
-        if self.media is None:
-            source = self._source if self._source is not None else self._new_source()
-            self.media = MediaSession(config=self.phone.media_config, source=source)
-            self.media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
-            if self._muted:
-                self.media.set_muted(True)
-        return self.media
-
-    def _spawn(self, coro: Callable[[], Awaitable[None]]) -> None:
-        async def run() -> None:
-            try:
-                async with self._lock:
-                    await coro()
-            except Exception:
-                logger.exception("! call %s: media step failed", self.id)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _new_media(self) -> MediaSession:
+        source = self._source if self._source is not None else self._new_source()
+        media = MediaSession(config=self.phone.media_config, source=source)
+        media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
+        if self._muted:
+            media.set_muted(True)
+        return media
 
     def _publish(self, event: CallEvent | DtmfReceived) -> None:
         for q in self._subscribers:
@@ -504,159 +477,24 @@ class Call:
         self._dtmf.put_nowait(digit)
         self._publish(DtmfReceived(self.phone.name, self, digit, method))
 
-    def _on_progress(self, status: int, reason: str, sdp: str | None) -> None:
-        # Ringing is reported once per call: a far end may send 180 more than once (SIP.js
-        # does; RFC 3261 §13.3.1.1 lets a UAS repeat provisionals), and the repeats are
-        # reported as progress.
-        first_ring = status == 180 and not self._ring_reported
-        self._ring_reported = self._ring_reported or first_ring
-        if status in (180, 183):
-            self._set_state(CallState.RINGING)
-        if sdp and self.media is not None:
-            media = self.media
+    def _on_remote_hold(self, held: bool) -> None:
+        self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))
 
-            async def early() -> None:
-                if self._ended.is_set():
-                    return
-                try:
-                    await media.set_answer(sdp, provisional=True)
-                except (SipError, ValueError) as exc:
-                    # Early media is optional: the call goes on, the 200 brings the answer.
-                    logger.warning("! call %s: ignoring the early media of the %d %s: %s",
-                                   self.id, status, reason, exc)
-                    return
-                self._early_sdp = sdp
-
-            self._spawn(early)
-        kind = CallRinging if first_ring else CallProgress
-        self._publish(kind(self.phone.name, self, status, reason))
-
-    def _on_answered(self, sdp: str | None) -> None:
-        media = self.media
-
-        async def connect() -> None:
-            # Runs after the early-media step (the lock keeps them in order): read its result.
-            early = self._early_sdp
-            if self._ended.is_set():
-                return
-            problem = None
-            if media is not None and sdp:
-                try:
-                    await media.set_answer(sdp)
-                except (SipError, ValueError) as exc:
-                    if (
-                        isinstance(exc, MediaError)
-                        and early is not None
-                        and _same_but_version(early, sdp)
-                    ):
-                        # The 200 repeats the 183's answer with only the o= version bumped
-                        # (baresip does): the early answer stays the session in force.
-                        logger.info("= call %s: the 200 repeats the early answer (new o= "
-                                    "version only); keeping it", self.id)
-                        await media.set_answer(early)
-                    else:
-                        problem = f"the answer in the 200 OK cannot be used: {exc}"
-            elif media is not None and media.state is MediaState.OFFERING:
-                problem = "the 200 OK carries no SDP answer to our offer"
-            if self._ended.is_set():
-                return
-            if problem is not None:
-                # The SIP call is up but its audio cannot be: end it (BYE) with the reason,
-                # rather than leave it connected in SIP and "ringing" here.
-                self._sip(
-                    lambda ua, now: ua.fail_call(self._session, now, problem)
-                )
-                return
-            self._mark_connected()
-
-        self._spawn(connect)
-
-    def _on_reinvite(self, sdp: str | None) -> None:
-        media = self.media
-
-        async def respond() -> None:
-            if media is None or sdp is None:
-                self._sip(
-                    lambda ua, now: ua.answer_reinvite(self._session, None, now)
-                )
-                return
-            try:
-                answer = await media.update(sdp)
-            except (SipError, ValueError) as exc:
-                logger.warning("! call %s: cannot answer re-INVITE: %s", self.id, exc)
-                self._sip(
-                    lambda ua, now: ua.reject_reinvite(self._session, now)
-                )
-                return
-            self._sip(
-                lambda ua, now: ua.answer_reinvite(self._session, answer, now)
-            )
-            held = media.remote_hold
-            if held != self._remote_hold:
-                self._remote_hold = held
-                self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))
-
-        self._spawn(respond)
-
-    def _on_reinvite_answered(self, sdp: str | None) -> None:
-        media = self.media
-
-        async def apply() -> None:
-            if media is not None and sdp:
-                try:
-                    await media.set_answer(sdp)
-                except (SipError, ValueError) as exc:
-                    # The far end took our re-offer but its answer cannot be used: keep the
-                    # negotiation in force and report the hold/resume as failed.
-                    logger.warning("! call %s: the answer to our re-INVITE cannot be used: %s",
-                                   self.id, exc)
-                    await _rollback(media)
-                    wanted, self._hold_wanted = self._hold_wanted, None
-                    if self._hold_result is not None and not self._hold_result.done():
-                        what = "hold" if wanted else "resume"
-                        self._hold_result.set_exception(
-                            SipError(f"{what} failed: the answer cannot be used: {exc}")
-                        )
-                    return
-            if self._hold_wanted is not None:
-                self._on_hold = self._hold_wanted
-                self._hold_wanted = None
-                kind = CallHeld if self._on_hold else CallResumed
-                self._publish(kind(self.phone.name, self, "local"))
-                if self._hold_result is not None and not self._hold_result.done():
-                    self._hold_result.set_result(None)
-
-        self._spawn(apply)
-
-    def _on_reinvite_rejected(self, status: int | None, reason: str, retry: bool) -> None:
-        media = self.media
-        if media is not None:
-            # The far end refused our offer: go back to the negotiation in force, so the
-            # call can re-offer (the glare retry), answer re-INVITEs and send DTMF.
-            self._spawn(lambda: _rollback(media))
-        if retry:
-            return
-        wanted, self._hold_wanted = self._hold_wanted, None
-        if self._hold_result is not None and not self._hold_result.done():
-            what = "hold" if wanted else "resume"
-            self._hold_result.set_exception(
-                SipError(f"{what} failed: {status or 'no response'} {reason}".strip())
-            )
-
-    def _on_retry_due(self) -> None:
-        if self._hold_wanted is None:
-            return
-
-        async def retry() -> None:
-            try:
-                await self._send_hold_offer()
-            except SipError as exc:
-                if self._hold_result is not None and not self._hold_result.done():
-                    self._hold_result.set_exception(exc)
-
-        task = asyncio.get_running_loop().create_task(retry())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _on_event(self, event: core.UserAgentEvent) -> None:
+        """Act on one call-layer event about this call (but its end: :meth:`_on_ended`)."""
+        if isinstance(event, core.CallProgress):
+            # Ringing is reported once per call: a far end may send 180 more than once
+            # (SIP.js does; RFC 3261 §13.3.1.1 lets a UAS repeat provisionals), and the
+            # repeats are reported as progress.
+            first_ring = event.status == 180 and not self._ring_reported
+            self._ring_reported = self._ring_reported or first_ring
+            if event.status in (180, 183):
+                self._set_state(CallState.RINGING)
+            kind = CallRinging if first_ring else CallProgress
+            self._publish(kind(self.phone.name, self, event.status, event.reason))
+        elif isinstance(event, core.InfoReceived) and event.digit is not None:
+            self._on_dtmf(event.digit, "info")
+        self._media.handle(event)
 
     def _on_ended(self, by: str, status: int | None, reason: str) -> asyncio.Task[None] | None:
         """Mark the call ended and publish it; returns the task closing its media, if any,
@@ -664,9 +502,7 @@ class Call:
         self._set_state(CallState.ENDED)
         self.end_time = time.time()
         self._ended.set()
-        if self._hold_result is not None and not self._hold_result.done():
-            self._hold_result.set_exception(SipError("the call ended"))
-        media, self.media = self.media, None
+        media = self._media.end()
         closing: asyncio.Task[None] | None = None
         if media is not None:
             closing = asyncio.get_running_loop().create_task(media.close())
@@ -674,31 +510,6 @@ class Call:
         for q in self._subscribers:
             q.put_nowait(None)
         return closing
-
-
-def _same_but_version(early: str, final: str) -> bool:
-    """Whether two SDP bodies differ at most in the o= line's session version."""
-
-    def normalised(sdp: str) -> list[str]:
-        lines = [line.strip() for line in sdp.strip().splitlines()]
-        out = []
-        for line in lines:
-            if line.startswith("o="):
-                parts = line.split()
-                if len(parts) >= 3:
-                    parts[2] = "*"
-                line = " ".join(parts)
-            out.append(line)
-        return out
-
-    return normalised(early) == normalised(final)
-
-
-async def _rollback(media: MediaSession) -> None:
-    try:
-        await media.rollback()
-    except InvalidState as exc:
-        logger.warning("! cannot roll back the rejected re-offer: %s", exc)
 
 
 _ = InvalidDTMF  # documented in send_dtmf's Raises

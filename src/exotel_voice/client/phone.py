@@ -33,7 +33,7 @@ from ..exceptions import (
     TransactionTimeout,
     TransportError,
 )
-from ..media import AudioSource, MediaConfig, SilenceSource
+from ..media import AudioSource, MediaConfig, MediaSession, SilenceSource
 from ..sip import calls as core
 from ..sip.registration import (
     Registered,
@@ -47,6 +47,7 @@ from ..sip.uri import SipURI, parse_uri
 from ..sip.useragent import UserAgent
 from ..transport import TransportState, WebSocketTransport
 from ..transport.pump import Pump
+from ._call_media import make_offer
 from .call import Call
 from .events import (
     CallIncoming,
@@ -328,19 +329,10 @@ class Phone:
             raise InvalidState("cannot dial: not connected to the SIP server")
         # Media first, so that the INVITE carries our offer.
         media_source = source if source is not None else self._new_source()
-        from ..media import MediaSession
-
-        media = MediaSession(config=self.media_config, source=media_source)
-        try:
-            offer = await media.create_offer()
-        except SipError:
-            await media.close()
-            raise
+        media, offer = await make_offer(self.media_config, media_source)
         loop = asyncio.get_running_loop()
         session = self._ua.invite(target, offer, loop.time(), headers=list((headers or {}).items()))
-        call = self._new_call(session, media_source)
-        call.media = media
-        media.add_dtmf_listener(lambda d: call._on_dtmf(d, "rfc4733"))
+        call = self._new_call(session, media_source, media)
         self._calls[session.id] = call
         self._pump()
         return call
@@ -506,15 +498,14 @@ class Phone:
         for q in self._subscribers:
             q.put_nowait(event)
 
-    def _new_call(self, session: core.CallSession, source: AudioSource | None) -> Call:
+    def _new_call(
+        self, session: core.CallSession, source: AudioSource | None, media: MediaSession | None
+    ) -> Call:
         def sip(action: Callable[[UserAgent, float], object]) -> None:
             self._command(lambda now: action(self._ua, now))
 
         return Call(self, session, source, sip=sip, publish=self._publish,
-                    new_source=self._new_source)
-
-    def _call_of(self, session: core.CallSession) -> Call | None:
-        return self._calls.get(session.id)
+                    new_source=self._new_source, media=media)
 
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.id, None)
@@ -528,7 +519,7 @@ class Phone:
             self._on_registration_event(event)
             return
         if isinstance(event, core.IncomingCall):
-            new = self._new_call(event.call, None)
+            new = self._new_call(event.call, None, None)
             self._calls[event.call.id] = new
             new._publish(CallIncoming(self.name, new))
             # We sent 180 Ringing with the event.
@@ -536,19 +527,12 @@ class Phone:
             self._incoming.append(new)
             self._incoming_ready.set()
             return
-        session = getattr(event, "call", None)
-        if not isinstance(session, core.CallSession):
+        if not isinstance(event, core.UserAgentEvent):
             return
-        call = self._call_of(session)
+        call = self._calls.get(event.call.id)
         if call is None:
             return
-        if isinstance(event, core.CallProgress):
-            call._on_progress(event.status, event.reason, event.sdp)
-        elif isinstance(event, core.CallAnswered):
-            call._on_answered(event.sdp)
-        elif isinstance(event, core.CallConfirmed):
-            pass
-        elif isinstance(event, core.CallEnded):
+        if isinstance(event, core.CallEnded):
             # Forget the call before the application hears of the end: an ended call is
             # the application's to keep (or drop), never the phone's.
             self._forget(call)
@@ -556,18 +540,8 @@ class Phone:
             if closing is not None:
                 self._media_closing.add(closing)
                 closing.add_done_callback(self._media_closing.discard)
-        elif isinstance(event, core.ReInviteReceived):
-            call._on_reinvite(event.sdp)
-        elif isinstance(event, core.ReInviteAnswered):
-            call._on_reinvite_answered(event.sdp)
-        elif isinstance(event, core.ReInviteRejected):
-            call._on_reinvite_rejected(event.status, event.reason, event.retry_in is not None)
-        elif isinstance(event, core.ReInviteRetryDue):
-            call._on_retry_due()
-        elif isinstance(event, core.InfoReceived):
-            if event.digit is not None:
-                call._on_dtmf(event.digit, "info")
-
+        else:
+            call._on_event(event)
 
     def _on_registration_event(self, event: RegistrationEvent) -> None:
         """Publish one of the core's registration events as a typed phone event."""

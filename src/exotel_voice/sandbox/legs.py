@@ -9,9 +9,10 @@ Exotel's edge does (its media servers answer the browser), and it means a leg ha
 A leg has no SIP logic of its own: the SIP side of every leg is a
 :class:`~exotel_voice.sip.calls.CallSession` of the sandbox's one
 :class:`~exotel_voice.sip.calls.CallLayer` (the same core a phone uses), living on the
-client's flow. A leg is to a session what :class:`exotel_voice.client.Call` is to a phone's
-session: it runs the layer's commands through its flow's pump, makes and applies SDP with
-its media, and turns the layer's events into leg state and listeners.
+client's flow, and its media side is negotiated by the same offer/answer glue as a phone's
+call (:class:`~exotel_voice.client._call_media.CallMedia`). A leg is to a session what
+:class:`exotel_voice.client.Call` is to a phone's session: it runs the layer's commands
+through its flow's pump and turns the layer's events into leg state and listeners.
 
 * :meth:`Leg.incoming` takes an INVITE a client sent us (we are the UAS): ring, answer,
   reject; a CANCEL ends it with 487 (the layer answers it).
@@ -28,15 +29,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidState, SipError
+from ..client._call_media import CallMedia, Command, make_offer, wait_either
+from ..exceptions import InvalidState, MediaError
 from ..media import AudioSource, MediaSession
 from ..sip.calls import (
-    CallAnswered,
     CallEnded,
     CallProgress,
     CallSession,
     InfoReceived,
-    ReInviteReceived,
     SessionState,
     UserAgentEvent,
 )
@@ -83,13 +83,20 @@ class Leg:
         info_listeners: called with each INFO received (after it was answered 200).
     """
 
-    def __init__(self, sandbox: Sandbox, flow: Flow, session: CallSession, *, user: str) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        flow: Flow,
+        session: CallSession,
+        *,
+        user: str,
+        media: MediaSession | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.flow = flow
         self.session = session
         self.direction = session.direction
         self.user = user
-        self.media: MediaSession | None = None
         self.state = LegState.CALLING
         self.end_status: int | None = None
         self.end_reason = ""
@@ -99,10 +106,24 @@ class Leg:
         self.answer_listeners: list[Callable[[Leg], None]] = []
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
+        self._media = CallMedia(
+            session,
+            self._run,
+            name=f"leg {session.id}",
+            media=media,
+            spawn=lambda step: sandbox.spawn(step, f"{self!r} media"),
+            on_connected=self._mark_connected,
+            on_failed=lambda problem: self.bye(reason=problem),
+        )
         sandbox.legs[session.id] = self
 
     def __repr__(self) -> str:
         return f"<Leg {self.direction} {self.user} {self.state.value} {self.call_id}>"
+
+    @property
+    def media(self) -> MediaSession | None:
+        """The sandbox-side media session, once created (until the leg ends)."""
+        return self._media.media
 
     @property
     def invite(self) -> Request:
@@ -131,14 +152,7 @@ class Leg:
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until answered (``True``) or ended first (``False``)."""
-        async with asyncio.timeout(timeout):
-            done = asyncio.ensure_future(self._connected.wait())
-            ended = asyncio.ensure_future(self._ended.wait())
-            try:
-                await asyncio.wait({done, ended}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                done.cancel()
-                ended.cancel()
+        await wait_either(self._connected, self._ended, timeout)
         return self._connected.is_set() and not self._ended.is_set()
 
     async def wait_ended(self, timeout: float | None = None) -> None:
@@ -149,6 +163,10 @@ class Leg:
         """Run one call-layer command on this leg's flow, then settle the leg if it ended."""
         self.flow.pump.run(action)
         self._settle()
+
+    def _run(self, command: Command) -> None:
+        """Run one of the media glue's commands on the sandbox's call layer."""
+        self._command(lambda now: command(self.sandbox.call_layer, now))
 
     # ========================================================================================
     # Incoming: the client called us
@@ -181,26 +199,12 @@ class Leg:
         """
         if self.direction != "incoming" or self.ended or self.state is LegState.CONNECTED:
             raise InvalidState(f"cannot answer {self!r}")
-        offer = self.invite.body.decode("utf-8", "replace") if self.invite.body else ""
-        self.media = MediaSession(config=self.sandbox.media_config, source=source)
         try:
-            if not offer:
-                raise SipError("INVITE without SDP offer")
-            answer = await self.media.accept_offer(offer)
-        except (SipError, ValueError) as exc:
-            logger.warning("! %r: cannot answer the offer: %s", self, exc)
-            if not self.ended:
-                self.end_reason = self.end_reason or "offer not acceptable"
-                self._command(
-                    lambda now: self.sandbox.call_layer.reject(
-                        self.session, now, 488, "Not Acceptable Here"
-                    )
-                )
+            await self._media.answer(
+                lambda: MediaSession(config=self.sandbox.media_config, source=source)
+            )
+        except MediaError as exc:
             raise InvalidState(f"cannot answer {self!r}: {exc}") from exc
-        if self.ended:
-            raise InvalidState(f"{self!r} ended while it was being answered")
-        self._command(lambda now: self.sandbox.call_layer.answer(self.session, answer, now))
-        self._mark_connected()
 
     def reject(self, status: int = 486, reason: str | None = None) -> None:
         """Refuse an incoming call that has not been answered."""
@@ -241,12 +245,7 @@ class Leg:
             source: what the sandbox sends once connected.
             ring_timeout: CANCEL after this many seconds without an answer.
         """
-        media = MediaSession(config=sandbox.media_config, source=source)
-        try:
-            offer = await media.create_offer()
-        except BaseException:
-            await media.close()
-            raise
+        media, offer = await make_offer(sandbox.media_config, source)
         session = sandbox.call_layer.invite(
             flow.conn,
             target,
@@ -258,8 +257,7 @@ class Leg:
             headers=list(headers),
             ring_timeout=ring_timeout,
         )
-        leg = cls(sandbox, flow, session, user=user)
-        leg.media = media
+        leg = cls(sandbox, flow, session, user=user, media=media)
         if flow.closed:
             # The client went away while the offer was made: nothing will carry the INVITE.
             leg._command(
@@ -270,17 +268,6 @@ class Leg:
             return leg
         flow.pump.flush()
         return leg
-
-    async def _apply_answer(self, sdp: str) -> None:
-        assert self.media is not None
-        try:
-            await self.media.set_answer(sdp)
-        except (SipError, ValueError) as exc:
-            logger.warning("! %r: cannot use the answer: %s", self, exc)
-            self.bye(reason="unusable SDP answer")
-            return
-        if not self.ended:
-            self._mark_connected()
 
     # ========================================================================================
     # Both directions
@@ -338,20 +325,6 @@ class Leg:
             )
         )
 
-    async def _answer_reinvite(self, sdp: str | None) -> None:
-        layer = self.sandbox.call_layer
-        if self.media is None or not sdp or self.ended:
-            self._command(lambda now: layer.reject_reinvite(self.session, now, 488))
-            return
-        try:
-            answer = await self.media.update(sdp)
-        except (SipError, ValueError) as exc:
-            logger.warning("! %r: cannot answer the re-INVITE: %s", self, exc)
-            self._command(lambda now: layer.reject_reinvite(self.session, now, 488))
-            return
-        self._command(lambda now: layer.answer_reinvite(self.session, answer, now))
-        logger.info("%r: re-INVITE answered (%s)", self, self.media.remote_direction)
-
     # ========================================================================================
     # Events from the call layer
     # ========================================================================================
@@ -360,10 +333,6 @@ class Leg:
         if isinstance(event, CallProgress):
             if self.state is LegState.CALLING:
                 self.state = LegState.RINGING
-        elif isinstance(event, CallAnswered):
-            self.sandbox.spawn(self._apply_answer(event.sdp or ""), f"{self!r} answer")
-        elif isinstance(event, ReInviteReceived):
-            self.sandbox.spawn(self._answer_reinvite(event.sdp), f"{self!r} re-INVITE")
         elif isinstance(event, InfoReceived):
             for listener in list(self.info_listeners):
                 try:
@@ -372,6 +341,7 @@ class Leg:
                     logger.exception("! %r: INFO listener failed", self)
         elif isinstance(event, CallEnded):
             self._settle()
+        self._media.handle(event)
 
     def _settle(self) -> None:
         """Once the session has ended: end the leg (once), close its media, tell listeners."""
@@ -385,8 +355,9 @@ class Leg:
         self.sandbox.legs.pop(session.id, None)
         self._ended.set()
         logger.info("%r ended by %s: %s", self, self.ended_by, self.end_reason)
-        if self.media is not None:
-            self.sandbox.spawn(self.media.close(), f"{self!r} media close")
+        media = self._media.end()
+        if media is not None:
+            self.sandbox.spawn(media.close(), f"{self!r} media close")
         for listener in list(self.end_listeners):
             try:
                 listener(self)
