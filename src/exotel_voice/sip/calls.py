@@ -29,11 +29,8 @@ Call states (:class:`SessionState`; the moves are the table ``_TRANSITIONS``, an
               CALLING/EARLY --4xx-6xx/timeout--> TERMINATED
               CALLING/EARLY --cancel()/ring timeout--> TERMINATING --487/timeout--> TERMINATED
                                  (a 2xx that crosses the CANCEL is ACKed, then ended by a BYE)
-
-Besides its state, a call keeps a few small facts, each in one attribute: where the CANCEL
-of an outgoing INVITE is (``_cancel``: not wanted, wanted until a provisional response
-allows it, RFC 3261 §9.1, or sent), which deadlines are armed (``_deadlines``: ring, ACK,
-glare back-off), and the re-INVITE in progress, ours or the far end's (at most one).
+Besides its state, a call keeps its CANCEL's progress (``_cancel``), its armed deadlines
+(``_deadlines``: ring, ACK, glare back-off) and the one re-INVITE in progress, if any.
 
 A 2xx we cannot take (no To tag, no Contact) is ACKed and answered with a BYE where a
 dialog can be built from it, and the call ends with :class:`CallEnded` (``by="remote"``,
@@ -937,14 +934,9 @@ class CallLayer:
 
     @staticmethod
     def _set_state(call: CallSession, state: SessionState) -> bool:
-        """The one place where a call's state changes; logs ``old -> new``.
-
-        A move that ``_TRANSITIONS`` does not allow is refused: logged (WARNING) and
-        ignored, returning ``False``, as the transaction layer ignores a peer's input its
-        table does not allow. The commands check their own preconditions first (and raise
-        :class:`~exotel_voice.exceptions.InvalidState`), so a refusal means a peer's message
-        arrived in a state that no longer takes it.
-        """
+        """The one place where a call's state changes. A move ``_TRANSITIONS`` does not allow
+        is refused (logged, ``False``), as a transaction ignores a peer's input its table does
+        not allow; the commands check their preconditions first and raise InvalidState."""
         if state is call.state:
             return True
         if state not in _TRANSITIONS[call.state]:
@@ -1016,12 +1008,8 @@ class CallLayer:
         """Send the CANCEL that :meth:`cancel` wants, once, as soon as §9.1 allows it: after
         a provisional response to the INVITE (its transaction is PROCEEDING)."""
         tx = call._invite_tx
-        if (
-            call._cancel is not _Cancel.WANTED
-            or call.connection is None
-            or tx is None
-            or tx.state is not TransactionState.PROCEEDING
-        ):
+        proceeding = tx is not None and tx.state is TransactionState.PROCEEDING
+        if call._cancel is not _Cancel.WANTED or call.connection is None or not proceeding:
             return
         call._cancel = _Cancel.SENT
         try:
