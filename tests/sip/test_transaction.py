@@ -5,6 +5,8 @@ End-to-end flows through SipConnection: tests/sip/test_connection.py.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from exotel_voice.exceptions import InvalidState
@@ -194,3 +196,15 @@ def test_keys() -> None:
     old = _with_via(new_request("OPTIONS"), branch="1234")
     key = server_key(old)
     assert key[0] == "rfc2543" and key[-1] == "OPTIONS"
+
+
+def test_debug_turned_on_after_creation_shows_state_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A user who turns DEBUG on mid-call sees the transactions that already exist."""
+    caplog.set_level(logging.INFO, logger="exotel_voice")
+    tx = ClientInviteTransaction(_with_via(new_request("INVITE")), reliable=True)
+    tx.start(10.0)
+    caplog.set_level(logging.DEBUG, logger="exotel_voice")
+    tx.receive_response(make_response(tx.request, 180, to_tag="t"), 11.0)
+    assert any("CALLING -> PROCEEDING" in r.getMessage() for r in caplog.records)

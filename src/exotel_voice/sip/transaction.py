@@ -90,10 +90,6 @@ class TransactionState(enum.Enum):
     ACCEPTED = enum.auto()
     TERMINATED = enum.auto()
 
-    # Members are singletons compared by identity: hash them by identity too, in C, instead
-    # of Enum's Python-level hash of the name (states and inputs key every table lookup).
-    __hash__ = object.__hash__
-
 
 class Input(enum.Enum):
     """What drives a transaction: messages from the network, from the user, and timers."""
@@ -121,8 +117,6 @@ class Input(enum.Enum):
     TIMER_TRYING = "Timer 100"
     TIMER_CANCEL = "Timer CANCEL"
     TRANSPORT_ERROR = "transport error"
-
-    __hash__ = object.__hash__  # as for TransactionState
 
 
 S = TransactionState
@@ -237,7 +231,6 @@ class Transaction:
         self.reliable = reliable
         self.timers = timers if timers is not None else TimerValues()
         self.logger: LoggerLike = logger if logger is not None else globals()["logger"]
-        self.debug = self.logger.isEnabledFor(logging.DEBUG)
         self.state = self.INITIAL
         self.last_response: Response | None = None
         # ``branch``: the top Via's branch when the caller has just written it (saves
@@ -330,18 +323,14 @@ class Transaction:
                     f"{type(self).__name__} {self.branch}: cannot {inp.value} "
                     f"in state {self.state.name}"
                 )
-            if self.debug:
-                self.logger.debug("= %s ignored %s in %s", self.branch, inp.value, self.state.name)
+            self.logger.debug("= %s ignored %s in %s", self.branch, inp.value, self.state.name)
         return new
 
     def _set_state(self, new: TransactionState) -> None:
         """The one place where state changes; logs ``old -> new``."""
         if new is self.state:
             return
-        if self.debug:
-            self.logger.debug(
-                "= %s %s %s -> %s", self.branch, self.method, self.state.name, new.name
-            )
+        self.logger.debug("= %s %s %s -> %s", self.branch, self.method, self.state.name, new.name)
         self.state = new
         if new is S.TERMINATED:
             self._deadlines.clear()
