@@ -34,7 +34,8 @@ def test_url_is_built_like_exotels_sdk() -> None:
 
 
 def test_defaults_follow_exotels_sdk() -> None:
-    info = {"userName": "u", "sipdomain": "d.test", "domain": "h.test", "security": "ws"}
+    info = {"userName": "u", "sipdomain": "d.test", "domain": "h.test", "security": "ws",
+            "secret": "pw", "port": "443"}
     cfg = AccountConfig.from_sip_account_info(info)
     assert cfg.ws_url == "ws://h.test:8088/wss"
     assert cfg.auth_user == "u"
@@ -43,11 +44,12 @@ def test_defaults_follow_exotels_sdk() -> None:
 
 def test_full_url_and_ipv6() -> None:
     cfg = AccountConfig.from_sip_account_info(
-        {"userName": "u", "sipdomain": "d", "domain": "[::1]:5066", "endpoint": "/ws"}
+        {"userName": "u", "sipdomain": "d", "domain": "[::1]:5066", "endpoint": "/ws",
+         "secret": "pw", "port": "5066"}
     )
     assert cfg.ws_url == "wss://[::1]:5066/ws"
     cfg = AccountConfig.from_sip_account_info(
-        {"userName": "u", "sipdomain": "d", "wsUrl": "ws://127.0.0.1:1/x"}
+        {"userName": "u", "sipdomain": "d", "wsUrl": "ws://127.0.0.1:1/x", "secret": "pw"}
     )
     assert cfg.ws_url == "ws://127.0.0.1:1/x"
 
@@ -79,6 +81,36 @@ def test_bad_values_name_the_field(change: dict[str, object], field: str, text: 
     assert err.value.field == field
     assert text in str(err.value)
     assert SENTINEL not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("drop", "field"),
+    [
+        (["port"], "port"),
+        (["secret"], "secret"),
+        (["secret", "port"], "secret, port"),
+        (["userName", "sipdomain", "secret", "port"], "userName, sipdomain, secret, port"),
+    ],
+)
+def test_missing_required_fields_are_all_named(drop: list[str], field: str) -> None:
+    """The guide's required keys (userName, sipdomain, port) and the password: a missing one
+    is an error naming every missing key at once, never showing a value."""
+    info = {k: v for k, v in GUIDE_INFO.items() if k not in drop}
+    with pytest.raises(ConfigurationError) as err:
+        AccountConfig.from_sip_account_info(info)
+    assert err.value.field == field
+    assert "required" in str(err.value) and "sipAccountInfo" in str(err.value)
+    assert SENTINEL not in str(err.value)
+    # An empty value is as missing as an absent key.
+    with pytest.raises(ConfigurationError) as err:
+        AccountConfig.from_sip_account_info({**GUIDE_INFO, "secret": "", "port": " "})
+    assert err.value.field == "secret, port"
+
+
+def test_port_not_required_with_a_full_url() -> None:
+    info = {k: v for k, v in GUIDE_INFO.items() if k != "port"}
+    cfg = AccountConfig.from_sip_account_info({**info, "wsUrl": "wss://h.test:8443/ws"})
+    assert cfg.ws_url == "wss://h.test:8443/ws"
 
 
 def test_not_a_dict() -> None:

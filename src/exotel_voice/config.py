@@ -182,13 +182,14 @@ class AccountConfig:
     def from_sip_account_info(cls, info: Mapping[str, Any], **overrides: Any) -> AccountConfig:
         """Build a config from the guide's ``sipAccountInfo`` dict.
 
-        Recognised keys: ``userName`` (required), ``authUser`` (default ``userName``),
-        ``sipdomain`` (required), ``domain`` ("host:port" of the WebSocket proxy; default
-        ``sipdomain``), ``port`` (validated, as the guide requires it, but the URL's port
-        comes from ``domain``, as in Exotel's SDK), ``security`` ("wss" or "ws", default
-        "wss"), ``endpoint`` (URL path, default "wss"), ``secret``, ``displayname`` /
-        ``displayName``. Python extras: ``wsUrl`` (a full URL, overriding the derived one),
-        ``caFile`` and ``insecureSkipVerify``.
+        Required (the guide's, as Exotel's SDK checks them, plus the password): ``userName``,
+        ``sipdomain``, ``secret`` and ``port`` (validated, but the URL's port comes from
+        ``domain``, as in Exotel's SDK; not required when ``wsUrl`` is given). Optional:
+        ``authUser`` (default ``userName``), ``domain`` ("host:port" of the WebSocket proxy;
+        default ``sipdomain``), ``security`` ("wss" or "ws", default "wss"), ``endpoint``
+        (URL path, default "wss"), ``displayname`` / ``displayName``. Python extras:
+        ``wsUrl`` (a full URL, overriding the derived one), ``caFile`` and
+        ``insecureSkipVerify``.
 
         Args:
             info: the ``sipAccountInfo`` mapping.
@@ -196,10 +197,22 @@ class AccountConfig:
 
         Raises:
             ConfigurationError: a field is missing or invalid; ``.field`` names it using the
-                guide's key (e.g. ``"sipdomain"``).
+                guide's key (e.g. ``"sipdomain"``); when several required keys are missing it
+                names them all (``"secret, port"``).
         """
         if not isinstance(info, Mapping):
             raise ConfigurationError("sipAccountInfo", "must be a dict")
+        # The guide's required keys, all reported at once (never their values: one may be
+        # the secret). ``port`` is not needed when ``wsUrl`` gives the whole URL.
+        required = ["userName", "sipdomain", "secret"]
+        if _optional_str(info, "wsUrl") is None:
+            required.append("port")
+        missing = [key for key in required if _is_blank(info.get(key))]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise ConfigurationError(
+                ", ".join(missing), f"{verb} required (missing from sipAccountInfo)"
+            )
         user_name = _required_str(info, "userName")
         auth_user = _optional_str(info, "authUser") or user_name
         sip_domain = _required_str(info, "sipdomain")
@@ -216,9 +229,7 @@ class AccountConfig:
             host, port = _split_hostport("domain", domain, _DEFAULT_WS_PORTS[security])
             endpoint = (_optional_str(info, "endpoint") or "wss").lstrip("/")
             ws_url = f"{security}://{host}:{port}/{endpoint}"
-        secret = info.get("secret", "")
-        if secret is None:
-            secret = ""
+        secret = info["secret"]
         if not isinstance(secret, str):
             raise ConfigurationError("secret", "must be a string")
         display = _optional_str(info, "displayname") or _optional_str(info, "displayName")
@@ -244,6 +255,10 @@ class AccountConfig:
                 raise ConfigurationError(key, "is not an AccountConfig field")
         kwargs.update(overrides)
         return cls(**kwargs)
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _required_str(info: Mapping[str, Any], key: str) -> str:
