@@ -49,8 +49,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 from ..config import AccountConfig
-from ..exceptions import ConfigurationError, InvalidState, SipError
-from ..media import AudioSource, MediaConfig
+from ..exceptions import ConfigurationError, InvalidState, MediaError, SipError
+from ..media import AudioSource, FrameSink, MediaConfig, WavFileSink
 from ._thread import LoopThread, OpFuture
 from .call import Call, CallState
 from .events import (
@@ -63,6 +63,7 @@ from .events import (
     CallResumed,
     CallRinging,
     CallUnmuted,
+    DtmfReceived,
     PhoneEvent,
     PhoneStatus,
     RegistrationState,
@@ -86,6 +87,8 @@ CallListenerCallback = Callable[["ExotelCall", str, str], object]
 SessionCallback = Callable[[str, str], object]
 #: ``checkClientStatus`` callback ``(status)``.
 ClientStatusCallback = Callable[[str], object]
+#: ``DTMFCallback(callObj, digit, phone)`` (ours: the guide has no received-DTMF callback).
+DTMFCallback = Callable[["ExotelCall", str, str], object]
 
 #: Keys of the guide's callObj (section 5.4) plus ours, in the order ``keys()`` gives them.
 CALL_OBJ_KEYS = (
@@ -152,6 +155,8 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
     """The guide's ``(SessionCallback state, CallListenerCallback event)`` for a call event.
 
     ``None`` where that callback gets nothing (e.g. a repeated 180 is only progress).
+    SessionCallback gets the guide's own words (5.10: ``incoming`` / ``connected`` /
+    ``callEnded``, whoever ended the call), and the JS SDK's ``muted`` ... for the rest.
     """
     match event:
         case CallIncoming():
@@ -159,11 +164,11 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
         case CallRinging():
             return None, "ringing"
         case CallConnected():
-            return "accepted", "connected"
+            return "connected", "connected"
         case CallEnded(by="local"):
-            return "terminated", "callEnded"
+            return "callEnded", "callEnded"
         case CallEnded():
-            return "terminated", "terminated"
+            return "callEnded", "terminated"
         case CallMuted():
             return "muted", None
         case CallUnmuted():
@@ -207,6 +212,7 @@ class ExotelCall(Mapping[str, Any]):
     def __init__(self, client: ExotelWebClient, call: Call | None) -> None:
         self._client = client
         self._call = call
+        self._recording: WavFileSink | None = None  # touched on the loop thread only
 
     # -- identity ----------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -307,9 +313,19 @@ class ExotelCall(Mapping[str, Any]):
         return self._call.header(name) if self._call is not None else None
 
     # -- the guide's methods -----------------------------------------------------------------
-    def Answer(self) -> OpFuture[None]:  # noqa: N802
-        """Answer the ringing incoming call (5.5). "connected" follows in the callback."""
-        return self._op("Answer", lambda c: c.answer())
+    def Answer(self, source: AudioSource | None = None) -> OpFuture[None]:  # noqa: N802
+        """Answer the ringing incoming call (5.5). "connected" follows in the callback.
+
+        Args:
+            source: what to send (ours; default: a new source from ``initWebrtc(source=)``,
+                else silence).
+
+        When that source cannot be opened (a missing device, an unreadable WAV file), the
+        guide's ``media_permission_denied`` goes to SessionCallback, the call is rejected
+        with 480 Temporarily Unavailable (as the JS SDK does), so that the platform can
+        offer it elsewhere, and the future fails with :class:`MediaError`.
+        """
+        return self._op("Answer", lambda c: self._client._answer(c, source))
 
     def Hangup(self, status: int | None = None, reason: str | None = None) -> OpFuture[None]:  # noqa: N802
         """End the call (5.6): reject if ringing (486 Busy Here, or ``status``), cancel if
@@ -317,16 +333,19 @@ class ExotelCall(Mapping[str, Any]):
         return self._op("Hangup", lambda c: c.hangup(status, reason))
 
     def Mute(self) -> OpFuture[None]:  # noqa: N802
-        """Send silence instead of our audio (5.7). No-op if already muted."""
-        return self._op_sync("Mute", lambda c: c.mute())
+        """Send silence instead of our audio (5.7). No-op if already muted.
+
+        On an ended call the future fails with :class:`InvalidState` (as Hold's does).
+        """
+        return self._op_sync("Mute", lambda c: _mute(c, True))
 
     def UnMute(self) -> OpFuture[None]:  # noqa: N802
         """Send our audio again (5.7). No-op if not muted."""
-        return self._op_sync("UnMute", lambda c: c.unmute())
+        return self._op_sync("UnMute", lambda c: _mute(c, False))
 
     def MuteToggle(self) -> OpFuture[None]:  # noqa: N802
         """Flip mute (5.7)."""
-        return self._op_sync("MuteToggle", lambda c: c.toggle_mute())
+        return self._op_sync("MuteToggle", lambda c: _mute(c, not c.muted))
 
     def Hold(self) -> OpFuture[None]:  # noqa: N802
         """Put the far end on hold: re-INVITE with ``a=sendonly`` (5.8). No-op if on hold.
@@ -353,6 +372,46 @@ class ExotelCall(Mapping[str, Any]):
         """
         return self._op("sendDTMF", lambda c: c.send_dtmf(str(digit), method=method))
 
+    # -- audio (ours: the guide's calls use the browser's microphone and speaker) -----------
+    def setSource(self, source: AudioSource) -> OpFuture[None]:  # noqa: N802
+        """Send from ``source`` (a ``ToneSource``, ``WavFileSource`` ...) from now on.
+
+        The call must have media (answered, or an outgoing call that connected); else the
+        future fails with :class:`InvalidState`.
+        """
+        return self._op("setSource", lambda c: _set_source(c, source))
+
+    def startRecording(self, path: str) -> OpFuture[None]:  # noqa: N802
+        """Record the received audio to a mono 16-bit WAV file at ``path`` (overwritten),
+        until :meth:`stopRecording` or the end of the call. Needs media, as
+        :meth:`setSource`."""
+        return self._op_sync("startRecording", lambda c: self._start_recording(c, path))
+
+    def stopRecording(self) -> OpFuture[None]:  # noqa: N802
+        """Stop the recording and close its file. No-op if not recording."""
+        return self._op_sync("stopRecording", lambda c: self._stop_recording())
+
+    def receivedFrames(  # noqa: N802
+        self, count: int = 50, *, sample_rate: int = 16000, timeout: float | None = 10.0
+    ) -> list[Any]:
+        """Block until ``count`` frames of received audio (20 ms int16 numpy arrays at
+        ``sample_rate``) have arrived from now on, and return them. Not from a callback.
+
+        Waits for the call to connect first. Returns fewer frames if the call ends.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds (the frames so far are dropped).
+            SipError: the call ended before it connected.
+            InvalidState: there is no call, or called from a callback.
+        """
+        call = self._need_call("receivedFrames")
+        client = self._client
+
+        async def read() -> list[Any]:
+            return await _read_frames(call, count, sample_rate, timeout)
+
+        return client._thread.run(read, None if timeout is None else timeout + 1.0)
+
     # -- blocking helpers --------------------------------------------------------------------
     def wait_connected(self, timeout: float | None = 10.0) -> None:
         """Block until the call is connected (not from a callback).
@@ -376,6 +435,24 @@ class ExotelCall(Mapping[str, Any]):
         self._client._thread.run(lambda: call.wait_ended(timeout))
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _start_recording(self, call: Call, path: str) -> None:
+        media = call.media
+        if media is None or call.ended:
+            raise InvalidState(f"cannot record a call that is {call.state} (no media)")
+        self._stop_recording()
+        self._recording = WavFileSink(path)
+        media.add_sink(self._recording)
+
+    def _stop_recording(self) -> None:
+        sink, self._recording = self._recording, None
+        call = self._call
+        if sink is None:
+            return
+        if call is not None and call.media is not None:
+            call.media.remove_sink(sink)  # closes the file
+        else:
+            sink.close()
+
     def _need_call(self, what: str) -> Call:
         if self._call is None:
             raise InvalidState(f"{what}(): there is no call")
@@ -396,6 +473,43 @@ class ExotelCall(Mapping[str, Any]):
             action(call)
 
         return self._client._start(name, run)
+
+
+def _mute(call: Call, muted: bool) -> None:
+    if call.ended:
+        raise InvalidState(f"cannot {'mute' if muted else 'unmute'} a call that is {call.state}")
+    if muted:
+        call.mute()
+    else:
+        call.unmute()
+
+
+async def _set_source(call: Call, source: AudioSource) -> None:
+    if call.ended:
+        raise InvalidState(f"cannot set the source of a call that is {call.state}")
+    await call.set_source(source)
+
+
+async def _read_frames(
+    call: Call, count: int, sample_rate: int, timeout: float | None
+) -> list[Any]:
+    """``count`` received frames from now on (fewer if the call ends), on the loop."""
+    frames: list[Any] = []
+    async with asyncio.timeout(timeout):
+        await call.wait_connected(None)
+        media = call.media
+        if media is None:
+            return frames
+        sink = FrameSink(sample_rate=sample_rate, max_frames=max(50, count))
+        media.add_sink(sink)
+        try:
+            async for frame in sink:
+                frames.append(frame)
+                if len(frames) >= count:
+                    break
+        finally:
+            media.remove_sink(sink)
+    return frames
 
 
 class ExotelWebClient:
@@ -424,9 +538,13 @@ class ExotelWebClient:
         self._register_cb: RegisterEventCallBack | None = None
         self._call_cb: CallListenerCallback | None = None
         self._session_cb: SessionCallback | None = None
+        self._dtmf_cb: DTMFCallback | None = None
         # Touched only on the loop thread:
         self._phone: Phone | None = None
         self._phone_done = False
+        # The last registration outcome of any phone of this client: a REGISTERED after a
+        # lost one (UNREGISTERED, FAILED) tells each live call "activeSession".
+        self._last_outcome: RegistrationState | None = None
         self._register_task: asyncio.Task[Any] | None = None
         self._wrappers: dict[int, ExotelCall] = {}
         # Shared with other threads (under _cond). _reg_wanted: DoRegister was called and
@@ -437,6 +555,9 @@ class ExotelWebClient:
         # The newest registration outcome whose RegisterEventCallBack has run (None since
         # DoRegister): wait_for_registration() returns only after the application heard it.
         self._delivered: RegistrationState | None = None
+        # The state RegisterEventCallBack was last given since DoRegister (None: none yet):
+        # what DoRegister, called from that callback, decides by.
+        self._told: str | None = None
         self._live: list[ExotelCall] = []
         self._unregistered = threading.Event()
         self._unregistered.set()
@@ -542,11 +663,22 @@ class ExotelWebClient:
             naming the field) and kept in :attr:`last_error` -- like the JS SDK.
 
         Raises:
+            TypeError: called on the class (``ExotelWebClient.initWebrtc(info, ...)``, as the
+                guide writes it for the JS module) instead of on a client; the message shows
+                the fix, ``client = ExotelWebClient(); client.initWebrtc(...)``.
             ConfigurationError: (``strict=True`` only) a field is missing or invalid;
-                ``.field`` names it.
+                ``.field`` names it (every missing required key at once).
             InvalidState: (``strict=True`` only) the ``userName`` is used by another client,
                 this client is registered (UnRegister first), or it is closed.
         """
+        if not isinstance(self, ExotelWebClient):
+            # The guide's `exWebClient.initWebrtc(...)` on the class: self is the dict.
+            raise TypeError(
+                "initWebrtc() is called on a client, not on the class: "
+                "client = ExotelWebClient(); client.initWebrtc(sipAccountInfo, "
+                "RegisterEventCallBack, CallListenerCallback, SessionCallback); then "
+                "client.DoRegister()"
+            )
         try:
             if self._closed:
                 raise InvalidState("initWebrtc(): the client is closed")
@@ -615,9 +747,12 @@ class ExotelWebClient:
         connection) until :meth:`UnRegister`.
 
         Returns:
-            ``True`` if registration was started; ``False`` (error logged, in
+            ``True`` if registration was started, or is in progress already (a REGISTER sent
+            and no answer told yet: nothing is restarted); ``False`` (error logged, in
             :attr:`last_error`) before :meth:`initWebrtc`, after :meth:`close`, when the
-            ``userName`` is now used by another client, or when already registered.
+            ``userName`` is now used by another client, or when RegisterEventCallBack was
+            last told ``registered``. After ``unregistered`` or ``terminated`` (the 5.12
+            retry) it starts a new attempt at once.
         """
         if not self._ready("DoRegister"):
             return False
@@ -629,10 +764,20 @@ class ExotelWebClient:
             logger.warning("! DoRegister: %s", exc)
             return False
         with self._cond:
-            if self._reg_wanted and self.registration_state == "registered":
+            # Decided by what RegisterEventCallBack was last told, so that the guide's 5.12
+            # retry (DoRegister from the callback) acts on the state the callback saw.
+            told = self._told if self._reg_wanted else None
+            if told == "registered":
                 logger.warning("! DoRegister: %s is already registered", self._account.user_name)
                 return False
+            if self._reg_wanted and told in (None, "sent_request"):
+                # A REGISTER is on its way: restarting would only send another (and, from a
+                # "sent_request" callback, again and again).
+                logger.info("= DoRegister: %s: registration already in progress",
+                            self._account.user_name)
+                return True
             self._reg_wanted = True
+            self._told = None
             self._delivered = None
             self._unregistered.clear()
             self._cond.notify_all()
@@ -714,9 +859,10 @@ class ExotelWebClient:
     ) -> OpFuture[ClientStatus]:
         """Report readiness (5.13): ``callback(status)`` on the client's thread.
 
-        Statuses: ``not_initialized``, ``media_permission_denied`` (the ``source`` cannot be
-        opened), ``connecting``, ``websocket_connection_failed``, ``disconnected``,
-        ``initial`` (registering), ``registered``, ``terminated``, ``unregistered``.
+        Statuses: ``not_initialized`` (before :meth:`DoRegister`), ``media_permission_denied``
+        (the ``source`` cannot be opened), ``connecting`` (also right after
+        :meth:`DoRegister`), ``websocket_connection_failed``, ``disconnected``, ``initial``
+        (registering), ``registered``, ``terminated``, ``unregistered``.
 
         Returns:
             A future of the same status (for synchronous code: ``.result(timeout)``).
@@ -725,10 +871,17 @@ class ExotelWebClient:
         def compute() -> ClientStatus:
             status: ClientStatus
             phone = self._phone
-            if self._account is None or phone is None:
+            with self._cond:
+                wanted = self._reg_wanted
+            if self._account is None:
                 status = "not_initialized"
-            elif self._phone_done:
-                status = "unregistered"
+            elif phone is None or self._phone_done or phone.status() is PhoneStatus.NOT_STARTED:
+                # DoRegister's work is queued behind this on the loop: its first step is
+                # opening the WebSocket.
+                if wanted:
+                    status = "connecting"
+                else:
+                    status = "unregistered" if self._phone_done else "not_initialized"
             else:
                 status = CLIENT_STATUSES[phone.status()]
             if callback is not None:
@@ -741,6 +894,18 @@ class ExotelWebClient:
         if self._closed:
             logger.warning("! checkClientStatus: the client is closed")
         return self._thread.call(compute)
+
+    # -- received DTMF (ours) ----------------------------------------------------------------
+    def registerDTMFCallback(self, DTMFCallback: DTMFCallback | None) -> None:  # noqa: N802, N803
+        """Call ``DTMFCallback(callObj, digit, phone)`` for every digit the far end sends
+        (SIP INFO or RFC 4733), on the client's thread. ``None`` removes it.
+
+        Not in the guide (the JS SDK has no received-DTMF callback); named and shaped like
+        its ``CallListenerCallback``. May be called before or after :meth:`initWebrtc`.
+        """
+        if DTMFCallback is not None and not callable(DTMFCallback):
+            raise ConfigurationError("DTMFCallback", "must be a function or None")
+        self._dtmf_cb = DTMFCallback
 
     # -- 5.15 logger callback ----------------------------------------------------------------
     @staticmethod
@@ -877,6 +1042,25 @@ class ExotelWebClient:
                 self._cond.notify_all()
             self._unregistered.set()
 
+    async def _answer(self, call: Call, source: AudioSource | None) -> None:
+        factory = self._source
+        ringing = call.direction == "incoming" and call.state is CallState.INCOMING
+        if source is None and factory is not None and ringing:
+            # The guide's getUserMedia step: the audio is opened here, and a failure is the
+            # guide's media_permission_denied (the call.answer() below would raise the same
+            # error and leave the call ringing).
+            try:
+                source = factory()
+            except Exception as exc:
+                error = MediaError(f"Answer(): the audio source cannot be opened: {exc}")
+                self.last_error = error
+                logger.error("! %s; rejecting the call with 480", error)
+                self._emit_session("media_permission_denied")
+                if not call.ended:
+                    await call.hangup(480, "Temporarily Unavailable")
+                raise error from exc
+        await call.answer(source)
+
     async def _hold(self, call: Call, hold: bool) -> None:
         try:
             if hold:
@@ -898,16 +1082,34 @@ class ExotelWebClient:
                 self.last_error = self._phone.registration_error or SipError(
                     f"registration failed: {event.status or ''} {event.reason}".strip()
                 )
+            told = REGISTER_EVENT_STATES[event.state]
+            with self._cond:
+                self._told = told
             # The callback first, so that a waiter woken by the new state sees its effects.
-            self._emit_register(REGISTER_EVENT_STATES[event.state])
+            self._emit_register(told)
             with self._cond:
                 if event.state not in (
                     RegistrationState.REGISTERING, RegistrationState.UNREGISTERING
                 ):
                     self._delivered = event.state
+                live = list(self._live)
                 self._cond.notify_all()
+            if event.state in (RegistrationState.REGISTERING, RegistrationState.UNREGISTERING):
+                return
+            lost = self._last_outcome in (RegistrationState.UNREGISTERED, RegistrationState.FAILED)
+            self._last_outcome = event.state
+            if event.state is RegistrationState.REGISTERED and lost:
+                # Registered again after a lost registration, with calls that lived through
+                # it: the guide's "activeSession" (session continuity) for each.
+                for wrapper in live:
+                    if wrapper.call is not None and not wrapper.call.ended:
+                        self._emit_call(wrapper, "activeSession")
         elif isinstance(event, CallEvent):
             self._on_call_event(event)
+        elif isinstance(event, DtmfReceived):
+            cb = self._dtmf_cb
+            if cb is not None:
+                self._safe(cb, "DTMFCallback", self._wrap(event.call), event.digit, self._name())
 
     def _on_call_event(self, event: CallEvent) -> None:
         wrapper = self._wrap(event.call)
