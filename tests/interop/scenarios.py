@@ -40,14 +40,14 @@ REJECTED_CALLEE = ["incoming", "ringing", "callEnded"]
 #: UnMute, MuteToggle, MuteToggle; Hold, HoldToggle (resume); remote hang-up.
 CALLEE_SESSION_FULL = [
     "incoming",
-    "accepted",
+    "connected",
     "muted",
     "unmuted",
     "muted",
     "unmuted",
     "holdunhold_success",
     "holdunhold_success",
-    "terminated",
+    "callEnded",
 ]
 
 #: The same scenario as the asyncio Phone's typed call events (tests.labels.call_label).
@@ -69,9 +69,9 @@ CALLEE_PHONE_EVENTS_FULL = [
 FACADE_MAPPING: dict[str, tuple[str | None, str | None]] = {
     "incoming": ("incoming", "incoming"),
     "ringing": (None, "ringing"),
-    "connected": ("accepted", "connected"),
-    "ended_local": ("terminated", "callEnded"),
-    "ended_remote": ("terminated", "terminated"),
+    "connected": ("connected", "connected"),
+    "ended_local": ("callEnded", "callEnded"),
+    "ended_remote": ("callEnded", "terminated"),
     "muted": ("muted", None),
     "unmuted": ("unmuted", None),
     "held": ("holdunhold_success", None),

@@ -204,7 +204,7 @@ def test_5_5_accept_calls(kamailio: Kamailio, run: Any, baresip_factory: Any) ->
     assert rc == 0, out
     assert events_of(out, "CallListenerCallback") == ["incoming", "ringing", "connected",
                                                       "terminated"]
-    assert events_of(out, "SessionCallback") == ["incoming", "accepted", "terminated"]
+    assert events_of(out, "SessionCallback") == ["incoming", "connected", "callEnded"]
     assert "callState=connected" in out
 
 
@@ -246,7 +246,7 @@ def test_5_7_mute(kamailio: Kamailio, run: Any, baresip_factory: Any) -> None:
     rc, out = ex.finish()
     assert rc == 0, out
     assert events_of(out, "SessionCallback") == [
-        "incoming", "accepted", "muted", "unmuted", "muted", "unmuted", "terminated"]
+        "incoming", "connected", "muted", "unmuted", "muted", "unmuted", "callEnded"]
     assert "muteHandler: callOnMute=True" in out and "muteHandler: callOnMute=False" in out
     assert "callState: connected" in out  # mute does not change the call state
     assert events_of(out, "CallListenerCallback")[-1] == "callEnded"
@@ -262,7 +262,7 @@ def test_5_8_hold(kamailio: Kamailio, run: Any, baresip_factory: Any) -> None:
     rc, out = ex.finish()
     assert rc == 0, out
     session = events_of(out, "SessionCallback")
-    assert session == ["incoming", "accepted"] + ["holdunhold_success"] * 4 + ["terminated"]
+    assert session == ["incoming", "connected"] + ["holdunhold_success"] * 4 + ["callEnded"]
     assert "HoldToggle: on hold=True" in out and "callState: connected" in out
     # Four re-INVITEs from the example reached Kamailio over wss.
     def reinvites() -> list[Any]:
