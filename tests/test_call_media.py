@@ -41,6 +41,7 @@ class FakeMedia:
         self.state = MediaState.OFFERING
         self.remote_hold = False
         self.remote_direction = "sendrecv"
+        self.ice_problem: str | None = None
         self.gate: asyncio.Event | None = None
 
     async def _step(self, *call: str) -> None:
