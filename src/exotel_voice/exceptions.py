@@ -19,6 +19,7 @@ The whole tree::
     ├── TransportError
     │   └── ConnectionClosed              the WebSocket closed (.code, .reason)
     ├── MediaError                        the media stack failed (wraps aiortc errors)
+    │   └── AudioSourceError              an audio source cannot be opened (.source)
     └── InvalidDTMF                       a DTMF digit outside 0-9, A-D, *, #
 
 No exception message ever contains a password, a digest response or an API token.
@@ -30,6 +31,7 @@ from typing import Any
 
 
 __all__ = [
+    "AudioSourceError",
     "AuthenticationError",
     "ConfigurationError",
     "ConnectionClosed",
@@ -155,6 +157,22 @@ class ConnectionClosed(TransportError):
 
 class MediaError(SipError):
     """The media stack (ICE, DTLS, codecs, devices) failed."""
+
+
+class AudioSourceError(MediaError):
+    """An audio source cannot be opened: a missing or refused device, an unreadable file.
+
+    :meth:`Call.answer() <exotel_voice.client.Call.answer>` raises it with the call still
+    ringing (answer again with another source, or reject it); the guide's facade reports it
+    as ``media_permission_denied``.
+
+    Attributes:
+        source: a description of the source (its class and device or file).
+    """
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"audio source {source} cannot be opened: {problem}")
+        self.source = source
 
 
 class InvalidDTMF(SipError, ValueError):

@@ -321,15 +321,25 @@ def without_origin(sdp: str) -> list[str]:
     return [line for line in _split(sdp) if not line.startswith("o=")]
 
 
-def candidate_addresses(sdp: str) -> list[str]:
-    """Connection addresses of every ``a=candidate`` line, in order."""
-    addresses = []
+def candidates(sdp: str) -> list[tuple[str, str]]:
+    """``(connection address, type)`` of every ``a=candidate`` line, in order.
+
+    The type is ``host``, ``srflx``, ``prflx`` or ``relay`` (RFC 8839 §5.1), ``""`` when
+    the line has none.
+    """
+    found = []
     for line in _split(sdp):
         if line.startswith("a=candidate:"):
             parts = line.split()
             if len(parts) >= 5:
-                addresses.append(parts[4])
-    return addresses
+                kind = parts[7] if len(parts) >= 8 and parts[6] == "typ" else ""
+                found.append((parts[4], kind))
+    return found
+
+
+def candidate_addresses(sdp: str) -> list[str]:
+    """Connection addresses of every ``a=candidate`` line, in order."""
+    return [address for address, _ in candidates(sdp)]
 
 
 def redact(sdp: str) -> str:

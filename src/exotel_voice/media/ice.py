@@ -25,6 +25,12 @@ our other checks stop as they would after a nomination, incoming checks still
 trigger checks, and a later ``USE-CANDIDATE`` on any pair makes that pair the
 selected one (aioice's own handling), which is where data goes from then on.
 
+Before any check is sent, :func:`reachability_problem` tells from the two SDPs when ICE
+cannot succeed at all: no candidate on one side, or no local and remote candidate of the
+same address family and the same scope (loopback or not; aioice pairs only candidates of
+the same family). A host that offers only 127.0.0.1 to a far end on a public address gets
+a call that connects in SIP and carries no audio; the session warns at once instead.
+
 The aiortc/aioice internals (reaching the aioice ``Connection`` behind a transceiver,
 and the early selection itself) live in :mod:`exotel_voice.media._aiortc_compat`,
 which checks them at import.  Without them the policy is not applied (aiortc's own
@@ -33,16 +39,17 @@ gathering) and early selection is not done (aioice waits for the nomination).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from . import _aiortc_compat as compat
+from . import _aiortc_compat as compat, _sdp
 from .config import IceConfig
 
 
-__all__ = ["apply_gathering_policy", "rtc_configuration", "select_early"]
+__all__ = ["apply_gathering_policy", "reachability_problem", "rtc_configuration", "select_early"]
 
 _MARK = "_exotel_voice_gathering_policy"
 
@@ -104,3 +111,71 @@ def select_early(connection: Any) -> bool:
     nomination, as it does on its own).
     """
     return compat.install_early_selection(connection)
+
+
+def reachability_problem(local_sdp: str, remote_sdp: str | None = None) -> str | None:
+    """Why ICE cannot succeed between these two SDPs, or ``None`` when it may.
+
+    Only the candidates are compared, nothing is sent. Without ``remote_sdp`` only our own
+    candidates are checked (when our offer is made).
+
+    Args:
+        local_sdp: our offer or answer.
+        remote_sdp: the far end's.
+
+    Returns:
+        A sentence naming the problem: no local candidate, no remote candidate, or no pair
+        of the same address family and scope (e.g. only 127.0.0.1 here, only public
+        addresses there).
+    """
+    local = [address for address, _ in _sdp.candidates(local_sdp)]
+    if not local:
+        return (
+            "no local ICE candidate was gathered (check IceConfig.host_addresses and the "
+            "host's network): no audio can flow"
+        )
+    if remote_sdp is None:
+        return None
+    remote = [address for address, _ in _sdp.candidates(remote_sdp)]
+    if not remote:
+        return "the far end's SDP has no ICE candidate: no audio can flow"
+    if any(_can_pair(ours, theirs) for ours in local for theirs in remote):
+        return None
+    here, there = ", ".join(dict.fromkeys(local)), ", ".join(dict.fromkeys(remote))
+    if all(_loopback(address) for address in local):
+        return (
+            f"only loopback ICE candidates here ({here}) and none at the far end ({there}): "
+            "no audio can flow; give IceConfig.host_addresses an address the far end can "
+            "reach, or check the host's network"
+        )
+    if all(_loopback(address) for address in remote):
+        return (
+            f"the far end offers only loopback ICE candidates ({there}), which cannot be "
+            f"reached from here ({here}): no audio can flow"
+        )
+    return (
+        f"no local and remote ICE candidates of the same address family (here {here}, "
+        f"far end {there}): no audio can flow"
+    )
+
+
+def _scope(address: str) -> tuple[int, bool] | None:
+    """``(IP version, loopback)`` of an address; ``None`` for a name (mDNS ``.local``)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return ip.version, ip.is_loopback
+
+
+def _loopback(address: str) -> bool:
+    scope = _scope(address)
+    return scope is not None and scope[1]
+
+
+def _can_pair(local: str, remote: str) -> bool:
+    ours, theirs = _scope(local), _scope(remote)
+    if ours is None or theirs is None:
+        # A name (a browser's mDNS candidate) is resolved by aioice: not loopback.
+        return not _loopback(local) and not _loopback(remote)
+    return ours == theirs

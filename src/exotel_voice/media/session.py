@@ -71,11 +71,11 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..exceptions import InvalidState, MediaError
+from ..exceptions import AudioSourceError, InvalidState, MediaError
 from . import _aiortc_compat as compat, _sdp
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits
-from .ice import apply_gathering_policy, rtc_configuration
+from .ice import apply_gathering_policy, reachability_problem, rtc_configuration
 from .jitter import LeanReceiver, ReceiveStats
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
 from .sender import LeanSender, SendClock
@@ -263,6 +263,7 @@ class MediaSession:
         self._remote_events: list[_sdp.PayloadFormat] = []
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        self._ice_problem: str | None = None
 
     def __repr__(self) -> str:
         return f"<MediaSession state={self._state.name} codec={self.codec}>"
@@ -312,6 +313,23 @@ class MediaSession:
         ``c=0.0.0.0`` is not treated as hold: WebRTC endpoints use it routinely.
         """
         return self._remote_sdp is not None and self.remote_direction in ("sendonly", "inactive")
+
+    @property
+    def ice_problem(self) -> str | None:
+        """Why ICE cannot succeed, as far as the SDPs tell, or ``None``.
+
+        Set when our offer is made (no local candidate) and when an exchange completes (no
+        candidate pair of the same family and scope, e.g. only 127.0.0.1 here and public
+        addresses at the far end: :func:`~exotel_voice.media.ice.reachability_problem`);
+        each new problem is logged once as a WARNING. No check is sent to find out.
+        """
+        return self._ice_problem
+
+    def _check_reachability(self) -> None:
+        problem = reachability_problem(self._local_sdp or "", self._remote_sdp)
+        if problem is not None and problem != self._ice_problem:
+            self.logger.warning("! media: %s", problem)
+        self._ice_problem = problem
 
     @property
     def telephone_event(self) -> bool:
@@ -477,6 +495,8 @@ class MediaSession:
         sdp = self._stamp_origin(sdp)
         self._local_sdp = sdp
         self._log_sdp("local offer", sdp)
+        if self._remote_sdp is None:
+            self._check_reachability()
         return sdp
 
     def _keep_negotiated(self, offer: Any) -> Any:
@@ -604,6 +624,7 @@ class MediaSession:
         )
         self._use_negotiated_extensions()
         self._log_negotiated(codec)
+        self._check_reachability()
 
     def _use_negotiated_extensions(self) -> None:
         """Give the lean sender the negotiated header-extension ids (RFC 8285 §6)."""
@@ -659,12 +680,15 @@ class MediaSession:
         """Send from ``source`` from the next 20 ms frame on; returns the previous source.
 
         The previous source is stopped (its devices closed).  No renegotiation.
+
+        Raises:
+            AudioSourceError: ``source`` cannot be started; the previous one goes on.
         """
         previous = self._track.source
         if source is previous:
             return previous
         if self._source_started:
-            await source.start()
+            await _start(source)
         self._track.source = source
         if self._source_started:
             await previous.stop()
@@ -710,9 +734,15 @@ class MediaSession:
         return bool(self._track.muted)
 
     async def _start_source(self) -> None:
+        """Start the source before the first offer or answer.
+
+        Raises:
+            AudioSourceError: it cannot be started (a missing or refused device ...); the
+                session is left as it was, and a later offer or answer tries again.
+        """
         if not self._source_started:
+            await _start(self._track.source)
             self._source_started = True
-            await self._track.source.start()
 
     # -- receiving -----------------------------------------------------------------
 
@@ -940,6 +970,16 @@ class MediaSession:
         dtls = self._transceiver.receiver.transport
         yield dtls
         yield dtls.transport
+
+
+async def _start(source: AudioSource) -> None:
+    """Start ``source``; any failure is an :class:`AudioSourceError` naming it."""
+    try:
+        await source.start()
+    except AudioSourceError:
+        raise
+    except Exception as exc:
+        raise AudioSourceError(repr(source), f"{type(exc).__name__}: {exc}") from exc
 
 
 def _audio_codecs(negotiated: list[Any]) -> dict[int, tuple[str, int]]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import MediaError
+from ..exceptions import AudioSourceError, MediaError
 from .pcm import FRAME_MS, Resampler, Samples, resample_all, samples_per_frame, to_samples
 
 
@@ -49,6 +49,9 @@ class AudioSource(abc.ABC):
 
     def __init__(self) -> None:
         self._finished = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
 
     @abc.abstractmethod
     def read(self, sample_rate: int) -> Samples | None:
@@ -163,6 +166,9 @@ class WavFileSource(AudioSource):
     Args:
         path: the file.
         loop: start again at the end instead of finishing.
+
+    Raises:
+        AudioSourceError: the file cannot be read, or is not 16-bit PCM WAV.
     """
 
     def __init__(self, path: str | Path, *, loop: bool = False) -> None:
@@ -172,17 +178,20 @@ class WavFileSource(AudioSource):
         try:
             with wave.open(str(self.path), "rb") as wav:
                 if wav.getsampwidth() != 2:
-                    raise MediaError(f"{self.path}: only 16-bit PCM WAV files are supported")
+                    raise AudioSourceError(repr(self), "only 16-bit PCM WAV files are supported")
                 channels = wav.getnchannels()
                 self.sample_rate = wav.getframerate()
                 raw = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
         except (OSError, wave.Error, EOFError) as exc:
-            raise MediaError(f"cannot read WAV file {self.path}: {exc}") from exc
+            raise AudioSourceError(repr(self), f"cannot read the WAV file: {exc}") from exc
         if channels > 1:
             raw = raw.reshape(-1, channels).astype(np.int32).mean(axis=1)
         self._samples = raw.astype(np.int16)
         self._cache: dict[int, Samples] = {}
         self._position = 0.0  # seconds
+
+    def __repr__(self) -> str:
+        return f"<WavFileSource {str(self.path)!r}>"
 
     def read(self, sample_rate: int) -> Samples | None:
         if self.finished:
@@ -336,14 +345,21 @@ class DeviceSource(FrameSource):
     """The default (or a named) input device, through ``sounddevice``.
 
     Raises:
-        MediaError: if ``sounddevice`` (or PortAudio) is not installed.
+        AudioSourceError: ``sounddevice`` (or PortAudio) is not installed; from
+            :meth:`start`: the device cannot be opened.
     """
 
     def __init__(self, device: int | str | None = None, *, sample_rate: int = 48000) -> None:
         super().__init__(None, sample_rate=sample_rate, max_buffer_ms=100)
-        self._sd = import_sounddevice()
         self.device = device
         self._stream: Any = None
+        try:
+            self._sd = import_sounddevice()
+        except MediaError as exc:
+            raise AudioSourceError(repr(self), str(exc)) from exc
+
+    def __repr__(self) -> str:
+        return f"<DeviceSource {self.device if self.device is not None else 'default'!r}>"
 
     async def start(self) -> None:
         if self._stream is not None:
@@ -364,7 +380,7 @@ class DeviceSource(FrameSource):
             )
             self._stream.start()
         except Exception as exc:
-            raise MediaError(f"cannot open input device {self.device!r}: {exc}") from exc
+            raise AudioSourceError(repr(self), f"cannot open the input device: {exc}") from exc
 
     async def stop(self) -> None:
         if self._stream is not None:
