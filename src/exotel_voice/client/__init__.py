@@ -1,8 +1,9 @@
-"""The public API: the asyncio :class:`Phone` and :class:`Call`, their states and events."""
+"""The public API: the asyncio :class:`Phone` and :class:`Call`, their states, events and
+values."""
 
 from __future__ import annotations
 
-from .call import Call, CallState
+from .call import Call, CallState, Codec, Identity, ReceivedFrames
 from .events import (
     CallConnected,
     CallEnded,
@@ -15,6 +16,7 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    MediaWarning,
     PhoneEvent,
     PhoneStatus,
     RegistrationState,
@@ -37,10 +39,14 @@ __all__ = [
     "CallRinging",
     "CallState",
     "CallUnmuted",
+    "Codec",
     "DtmfReceived",
+    "Identity",
+    "MediaWarning",
     "Phone",
     "PhoneEvent",
     "PhoneStatus",
+    "ReceivedFrames",
     "RegistrationState",
     "RegistrationStateChanged",
     "TransportStateChanged",

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..exceptions import InvalidState, MediaError, SipError
+from ..exceptions import AudioSourceError, InvalidState, MediaError, SipError
 from ..media import AudioSource, MediaConfig, MediaSession, MediaState
 from ..sip.calls import (
     CallAnswered,
@@ -128,6 +128,9 @@ class CallMedia:
             owner ends the call.
         on_remote_hold: called when a re-INVITE from the far end puts the call on hold
             (``True``) or resumes it (``False``).
+        on_media_warning: called with the reason, once per reason, when a completed
+            exchange shows that no audio can flow (:attr:`MediaSession.ice_problem
+            <exotel_voice.media.MediaSession.ice_problem>`), before ``on_connected``.
 
     Attributes:
         media: the media session, or ``None`` before an incoming call is answered and after
@@ -146,6 +149,7 @@ class CallMedia:
         on_connected: Callable[[], None],
         on_failed: Callable[[str], None],
         on_remote_hold: Callable[[bool], None] | None = None,
+        on_media_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
         self.media = media
@@ -156,6 +160,8 @@ class CallMedia:
         self._on_connected = on_connected
         self._on_failed = on_failed
         self._on_remote_hold = on_remote_hold
+        self._on_media_warning = on_media_warning
+        self._warned: str | None = None
         self._lock = asyncio.Lock()
         self._early_sdp: str | None = None
         self._reoffer: _Reoffer | None = None
@@ -172,6 +178,8 @@ class CallMedia:
             make_media: makes the media session, unless the call already has one.
 
         Raises:
+            AudioSourceError: the audio source cannot be opened; nothing was sent, the call
+                still rings (answer again, e.g. with another source, or reject it).
             MediaError: the offer cannot be answered (the call is rejected with 488).
             InvalidState: the call is not ringing, or ended while the answer was made.
         """
@@ -185,6 +193,11 @@ class CallMedia:
                 if not offer:
                     raise MediaError("the INVITE carried no SDP offer")
                 answer = await self.media.accept_offer(offer)
+            except AudioSourceError as exc:
+                logger.warning("! %s: cannot answer: %s", self._name, exc)
+                media, self.media = self.media, None
+                await media.close()
+                raise
             except (SipError, ValueError) as exc:
                 logger.warning("! %s: cannot answer the offer: %s", self._name, exc)
                 if self.session.state is SessionState.INCOMING:
@@ -193,6 +206,7 @@ class CallMedia:
             if self.session.state is not SessionState.INCOMING:
                 raise InvalidState("the call ended while it was being answered")
             self._run(lambda layer, now: layer.answer(self.session, answer, now))
+            self._report_ice_problem()
             self._on_connected()
 
     async def reoffer(
@@ -282,6 +296,7 @@ class CallMedia:
                            self._name, status, reason, exc)
             return
         self._early_sdp = sdp
+        self._report_ice_problem()
 
     async def _apply_answer(self, sdp: str | None) -> None:
         media = self.media
@@ -312,7 +327,15 @@ class CallMedia:
             # rather than leave it connected in SIP and ringing in media.
             self._on_failed(problem)
             return
+        self._report_ice_problem()
         self._on_connected()
+
+    def _report_ice_problem(self) -> None:
+        problem = self.media.ice_problem if self.media is not None else None
+        if problem is not None and problem != self._warned:
+            self._warned = problem
+            if self._on_media_warning is not None:
+                self._on_media_warning(problem)
 
     async def _answer_reinvite(self, sdp: str | None) -> None:
         media = self.media

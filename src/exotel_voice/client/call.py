@@ -10,15 +10,19 @@ import asyncio
 import enum
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import InvalidDTMF, InvalidState, SipError
-from ..media import AudioSink, AudioSource, MediaSession
+from ..exceptions import AudioSourceError, InvalidDTMF, InvalidMessage, InvalidState, SipError
+from ..media import AudioSink, AudioSource, FrameSink, MediaSession
 from ..media.dtmf import parse_digits
+from ..media.pcm import Samples
 from ..sip import calls as core
 from ..sip.calls import CallSession, SessionState
-from ..sip.headers import SENSITIVE_HEADERS
+from ..sip.headers import SENSITIVE_HEADERS, NameAddr, parse_name_addr
 from ._call_media import CallMedia, wait_either
 from .events import (
     CallConnected,
@@ -31,6 +35,7 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    MediaWarning,
     PhoneEvent,
 )
 
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
 #: A user-agent command for one call: ``action(user_agent, now)``.
 SipAction = Callable[["UserAgent", float], object]
 
-__all__ = ["Call", "CallState"]
+__all__ = ["Call", "CallState", "Codec", "Identity", "ReceivedFrames"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,39 @@ _TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     CallState.CONNECTED: frozenset({CallState.ENDED}),
     CallState.ENDED: frozenset(),
 }
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A party to a call, as a SIP header names it (From, To, P-Asserted-Identity).
+
+    Attributes:
+        uri: the URI, e.g. ``"sip:+919876543210@example.exotel.in"``.
+        display_name: the display name, or ``None`` when the header has none.
+        user: the URI's user part (a number or SIP user), or ``None``.
+    """
+
+    uri: str
+    display_name: str | None = None
+    user: str | None = None
+
+    @classmethod
+    def of(cls, address: NameAddr) -> Identity:
+        """The identity in a parsed From/To/P-Asserted-Identity value."""
+        return cls(str(address.uri), address.display_name, getattr(address.uri, "user", None))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The audio codec a call sends with, from the negotiated SDP.
+
+    Attributes:
+        name: the SDP encoding name (``"opus"``, ``"PCMU"``, ``"PCMA"``, ``"G722"``).
+        clock_rate: its RTP clock rate (48000 for Opus, 8000 for G.711 and G.722).
+    """
+
+    name: str
+    clock_rate: int
 
 
 class Call:
@@ -123,6 +161,12 @@ class Call:
         self._ring_reported = False
         self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
+        self._codec: Codec | None = None
+        # Set once received audio can be tapped: an outgoing call's media exists from the
+        # start (its offer went in the INVITE), an incoming call's once it is answered.
+        self._media_up = asyncio.Event()
+        if media is not None:
+            self._media_up.set()
         # The offer/answer steps and the MediaSession they drive.
         self._media = CallMedia(
             session,
@@ -134,6 +178,7 @@ class Call:
                 lambda ua, now: ua.fail_call(session, now, problem)
             ),
             on_remote_hold=self._on_remote_hold,
+            on_media_warning=self._on_media_warning,
         )
         if media is not None:
             media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
@@ -166,6 +211,55 @@ class Call:
         logger.debug("= call %s %s -> %s", self.id, self._state, new)
         self._state = new
         return True
+
+    @property
+    def local_tag(self) -> str | None:
+        """Our dialog tag: the From tag of our INVITE, or the To tag we answer with."""
+        dialog = self._session.dialog
+        if dialog is not None:
+            return dialog.local_tag or None
+        return self._session.invite.from_.tag if self.direction == "outgoing" else None
+
+    @property
+    def remote_tag(self) -> str | None:
+        """The far end's dialog tag: the From tag of its INVITE, or the To tag of its answer
+        (of a provisional response with one before); ``None`` before it sent one."""
+        dialog = self._session.dialog
+        return (dialog.remote_tag or None) if dialog is not None else None
+
+    @property
+    def remote_identity(self) -> Identity:
+        """The far end as our dialog names it: the From of an incoming INVITE, the To of an
+        outgoing one (what :attr:`remote_uri`, :attr:`remote_number` and
+        :attr:`remote_display_name` read)."""
+        return Identity.of(self._session.remote_identity)
+
+    @property
+    def asserted_identity(self) -> Identity | None:
+        """The caller's network-asserted identity (RFC 3325 ``P-Asserted-Identity``) of an
+        incoming INVITE, or ``None`` (an outgoing call, no such header, or one that does not
+        parse). Only a trusted server's word: a far end may put anything there."""
+        if self.direction != "incoming":
+            return None
+        value = self._session.invite.headers.get("P-Asserted-Identity")
+        if not value:
+            return None
+        try:
+            # Two values (a SIP and a tel URI) may share the header: the first is used.
+            return Identity.of(parse_name_addr(value.split(",")[0]))
+        except InvalidMessage:
+            return None
+
+    @property
+    def codec(self) -> Codec | None:
+        """The audio codec the call sends with, once negotiated (still known after the call
+        ended); ``None`` before."""
+        media = self.media
+        if media is not None and media.codec is not None:
+            stats = media.stats()
+            if stats.codec is not None and stats.clock_rate is not None:
+                self._codec = Codec(stats.codec, stats.clock_rate)
+        return self._codec
 
     @property
     def remote_uri(self) -> str:
@@ -295,13 +389,21 @@ class Call:
 
         Raises:
             InvalidState: the call is not ringing.
+            AudioSourceError: the audio source cannot be opened (a missing or refused
+                device ...); the message names the source and why. Nothing was sent: the
+                call is still ringing, so answer again (with another source, or without one
+                for the phone's default) or :meth:`reject` it.
             MediaError: the offer could not be answered (the call is rejected with 488).
         """
         if self.direction != "incoming" or self._session.state is not SessionState.INCOMING:
             raise InvalidState(f"cannot answer a call that is {self._state}")
         if source is not None:
             self._source = source
-        await self._media.answer(self._new_media)
+        try:
+            await self._media.answer(self._new_media)
+        except AudioSourceError:
+            self._source = None  # not this one again: the next answer() takes its own
+            raise
 
     async def hangup(self, status: int | None = None, reason: str | None = None) -> None:
         """End the call: reject it if ringing (486 by default, or ``status``), cancel it if
@@ -323,18 +425,34 @@ class Call:
         await self.hangup(status, reason)
 
     def mute(self) -> None:
-        """Send silence instead of our audio. No SIP is sent; the call stays connected."""
+        """Send silence instead of our audio. No SIP is sent; the call stays connected.
+
+        A call not yet answered may be muted: it starts muted.
+
+        Raises:
+            InvalidState: the call has ended.
+        """
         self._set_muted(True)
 
     def unmute(self) -> None:
-        """Send our audio again."""
+        """Send our audio again.
+
+        Raises:
+            InvalidState: the call has ended.
+        """
         self._set_muted(False)
 
     def toggle_mute(self) -> None:
-        """Flip mute."""
+        """Flip mute.
+
+        Raises:
+            InvalidState: the call has ended.
+        """
         self._set_muted(not self._muted)
 
     def _set_muted(self, muted: bool) -> None:
+        if self._ended.is_set():
+            raise InvalidState(f"cannot {'mute' if muted else 'unmute'} a call that is ended")
         if self._muted == muted:
             return
         self._muted = muted
@@ -443,9 +561,31 @@ class Call:
         """Deliver received audio to ``sink`` (a WAV file, a level meter ...)."""
         self._need_media().add_sink(sink)
 
-    def received_frames(self, *, sample_rate: int = 16000) -> AsyncIterator[Any]:
-        """Received audio as 20 ms int16 numpy frames at ``sample_rate``."""
-        return self._need_media().received_frames(sample_rate=sample_rate)
+    def received_frames(
+        self, *, sample_rate: int = 16000, timeout: float | None = None, max_frames: int = 50
+    ) -> ReceivedFrames:
+        """Received audio as 20 ms int16 numpy frames at ``sample_rate``.
+
+        May be called at any time: before the call is answered or connected the iteration
+        waits for its media; it ends when the call ends::
+
+            async with call.received_frames(timeout=5) as frames:
+                async for frame in frames:
+                    ...
+
+        ``async with`` detaches the frames from the call on exit; a plain
+        ``async for frame in call.received_frames()`` works too (detached when the iterator
+        is dropped, or with :meth:`ReceivedFrames.aclose`).
+
+        Args:
+            sample_rate: the rate of the frames.
+            timeout: the longest wait, in seconds, for media and then for each frame
+                (``None``: no limit). A wait that runs out raises :class:`TimeoutError`:
+                no audio is arriving.
+            max_frames: a consumer that falls this many frames behind loses the oldest.
+        """
+        return ReceivedFrames(self, sample_rate=sample_rate, timeout=timeout,
+                              max_frames=max_frames)
 
     def _need_media(self) -> MediaSession:
         if self.media is None:
@@ -454,7 +594,15 @@ class Call:
 
     # -- driven by the phone -----------------------------------------------------------------
     def _new_media(self) -> MediaSession:
-        source = self._source if self._source is not None else self._new_source()
+        source = self._source
+        if source is None:
+            try:
+                source = self._new_source()
+            except AudioSourceError:
+                raise
+            except Exception as exc:
+                raise AudioSourceError("from the phone's source factory",
+                                       f"{type(exc).__name__}: {exc}") from exc
         media = MediaSession(config=self.phone.media_config, source=source)
         media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
         if self._muted:
@@ -471,11 +619,15 @@ class Call:
             return
         self.answer_time = time.time()
         self._connected.set()
+        self._media_up.set()
         self._publish(CallConnected(self.phone.name, self))
 
     def _on_dtmf(self, digit: str, method: str) -> None:
         self._dtmf.put_nowait(digit)
         self._publish(DtmfReceived(self.phone.name, self, digit, method))
+
+    def _on_media_warning(self, reason: str) -> None:
+        self._publish(MediaWarning(self.phone.name, self, reason))
 
     def _on_remote_hold(self, held: bool) -> None:
         self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))
@@ -502,6 +654,7 @@ class Call:
         self._set_state(CallState.ENDED)
         self.end_time = time.time()
         self._ended.set()
+        self._codec = self.codec  # kept for after the media is gone
         media = self._media.end()
         closing: asyncio.Task[None] | None = None
         if media is not None:
@@ -510,6 +663,83 @@ class Call:
         for q in self._subscribers:
             q.put_nowait(None)
         return closing
+
+
+class ReceivedFrames:
+    """A call's received audio, frame by frame (:meth:`Call.received_frames`).
+
+    An async iterator of 20 ms int16 numpy frames, and an async context manager that
+    detaches it from the call on exit. It attaches to the call's media when the first
+    frame is asked for, waiting for the media if the call has none yet, and ends when the
+    call ends.
+    """
+
+    def __init__(
+        self, call: Call, *, sample_rate: int, timeout: float | None, max_frames: int
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds, or None")
+        self._call = call
+        self._timeout = timeout
+        self._sink = FrameSink(sample_rate=sample_rate, max_frames=max_frames)
+        self._detach: weakref.finalize[Any, Any] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "attached" if self._detach else "waiting"
+        return f"<ReceivedFrames {self._call.id} {self._sink.sample_rate} Hz {state}>"
+
+    @property
+    def dropped(self) -> int:
+        """Frames lost because the consumer fell ``max_frames`` behind."""
+        return self._sink.dropped
+
+    async def __aenter__(self) -> ReceivedFrames:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> ReceivedFrames:
+        return self
+
+    async def __anext__(self) -> Samples:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._detach is None:
+                    await self._attach()
+                return await anext(self._sink)
+        except TimeoutError:
+            what = "audio" if self._detach is not None else "media"
+            raise TimeoutError(
+                f"no {what} received on call {self._call.id} within {self._timeout} s"
+            ) from None
+
+    async def _attach(self) -> None:
+        call = self._call
+        await wait_either(call._media_up, call._ended, None)
+        media = call.media
+        if media is None or call.ended:
+            await self.aclose()
+            raise StopAsyncIteration
+        media.add_sink(self._sink)
+        # A plain `async for` that stops early never calls aclose(): detach when dropped.
+        self._detach = weakref.finalize(self, media.remove_sink, self._sink)
+
+    async def aclose(self) -> None:
+        """Stop receiving: detach from the call's media. Idempotent."""
+        self._closed = True
+        if self._detach is not None:
+            self._detach()
+        else:
+            self._sink.close()
 
 
 _ = InvalidDTMF  # documented in send_dtmf's Raises

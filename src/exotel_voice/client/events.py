@@ -34,6 +34,7 @@ __all__ = [
     "CallRinging",
     "CallUnmuted",
     "DtmfReceived",
+    "MediaWarning",
     "PhoneEvent",
     "PhoneStatus",
     "RegistrationState",
@@ -183,6 +184,20 @@ class CallMuted(CallEvent):
 @dataclass(frozen=True)
 class CallUnmuted(CallEvent):
     """Our audio is sent again."""
+
+
+@dataclass(frozen=True)
+class MediaWarning(CallEvent):
+    """The call's media cannot work as negotiated, as far as the SDPs tell: no audio will
+    flow, though the call may still connect in SIP. Published once per problem, when the
+    offer/answer exchange that shows it completes (the same sentence is logged as a WARNING).
+
+    Attributes:
+        reason: what is wrong, e.g. "only loopback ICE candidates here (127.0.0.1) and none
+            at the far end (203.0.113.5): ...".
+    """
+
+    reason: str
 
 
 @dataclass(frozen=True)
