@@ -41,3 +41,47 @@ def test_the_core_imports_without_the_asyncio_api() -> None:
         "assert 'exotel_voice.client' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_import_gives_what_an_application_needs() -> None:
+    import exotel_voice.config
+    import exotel_voice.media
+    from exotel_voice import (  # the issue's import, with the classes' real names
+        AccountConfig,
+        Call,
+        CallEvent,
+        DtmfReceived,
+        Phone,
+        ToneSource,
+        WavFileSink,
+        WavFileSource,
+    )
+
+    assert (Phone, Call, CallEvent, DtmfReceived) == (
+        exotel_voice.client.Phone, exotel_voice.client.Call, exotel_voice.client.CallEvent,
+        exotel_voice.client.DtmfReceived,
+    )
+    assert AccountConfig is exotel_voice.config.AccountConfig
+    assert (ToneSource, WavFileSource, WavFileSink) == (
+        exotel_voice.media.ToneSource, exotel_voice.media.WavFileSource,
+        exotel_voice.media.WavFileSink,
+    )
+    # Every configuration class, and the media classes an application builds itself.
+    for name in exotel_voice.config.__all__:
+        assert getattr(exotel_voice, name) is getattr(exotel_voice.config, name), name
+    for name in ("AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "FrameSink",
+                 "FrameSource", "IceConfig", "IceServer", "LevelMeter", "MediaConfig",
+                 "SilenceSource", "ToneSource", "WavFileSink", "WavFileSource"):
+        assert name in exotel_voice.__all__, name
+        assert getattr(exotel_voice, name) is getattr(exotel_voice.media, name), name
+
+
+def test_the_media_names_load_aiortc_only_when_used() -> None:
+    code = (
+        "import sys, exotel_voice\n"
+        "from exotel_voice import AccountConfig, AudioSourceError, MediaError\n"
+        "assert 'aiortc' not in sys.modules\n"
+        "from exotel_voice import ToneSource\n"
+        "assert 'aiortc' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

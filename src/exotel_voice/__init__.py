@@ -8,6 +8,12 @@ Two faces over one core:
   (:class:`CallState`, :class:`RegistrationState`, :class:`PhoneStatus`) and typed events
   (:class:`CallConnected`, :class:`CallEnded`, :class:`RegistrationStateChanged` ...).
 
+What an application needs is importable from here: the configuration
+(:class:`AccountConfig`, :class:`MediaConfig`, :class:`IceConfig` ...), the audio sources
+and sinks (:class:`ToneSource`, :class:`WavFileSource`, :class:`WavFileSink`,
+:class:`LevelMeter` ...) and the exceptions. The rest of :mod:`exotel_voice.media` (the
+:class:`~exotel_voice.media.MediaSession` itself, the analysis helpers) stays there.
+
 Everything but the exceptions is imported lazily (on first use), so
 ``import exotel_voice.sip`` stays free of asyncio, websockets and aiortc.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import (
+    AudioSourceError,
     AuthenticationError,
     ConfigurationError,
     ConnectionClosed,
@@ -44,21 +51,44 @@ if TYPE_CHECKING:
         CallRinging,
         CallState,
         CallUnmuted,
+        Codec,
         DtmfReceived,
+        Identity,
+        MediaWarning,
         Phone,
         PhoneEvent,
         PhoneStatus,
+        ReceivedFrames,
         RegistrationState,
         RegistrationStateChanged,
         TransportStateChanged,
     )
     from .client.facade import ExotelCall, ExotelWebClient
-    from .config import AccountConfig
+    from .config import AccountConfig, KeepaliveConfig, ReconnectPolicy, TlsConfig
+    from .media import (
+        AudioSink,
+        AudioSource,
+        DeviceSink,
+        DeviceSource,
+        FrameSink,
+        FrameSource,
+        IceConfig,
+        IceServer,
+        LevelMeter,
+        MediaConfig,
+        SilenceSource,
+        ToneSource,
+        WavFileSink,
+        WavFileSource,
+    )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountConfig",
+    "AudioSink",
+    "AudioSource",
+    "AudioSourceError",
     "AuthenticationError",
     "Call",
     "CallConnected",
@@ -72,33 +102,59 @@ __all__ = [
     "CallRinging",
     "CallState",
     "CallUnmuted",
+    "Codec",
     "ConfigurationError",
     "ConnectionClosed",
+    "DeviceSink",
+    "DeviceSource",
     "DtmfReceived",
     "ExotelCall",
     "ExotelWebClient",
+    "FrameSink",
+    "FrameSource",
+    "IceConfig",
+    "IceServer",
+    "Identity",
     "InvalidDTMF",
     "InvalidMessage",
     "InvalidState",
+    "KeepaliveConfig",
+    "LevelMeter",
+    "MediaConfig",
     "MediaError",
+    "MediaWarning",
     "Phone",
     "PhoneEvent",
     "PhoneStatus",
+    "ReceivedFrames",
+    "ReconnectPolicy",
     "RegistrationState",
     "RegistrationStateChanged",
+    "SilenceSource",
     "SipError",
+    "TlsConfig",
+    "ToneSource",
     "TransactionTimeout",
     "TransportError",
     "TransportStateChanged",
+    "WavFileSink",
+    "WavFileSource",
     "__version__",
 ]
 
-#: The modules of the lazily imported names that are not the asyncio API's; every other
-#: public name not defined here is :mod:`exotel_voice.client`'s.
+#: Where each lazily imported name lives (a module under this package); a public name not
+#: listed here and not defined in this module is :mod:`exotel_voice.client`'s.
 _LAZY = {
-    "AccountConfig": "config",
-    "ExotelCall": "client.facade",
-    "ExotelWebClient": "client.facade",
+    **dict.fromkeys(("AccountConfig", "KeepaliveConfig", "ReconnectPolicy", "TlsConfig"), "config"),
+    **dict.fromkeys(("ExotelCall", "ExotelWebClient"), "client.facade"),
+    **dict.fromkeys(
+        (
+            "AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "FrameSink", "FrameSource",
+            "IceConfig", "IceServer", "LevelMeter", "MediaConfig", "SilenceSource", "ToneSource",
+            "WavFileSink", "WavFileSource",
+        ),
+        "media",
+    ),
 }
 
 
