@@ -194,8 +194,10 @@ class ExotelCall(Mapping[str, Any]):
 
     * The guide's call methods: :meth:`Answer`, :meth:`Hangup`, :meth:`Mute`,
       :meth:`UnMute`, :meth:`MuteToggle`, :meth:`Hold`, :meth:`UnHold`,
-      :meth:`HoldToggle`, :meth:`sendDTMF`. Each returns at once with an
-      :class:`OpFuture`; failures are logged and set on the future, never raised.
+      :meth:`HoldToggle`, :meth:`sendDTMF`; ours for audio: :meth:`setSource`,
+      :meth:`startRecording`, :meth:`stopRecording`. Each returns at once with an
+      :class:`OpFuture`; failures are logged and set on the future, never raised
+      (:meth:`receivedFrames` and the ``wait_*`` helpers block instead).
     * The guide's callObj fields as attributes (``call_obj.callId``) and as a read-only
       dict (``call_obj["callId"]``, ``dict(call_obj)``): ``callId`` (SIP Call-ID),
       ``callState`` (``incoming``/``calling``/``ringing``/``connected``/``ended``),
