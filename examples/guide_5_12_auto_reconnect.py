@@ -3,7 +3,12 @@
 As in the guide: ``shouldAutoRetry`` is set when the user registers and cleared when they
 unregister; any state other than "registered" triggers DoRegister() while it is set.
 (The Python SDK also reconnects and re-registers by itself; the guide's pattern is
-harmless on top of it.) Exits after --registrations "registered" events.
+harmless on top of it.) Exits 0 after --registrations "registered" events, 1 if they did
+not come within --timeout.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_12_auto_reconnect.py``; stop the sandbox (Ctrl-C) and
+start it again with the same password: the example registers again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     registerToggle()  # the user presses UNREGISTER
     exWebClient.wait_for_unregistration(10)
     exWebClient.close()
-    return 0 if ok else 1
+    return 0 if ok else fail(f"fewer than {wanted} registrations within {args.timeout:.0f} s")
 
 
 if __name__ == "__main__":

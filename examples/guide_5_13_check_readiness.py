@@ -1,6 +1,10 @@
 """5.13 Check SDK Readiness: exWebClient.checkClientStatus(callback).
 
-Prints the status before initWebrtc, after it, while registering and once registered.
+Prints the status before initWebrtc, after it, once registered and after UnRegister().
+Exits 0 if the status said "registered" once registered.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_13_check_readiness.py``.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -33,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.wait_for_unregistration(10)
     report("after UnRegister")
     exWebClient.close()
-    return 0 if registered and status == "registered" else 1
+    if not registered:
+        return fail("not registered")
+    return 0 if status == "registered" else fail(f"status {status!r} once registered")
 
 
 if __name__ == "__main__":

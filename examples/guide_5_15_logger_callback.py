@@ -3,6 +3,10 @@
 Registers a logger callback (static, process-wide), then registers and unregisters the
 phone, printing every SDK log line as "demo: ...". ``type`` is log/info/warn/error
 (DEBUG/INFO/WARNING/ERROR records); messages are redacted (no password, no digest response).
+Exits 0 if it registered and the callback received the SDK's log lines.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_15_logger_callback.py``.
 """
 
 from __future__ import annotations
@@ -10,12 +14,17 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
 
+lines = 0
+
+
 def logger(type: str, message: str, args: list[Any]) -> None:  # noqa: A002 - the guide's name
+    global lines
+    lines += 1
     match type:
         case "log":
             print(f"[log] demo: {message}", args, flush=True)
@@ -40,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.wait_for_unregistration(10)
     exWebClient.close()
     ExotelWebClient.registerLoggerCallback(None)
-    return 0 if ok else 1
+    if not ok:
+        return fail("not registered")
+    return 0 if lines else fail("the logger callback received nothing")
 
 
 if __name__ == "__main__":

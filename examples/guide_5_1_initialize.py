@@ -2,6 +2,8 @@
 
 Prints whether initialisation succeeded. No network activity. Exit status 0 on success,
 1 on bad sipAccountInfo (the error names the field).
+
+Against the sandbox (see _common.py): ``EXOTEL_SECRET=pw python guide_5_1_initialize.py``.
 """
 
 from __future__ import annotations

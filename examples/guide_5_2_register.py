@@ -3,6 +3,9 @@
 DoRegister() returns at once; RegisterEventCallBack reports "sent_request", then
 "registered" (or "terminated" on failure). Stays registered for --stay seconds, then
 unregisters and exits (status 0 if registered).
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_2_register.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         finished.clear()
         finished.wait(args.stay)
     exWebClient.close()  # unregisters
-    return 0 if ok else 1
+    return 0 if ok else fail("not registered (see the RegisterEventCallBack lines)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """5.3 UnRegister the SIP Phones: ExotelWebClient.UnRegister().
 
 Registers, then unregisters. As the guide advises (Note 2), "sent_request" after the
-UnRegister() already counts as unregistered, in case the registrar never answers.
+UnRegister() already counts as unregistered, in case the registrar never answers. Exits 0
+once the registrar confirmed the unregistration.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_3_unregister.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -50,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.initWebrtc(sipAccountInfo, RegisterEventCallBack, None, None, **options)
     exWebClient.DoRegister()
     if not registered.wait(args.timeout):
-        print("not registered", flush=True)
         exWebClient.close()
-        return 1
+        return fail("not registered")
     unregisterWait = "true"
     # Ensure that initWebrtc is invoked before calling UnRegister.
     exWebClient.UnRegister()
     unregistered.wait(args.timeout)
-    exWebClient.wait_for_unregistration(args.timeout)  # let the 200 OK arrive before exit
-    print("unregistration finished", flush=True)
+    # The registrar's 200 OK, not only our "sent_request", confirms it.
+    confirmed = exWebClient.wait_for_unregistration(args.timeout)
     exWebClient.close()
+    if not confirmed:
+        return fail("the registrar did not confirm the unregistration")
+    print("unregistration finished", flush=True)
     return 0
 
 

@@ -1,7 +1,12 @@
 """5.4 Receive Calls: CallListenerCallback(callObj, eventType, phone).
 
 Registers and waits for a call; prints each call event with the callObj details. Does not
-answer: exits when the caller gives up (or after --timeout seconds).
+answer: exits when the caller gives up (or after --timeout seconds). Exits 0 once a call
+came in and ended.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_4_receive_calls.py`` and ring it with the sandbox's
+click-to-call (``curl ... -d From=agent -d To=echo -d TimeOut=5 ...``): it rings 5 s.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.DoRegister()
     ok = callEnded.wait(args.timeout)
     exWebClient.close()
-    return 0 if ok else 1
+    return 0 if ok else fail(f"no call came in and ended within {args.timeout:.0f} s")
 
 
 if __name__ == "__main__":

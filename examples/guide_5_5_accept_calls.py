@@ -1,7 +1,13 @@
 """5.5 Accept Calls: exWebClient.getCall().Answer().
 
-Registers, answers the first incoming call, and exits when it ends ("terminated" when the
-far end hangs up, "callEnded" when we do).
+Registers, answers the first incoming call, checks that the caller's audio arrives (with
+--expect-tone-hz: that it is that tone), then hangs up ("callEnded"; "terminated" if the
+far end hangs up first). Exits 0 if the call connected and the audio was heard.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``,
+then ``EXOTEL_SECRET=pw python guide_5_5_accept_calls.py --expect-tone-hz 440`` and ring it
+with the sandbox's click-to-call to its ``tone`` number (``curl ... -d From=agent -d To=tone
+...``), which plays 440 Hz.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, heard, parse
 
 from exotel_voice import ExotelWebClient
 
 
 exWebClient = ExotelWebClient()  # noqa: N816
+connected = threading.Event()
 done = threading.Event()
 
 
@@ -34,6 +41,7 @@ def CallListenerCallback(callObj, eventType: str, phone: str) -> None:  # noqa: 
         acceptCallHandler()  # the user pressed "accept"
     elif eventType == "connected":
         print(f"  callState={callObj.callState}", flush=True)
+        connected.set()
     elif eventType in ("callEnded", "terminated"):
         done.set()
 
@@ -48,9 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.initWebrtc(sipAccountInfo, RegisterEventCallBack, CallListenerCallback,
                            SessionCallback, **options)
     exWebClient.DoRegister()
-    ok = done.wait(args.timeout)
+    if not connected.wait(args.timeout):
+        exWebClient.close()
+        return fail(f"no call was answered within {args.timeout:.0f} s")
+    problem = heard(exWebClient.getCall(), args.expect_tone_hz)
+    if not done.is_set():
+        exWebClient.getCall().Hangup()
+    ended = done.wait(10)
     exWebClient.close()
-    return 0 if ok else 1
+    if problem:
+        return fail(problem)
+    return 0 if ended else fail("the call did not end")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 Registers and rejects the first incoming call while it rings (486 Busy Here); with
 --answer-first it answers, waits --talk seconds, then hangs up (BYE). Either way the
-callback gets "callEnded" (a local hang-up).
+callback gets "callEnded" (a local hang-up), and the example exits 0 once it came.
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_6_hangup_reject.py`` and ring it with the sandbox's
+click-to-call (``curl ... -d From=agent -d To=echo ...``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.DoRegister()
     ok = done.wait(args.timeout)
     exWebClient.close()
-    return 0 if ok else 1
+    return 0 if ok else fail(f"no call was ended by us within {args.timeout:.0f} s")
 
 
 if __name__ == "__main__":

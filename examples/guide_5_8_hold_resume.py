@@ -2,7 +2,12 @@
 
 Answers the first incoming call, presses "hold" twice (hold: re-INVITE a=sendonly; resume:
 a=sendrecv), then HoldToggle() twice, then hangs up. SessionCallback reports
-"holdunhold_success" (or "holdunhold_failed") for each.
+"holdunhold_success" (or "holdunhold_failed") for each. Exits 0 if all four succeeded and
+the call was on hold after the first HoldToggle().
+
+Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
+``EXOTEL_SECRET=pw python guide_5_8_hold_resume.py`` and ring it with the sandbox's
+click-to-call (``curl ... -d From=agent -d To=echo ...``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import logging
 import sys
 import threading
 
-from _common import parse
+from _common import fail, parse
 
 from exotel_voice import ExotelWebClient
 
@@ -20,6 +25,7 @@ exWebClient = ExotelWebClient()  # noqa: N816
 connected = threading.Event()
 done = threading.Event()
 callOnHold = False  # noqa: N816
+sessionStates: list[str] = []  # noqa: N816
 
 
 def holdHandler() -> None:  # noqa: N802
@@ -52,6 +58,7 @@ def CallListenerCallback(callObj, eventType: str, phone: str) -> None:  # noqa: 
 
 def SessionCallback(state: str, phone: str) -> None:  # noqa: N802
     print(f"SessionCallback: {state} {phone}", flush=True)
+    sessionStates.append(state)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,17 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     exWebClient.DoRegister()
     if not connected.wait(args.timeout):
         exWebClient.close()
-        return 1
+        return fail(f"no call was answered within {args.timeout:.0f} s")
     holdHandler()
     holdHandler()
     exWebClient.getCall().HoldToggle().result(10)
-    print(f"HoldToggle: on hold={exWebClient.getCall().call.on_hold}", flush=True)  # type: ignore[union-attr]
+    on_hold = exWebClient.getCall().call.on_hold  # type: ignore[union-attr]
+    print(f"HoldToggle: on hold={on_hold}", flush=True)
     exWebClient.getCall().HoldToggle().result(10)
     print(f"callState: {exWebClient.getCall().callState}", flush=True)
     exWebClient.getCall().Hangup()
     ok = done.wait(args.timeout)
     exWebClient.close()
-    return 0 if ok else 1
+    results = [s for s in sessionStates if s.startswith("holdunhold_")]
+    if results != ["holdunhold_success"] * 4:
+        return fail(f"SessionCallback reported {results} for hold, resume, toggle, toggle")
+    if not on_hold:
+        return fail("the call was not on hold after HoldToggle()")
+    return 0 if ok else fail("the call did not end")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,20 @@ a call: a baresip phone (plain SIP over UDP, through rtpengine) or, for DTMF, a 
 ``ExotelWebClient`` that records the digits it receives. The examples' printed callbacks
 are checked, and where possible the server side (Kamailio's RIG events) too.
 
+Each example checks what it shows (audio heard, the tone expected, every hold answered,
+digits confirmed ...) and exits 1 with a ``check failed:`` line otherwise; every test
+asserts the exit status, and the sandbox tests at the end show that a failed check does
+fail (a wrong expected tone, a click-to-call to ``busy``).
+
 Run inside the loopback namespace:
 ``scripts/in-netns.sh .venv/bin/pytest tests/interop/test_examples.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -26,6 +33,8 @@ import pytest
 from exotel_voice import ExotelWebClient
 from exotel_voice.client import DtmfReceived
 from exotel_voice.media import IceConfig, MediaConfig
+from exotel_voice.sandbox import SandboxConfig
+from exotel_voice.sandbox.threaded import SandboxThread
 from tests.rig import netns_skip_reason
 from tests.rig.kamailio import Kamailio
 
@@ -194,16 +203,17 @@ def test_5_4_receive_calls(kamailio: Kamailio, run: Any, baresip_factory: Any) -
 def test_5_5_accept_calls(kamailio: Kamailio, run: Any, baresip_factory: Any) -> None:
     user, password = kamailio.new_user("ex55")
     peer = baresip_factory()
-    ex = run("guide_5_5_accept_calls.py", rig_env(kamailio, user, password))
+    ex = run("guide_5_5_accept_calls.py", rig_env(kamailio, user, password),
+             "--expect-tone-hz", "440")  # baresip's default audio file
     ex.wait_line("RegisterEventCallBack: registered")
     peer.dial(kamailio.info.aor(user))
-    ex.wait_line("CallListenerCallback: connected")
     peer.wait_event("CALL_ESTABLISHED", 10)
-    peer.hangup()
+    peer.wait_event("CALL_CLOSED", 15)  # the example hangs up once it has heard the tone
     rc, out = ex.finish()
     assert rc == 0, out
+    assert "heard: 440 Hz" in out
     assert events_of(out, "CallListenerCallback") == ["incoming", "ringing", "connected",
-                                                      "terminated"]
+                                                      "callEnded"]
     assert events_of(out, "SessionCallback") == ["incoming", "connected", "callEnded"]
     assert "callState=connected" in out
 
@@ -338,3 +348,64 @@ def test_5_15_logger_callback(kamailio: Kamailio, run: Any) -> None:
     assert {"[log]", "[info]"} <= kinds
     assert "registration: registered" in out
     assert password not in out
+
+
+# -- against the sandbox: an example's check passes, and fails when it should ----------------
+@pytest.fixture
+def sandbox() -> Iterator[SandboxThread]:
+    config = SandboxConfig(ws_port=0, wss_port=0, http_port=0,
+                           users={"agent": secrets.token_urlsafe(12)})
+    with SandboxThread(config) as sb:
+        yield sb
+
+
+def sandbox_env(sandbox: SandboxThread, **extra: str) -> dict[str, str]:
+    """The examples' defaults are the sandbox's; only the port and password differ here."""
+    info = sandbox.sip_account_info("agent")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXOTEL_")}
+    env.update({"EXOTEL_DOMAIN": info["domain"], "EXOTEL_PORT": info["port"],
+                "EXOTEL_SECRET": info["secret"], **extra})
+    return env
+
+
+def ring(sandbox: SandboxThread, ex: Example, to: str) -> str:
+    """Click-to-call: the sandbox rings the example's agent, then connects ``to``."""
+    ex.wait_line("RegisterEventCallBack: registered")
+    return asyncio.run(sandbox.connect("agent", to))
+
+
+def test_5_5_hears_the_sandbox_tone(sandbox: SandboxThread, run: Any) -> None:
+    ex = run("guide_5_5_accept_calls.py", sandbox_env(sandbox), "--expect-tone-hz", "440")
+    sid = ring(sandbox, ex, "tone")
+    rc, out = ex.finish()
+    assert rc == 0, out
+    assert "heard: 440 Hz" in out and "check failed" not in out
+    assert asyncio.run(sandbox.wait_call_ended(sid)) == "completed"
+
+
+def test_5_5_fails_when_the_tone_is_not_the_expected_one(sandbox: SandboxThread,
+                                                         run: Any) -> None:
+    env = sandbox_env(sandbox, EXOTEL_EXPECT_TONE_HZ="1000")
+    ex = run("guide_5_5_accept_calls.py", env)
+    ring(sandbox, ex, "tone")
+    rc, out = ex.finish()
+    assert rc == 1, out
+    assert "check failed: expected a 1000 Hz tone, heard 440 Hz" in out
+
+
+def test_5_5_fails_when_no_audio_comes(sandbox: SandboxThread, run: Any) -> None:
+    ex = run("guide_5_5_accept_calls.py", sandbox_env(sandbox))
+    ring(sandbox, ex, "busy")  # the agent answers, then the other side is busy: no audio
+    rc, out = ex.finish()
+    assert rc == 1, out
+    assert "check failed:" in out
+
+
+def test_5_9_digits_confirmed_by_the_sandbox_ivr(sandbox: SandboxThread, run: Any) -> None:
+    ex = run("guide_5_9_send_dtmf.py", sandbox_env(sandbox), "--digits", "42#", "--confirmed")
+    sid = ring(sandbox, ex, "ivr")
+    rc, out = ex.finish()
+    assert rc == 0, out
+    assert [line.split()[1] for line in out.splitlines()
+            if line.startswith("DTMFCallback:")] == list("42#")
+    assert sandbox.ivr_digits(sid) == "42#"
