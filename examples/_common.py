@@ -47,8 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from exotel_voice import ExotelCall
-from exotel_voice.media import IceConfig, MediaConfig
+from exotel_voice import ExotelCall, IceConfig, MediaConfig
 from exotel_voice.media.analysis import dominant_frequency, rms_dbfs
 
 
