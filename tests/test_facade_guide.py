@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from exotel_voice import ExotelWebClient, InvalidState
-from exotel_voice.exceptions import MediaError
+from exotel_voice.exceptions import AudioSourceError
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource, WavFileSource
 from exotel_voice.media.analysis import dominant_frequency
 from exotel_voice.sandbox import Sandbox, SandboxConfig
@@ -238,23 +238,39 @@ def test_answer_with_a_broken_source_reports_media_permission_denied(
     agent, rec, bob, bob_rec, out, incoming = call_agent(
         clients, source=lambda: WavFileSource(broken)
     )
-    with pytest.raises(MediaError, match="cannot be opened"):
+    with pytest.raises(AudioSourceError, match="cannot be opened"):
         incoming.Answer().result(15)
     assert "media_permission_denied" in rec.kinds("session")
     # Not left ringing: rejected with 480, so the platform may offer the call elsewhere.
     rec.wait("call", "callEnded")
     bob_rec.wait("call", "terminated")
     assert out.call is not None and out.call.end_status == 480
-    assert isinstance(agent.last_error, MediaError)
+    assert isinstance(agent.last_error, AudioSourceError)
     assert agent.checkClientStatus().result(5) == "media_permission_denied"
     # A missing file (or device) is the same.
     broken.unlink()
     out2 = bob.MakeCall("agent").result(10)
     second = agent.wait_for_call(10)
-    with pytest.raises(MediaError):
+    with pytest.raises(AudioSourceError):
         second.Answer().result(15)
     out2.wait_ended(10)
     assert out2.call is not None and out2.call.end_status == 480
+    # And a source given to Answer() that fails to start (a device that will not open).
+    out3 = bob.MakeCall("agent").result(10)
+    third = agent.wait_for_call(10)
+    with pytest.raises(AudioSourceError):
+        third.Answer(source=_DeadDevice()).result(15)
+    out3.wait_ended(10)
+    assert out3.call is not None and out3.call.end_status == 480
+    assert rec.kinds("session").count("media_permission_denied") == 3
+
+
+class _DeadDevice(ToneSource):
+    def __init__(self) -> None:
+        super().__init__(440)
+
+    async def start(self) -> None:
+        raise OSError("device unplugged")
 
 
 @pytest.mark.media

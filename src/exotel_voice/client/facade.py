@@ -49,8 +49,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 from ..config import AccountConfig
-from ..exceptions import ConfigurationError, InvalidState, MediaError, SipError
-from ..media import AudioSource, FrameSink, MediaConfig, WavFileSink
+from ..exceptions import AudioSourceError, ConfigurationError, InvalidState, SipError
+from ..media import AudioSource, MediaConfig, WavFileSink
 from ._thread import LoopThread, OpFuture
 from .call import Call, CallState
 from .events import (
@@ -325,7 +325,8 @@ class ExotelCall(Mapping[str, Any]):
         When that source cannot be opened (a missing device, an unreadable WAV file), the
         guide's ``media_permission_denied`` goes to SessionCallback, the call is rejected
         with 480 Temporarily Unavailable (as the JS SDK does), so that the platform can
-        offer it elsewhere, and the future fails with :class:`MediaError`.
+        offer it elsewhere, and the future fails with
+        :class:`~exotel_voice.exceptions.AudioSourceError`.
         """
         return self._op("Answer", lambda c: self._client._answer(c, source))
 
@@ -339,15 +340,15 @@ class ExotelCall(Mapping[str, Any]):
 
         On an ended call the future fails with :class:`InvalidState` (as Hold's does).
         """
-        return self._op_sync("Mute", lambda c: _mute(c, True))
+        return self._op_sync("Mute", lambda c: c.mute())
 
     def UnMute(self) -> OpFuture[None]:  # noqa: N802
         """Send our audio again (5.7). No-op if not muted."""
-        return self._op_sync("UnMute", lambda c: _mute(c, False))
+        return self._op_sync("UnMute", lambda c: c.unmute())
 
     def MuteToggle(self) -> OpFuture[None]:  # noqa: N802
         """Flip mute (5.7)."""
-        return self._op_sync("MuteToggle", lambda c: _mute(c, not c.muted))
+        return self._op_sync("MuteToggle", lambda c: c.toggle_mute())
 
     def Hold(self) -> OpFuture[None]:  # noqa: N802
         """Put the far end on hold: re-INVITE with ``a=sendonly`` (5.8). No-op if on hold.
@@ -399,11 +400,10 @@ class ExotelCall(Mapping[str, Any]):
         """Block until ``count`` frames of received audio (20 ms int16 numpy arrays at
         ``sample_rate``) have arrived from now on, and return them. Not from a callback.
 
-        Waits for the call to connect first. Returns fewer frames if the call ends.
+        Waits for the call's media first. Returns fewer frames (maybe none) if the call ends.
 
         Raises:
             TimeoutError: not within ``timeout`` seconds (the frames so far are dropped).
-            SipError: the call ended before it connected.
             InvalidState: there is no call, or called from a callback.
         """
         call = self._need_call("receivedFrames")
@@ -477,15 +477,6 @@ class ExotelCall(Mapping[str, Any]):
         return self._client._start(name, run)
 
 
-def _mute(call: Call, muted: bool) -> None:
-    if call.ended:
-        raise InvalidState(f"cannot {'mute' if muted else 'unmute'} a call that is {call.state}")
-    if muted:
-        call.mute()
-    else:
-        call.unmute()
-
-
 async def _set_source(call: Call, source: AudioSource) -> None:
     if call.ended:
         raise InvalidState(f"cannot set the source of a call that is {call.state}")
@@ -497,20 +488,12 @@ async def _read_frames(
 ) -> list[Any]:
     """``count`` received frames from now on (fewer if the call ends), on the loop."""
     frames: list[Any] = []
-    async with asyncio.timeout(timeout):
-        await call.wait_connected(None)
-        media = call.media
-        if media is None:
-            return frames
-        sink = FrameSink(sample_rate=sample_rate, max_frames=max(50, count))
-        media.add_sink(sink)
-        try:
-            async for frame in sink:
-                frames.append(frame)
-                if len(frames) >= count:
-                    break
-        finally:
-            media.remove_sink(sink)
+    received = call.received_frames(sample_rate=sample_rate, max_frames=max(50, count))
+    async with asyncio.timeout(timeout), received:
+        async for frame in received:
+            frames.append(frame)
+            if len(frames) >= count:
+                break
     return frames
 
 
@@ -1047,21 +1030,22 @@ class ExotelWebClient:
     async def _answer(self, call: Call, source: AudioSource | None) -> None:
         factory = self._source
         ringing = call.direction == "incoming" and call.state is CallState.INCOMING
-        if source is None and factory is not None and ringing:
-            # The guide's getUserMedia step: the audio is opened here, and a failure is the
-            # guide's media_permission_denied (the call.answer() below would raise the same
-            # error and leave the call ringing).
-            try:
-                source = factory()
-            except Exception as exc:
-                error = MediaError(f"Answer(): the audio source cannot be opened: {exc}")
-                self.last_error = error
-                logger.error("! %s; rejecting the call with 480", error)
-                self._emit_session("media_permission_denied")
-                if not call.ended:
-                    await call.hangup(480, "Temporarily Unavailable")
-                raise error from exc
-        await call.answer(source)
+        try:
+            if source is None and factory is not None and ringing:
+                # The guide's getUserMedia step: a factory that fails (a missing device, an
+                # unreadable file) is the guide's media_permission_denied.
+                try:
+                    source = factory()
+                except Exception as exc:
+                    raise AudioSourceError("of initWebrtc(source=)", str(exc)) from exc
+            await call.answer(source)  # AudioSourceError too: the call is left ringing
+        except AudioSourceError as exc:
+            self.last_error = exc
+            logger.error("! Answer: %s; rejecting the call with 480", exc)
+            self._emit_session("media_permission_denied")
+            if not call.ended:
+                await call.hangup(480, "Temporarily Unavailable")
+            raise
 
     async def _hold(self, call: Call, hold: bool) -> None:
         try:
