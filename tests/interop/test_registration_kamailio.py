@@ -1,7 +1,7 @@
 """Registration against a real Kamailio (ws and wss), as a user of the SDK observes it.
 
 Sans-I/O unit tests of the same state machine: tests/sip/test_registration.py.
-Silent and hostile servers (test doubles): tests/test_phone_resilience.py.
+Silent and hostile servers (test doubles): tests/client/test_phone_resilience.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The shared asyncio pump: feeds a sans-I/O core, writes in order, re-arms the timer.
 
-Its two users are exercised end to end in tests/test_phone_resilience.py (Phone) and
+Its two users are exercised end to end in tests/client/test_phone_resilience.py (Phone) and
 tests/sandbox/ (the sandbox's flows).
 """
 

@@ -26,7 +26,7 @@ from exotel_voice.sandbox import Sandbox
 from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
 
-from .sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
+from ..sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
 
 
 REALM = "leak.test"

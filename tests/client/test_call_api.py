@@ -48,10 +48,10 @@ from exotel_voice.sandbox import Sandbox
 from exotel_voice.sip import Headers, Request
 from exotel_voice.sip.dialog import Dialog
 from exotel_voice.sip.useragent import CallSession, SessionState
+from tests.client.test_call_answers import BadAnswerServer, place_call
 from tests.media.conftest import NEEDS_NETNS
 from tests.sandbox import conftest as sandbox_fixtures
 from tests.sandbox.conftest import MEDIA, PhoneFactory
-from tests.test_call_answers import BadAnswerServer, place_call
 
 
 # The sandbox's fixtures (tests/sandbox/conftest.py), for the tests below.

@@ -30,7 +30,7 @@ from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
 from tests.labels import call_label
 
-from .media.conftest import NEEDS_NETNS
+from ..media.conftest import NEEDS_NETNS
 
 
 pytestmark = [pytest.mark.media, NEEDS_NETNS, pytest.mark.timeout(60)]

@@ -26,7 +26,7 @@ from exotel_voice.media import MediaSession
 from exotel_voice.sandbox import Sandbox
 from exotel_voice.transport import WebSocketTransport
 
-from .sandbox.conftest import MEDIA, NEEDS_NETNS, PASSWORDS, sandbox_config
+from ..sandbox.conftest import MEDIA, NEEDS_NETNS, PASSWORDS, sandbox_config
 
 
 ICE_PWD = "IcePwdSentinel0123456789ab"
