@@ -346,20 +346,25 @@ class Phone:
         while not self._closed:
             yield await self.next_incoming_call()
 
-    async def next_incoming_call(self, timeout: float | None = None) -> Call:
+    async def next_incoming_call(
+        self, timeout: float | None = None, *, match: Callable[[Call], bool] | None = None
+    ) -> Call:
         """Wait for the next incoming call that is still ringing.
 
         Calls that ended before they were taken are skipped (the phone does not keep them).
+        With ``match``, the first call for which ``match(call)`` is true is taken; the
+        others stay for the next taker (e.g. ``match=lambda c: c.call_sid == sid``).
 
         Raises:
             TimeoutError: no call within ``timeout`` seconds.
         """
         async with asyncio.timeout(timeout):
             while True:
-                while self._incoming:
-                    call = self._incoming.popleft()
-                    if not call.ended:
-                        return call
+                for call in list(self._incoming):
+                    if call.ended or match is None or match(call):
+                        self._incoming.remove(call)
+                        if not call.ended:
+                            return call
                 self._incoming_ready.clear()
                 await self._incoming_ready.wait()
 
