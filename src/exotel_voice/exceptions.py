@@ -20,7 +20,16 @@ The whole tree::
     │   └── ConnectionClosed              the WebSocket closed (.code, .reason)
     ├── MediaError                        the media stack failed (wraps aiortc errors)
     │   └── AudioSourceError              an audio source cannot be opened (.source)
-    └── InvalidDTMF                       a DTMF digit outside 0-9, A-D, *, #
+    ├── InvalidDTMF                       a DTMF digit outside 0-9, A-D, *, #
+    └── RestError                         Exotel's REST API failed (.status, .code, .message)
+        ├── InvalidRequest                400 (and other 4xx not listed below)
+        ├── AuthenticationFailed          401, 403: wrong API key/token, or another account
+        ├── PaymentRequired               402: not on your plan, or over its limits
+        ├── NotFound                      404: no such call (or path)
+        ├── RateLimited                   429 (.retry_after)
+        ├── ServerError                   5xx
+        ├── RestTimeout                   no answer in time (.status is None)
+        └── RestConnectionError           the API host could not be reached (.status is None)
 
 No exception message ever contains a password, a digest response or an API token.
 """
@@ -33,18 +42,27 @@ from typing import Any
 __all__ = [
     "AudioSourceError",
     "AuthenticationError",
+    "AuthenticationFailed",
     "ConfigurationError",
     "ConnectionClosed",
     "InvalidDTMF",
     "InvalidMessage",
+    "InvalidRequest",
     "InvalidSDP",
     "InvalidState",
     "LineTooLong",
     "LocalProtocolError",
     "MediaError",
     "MessageTooLarge",
+    "NotFound",
+    "PaymentRequired",
     "ProtocolError",
+    "RateLimited",
+    "RestConnectionError",
+    "RestError",
+    "RestTimeout",
     "SecurityError",
+    "ServerError",
     "SipError",
     "TooManyHeaders",
     "TransactionError",
@@ -177,3 +195,68 @@ class AudioSourceError(MediaError):
 
 class InvalidDTMF(SipError, ValueError):
     """A DTMF digit outside ``0-9``, ``A-D``, ``*`` and ``#``."""
+
+
+class RestError(SipError):
+    """Exotel's REST API refused a request, failed, or could not be reached.
+
+    The message says what failed (method, path, HTTP status and Exotel's own message); it
+    never contains the API token.
+
+    Attributes:
+        status: the HTTP status (``None`` when no response came: timeout, unreachable).
+        code: Exotel's error code from the ``RestException`` body, if it gave one.
+        message: Exotel's message from the ``RestException`` body (or the HTTP reason).
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None,
+        summary: str | None = None,
+    ) -> None:
+        super().__init__(summary or message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class InvalidRequest(RestError):
+    """400 (or another 4xx without its own class): a missing or invalid parameter."""
+
+
+class AuthenticationFailed(RestError):
+    """401 or 403: the API key or token is wrong, or it does not open this account."""
+
+
+class PaymentRequired(RestError):
+    """402: the action is not on the account's plan, or the plan's limits are used up."""
+
+
+class NotFound(RestError):
+    """404: no such call (or an unknown path: check the account SID and subdomain)."""
+
+
+class RateLimited(RestError):
+    """429: too many requests (Exotel allows 200 voice API calls a minute).
+
+    Attributes:
+        retry_after: the seconds the server asked to wait (``Retry-After``), if it said.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = 429, code: str | None = None,
+        summary: str | None = None, retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, summary=summary)
+        self.retry_after = retry_after
+
+
+class ServerError(RestError):
+    """5xx: the API failed on its side (retried first when that is safe)."""
+
+
+class RestTimeout(RestError, TimeoutError):
+    """No response within the client's timeout (``status`` is ``None``)."""
+
+
+class RestConnectionError(RestError):
+    """The API host could not be reached (DNS, refused, TLS; ``status`` is ``None``)."""
