@@ -21,6 +21,7 @@ import datetime
 import email.utils
 import json
 import logging
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -106,7 +107,7 @@ class BaseExotelClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
-        self.base_url = _base_url(subdomain, base_url, account_sid)
+        self.base_url = _base_url(subdomain, base_url)
         self._auth = httpx.BasicAuth(api_key, api_token)
 
     def __repr__(self) -> str:
@@ -238,7 +239,7 @@ class BaseExotelClient:
                     attempt + 2, self.retries + 1)
 
 
-def _base_url(subdomain: str, base_url: str | None, account_sid: str) -> str:
+def _base_url(subdomain: str, base_url: str | None) -> str:
     if base_url is None:
         host = REGIONS.get(subdomain.lower(), subdomain)
         if not host or "/" in host or "@" in host:
@@ -256,10 +257,8 @@ def _base_url(subdomain: str, base_url: str | None, account_sid: str) -> str:
         raise ConfigurationError(
             "base_url", "must not carry credentials: pass api_key and api_token"
         )
-    path = url.path.rstrip("/")
-    suffix = f"/v1/Accounts/{account_sid}"
-    if path.endswith(suffix):  # the account's REST base, e.g. Sandbox.rest_url
-        path = path[: -len(suffix)]
+    # An account's REST base (e.g. Sandbox.rest_url) stands for its host.
+    path = re.sub(r"/v1/Accounts/[^/]+$", "", url.path.rstrip("/"))
     return str(url.copy_with(path=path or "/", query=None, fragment=None)).rstrip("/")
 
 

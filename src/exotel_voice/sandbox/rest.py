@@ -5,7 +5,10 @@ otherwise the answer is XML, as on Exotel):
 
 * ``POST /v1/Accounts/<sid>/Calls/connect[.json]`` - form fields ``From`` (a sandbox
   user, called first), ``To`` (a test number or another user), ``CallerId``; optional
-  ``TimeOut`` (ring seconds per leg) and ``TimeLimit`` (call seconds).
+  ``TimeOut`` (ring seconds per leg), ``TimeLimit`` (call seconds), ``StatusCallback``
+  (an ``http://`` URL POSTed to, form-encoded, when the call ends: see
+  :func:`status_callback_fields`), ``StatusCallbackEvents[0]=terminal`` and
+  ``CustomField`` (echoed in that callback). Other parameters are accepted and ignored.
   200 with ``{"Call": {...}}`` / ``<TwilioResponse><Call>...</Call></TwilioResponse>``.
 * ``GET /v1/Accounts/<sid>/Calls/<CallSid>[.json]`` - the same ``Call`` object, current.
 
@@ -37,7 +40,7 @@ from .numbers import TEST_NUMBERS
 if TYPE_CHECKING:
     from .server import Sandbox, SandboxCall
 
-__all__ = ["RestServer", "call_resource", "http_request"]
+__all__ = ["RestServer", "call_resource", "http_request", "status_callback_fields"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,38 @@ def call_resource(call: SandboxCall, account_sid: str, *, json_suffix: bool) -> 
         "Uri": uri,
         "RecordingUrl": None,
     }
+
+
+def status_callback_fields(call: SandboxCall, form: dict[str, str]) -> dict[str, str]:
+    """What Exotel posts to ``StatusCallback`` when the call ends: ``CallSid``, ``Status``,
+    ``RecordingUrl``, ``DateUpdated``; with ``StatusCallbackEvents`` asking for
+    ``terminal``, also ``EventType``, the parties, the times, ``ConversationDuration``,
+    ``Direction`` and ``CustomField``.
+
+    Not emulated: the ``answered`` event, ``Legs``, JSON callbacks
+    (``StatusCallbackContentType``).
+    """
+    fields = {
+        "CallSid": call.sid,
+        "Status": call.status,
+        "RecordingUrl": "",
+        "DateUpdated": _fmt(call.date_updated) or "",
+    }
+    events = [v for k, v in form.items() if k.startswith("StatusCallbackEvents")]
+    if "terminal" in events:
+        fields.update({
+            "EventType": "terminal",
+            "DateCreated": _fmt(call.date_created) or "",
+            "To": call.to,
+            "From": call.from_,
+            "PhoneNumberSid": call.caller_id,
+            "StartTime": _fmt(call.start_time or call.date_created) or "",
+            "EndTime": _fmt(call.end_time) or "",
+            "ConversationDuration": str(call.duration or 0),
+            "Direction": call.direction,
+            "CustomField": form.get("CustomField", ""),
+        })
+    return fields
 
 
 def _xml(root: str, fields: dict[str, Any]) -> str:
@@ -233,8 +268,11 @@ class RestServer:
                 raise _HttpError(400, f"Missing parameter: {name} is mandatory")
         time_out = _number(form, "TimeOut")
         time_limit = _number(form, "TimeLimit")
+        callback = form.get("StatusCallback", "").strip()
+        if callback and urlsplit(callback).scheme != "http":
+            raise _HttpError(400, "StatusCallback must be an http:// URL in the sandbox")
         try:
-            return self.sandbox.connect(
+            call = self.sandbox.connect(
                 form["From"], form["To"], form["CallerId"], time_out=time_out,
                 time_limit=time_limit,
             )
@@ -243,6 +281,22 @@ class RestServer:
             raise _HttpError(
                 400, f"{exc} (users: {users}; test numbers: {', '.join(TEST_NUMBERS)})"
             ) from None
+        if callback:
+            self.sandbox.spawn(
+                self._status_callback(call, callback, form), f"status callback {call.sid}"
+            )
+        return call
+
+    async def _status_callback(self, call: SandboxCall, url: str, form: dict[str, str]) -> None:
+        """POST the call's status to ``url`` once it has ended, form-encoded as Exotel does."""
+        await call.wait_ended()
+        fields = status_callback_fields(call, form)
+        try:
+            status, _ = await http_request("POST", url, form=fields)
+        except (OSError, TimeoutError, ValueError) as exc:
+            logger.warning("! status callback of %s to %s failed: %s", call.sid, url, exc)
+            return
+        logger.info("status callback of %s (%s) to %s: %d", call.sid, call.status, url, status)
 
 
 def _number(form: dict[str, str], name: str) -> float | None:
