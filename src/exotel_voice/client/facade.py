@@ -46,7 +46,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from ..config import AccountConfig
 from ..exceptions import AudioSourceError, ConfigurationError, InvalidState, SipError
@@ -71,6 +71,10 @@ from .events import (
 )
 from .logbridge import LoggerCallback, forget_secret, remember_secret, set_logger_callback
 from .phone import Phone
+
+
+if TYPE_CHECKING:
+    from ..rest import ExotelClient
 
 
 __all__ = ["ClientStatus", "ExotelCall", "ExotelWebClient", "OpFuture", "guide_call_event"]
@@ -838,6 +842,48 @@ class ExotelWebClient:
 
         return self._start("MakeCall", dial)
 
+    def clickToCall(  # noqa: N802
+        self, to: str, rest: ExotelClient, *, caller_id: str, timeout: float = 30.0,
+        **options: Any,
+    ) -> ExotelCall:
+        """Start a click-to-call (guide section 6) and return this phone's ringing call.
+
+        Calls ``rest.connect(from_=userName, to=to, caller_id=caller_id, **options)`` (an
+        :class:`exotel_voice.rest.ExotelClient`), then waits for the incoming call whose
+        ``callSid`` (``X-Exotel-Callsid``) is the REST Sid. CallListenerCallback still gets
+        its ``incoming``; :meth:`wait_for_call` will not return this call. Blocking: not
+        from a callback.
+
+        Raises:
+            RestError: the REST request failed.
+            TimeoutError: no such call within ``timeout`` seconds (the Sid is in the message).
+        """
+        self._no_wait_in_callback("clickToCall")
+        if not self._ready("clickToCall") or self._account is None:
+            raise self.last_error or InvalidState("clickToCall(): call initWebrtc() first")
+        deadline = time.monotonic() + timeout
+        resource = rest.connect(
+            from_=self._account.user_name, to=to, caller_id=caller_id, **options
+        )
+
+        def find() -> ExotelCall | None:
+            for wrapper in self._live:
+                if wrapper.call is not None and wrapper.call.call_sid == resource.sid:
+                    return wrapper
+            return None
+
+        with self._cond:
+            found = self._cond.wait_for(find, max(0.0, deadline - time.monotonic()))
+        if found is None:
+            raise TimeoutError(f"click-to-call {resource.sid}: no incoming call with that "
+                               f"X-Exotel-Callsid within {timeout} s")
+        with self._incoming.mutex:
+            try:
+                self._incoming.queue.remove(found)
+            except ValueError:
+                pass
+        return found
+
     # -- 5.13 checkClientStatus --------------------------------------------------------------
     def checkClientStatus(  # noqa: N802
         self, callback: ClientStatusCallback | None = None
@@ -1104,7 +1150,8 @@ class ExotelWebClient:
             with self._cond:
                 if wrapper not in self._live:
                     self._live.append(wrapper)
-            self._incoming.put(wrapper)
+                self._incoming.put(wrapper)
+                self._cond.notify_all()  # clickToCall waits for its call
         elif isinstance(event, CallEnded):
             with self._cond:
                 if wrapper in self._live:
