@@ -11,7 +11,9 @@ Two faces over one core:
 What an application needs is importable from here: the configuration
 (:class:`AccountConfig`, :class:`MediaConfig`, :class:`IceConfig` ...), the audio sources
 and sinks (:class:`ToneSource`, :class:`WavFileSource`, :class:`WavFileSink`,
-:class:`LevelMeter` ...) and the exceptions. The rest of :mod:`exotel_voice.media` (the
+:class:`LevelMeter` ...), Exotel's REST clients (:class:`ExotelClient`,
+:class:`AsyncExotelClient`; the rest of :mod:`exotel_voice.rest` stays there) and the
+exceptions. The rest of :mod:`exotel_voice.media` (the
 :class:`~exotel_voice.media.MediaSession` itself, the analysis helpers) stays there.
 
 Everything but the exceptions is imported lazily (on first use), so
@@ -31,6 +33,7 @@ from .exceptions import (
     InvalidMessage,
     InvalidState,
     MediaError,
+    RestError,
     SipError,
     TransactionTimeout,
     TransportError,
@@ -81,11 +84,13 @@ if TYPE_CHECKING:
         WavFileSink,
         WavFileSource,
     )
+    from .rest import AsyncExotelClient, ExotelClient
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountConfig",
+    "AsyncExotelClient",
     "AudioSink",
     "AudioSource",
     "AudioSourceError",
@@ -109,6 +114,7 @@ __all__ = [
     "DeviceSource",
     "DtmfReceived",
     "ExotelCall",
+    "ExotelClient",
     "ExotelWebClient",
     "FrameSink",
     "FrameSource",
@@ -130,6 +136,7 @@ __all__ = [
     "ReconnectPolicy",
     "RegistrationState",
     "RegistrationStateChanged",
+    "RestError",
     "SilenceSource",
     "SipError",
     "TlsConfig",
@@ -147,6 +154,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("AccountConfig", "KeepaliveConfig", "ReconnectPolicy", "TlsConfig"), "config"),
     **dict.fromkeys(("ExotelCall", "ExotelWebClient"), "client.facade"),
+    **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
     **dict.fromkeys(
         (
             "AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "FrameSink", "FrameSource",
