@@ -4,8 +4,10 @@ Each block is written to a file and run as a script (``python snippet.py``) in a
 against a sandbox this test starts, with a timeout. Snippets get their account the way the
 docs tell users to: from ``EXOTEL_*`` environment variables (``EXOTEL_USERNAME``,
 ``EXOTEL_SECRET``, ``EXOTEL_SIPDOMAIN``, ``EXOTEL_DOMAIN``, ``EXOTEL_PORT``,
-``EXOTEL_SECURITY``), which the test sets to the sandbox's values. A snippet exits 0 when
-what it shows worked; it checks that itself (a registration seen, a tone heard ...).
+``EXOTEL_SECURITY``; for the REST API ``EXOTEL_ACCOUNT_SID``, ``EXOTEL_API_KEY``,
+``EXOTEL_API_TOKEN``, ``EXOTEL_API_URL``), which the test sets to the sandbox's values. A
+snippet exits 0 when what it shows worked; it checks that itself (a registration seen, a
+tone heard ...).
 
 An HTML comment on the line right before a block (invisible on a rendered page) tells the
 test how to treat it; several words are separated by commas:
@@ -160,6 +162,10 @@ def test_snippet_runs_as_copied(snippet: Snippet, tmp_path: Path) -> None:
             "EXOTEL_DOMAIN": info["domain"],
             "EXOTEL_PORT": info["port"],
             "EXOTEL_SECURITY": "ws",
+            "EXOTEL_ACCOUNT_SID": config.account_sid,
+            "EXOTEL_API_KEY": sandbox.api_key,
+            "EXOTEL_API_TOKEN": sandbox.api_token,
+            "EXOTEL_API_URL": f"http://127.0.0.1:{sandbox.sandbox.ports['http']}",
             "EXOTEL_NETNS": os.environ.get("EXOTEL_NETNS", ""),
             "PYTHONUNBUFFERED": "1",
         })
@@ -191,4 +197,5 @@ def test_snippet_runs_as_copied(snippet: Snippet, tmp_path: Path) -> None:
         assert re.search(r"\b1 passed\b", done.stdout), output
         assert not re.search(r"skipped|xfail|no tests ran", done.stdout), output
     assert password not in done.stdout + done.stderr
+    assert config.api_token is not None and config.api_token not in done.stdout + done.stderr
     print(f"{snippet.id}:\n{done.stdout}")

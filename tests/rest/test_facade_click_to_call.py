@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_click_to_call_returns_the_exotel_call_with_the_rest_sid() -> None:
         other.Hangup().result(5)
         call.Answer().result(10)
         call.wait_connected(10)
+        for _ in range(50):  # the sandbox's side follows the phone's answer within moments
+            if api.get_call(call.callSid).status == "in-progress":
+                break
+            time.sleep(0.1)
         assert api.get_call(call.callSid).status == "in-progress"
         assert ("incoming", call.callSid) in events  # the guide's callback still ran
         call.Hangup().result(5)

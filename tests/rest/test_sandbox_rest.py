@@ -102,6 +102,10 @@ async def test_click_to_call_returns_the_phone_call_with_the_rest_sid(
         await other.reject()
         await call.answer()
         await call.wait_connected(timeout=10)
+        for _ in range(50):  # the sandbox's side follows the phone's answer within moments
+            if (await api.get_call(call.call_sid or "")).status == "in-progress":
+                break
+            await asyncio.sleep(0.1)
         assert (await api.get_call(call.call_sid or "")).status == "in-progress"
         await call.hangup()
         form, _, _ = await asyncio.wait_for(callbacks.received.get(), 10)
