@@ -778,6 +778,9 @@ async def _connect(args: argparse.Namespace, out: _Output) -> int:
                                           caller_id=args.caller_id)
         except rest.RestError as exc:  # its text: method, path, HTTP status, Exotel's message
             raise CliError(f"click-to-call failed: {exc}") from exc
+        except ConfigurationError as exc:
+            hint = " (--caller-id or EXOTEL_CALLER_ID)" if "caller_id" in exc.field else ""
+            raise CliError(f"{exc}{hint}", EXIT_USAGE) from exc
     out.event(f"call {result.sid}: {result.status}")
     out.summary({"sid": result.sid, "status": str(result.status)})
     return 0
