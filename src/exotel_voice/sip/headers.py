@@ -9,6 +9,7 @@ views (:class:`NameAddr`, :class:`Via`, :class:`CSeq`) are parsed on demand.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -99,8 +100,9 @@ _NO_SPLIT = frozenset(
     }
 )
 
+@functools.lru_cache(maxsize=256)
 def canonical_name(name: str) -> str:
-    """Return the canonical spelling of a header name.
+    """Return the canonical spelling of a header name (memoised: a peer uses a few dozen).
 
     ``call-id`` → ``Call-ID``, ``m`` → ``Contact`` (compact forms, RFC 3261 §7.3.3),
     ``x-foo-bar`` → ``X-Foo-Bar``.
