@@ -632,8 +632,9 @@ class _CallRun:
 
     def _status_text(self) -> str:
         answered = self.call.answer_time
-        seconds = time.time() - answered if answered else 0.0
-        return (f"{self.call.state:<9} {int(seconds) // 60:02d}:{seconds % 60:04.1f}  "
+        tenths = int((time.time() - answered) * 10) if answered else 0
+        minutes, tenths = divmod(tenths, 600)
+        return (f"{self.call.state:<9} {minutes:02d}:{tenths // 10:02d}.{tenths % 10}  "
                 f"in {_fmt_db(self.heard.dbfs)} dBFS  out {_fmt_db(self.sent.dbfs)} dBFS")
 
     def summary(self) -> dict[str, Any]:
