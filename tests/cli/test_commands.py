@@ -224,3 +224,18 @@ def test_sandbox_shows_the_answer_phone_and_the_connect_call(tmp_path: Path) -> 
         finally:
             sandbox.stop()
     assert stopped == 0  # Ctrl-C is the way to stop it
+
+
+@pytest.mark.media
+@NEEDS_NETNS
+@pytest.mark.timeout(30)
+def test_ctrl_c_hangs_up_and_exits_130() -> None:
+    call = Background("call", "echo", "--tone", "500", env=cli_env())
+    try:
+        call.wait_for(r"^connected \(")
+        call.proc.send_signal(signal.SIGINT)
+        status, out, err = call.finish(10)
+    finally:
+        call.stop()
+    assert status == 130, err
+    assert "hanging up: interrupted" in out and "Traceback" not in err
