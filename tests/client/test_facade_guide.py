@@ -181,8 +181,8 @@ def test_guide_5_12_retry_pattern_and_status_after_do_register(
         assert "already registered" not in caplog.text
         assert client.checkClientStatus().result(5) == "registered"
         assert client.DoRegister() is False  # registered: refused, as the JS SDK does
-        should_auto_retry = False
     finally:
+        should_auto_retry = False  # close() reports unregistered: no retry from the callback
         client.close()
 
 
