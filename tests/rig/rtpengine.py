@@ -28,8 +28,7 @@ from .process import Daemon, RigError
 
 BINARY = "/usr/bin/rtpengine"
 
-# Flags for the Kamailio rtpengine module (see docs/test-rig.md and
-# /work/shared/reference/test-rig-facts.md for why each one is there).
+# Flags for the Kamailio rtpengine module (see docs/test-rig.md for why each one is there).
 OFFER_TO_WEBRTC = (
     "replace-origin replace-session-connection ICE=force DTLS=passive SDES-off "
     "UDP/TLS/RTP/SAVPF rtcp-mux-offer rtcp-mux-require generate-mid"
