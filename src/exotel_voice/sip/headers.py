@@ -336,20 +336,6 @@ def _unescape_pair(m: re.Match[str]) -> str:
     return m.group(1)
 
 
-_QUOTED_RE = re.compile(QUOTED_STRING)
-
-
-def _read_quoted(text: str, i: int) -> tuple[str, int]:
-    """Read a quoted-string starting at ``text[i] == '"'``; return (unescaped, index after)."""
-    m = _QUOTED_RE.match(text, i)
-    if m is None:
-        raise InvalidMessage("unterminated or invalid quoted string")
-    inner = m.group()[1:-1]
-    if "\\" in inner:
-        inner = QUOTED_PAIR_RE.sub(_unescape_pair, inner)
-    return inner, m.end()
-
-
 _GEN_VALUE_RE = re.compile(GEN_VALUE)
 # Characters a quoted-string must carry as a quoted-pair: DQUOTE, "\" and controls but HTAB.
 _QUOTE_UNSAFE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
