@@ -30,7 +30,7 @@ What the connection does by itself:
   as Kamailio may use these too; ``answer_pings=False`` turns this off;
 * turns a malformed message into :class:`~exotel_voice.sip.events.MessageRejected` and, for a
   request with enough headers to answer (Via, From, To, Call-ID, CSeq, salvaged even when
-  the start line is malformed), a 400 (or the parser's ``status_hint``: 414, 505, 513, 416).
+  the start line is malformed), a 400 (or the parser's ``status_hint``: 414, 505, 513).
   A response or an ACK is never answered, only reported and logged (WARNING). Nothing
   raised by the network ever escapes :meth:`receive_data`.
 
