@@ -101,6 +101,7 @@ __all__ = [
     "ReInviteReceived",
     "ReInviteRejected",
     "ReInviteRetryDue",
+    "TargetRefreshNeeded",
     "UserAgentEvent",
     "parse_dtmf_relay",
     "send_response",
@@ -174,6 +175,13 @@ class _Kind(enum.Enum):
     FORK_BYE = "fork-bye"
     CANCEL = "cancel"
     INFO = "info"
+    UPDATE = "update"
+
+
+#: Final responses after which the far end no longer has the dialog, or the INVITE usage
+#: in it (RFC 5057 §5.1: "Dialog Terminating" and the usage-terminating 481); RFC 3261
+#: §12.2.1.2 adds 408. A target refresh answered with one of these ends the call.
+_DIALOG_GONE = frozenset({404, 408, 410, 416, 481, 482, 483, 484, 485, 502, 604})
 
 
 @dataclass(eq=False)
@@ -223,6 +231,15 @@ class CallSession:
     connection: SipConnection | None = field(default=None, repr=False, compare=False)
     #: Our Contact in this call's dialog.
     local_contact: NameAddr | None = field(default=None, repr=False, compare=False)
+    #: The methods the far end said it accepts (its ``Allow``), or ``None`` if it did not say.
+    remote_allow: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    #: The far end knows us by a flow that is gone: the call moved to a new one (RFC 5626)
+    #: and no target refresh of ours has gone out since.
+    _target_stale: bool = False
+    #: The target refresh in flight after a move to a new flow: its failure ends the call.
+    _refresh_tx: ClientTransaction | None = field(default=None, repr=False)
+    #: Our UPDATE without a body in progress (a target or session refresh).
+    _update_tx: ClientTransaction | None = field(default=None, repr=False)
 
     @property
     def call_id(self) -> str:
@@ -238,6 +255,17 @@ class CallSession:
     def active(self) -> bool:
         """Whether the call has not ended."""
         return self.state is not SessionState.TERMINATED
+
+    @property
+    def update_allowed(self) -> bool:
+        """Whether the far end accepts UPDATE (RFC 3311 §5.1: its ``Allow`` lists it)."""
+        return self.remote_allow is not None and "UPDATE" in self.remote_allow
+
+    @property
+    def target_stale(self) -> bool:
+        """Whether the far end still knows us by a flow that is gone (see
+        :class:`TargetRefreshNeeded`)."""
+        return self._target_stale
 
     def __repr__(self) -> str:
         return f"<CallSession {self.id} {self.direction} {self.state.value} {self.call_id}>"
@@ -316,13 +344,17 @@ class CallEnded(UserAgentEvent):
 
 @dataclass(frozen=True)
 class ReInviteReceived(UserAgentEvent):
-    """The far end sent a re-INVITE. Answer with :meth:`CallLayer.answer_reinvite`.
+    """The far end sent a re-INVITE, or an UPDATE with an offer (RFC 3311). Answer with
+    :meth:`CallLayer.answer_reinvite` (or refuse with :meth:`CallLayer.reject_reinvite`):
+    the answer goes in the 200 OK to whichever request it was (an UPDATE's 200 gets no ACK).
 
     Attributes:
         sdp: the new offer, or ``None`` for an offer-less re-INVITE.
+        method: ``"INVITE"`` or ``"UPDATE"``.
     """
 
     sdp: str | None
+    method: str = "INVITE"
 
 
 @dataclass(frozen=True)
@@ -354,6 +386,30 @@ class ReInviteRejected(UserAgentEvent):
 @dataclass(frozen=True)
 class ReInviteRetryDue(UserAgentEvent):
     """The glare back-off is over: make a fresh offer and call :meth:`CallLayer.reinvite`."""
+
+
+@dataclass(frozen=True)
+class TargetRefreshNeeded(UserAgentEvent):
+    """The far end must learn our new Contact: the call lives on a new flow.
+
+    After a reconnect the call's dialog moves onto the new flow (RFC 5626), but the far end
+    (and a proxy such as Kamailio, which reaches a WebSocket client through the connection
+    named in its Contact) still sends in-dialog requests to the old one. Once the REGISTER on
+    the new flow has succeeded, this event asks the owner for a target refresh: a re-INVITE
+    (:meth:`CallLayer.reinvite`, offering the session as it is) or, when
+    ``update_allowed``, an UPDATE without a body (:meth:`CallLayer.refresh_target`, no
+    media involved). Either carries the new Contact. If the far end or a proxy answers that
+    the dialog is gone (481, 408, RFC 5057's dialog-terminating statuses) or nothing
+    answers, the call ends with :class:`CallEnded` naming what happened (a BYE is sent
+    when the far end may still have the call).
+
+    Attributes:
+        reason: why the refresh is needed (``"reconnected"``).
+        update_allowed: whether the far end accepts UPDATE.
+    """
+
+    reason: str = "reconnected"
+    update_allowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -518,16 +574,56 @@ class CallLayer:
         elif call.state is SessionState.ESTABLISHED:  # _Timer.GLARE
             self._events.append(ReInviteRetryDue(call))
 
-    def connection_made(self, connection: SipConnection) -> None:
+    def connection_made(
+        self, connection: SipConnection, *, contact: NameAddr | None = None
+    ) -> list[CallSession]:
         """A new flow is up: the live calls without one move onto it (RFC 5626 flow recovery).
 
-        Their dialogs are registered with ``connection`` so in-dialog requests match.
+        Their dialogs are registered with ``connection`` so in-dialog requests match, and
+        they are marked as needing a target refresh (:meth:`request_target_refresh`).
+
+        Args:
+            connection: the new flow.
+            contact: our Contact on the new flow, if it changed: the moved calls' dialogs
+                put it in their next target-refresh request.
+
+        Returns:
+            The calls that moved.
         """
+        moved = []
         for call in self.calls.values():
             if call.active and call.connection is None:
                 call.connection = connection
+                if contact is not None:
+                    call.local_contact = contact
                 if call.dialog is not None:
+                    if contact is not None:
+                        call.dialog.local_contact = contact
                     connection.add_dialog(call.dialog)
+                    call._target_stale = True
+                moved.append(call)
+        return moved
+
+    def request_target_refresh(self) -> list[CallSession]:
+        """Ask the owner to refresh the far end's target of every established call that moved
+        to a new flow (:class:`TargetRefreshNeeded`); call it once the flow is usable (a
+        phone: when the REGISTER on it has succeeded).
+
+        Returns:
+            The calls asked about.
+        """
+        asked = []
+        for call in self.calls.values():
+            if (
+                call._target_stale
+                and call.state is SessionState.ESTABLISHED
+                and call.connection is not None
+            ):
+                asked.append(call)
+                self._events.append(
+                    TargetRefreshNeeded(call, "reconnected", call.update_allowed)
+                )
+        return asked
 
     def connection_lost(
         self,
@@ -678,6 +774,7 @@ class CallLayer:
         call._local_tag = new_tag()
         call._invite_tx = transaction
         call.remote_sdp = _sdp_of(request)
+        call.remote_allow = _allow_of(request)
         try:
             call.dialog = Dialog.from_request(
                 request, call._local_tag, local_contact=local, state=DialogState.EARLY
@@ -810,6 +907,73 @@ class CallLayer:
         tx = conn.send_request(request, now)
         call._reinvite_tx = tx
         self._tx_calls[id(tx)] = (_Kind.REINVITE, call)
+        self._note_target_refresh(call, tx)
+
+    def refresh_target(self, call: CallSession, now: float) -> None:
+        """Send an UPDATE without a body (RFC 3311): it refreshes the far end's target with
+        our Contact (and a session timer, RFC 4028) and involves no media. The outcome: the
+        call goes on, or ends when the far end answers that the dialog is gone (see
+        :class:`TargetRefreshNeeded`).
+
+        Raises:
+            InvalidState: the call is not established, the far end does not accept UPDATE
+                (:attr:`CallSession.update_allowed`), an UPDATE of ours is in progress, or
+                there is no connection.
+        """
+        if call.state is not SessionState.ESTABLISHED or call.dialog is None:
+            raise InvalidState(f"cannot send UPDATE on a call that is {call.state.value}")
+        if not call.update_allowed:
+            raise InvalidState("the far end does not accept UPDATE (not in its Allow)")
+        if call._update_tx is not None:
+            raise InvalidState("an UPDATE is already in progress on this call")
+        conn = self._need_connection(call, "send UPDATE")
+        request = call.dialog.create_request("UPDATE", headers=[("Allow", ALLOW)])
+        tx = conn.send_request(request, now)
+        call._update_tx = tx
+        self._tx_calls[id(tx)] = (_Kind.UPDATE, call)
+        self._note_target_refresh(call, tx)
+
+    @staticmethod
+    def _note_target_refresh(call: CallSession, tx: ClientTransaction) -> None:
+        if call._target_stale:
+            call._target_stale = False
+            call._refresh_tx = tx
+
+    def _target_refresh_failed(
+        self, call: CallSession, tx: ClientTransaction, status: int | None, phrase: str,
+        now: float,
+    ) -> bool:
+        """A request of ours in ``call`` failed; if it was the target refresh after a move
+        to a new flow and the dialog is gone (or nothing answered), end the call. Returns
+        whether the call was ended."""
+        if tx is not call._refresh_tx:
+            return False
+        call._refresh_tx = None
+        if status is not None and status not in _DIALOG_GONE:
+            # The far end refused the request but keeps the dialog (488, 500 ...): our target
+            # was not refreshed, so ask again for the next one.
+            call._target_stale = True
+            logger.warning("! call %s: the target refresh got %s %s; the far end may not "
+                           "reach us", call.id, status, phrase)
+            return False
+        if status == 481:
+            reason = (f"the server no longer knows this call ({status} {phrase}) after the "
+                      "connection was lost").replace(" )", ")")
+        elif status is None:
+            reason = ("no answer to the call's refresh after the connection was lost "
+                      "(timeout)")
+        else:
+            reason = (f"the call's refresh after the connection was lost failed: the dialog "
+                      f"is gone ({status} {phrase})").replace(" )", ")")
+        if tx is call._reinvite_tx or tx.request.method == "INVITE":
+            call._reinvite_tx = None
+            self._events.append(ReInviteRejected(call, status, phrase or "no response"))
+        if status is None or status == 408:
+            # The far end may still have the call: tell it (RFC 3261 §12.2.1.2 ends the
+            # dialog on 408 and on a timeout; the BYE is best effort).
+            self._send_bye(call, now)
+        self._end(call, "remote", status, reason)
+        return True
 
     def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
         """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
@@ -818,6 +982,9 @@ class CallLayer:
             raise InvalidState("no re-INVITE is waiting for an answer")
         request, _ = pending
         call._reinvite_server = None
+        # Our 2xx carries our Contact: the far end takes it as its new target (RFC 3261
+        # §12.2.1.2), which is the refresh a move to a new flow needs.
+        call._target_stale = False
         response = make_response(
             request,
             200,
@@ -1036,6 +1203,8 @@ class CallLayer:
             self._on_invite_response(call, tx, response, event.dialog, now)
         elif kind is _Kind.REINVITE:
             self._on_reinvite_response(call, tx, response, now)
+        elif kind is _Kind.UPDATE and response.status >= 200:
+            self._on_update_response(call, tx, response, now)
         elif kind is _Kind.BYE and response.status in (401, 407):
             self._retry_in_dialog(call, tx.request, response, now, _Kind.BYE)
         elif kind is _Kind.INFO and response.status >= 200:
@@ -1124,6 +1293,7 @@ class CallLayer:
                 return
             if sdp:
                 call.remote_sdp = sdp
+            call.remote_allow = _allow_of(response)
             if self._set_state(call, SessionState.ESTABLISHED):
                 self._events.append(CallAnswered(call, sdp))
             return
@@ -1201,6 +1371,8 @@ class CallLayer:
             return
         call._reinvite_tx = None
         if status < 300:
+            if tx is call._refresh_tx:
+                call._refresh_tx = None
             if call.dialog is not None:
                 ack = call.dialog.create_ack(tx.request.cseq.seq)
                 if call.connection is not None:
@@ -1221,7 +1393,11 @@ class CallLayer:
             owner = call.direction == "outgoing"
             delay = (2.1 + 1.9 * self._rng()) if owner else 2.0 * self._rng()
             call._deadlines[_Timer.GLARE] = now + delay
+            if tx is call._refresh_tx:  # the retry is the refresh
+                call._refresh_tx, call._target_stale = None, True
             self._events.append(ReInviteRejected(call, status, response.reason, delay))
+            return
+        if self._target_refresh_failed(call, tx, status, response.reason, now):
             return
         if status in (408, 481):
             # §12.2.1.2: the dialog is gone.
@@ -1229,6 +1405,27 @@ class CallLayer:
             self._end(call, "remote", status, response.reason)
             return
         self._events.append(ReInviteRejected(call, status, response.reason))
+
+    def _on_update_response(
+        self, call: CallSession, tx: ClientTransaction, response: Response, now: float
+    ) -> None:
+        status = response.status
+        call._update_tx = None
+        if status < 300:
+            if tx is call._refresh_tx:
+                call._refresh_tx = None
+            return
+        if status in (401, 407) and not call._auth_retried:
+            call._auth_retried = True
+            if self._retry_in_dialog(call, tx.request, response, now, _Kind.UPDATE):
+                return
+        if self._target_refresh_failed(call, tx, status, response.reason, now):
+            return
+        if status in (408, 481):
+            # §12.2.1.2: the dialog is gone.
+            self._end(call, "remote", status, response.reason)
+            return
+        logger.warning("! call %s: our UPDATE got %s %s", call.id, status, response.reason)
 
     def _retry_in_dialog(
         self, call: CallSession, request: Request, response: Response, now: float, kind: _Kind
@@ -1248,6 +1445,10 @@ class CallLayer:
             call._reinvite_tx = tx
         elif kind is _Kind.INFO:
             call._info_tx = tx
+        elif kind is _Kind.UPDATE:
+            call._update_tx = tx
+        if call._refresh_tx is not None and call._refresh_tx.request is request:
+            call._refresh_tx = tx
         return True
 
     def _on_timeout(self, event: TransactionTimedOut, now: float) -> bool:
@@ -1262,9 +1463,21 @@ class CallLayer:
                 )
                 by = "remote" if call._cancel is _Cancel.NOT_WANTED else "local"
                 self._end(call, by, 408, reason)
-        elif kind is _Kind.REINVITE:
-            call._reinvite_tx = None
-            self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
+        elif kind in (_Kind.REINVITE, _Kind.UPDATE):
+            tx = event.transaction
+            if kind is _Kind.REINVITE:
+                call._reinvite_tx = None
+            else:
+                call._update_tx = None
+            if tx is call._refresh_tx and event.timer == "transport":
+                # The new flow went too: the call waits for the next one, and refreshes then.
+                call._refresh_tx, call._target_stale = None, True
+            elif isinstance(tx, ClientTransaction) and self._target_refresh_failed(
+                call, tx, None, "", now
+            ):
+                return True
+            if kind is _Kind.REINVITE:
+                self._events.append(ReInviteRejected(call, None, "no response to re-INVITE"))
         elif kind is _Kind.CANCEL and call.state is SessionState.TERMINATING:
             self._end(call, "local", None, "cancelled (no answer to CANCEL)")
         elif kind is _Kind.INFO:
@@ -1368,6 +1581,16 @@ def _answer_problem(response: Response) -> str | None:
     if not contacts:
         return f"the {_status_line(response)} has no Contact (RFC 3261 §13.3.1.4)"
     return None
+
+
+def _allow_of(message: Request | Response) -> frozenset[str] | None:
+    """The methods a message's ``Allow`` lists (upper case), or ``None`` without one."""
+    values = message.headers.get_all("Allow")
+    if not values:
+        return None
+    return frozenset(
+        m.strip().upper() for v in values for m in v.split(",") if m.strip()
+    )
 
 
 def _sdp_of(message: Request | Response) -> str | None:

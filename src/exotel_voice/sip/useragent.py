@@ -46,6 +46,7 @@ from .calls import (
     ReInviteRejected,
     ReInviteRetryDue,
     SessionState,
+    TargetRefreshNeeded,
     UserAgentEvent,
     parse_dtmf_relay,
     send_response,
@@ -64,6 +65,7 @@ from .registration import (
     ALLOW,
     Registration,
     RegistrationEvent,
+    RegistrationState,
     make_contact,
 )
 from .transaction import ClientTransaction
@@ -86,6 +88,7 @@ __all__ = [
     "ReInviteReceived",
     "ReInviteRejected",
     "ReInviteRetryDue",
+    "TargetRefreshNeeded",
     "UserAgent",
     "UserAgentEvent",
     "parse_dtmf_relay",
@@ -175,6 +178,8 @@ class UserAgent:
         # concerns nobody else.
         self._finished_register_tx: ClientTransaction | None = None
         self._events: list[AnyEvent] = []
+        # Calls moved onto a new flow wait for its REGISTER's success to refresh their target.
+        self._refresh_when_registered = False
 
     def __repr__(self) -> str:
         return f"<UserAgent {self.aor.aor} {self.registration.state.value} calls={len(self.calls)}>"
@@ -207,9 +212,14 @@ class UserAgent:
             via_host=contact_uri.host,
             t1=self.t1,
         )
-        self.call_layer.connection_made(self.connection)
+        moved = self.call_layer.connection_made(self.connection, contact=self.contact)
         if self.registration.wanted:
+            self._refresh_when_registered = bool(moved)
             self._send_register(self.registration.register(now), now)
+        elif moved:
+            # Nothing to register: the flow is usable at once (TargetRefreshNeeded).
+            self.call_layer.request_target_refresh()
+            self._pull_call_events()
 
     def connection_lost(self, now: float, detail: str = "") -> None:
         """The WebSocket flow is gone: its transactions fail, the binding is lost.
@@ -367,6 +377,12 @@ class UserAgent:
         self.call_layer.reject_reinvite(call, now, status)
         self._pull_call_events()
 
+    def refresh_target(self, call: CallSession, now: float) -> None:
+        """Send an UPDATE without a body: a target (or session) refresh that needs no media
+        (:meth:`CallLayer.refresh_target`)."""
+        self.call_layer.refresh_target(call, now)
+        self._pull_call_events()
+
     def send_info(self, call: CallSession, content_type: str, body: bytes, now: float) -> None:
         """Send an in-dialog INFO (:meth:`CallLayer.send_info`)."""
         self.call_layer.send_info(call, content_type, body, now)
@@ -428,6 +444,16 @@ class UserAgent:
             retry = self.registration.handle_response(response, now)
             if retry is not None and self.connection is not None:
                 self._send_register(retry, now)
+            elif (
+                self._refresh_when_registered
+                and self.registration.state is RegistrationState.REGISTERED
+            ):
+                # The new flow is bound: the calls that moved onto it can now tell the far
+                # end their new Contact (TargetRefreshNeeded, after Registered).
+                self._refresh_when_registered = False
+                self._events.extend(self.registration.events_received())
+                self.call_layer.request_target_refresh()
+                self._pull_call_events()
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 501/481/405 for the rest."""
