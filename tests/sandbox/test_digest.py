@@ -88,8 +88,35 @@ def test_wrong_password_unknown_user_missing_and_foreign_nonce() -> None:
     stranger = answer(DigestAuth("mallory", "x"), request, challenged(server, request))
     assert server.verify(stranger).verdict is Verdict.UNKNOWN_USER
     other = make_server(Clock())  # another server's secret: its nonces are not ours
-    foreign = answer(DigestAuth("agent", "s3cret"), request, challenged(other, request))
-    assert server.verify(foreign).verdict is Verdict.WRONG
+    foreign = answer(DigestAuth("agent", "nope"), request, challenged(other, request))
+    assert server.verify(foreign).verdict is Verdict.FOREIGN, "challenged afresh, not refused"
+
+
+def test_a_nonce_we_did_not_issue_with_the_right_password_is_stale() -> None:
+    # A restarted server (a new secret, a new opaque) meets credentials from before.
+    request = register()
+    before = make_server(Clock())
+    old = answer(DigestAuth("agent", "s3cret"), request, challenged(before, request))
+    after = make_server(Clock())
+    assert after.verify(old).verdict is Verdict.STALE
+    # With qop absent (RFC 2069 form, as Kamailio's stock nonces) too.
+    bare = old.headers.get("Authorization") or ""
+    bare = ", ".join(p for p in bare.split(", ") if not p.startswith(("qop=", "nc=", "cnonce=")))
+    nonce = bare.split('nonce="')[1].split('"')[0]
+    from exotel_voice.sip.auth import digest_hash
+    md5 = digest_hash("MD5")
+    assert md5 is not None
+    ha1 = md5(b"agent:sandbox.test:s3cret")
+    ha2 = md5(b"REGISTER:sip:sandbox.test")
+    response = md5(f"{ha1}:{nonce}:{ha2}".encode())
+    bare = bare.split('response="')[0] + f'response="{response}"' + (
+        bare.split('response="')[1].split('"', 1)[1])
+    plain = register()
+    plain.headers.add("Authorization", bare)
+    assert after.verify(plain).verdict is Verdict.STALE
+    # A wrong password on our own fresh nonce stays a refusal.
+    wrong = answer(DigestAuth("agent", "nope"), request, challenged(after, request))
+    assert after.verify(wrong).verdict is Verdict.WRONG
 
 
 def test_old_nonce_is_stale_not_wrong() -> None:

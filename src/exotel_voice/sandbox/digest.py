@@ -9,6 +9,13 @@ Nonces are stateless: ``<issued-at hex>.<HMAC(secret, issued-at:realm)>``, so an
 we issued can be checked without a table, and one older than ``nonce_ttl`` is answered
 with ``stale=true`` (RFC 7616 §3.3) rather than as a wrong password.
 
+A nonce we did not issue (signed with another secret: the previous run's, after a restart;
+or no nonce of ours at all) is not a wrong password either: the client may simply hold
+credentials from before the restart. Like Kamailio, we answer it with a fresh challenge,
+and with ``stale=true`` when the digest is right for that nonce (RFC 7616 §3.3: the
+password was right, only the nonce is not ours), so the client retries without treating
+it as a refusal. A wrong password is refused (403) only on a nonce of ours.
+
 Nothing here logs, and no exception or repr shows a password or a ``response=`` value.
 """
 
@@ -39,7 +46,8 @@ class Verdict(enum.Enum):
     MISSING = "missing"  # no credentials for our realm: challenge
     STALE = "stale"  # our nonce, expired: challenge with stale=true
     UNKNOWN_USER = "unknown-user"
-    WRONG = "wrong"  # bad response, foreign nonce, malformed: reject
+    FOREIGN = "foreign"  # a nonce we did not issue, and a wrong digest: challenge afresh
+    WRONG = "wrong"  # bad response to our nonce, malformed: reject
 
 
 @dataclass(frozen=True)
@@ -105,13 +113,14 @@ class DigestServer:
         return f"{issued}.{self._sign(issued)}"
 
     def _nonce_state(self, nonce: str) -> Verdict:
+        """``OK``, ``STALE`` (ours, expired) or ``FOREIGN`` (not ours)."""
         issued, sep, mac = nonce.partition(".")
         if not sep or not hmac.compare_digest(mac, self._sign(issued)):
-            return Verdict.WRONG
+            return Verdict.FOREIGN
         try:
             age = self._clock() - int(issued, 16) / 1000
         except ValueError:
-            return Verdict.WRONG
+            return Verdict.FOREIGN
         return Verdict.STALE if age > self.nonce_ttl else Verdict.OK
 
     # -- challenges --------------------------------------------------------------------------
@@ -140,7 +149,10 @@ class DigestServer:
             header: ``"Authorization"`` (after a 401) or ``"Proxy-Authorization"`` (407).
 
         Returns:
-            The verdict and the username the client claimed.
+            The verdict and the username the client claimed: ``STALE`` for our expired
+            nonce, and for a nonce we did not issue whose digest is right (answer with
+            ``stale=true``); ``FOREIGN`` for a nonce we did not issue with a wrong digest
+            (answer with a fresh challenge); ``WRONG`` for a wrong digest on our own nonce.
         """
         params: dict[str, str] | None = None
         for value in request.headers.get_all(header):
@@ -161,11 +173,14 @@ class DigestServer:
             return VerifyResult(Verdict.UNKNOWN_USER, username)
         nonce = params.get("nonce", "")
         state = self._nonce_state(nonce)
-        if state is not Verdict.OK:
+        if state is Verdict.STALE:
             return VerifyResult(state, username)
         algorithm = params.get("algorithm", "MD5").upper()
         hash_fn = digest_hash(algorithm) if algorithm in SERVER_ALGORITHMS else None
-        if hash_fn is None or params.get("opaque", self._opaque) != self._opaque:
+        if hash_fn is None:
+            return VerifyResult(Verdict.WRONG, username)
+        # The opaque value goes with the nonce: a foreign nonce brings its server's opaque.
+        if state is Verdict.OK and params.get("opaque", self._opaque) != self._opaque:
             return VerifyResult(Verdict.WRONG, username)
         # RFC 3261 §22.4 / RFC 2617 §3.2.2.5: the digest-uri is what the client signed; we
         # accept any value, as proxies do (the Request-URI may have been rewritten).
@@ -181,6 +196,7 @@ class DigestServer:
             expected = hash_fn(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode())
         else:
             return VerifyResult(Verdict.WRONG, username)
-        if not hmac.compare_digest(expected, params.get("response", "").lower()):
-            return VerifyResult(Verdict.WRONG, username)
-        return VerifyResult(Verdict.OK, username)
+        right = hmac.compare_digest(expected, params.get("response", "").lower())
+        if state is Verdict.FOREIGN:
+            return VerifyResult(Verdict.STALE if right else Verdict.FOREIGN, username)
+        return VerifyResult(Verdict.OK if right else Verdict.WRONG, username)
