@@ -460,37 +460,63 @@ class Call:
             self.media.set_muted(muted)
         self._publish((CallMuted if muted else CallUnmuted)(self.phone.name, self))
 
-    async def hold(self) -> None:
+    async def hold(self, music: AudioSource | None = None) -> None:
         """Put the call on hold: a re-INVITE with ``a=sendonly`` (RFC 3264 §8.4).
+
+        Hold is private: from the moment this is called, nothing from the call's source
+        (the microphone) reaches the far end; it hears ``music`` if given (e.g.
+        ``WavFileSource("moh.wav", loop=True)``; started here, stopped on resume), else
+        silence. :meth:`unhold` brings the source back once the far end accepted the
+        resume. Mute is independent: a muted call is still muted after hold and resume.
+        Holding a held call again with ``music`` switches the music.
 
         On 491 (glare) the re-INVITE is retried after RFC 3261 §14.1's random delay.
 
         Raises:
             InvalidState: the call is not connected.
-            SipError: the far end refused.
+            AudioSourceError: ``music`` cannot be started (nothing was sent).
+            SipError: the far end refused (the source is heard again).
         """
-        await self._set_hold(True)
+        await self._set_hold(True, music)
 
     async def unhold(self) -> None:
-        """Resume a held call: a re-INVITE with ``a=sendrecv``."""
+        """Resume a held call: a re-INVITE with ``a=sendrecv``; our source is heard again
+        once the far end accepted it (until then it still hears silence or hold music)."""
         await self._set_hold(False)
 
     async def toggle_hold(self) -> None:
         """Flip hold."""
         await self._set_hold(not self._on_hold)
 
-    async def _set_hold(self, hold: bool) -> None:
+    async def _set_hold(self, hold: bool, music: AudioSource | None = None) -> None:
         what = "hold" if hold else "resume"
-        if self._session.state is not SessionState.ESTABLISHED or self.media is None:
+        media = self.media
+        if self._session.state is not SessionState.ESTABLISHED or media is None:
             raise InvalidState(f"cannot {what} a call that is {self._state}")
         if self._on_hold == hold:
+            if hold and music is not None:
+                await media.set_held(True, music=music)
             return
+        if hold:
+            # Privacy first: the far end stops hearing us now, not when it answers.
+            await media.set_held(True, music=music)
+        resumed: list[asyncio.Future[None]] = []
 
         def applied() -> None:
             self._on_hold = hold
+            if not hold:
+                resumed.append(asyncio.ensure_future(media.set_held(False)))
             self._publish((CallHeld if hold else CallResumed)(self.phone.name, self, "local"))
 
-        await self._media.reoffer("sendonly" if hold else "sendrecv", applied, what=what)
+        try:
+            await self._media.reoffer("sendonly" if hold else "sendrecv", applied, what=what)
+        except BaseException:
+            if hold and not self._on_hold:
+                await media.set_held(False)
+            raise
+        finally:
+            for task in resumed:
+                await task
 
     async def send_dtmf(self, digits: str, *, method: str = "info", duration_ms: int = 240) -> None:
         """Send DTMF digits (``0-9``, ``A-D``, ``*``, ``#``; several at once allowed).

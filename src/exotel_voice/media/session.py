@@ -144,6 +144,9 @@ class _OutboundTrack(MediaStreamTrack):
         super().__init__()
         self.source = source
         self.muted = False
+        #: Our hold (privacy): nothing from ``source`` is sent, only ``hold_source`` or silence.
+        self.held = False
+        self.hold_source: AudioSource | None = None
         self.sample_rate = 48000
         self._start: float | None = None
         self._elapsed = 0.0
@@ -179,22 +182,31 @@ class _OutboundTrack(MediaStreamTrack):
         return frame
 
     def next_samples(self, rate: int) -> Samples:
-        """The next 20 ms to send at ``rate``: the source's, or silence (muted, nothing ready)."""
+        """The next 20 ms to send at ``rate``: the source's, or silence (muted, nothing ready).
+
+        While held the source is still read (a microphone's buffer keeps moving, as when
+        muted) but what goes out is the hold source's audio, or silence: never the source's.
+        """
         n = samples_per_frame(rate)
-        samples = self._read(rate)
-        if samples is None or self.muted:
+        samples = self._read(self.source, rate)
+        if self.held:
+            music = self.hold_source
+            samples = self._read(music, rate) if music is not None else None
+        elif self.muted:
+            samples = None
+        if samples is None:
             return np.zeros(n, dtype=np.int16)
         if samples.size != n:
             return np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
         return samples
 
-    def _read(self, rate: int) -> Samples | None:
+    def _read(self, source: AudioSource, rate: int) -> Samples | None:
         try:
-            return self.source.read(rate)
+            return source.read(rate)
         except Exception:
             # aiortc stops sending for good if recv() raises, so contain it here.
             if not self._source_failed:
-                logger.exception("! audio source %r failed; sending silence", self.source)
+                logger.exception("! audio source %r failed; sending silence", source)
                 self._source_failed = True
             return None
 
@@ -733,6 +745,37 @@ class MediaSession:
         """Whether :meth:`set_muted` muted the session."""
         return bool(self._track.muted)
 
+    async def set_held(self, held: bool, *, music: AudioSource | None = None) -> None:
+        """Hold privacy: while ``held``, nothing from :attr:`source` reaches the far end.
+
+        The far end hears ``music`` (started here, stopped when the hold ends or the
+        session closes) or, without it, silence; packets keep flowing either way, as with
+        :meth:`set_muted`, which is independent (a muted call stays muted after the hold,
+        and hold music plays even while muted).  No renegotiation: the call layer sends the
+        ``sendonly`` re-offer (:meth:`create_reoffer`).  Calling it again while held
+        switches the music.
+
+        Raises:
+            AudioSourceError: ``music`` cannot be started; nothing changed.
+        """
+        track = self._track
+        previous = track.hold_source
+        if held:
+            if music is not None and music is not previous:
+                await _start(music)
+            track.hold_source = music
+            track.held = True
+        else:
+            track.held = False
+            track.hold_source = None
+        if previous is not None and previous is not track.hold_source:
+            await previous.stop()
+
+    @property
+    def held(self) -> bool:
+        """Whether :meth:`set_held` holds our audio back (silence or hold music is sent)."""
+        return bool(self._track.held)
+
     async def _start_source(self) -> None:
         """Start the source before the first offer or answer.
 
@@ -955,6 +998,9 @@ class MediaSession:
                     await self._receive_task
             if self._source_started:
                 await self._track.source.stop()
+            music, self._track.hold_source = self._track.hold_source, None
+            if music is not None:
+                await music.stop()
             for sink in list(self._sinks):
                 self.remove_sink(sink)
             self._dtmf_listeners.clear()
