@@ -30,6 +30,7 @@ __all__ = [
     "CallIncoming",
     "CallMuted",
     "CallProgress",
+    "CallRecovered",
     "CallResumed",
     "CallRinging",
     "CallUnmuted",
@@ -37,6 +38,8 @@ __all__ = [
     "MediaWarning",
     "PhoneEvent",
     "PhoneStatus",
+    "Reconnected",
+    "Reconnecting",
     "RegistrationState",
     "RegistrationStateChanged",
     "TransportStateChanged",
@@ -104,6 +107,41 @@ class TransportStateChanged(PhoneEvent):
     connected: bool
     error: str = ""
     retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class Reconnecting(PhoneEvent):
+    """The WebSocket to the server was lost (or a new attempt to open it failed) after it
+    had been open, and the phone will try again: published with the
+    :class:`TransportStateChanged` that reports the loss.
+
+    Calls go on meanwhile: their media does not travel over the WebSocket. Once the phone
+    is connected and registered again, each live call refreshes its dialog
+    (:class:`CallRecovered`, or :class:`CallEnded` naming why it could not be kept).
+
+    Attributes:
+        error: what went wrong (the close code and reason, a refused connection ...).
+        retry_in: seconds until the next connection attempt.
+        calls: how many calls were live when it was published.
+    """
+
+    error: str
+    retry_in: float
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class Reconnected(PhoneEvent):
+    """The WebSocket is open again after :class:`Reconnecting`; the REGISTER on it follows
+    (:class:`RegistrationStateChanged`), then each live call's dialog refresh.
+
+    Attributes:
+        downtime: seconds since the connection was lost.
+        attempts: connection attempts it took (1: the first attempt succeeded).
+    """
+
+    downtime: float
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -198,6 +236,21 @@ class MediaWarning(CallEvent):
     """
 
     reason: str
+
+
+@dataclass(frozen=True)
+class CallRecovered(CallEvent):
+    """The call's signalling is back after the connection to the server was lost: the far
+    end accepted our refresh of the dialog (a re-INVITE carrying our new Contact), so its
+    requests (a BYE, a re-INVITE) reach us again. When the refresh fails because the far
+    end or the server no longer has the call (481, 408, no answer), the call ends instead
+    (:class:`CallEnded` naming why).
+
+    Attributes:
+        reason: what was recovered from (``"reconnected"``).
+    """
+
+    reason: str = "reconnected"
 
 
 @dataclass(frozen=True)
