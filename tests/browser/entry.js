@@ -32,7 +32,8 @@ const peer = {
 };
 
 function emit(type, data) {
-  const event = Object.assign({ type, t: performance.now() }, data || {});
+  const now = performance.now();
+  const event = Object.assign({ type, t: now, wall: performance.timeOrigin + now }, data || {});
   peer.events.push(event);
   if (typeof window.__peerEvent === "function") {
     // Fire and forget; the binding is a Python callback.
@@ -293,6 +294,7 @@ function watchSession(session, direction) {
   session.stateChange.addListener((state) => {
     if (state === SessionState.Established) {
       attachRemoteAudio();
+      watchIce(session);
       emit("established", { direction });
     } else if (state === SessionState.Terminated) {
       if (peer.session === session) peer.session = undefined;
@@ -352,6 +354,7 @@ peer.register = async function register(wsUrl, aor, authUser, password, displayN
       },
       onDisconnect(error) {
         emit("disconnected", { error: error ? String(error.message || error) : null });
+        if (error && peer.recovery.reconnect) void reconnectAfterLoss();
       },
     },
   });
@@ -528,6 +531,153 @@ peer.state = function state() {
       return t ? t.currentDirection : null;
     })(),
   };
+};
+
+// ---------------------------------------------------------------------------------------------
+// Field recovery (bench/field_recovery.py): what a SIP.js application writes itself, since
+// SIP.js 0.21 does none of it on its own.  Off unless peer.setRecovery() turns it on.
+//
+// * reconnect: on a transport lost with an error, ua.reconnect() at once (then every
+//   retryMs), and REGISTER again once connected (SIP.js's "reconnection" guide, without its
+//   4 s first delay).
+// * refreshTarget: after that, a re-INVITE in the call so the far end's dialog target
+//   names the new connection (RFC 5626-less target refresh; browsers' SIP stacks don't).
+// * iceRestart: when the peer connection's ICE state goes "disconnected" or "failed", a
+//   re-INVITE with offerOptions.iceRestart (Chromium restarts ICE only when asked).
+// Each step is emitted with its page time `t` and epoch milliseconds `wall`.
+
+peer.recovery = { reconnect: false, refreshTarget: false, iceRestart: false, retryMs: 500 };
+peer.setRecovery = function setRecovery(options) {
+  Object.assign(peer.recovery, options || {});
+  return Object.assign({}, peer.recovery);
+};
+
+const wall = () => performance.timeOrigin + performance.now();
+
+function reinvite(options, kind) {
+  const session = peer.session;
+  if (!session || session.state !== SessionState.Established) return Promise.resolve(null);
+  const sent = wall();
+  return new Promise((resolve) => {
+    const done = (status) => {
+      emit(kind, { status, sent_wall: sent, wall: wall() });
+      resolve(status);
+    };
+    session
+      .invite({
+        sessionDescriptionHandlerOptions: options,
+        requestDelegate: {
+          onAccept: (r) => done(r.message.statusCode),
+          onReject: (r) => done(r.message.statusCode),
+        },
+      })
+      .catch((e) => {
+        emit("log", { level: "error", content: `${kind}: ${e}` });
+        resolve(null);
+      });
+  });
+}
+
+let reconnecting = false;
+async function reconnectAfterLoss() {
+  if (reconnecting) return;
+  reconnecting = true;
+  try {
+    while (peer.ua && !peer.ua.isConnected()) {
+      try {
+        await peer.ua.reconnect();
+      } catch (e) {
+        await sleep(peer.recovery.retryMs);
+      }
+    }
+    if (!peer.ua) return;
+    emit("reconnected", { wall: wall() });
+    if (peer.registerer) {
+      await new Promise((resolve) => {
+        peer.registerer
+          .register({
+            requestDelegate: {
+              onAccept: (r) => resolve(emit("reregistered", { status: r.message.statusCode, wall: wall() })),
+              onReject: (r) => resolve(emit("register_failed", { status: r.message.statusCode, wall: wall() })),
+            },
+          })
+          .catch((e) => resolve(emit("log", { level: "error", content: String(e) })));
+      });
+    }
+    if (peer.recovery.refreshTarget) await reinvite({}, "target_refresh");
+  } finally {
+    reconnecting = false;
+  }
+}
+
+function watchIce(session) {
+  const pc = peerConnection();
+  if (!pc || pc.__watched) return;
+  pc.__watched = true;
+  let restarting = false;
+  pc.addEventListener("iceconnectionstatechange", async () => {
+    const state = pc.iceConnectionState;
+    emit("ice_state", { state, wall: wall() });
+    if (!peer.recovery.iceRestart || restarting || peer.session !== session) return;
+    if (state !== "disconnected" && state !== "failed") return;
+    restarting = true;
+    try {
+      await reinvite({ offerOptions: { iceRestart: true } }, "ice_restart");
+    } finally {
+      restarting = false;
+    }
+  });
+}
+
+// Tone monitor: every `everyMs`, the last ~21 ms of remote audio (AnalyserNode, 1024 samples)
+// -> [epoch ms, power at `hz` / total power (Goertzel), RMS].  takeToneLog() drains it.
+peer.toneLog = [];
+peer.startToneMonitor = function startToneMonitor(hz, everyMs) {
+  peer.stopToneMonitor();
+  const state = { analyser: null, trackId: null };
+  const buf = new Float32Array(1024);
+  peer.toneTimer = setInterval(() => {
+    const handler = sdh();
+    const stream = handler && handler.remoteMediaStream;
+    const track = stream && stream.getAudioTracks()[0];
+    if (!track) return;
+    attachRemoteAudio();
+    if (state.trackId !== track.id) {
+      const ctx = audioContext();
+      const source = ctx.createMediaStreamSource(new MediaStream([track]));
+      state.analyser = ctx.createAnalyser();
+      state.analyser.fftSize = buf.length;
+      source.connect(state.analyser);
+      state.trackId = track.id;
+    }
+    state.analyser.getFloatTimeDomainData(buf);
+    const rate = audioContext().sampleRate;
+    const coeff = 2 * Math.cos((2 * Math.PI * hz) / rate);
+    let s1 = 0;
+    let s2 = 0;
+    let energy = 0;
+    for (let i = 0; i < buf.length; i++) {
+      const s0 = buf[i] + coeff * s1 - s2;
+      s2 = s1;
+      s1 = s0;
+      energy += buf[i] * buf[i];
+    }
+    const n = buf.length;
+    const tonePower = (2 * (s1 * s1 + s2 * s2 - coeff * s1 * s2)) / (n * n);
+    const meanSquare = energy / n;
+    peer.toneLog.push([wall(), meanSquare > 0 ? tonePower / meanSquare : 0, Math.sqrt(meanSquare)]);
+  }, everyMs || 10);
+  return true;
+};
+peer.stopToneMonitor = function stopToneMonitor() {
+  if (peer.toneTimer) clearInterval(peer.toneTimer);
+  peer.toneTimer = undefined;
+  return true;
+};
+peer.takeToneLog = function takeToneLog() {
+  const out = peer.toneLog;
+  peer.toneLog = [];
+  return out;
 };
 
 window.peer = peer;

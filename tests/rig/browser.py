@@ -159,6 +159,10 @@ class BrowserHost:
             with the test CA works (browser only; the SDK must trust the CA instead).
         fake_audio_wav: Optional WAV for ``--use-file-for-fake-audio-capture`` (browser-wide:
             every phone without ``tone_hz`` then sends this file).
+        allow_loopback: Keep ``--allow-loopback-in-peer-connection`` (default).  Without it
+            WebRTC gathers only the namespace's other interfaces (e.g. a veth address a
+            test owns), so a test can take the media address away.
+        extra_flags: More Chromium flags, appended as given.
     """
 
     def __init__(
@@ -167,8 +171,12 @@ class BrowserHost:
         *,
         ignore_certificate_errors: bool = True,
         fake_audio_wav: Path | None = None,
+        allow_loopback: bool = True,
+        extra_flags: tuple[str, ...] = (),
     ) -> None:
         self.work_dir = Path(work_dir)
+        self.allow_loopback = allow_loopback
+        self.extra_flags = tuple(extra_flags)
         self.ignore_certificate_errors = ignore_certificate_errors
         self.fake_audio_wav = fake_audio_wav
         self.server: StaticServer | None = None
@@ -194,7 +202,12 @@ class BrowserHost:
     def flags(self) -> list[str]:
         """The exact Chromium command-line flags this host launches with."""
         profile = self.work_dir / "chromium-profile"
-        args = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+        base = [
+            f
+            for f in CHROMIUM_FLAGS
+            if self.allow_loopback or f != "--allow-loopback-in-peer-connection"
+        ]
+        args = [*base, *self.extra_flags, f"--user-data-dir={profile}"]
         if self.ignore_certificate_errors:
             args.append("--ignore-certificate-errors")
         if self.fake_audio_wav is not None:
@@ -561,3 +574,40 @@ class BrowserPhone:
     async def state(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("state")
         return result
+
+    # -- field recovery (bench/field_recovery.py) ---------------------------------------------
+
+    async def set_recovery(
+        self,
+        *,
+        reconnect: bool | None = None,
+        refresh_target: bool | None = None,
+        ice_restart: bool | None = None,
+    ) -> dict[str, Any]:
+        """Turn on the page's application-level recovery (SIP.js does none by itself):
+        ``reconnect`` (``ua.reconnect()`` then REGISTER after a lost WebSocket),
+        ``refresh_target`` (then a re-INVITE in the call), ``ice_restart`` (a re-INVITE with
+        ``iceRestart`` when ICE goes disconnected/failed).  Their steps are emitted as
+        ``reconnected``, ``target_refresh``, ``ice_state`` and ``ice_restart`` events (with
+        ``wall``, epoch ms)."""
+        options = {
+            key: value
+            for key, value in (
+                ("reconnect", reconnect),
+                ("refreshTarget", refresh_target),
+                ("iceRestart", ice_restart),
+            )
+            if value is not None
+        }
+        result: dict[str, Any] = await self._call("setRecovery", options)
+        return result
+
+    async def start_tone_monitor(self, hz: float, every_ms: int = 10) -> None:
+        """Sample the remote audio every ``every_ms`` (the last 1024 samples, ~21 ms): the
+        share of its power at ``hz`` (Goertzel) and its RMS, kept until taken."""
+        await self._call("startToneMonitor", hz, every_ms)
+
+    async def take_tone_log(self) -> list[tuple[float, float, float]]:
+        """The tone monitor's samples since the last call: ``(epoch seconds, tone share, rms)``."""
+        raw = await self._call("takeToneLog")
+        return [(float(t) / 1000.0, float(r), float(v)) for t, r, v in raw]
