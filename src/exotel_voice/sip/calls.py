@@ -976,7 +976,8 @@ class CallLayer:
         return True
 
     def answer_reinvite(self, call: CallSession, sdp: str | None, now: float) -> None:
-        """Answer the far end's pending re-INVITE with 200 OK (and ``sdp``)."""
+        """Answer the far end's pending re-INVITE, or UPDATE with an offer, with 200 OK (and
+        ``sdp``): :class:`ReInviteReceived` says which it was."""
         pending = call._reinvite_server
         if pending is None:
             raise InvalidState("no re-INVITE is waiting for an answer")
@@ -988,14 +989,15 @@ class CallLayer:
         response = make_response(
             request,
             200,
-            headers=[("Contact", str(call.local_contact)), ("Allow", ALLOW)],
+            headers=self._refresh_headers(call),
             body=sdp.encode() if sdp else b"",
             content_type=SDP if sdp else None,
         )
         self._send_response(call, response, now)
 
     def reject_reinvite(self, call: CallSession, now: float, status: int = 488) -> None:
-        """Decline the far end's pending re-INVITE (488 Not Acceptable Here by default)."""
+        """Decline the far end's pending re-INVITE or UPDATE offer (488 Not Acceptable Here
+        by default); the session goes on as it was."""
         pending = call._reinvite_server
         if pending is None:
             raise InvalidState("no re-INVITE is waiting for an answer")
@@ -1130,6 +1132,10 @@ class CallLayer:
         self.calls.pop(call.id, None)
         logger.info("= call %s ended by %s: %s %s", call.id, by, status or "", reason)
         self._events.append(CallEnded(call, by, status, reason))
+
+    def _refresh_headers(self, call: CallSession) -> list[tuple[str, str]]:
+        """The headers of our 2xx to a target-refresh request (re-INVITE, UPDATE)."""
+        return [("Contact", str(call.local_contact)), ("Allow", ALLOW)]
 
     @staticmethod
     def _send_response(call: CallSession, response: Response, now: float) -> None:
@@ -1530,12 +1536,8 @@ class CallLayer:
             self._send_response(call, make_response(request, 200), now)
             digit = parse_dtmf_relay(request.body) if request.content_type == DTMF_RELAY else None
             self._events.append(InfoReceived(call, request.content_type, request.body, digit))
-        elif method == "UPDATE" and not request.body:
-            self._send_response(
-                call,
-                make_response(request, 200, headers=[("Contact", str(call.local_contact))]),
-                now,
-            )
+        elif method == "UPDATE":
+            self._on_update(call, request, tx, now)
         elif method in ("NOTIFY", "MESSAGE"):
             self._send_response(call, make_response(request, 200), now)
         elif method not in KNOWN_METHODS:
@@ -1545,6 +1547,48 @@ class CallLayer:
                 call, make_response(request, 405, headers=[("Allow", ALLOW)]), now
             )
         return True
+
+    def _on_update(
+        self, call: CallSession, request: Request, tx: ServerTransaction, now: float
+    ) -> None:
+        """An UPDATE in an early or confirmed dialog (RFC 3311)."""
+        if not call.active or call.state is SessionState.TERMINATING:
+            self._send_response(call, make_response(request, 481), now)
+            return
+        if not request.body:
+            # A target (or session) refresh: nothing to negotiate (§5.2).
+            call._target_stale = False  # our 200 carries our Contact
+            response = make_response(request, 200, headers=self._refresh_headers(call))
+            self._send_response(call, response, now)
+            return
+        sdp = _sdp_of(request)
+        if sdp is None:
+            self._send_response(
+                call, make_response(request, 415, headers=[("Accept", SDP)]), now
+            )
+            return
+        ours_pending = call._reinvite_tx is not None or (
+            call.direction == "outgoing"
+            and call.state in (SessionState.CALLING, SessionState.EARLY)
+            and call.remote_sdp is None
+        )
+        if ours_pending:
+            # §5.2: "If an UPDATE is received that contains an offer, and the UAS has
+            # generated an offer [...] to which it has not yet received an answer, the UAS
+            # MUST reject the UPDATE with a 491 response."
+            self._send_response(call, make_response(request, 491), now)
+            return
+        if call._reinvite_server is not None or call.state is SessionState.INCOMING:
+            # §5.2: "if an UPDATE is received that contains an offer, and the UAS has
+            # received an offer [...] to which it has not yet generated an answer, the UAS
+            # MUST reject the UPDATE with a 500 response, and MUST include a Retry-After
+            # header field with a randomly chosen value between 0 and 10 seconds."
+            retry = ("Retry-After", str(int(self._rng() * 10)))
+            self._send_response(call, make_response(request, 500, headers=[retry]), now)
+            return
+        call._reinvite_server = (request, tx)
+        call.remote_sdp = sdp
+        self._events.append(ReInviteReceived(call, sdp, "UPDATE"))
 
     def _call_for(self, connection: SipConnection, request: Request) -> CallSession | None:
         call_id = request.call_id

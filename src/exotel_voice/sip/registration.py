@@ -83,7 +83,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOW = "INVITE,ACK,CANCEL,BYE,INFO,OPTIONS,UPDATE,NOTIFY,REFER,MESSAGE"
+#: The methods we answer (RFC 3261 §20.5): every one gets a real answer, never 405/501.
+ALLOW = "INVITE,ACK,CANCEL,BYE,INFO,OPTIONS,UPDATE,NOTIFY,MESSAGE"
 
 
 class RegistrationState(enum.StrEnum):

@@ -456,7 +456,8 @@ class UserAgent:
                 self._pull_call_events()
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
-        """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 501/481/405 for the rest."""
+        """Requests outside any call: OPTIONS, MESSAGE, NOTIFY; 501/481/405 for the rest
+        (405 only for methods that ``Allow`` does not list)."""
         request = event.request
         if request.method == "ACK" or event.transaction is None:
             return
@@ -466,7 +467,9 @@ class UserAgent:
             response = make_response(request, 200)
         elif request.method not in KNOWN_METHODS:
             response = make_response(request, 501)
-        elif request.to.tag is not None:
+        elif request.to.tag is not None or request.method in ("BYE", "INFO", "UPDATE", "PRACK"):
+            # These exist only inside a dialog (RFC 3261 §15.1.2, RFC 6086 §4.2.1, RFC 3311):
+            # outside one they name a call we do not have.
             response = make_response(request, 481)
         else:
             response = make_response(request, 405, headers=[("Allow", ALLOW)])
