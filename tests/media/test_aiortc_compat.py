@@ -87,7 +87,7 @@ def test_off_forces_every_fallback_but_the_gathering_policy() -> None:
     features, _, warning = compat.check("OFF", CHECKED)
     assert features == compat.Features(
         rtp_tap=False, lean_path=False, direct_receive=False, direct_send=False,
-        early_selection=False, reoffer=False, rollback=False,
+        early_selection=False, reoffer=False, rollback=False, ice_restart=False,
     )
     assert warning is not None and f"forced by {compat.ENV}=off" in warning
 

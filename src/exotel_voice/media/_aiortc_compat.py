@@ -60,6 +60,25 @@ Feature by feature (private access / fallback / what the user loses):
     *Fallback*: our own state is rolled back; aiortc keeps its pending offer.
     *Lost*: after a rejected re-offer, answering the far end's re-INVITE raises
     :class:`MediaError` (media keeps flowing; a new re-offer still works).
+``ice_restart`` (needs ``gathering``)
+    *Access*: ``RTCIceTransport._connection``, ``._recv``, ``._send``, ``._monitor()`` and
+    its ``__monitor_task``; ``RTCIceGatherer._connection``, ``._remote_candidates_end``;
+    ``Connection._queue``, ``._nominated``, ``._event_waiter``, ``._components``,
+    ``._use_ipv4``, ``._use_ipv6``, ``._transport_policy``.
+    *How*: aiortc has no ``restartIce()``, and its ICE transport starts checks only once.
+    :func:`arm_ice_restart` gathers a new aioice ``Connection`` (new ufrag and pwd, the
+    host's current addresses) and puts it in place of the old one behind the gatherer and
+    the transport, so the next SDP aiortc writes carries the new credentials and
+    candidates; the DTLS transport, its certificate and the SRTP keys stay.  The two
+    connections share one receive queue and the transport's ``_recv``/``_send`` follow
+    whichever has a selected pair, so media keeps flowing on the old pair until the new
+    one is up (RFC 8445 §9).  :func:`start_ice_restart_checks` runs the new connection's
+    checks with the far end's (new) credentials; on success the old connection is closed
+    without waking the DTLS receive task, on failure the old one is put back.
+    *Fallback*: none: no ICE restart (``MediaSession.restart_ice`` raises
+    :class:`MediaError`); after a network change the call stays on the pair it has, and
+    if that pair is gone no audio flows until the call ends.
+    *Lost*: calls that survive an address change.
 
 The environment variable :data:`ENV` (``EXOTEL_VOICE_AIORTC_COMPAT``), read once at
 import, overrides the check:
@@ -82,7 +101,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pylibsrtp
@@ -103,7 +122,11 @@ __all__ = [
     "Features",
     "check",
     "discard_local_offer",
+    "IceRestart",
+    "abandon_ice_restart",
+    "arm_ice_restart",
     "ice_connection",
+    "ice_restart_of",
     "install_early_selection",
     "negotiated_codecs",
     "negotiated_header_extensions",
@@ -114,6 +137,7 @@ __all__ = [
     "sender_ssrc",
     "set_sender_report",
     "shadow_rtp",
+    "start_ice_restart_checks",
     "stop_decoder",
     "take_datagrams",
     "unshadow_rtp",
@@ -143,6 +167,7 @@ class Features:
     gathering: bool = True
     reoffer: bool = True
     rollback: bool = True
+    ice_restart: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,6 +265,22 @@ NEEDS: dict[str, tuple[_Need, ...]] = {
         _Attribute(RTCPeerConnection, "_RTCPeerConnection__pendingLocalDescription"),
         _Method(RTCPeerConnection, "_RTCPeerConnection__setSignalingState", ("state",)),
     ),
+    "ice_restart": (
+        _Attribute(RTCIceTransport, "_connection"),
+        _Attribute(RTCIceTransport, "_recv"),
+        _Attribute(RTCIceTransport, "_send"),
+        _Attribute(RTCIceTransport, "_RTCIceTransport__monitor_task"),
+        _Method(RTCIceTransport, "_monitor", ()),
+        _GATHERER_CONNECTION,
+        _Attribute(RTCIceGatherer, "_remote_candidates_end"),
+        _Attribute(Connection, "_queue"),
+        _NOMINATED,
+        _Attribute(Connection, "_event_waiter"),
+        _Attribute(Connection, "_components"),
+        _Attribute(Connection, "_use_ipv4"),
+        _Attribute(Connection, "_use_ipv6"),
+        _Attribute(Connection, "_transport_policy"),
+    ),
 }
 
 #: Features that cannot work without another one.
@@ -248,6 +289,7 @@ _DEPENDS = {
     "direct_receive": "lean_path",
     "direct_send": "lean_path",
     "rollback": "reoffer",
+    "ice_restart": "gathering",
 }
 
 
@@ -425,37 +467,52 @@ def take_datagrams(
     connection = getattr(getattr(dtls, "transport", None), "_connection", None)
     if connection is None or "data_received" in vars(connection):
         return None
-    original: Callable[[bytes, int], None] = connection.data_received
     pending: set[asyncio.Future[None]] = set()
+    shadowed: list[Any] = []
 
-    def data_received(data: bytes, component: int) -> None:
-        srtp = dtls._rx_srtp
-        if (
-            srtp is None
-            or not data
-            or not 127 < data[0] < 192
-            or (len(data) >= 2 and 192 <= data[1] <= 223)  # RTCP (RFC 5761 §4)
-            or dtls._state is not DtlsState.CONNECTED
-        ):
-            original(data, component)
-            return
-        try:
-            plain = srtp.unprotect(data)
-        except pylibsrtp.Error:
-            return  # aiortc drops these too (replays, bad authentication tags)
-        dtls._RTCDtlsTransport__rx_bytes += len(data)
-        dtls._RTCDtlsTransport__rx_packets += 1
-        if not take(plain):
-            future = asyncio.ensure_future(route(plain, current_ms()))
-            pending.add(future)
-            future.add_done_callback(pending.discard)
+    def install(connection: Any) -> None:
+        original: Callable[[bytes, int], None] = connection.data_received
+
+        def data_received(data: bytes, component: int) -> None:
+            srtp = dtls._rx_srtp
+            if (
+                srtp is None
+                or not data
+                or not 127 < data[0] < 192
+                or (len(data) >= 2 and 192 <= data[1] <= 223)  # RTCP (RFC 5761 §4)
+                or dtls._state is not DtlsState.CONNECTED
+            ):
+                original(data, component)
+                return
+            try:
+                plain = srtp.unprotect(data)
+            except pylibsrtp.Error:
+                return  # aiortc drops these too (replays, bad authentication tags)
+            dtls._RTCDtlsTransport__rx_bytes += len(data)
+            dtls._RTCDtlsTransport__rx_packets += 1
+            if not take(plain):
+                future = asyncio.ensure_future(route(plain, current_ms()))
+                pending.add(future)
+                future.add_done_callback(pending.discard)
+
+        connection.data_received = data_received
+        shadowed.append(connection)
 
     def undo() -> None:
-        if "data_received" in vars(connection):
-            del connection.data_received
+        for connection in shadowed:
+            if "data_received" in vars(connection):
+                del connection.data_received
+        shadowed.clear()
+        if vars(dtls).get(_RESHADOW) is install:
+            delattr(dtls, _RESHADOW)
 
-    connection.data_received = data_received
+    install(connection)
+    # An ICE restart (below) gives the transport a new connection: it is shadowed too.
+    setattr(dtls, _RESHADOW, install)
     return undo
+
+
+_RESHADOW = "_exotel_voice_take_datagrams"
 
 
 # -- gathering / early_selection ----------------------------------------------------
@@ -566,3 +623,253 @@ def discard_local_offer(pc: Any) -> bool:
     pc._RTCPeerConnection__pendingLocalDescription = None
     pc._RTCPeerConnection__setSignalingState("stable")
     return True
+
+
+# -- ice_restart ---------------------------------------------------------------------
+
+_RESTART = "_exotel_voice_ice_restart"
+
+
+class _KeepOpen:
+    """The old connection's receive queue during a restart: its datagrams go to the shared
+    queue, its end-of-connection marker (``None``, put by ``close()``) does not, so the
+    DTLS transport's receive task never sees the old connection end."""
+
+    def __init__(self, shared: asyncio.Queue[Any]) -> None:
+        self.shared = shared
+
+    def put_nowait(self, item: Any) -> None:
+        if item is not None:
+            self.shared.put_nowait(item)
+
+
+@dataclass(eq=False)
+class IceRestart:
+    """One ICE restart of one ICE transport (see :func:`arm_ice_restart`).
+
+    Attributes:
+        old: the aioice connection in use before the restart (media stays on it until
+            the new one has a pair).
+        new: the connection gathered for the restart (new ufrag/pwd and candidates).
+        outcome: ``None`` once the new connection has a pair, or why the restart failed
+            (the checks failed or timed out, a newer restart replaced it).
+        task: the new connection's checks, once started.
+    """
+
+    transport: Any
+    old: Any
+    new: Any
+    outcome: asyncio.Future[str | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    task: asyncio.Task[bool] | None = None
+
+    def _finish(self, reason: str | None) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(reason)
+
+    @property
+    def started(self) -> bool:
+        """Whether the checks of the new connection were started."""
+        return self.task is not None
+
+    @property
+    def local_username(self) -> str:
+        """The new ufrag (what our next SDP carries)."""
+        return str(self.new.local_username)
+
+
+def _ice_transport(transceiver: Any) -> Any:
+    return transceiver.receiver.transport.transport
+
+
+def ice_restart_of(transceiver: Any) -> IceRestart | None:
+    """The restart armed on ``transceiver``'s ICE transport and not finished, if any."""
+    restart = vars(_ice_transport(transceiver)).get(_RESTART)
+    return restart if isinstance(restart, IceRestart) else None
+
+
+def _install_proxies(transport: Any, shared: asyncio.Queue[Any]) -> None:
+    """The transport's ``_recv``/``_send`` (what DTLS calls) read the queue every connection
+    of the transport feeds, and send on the connection that has a pair."""
+    if "_exotel_voice_proxied" in vars(transport):
+        return
+
+    async def recv() -> bytes:
+        item = await shared.get()
+        if item is None:
+            raise ConnectionError("Connection lost while receiving data")
+        return bytes(item[0])
+
+    async def send(data: bytes) -> None:
+        connection = transport._connection
+        restart = vars(transport).get(_RESTART)
+        if not connection._nominated and restart is not None and restart.old._nominated:
+            connection = restart.old  # the new pair is not up yet: keep the old one
+        await connection.send(data)
+
+    transport._recv = recv
+    transport._send = send
+    transport._exotel_voice_proxied = True
+
+
+def _unwatch(transport: Any) -> None:
+    task = transport._RTCIceTransport__monitor_task
+    if task is not None and not task.done():
+        task.cancel()
+
+
+def _watch(transport: Any, connection: Any) -> None:
+    """Point aiortc's monitor of ``transport`` (ICE failed when the connection closes) at
+    ``connection``."""
+    _unwatch(transport)
+    if connection._event_waiter is not None and not connection._event_waiter.done():
+        connection._event_waiter = None  # left by a cancelled monitor: one waiter at a time
+    transport._RTCIceTransport__monitor_task = asyncio.ensure_future(transport._monitor())
+
+
+def _swap(transport: Any, connection: Any) -> None:
+    transport._connection = connection
+    transport.iceGatherer._connection = connection
+
+
+async def arm_ice_restart(
+    transceiver: Any, prepare: Callable[[Any], None]
+) -> IceRestart | None:
+    """Gather a new ICE connection for ``transceiver`` and put it in place (``ice_restart``).
+
+    The new aioice ``Connection`` has the old one's role and servers, new credentials, and
+    ``prepare(connection)`` is called before it gathers (the gathering policy).  From now on
+    aiortc's SDP carries its ufrag, pwd and candidates, and remote candidates go to it;
+    media stays on the old pair.  A restart already armed whose checks have not started is
+    replaced (its connection closed); one whose checks are running is returned as it is.
+
+    Returns:
+        The restart, or ``None`` if ``ice_restart`` is off or the transport never connected.
+    """
+    if not FEATURES.ice_restart:
+        return None
+    transport = _ice_transport(transceiver)
+    current = ice_restart_of(transceiver)
+    if current is not None and current.started:
+        return current
+    if current is not None:
+        _unwatch(transport)
+        await _drop(current.new)
+        current._finish("replaced by a newer ICE restart")
+        old = current.old
+    else:
+        old = transport._connection
+    if transport.state == "closed" or not old._nominated:
+        if current is not None:  # the dropped restart's connection is gone: back to old
+            _swap(transport, old)
+            _watch(transport, old)
+            delattr(transport, _RESTART)
+        return None
+    new = Connection(
+        ice_controlling=old.ice_controlling,
+        components=len(old._components) or 1,
+        stun_server=old.stun_server,
+        turn_server=old.turn_server,
+        turn_username=old.turn_username,
+        turn_password=old.turn_password,
+        turn_ssl=old.turn_ssl,
+        turn_transport=old.turn_transport,
+        use_ipv4=old._use_ipv4,
+        use_ipv6=old._use_ipv6,
+        transport_policy=old._transport_policy,
+    )
+    prepare(new)
+    await new.gather_candidates()
+    if current is None:
+        shared = old._queue
+        old._queue = _KeepOpen(shared)
+    else:
+        shared = old._queue.shared
+    new._queue = shared
+    restart = IceRestart(transport=transport, old=old, new=new)
+    _install_proxies(transport, shared)
+    _swap(transport, new)
+    transport.iceGatherer._remote_candidates_end = False
+    reshadow = vars(transceiver.receiver.transport).get(_RESHADOW)
+    if reshadow is not None:
+        reshadow(new)
+    setattr(transport, _RESTART, restart)
+    _watch(transport, new)
+    return restart
+
+
+def start_ice_restart_checks(
+    restart: IceRestart,
+    *,
+    username: str,
+    password: str,
+    lite: bool = False,
+    timeout: float = 10.0,
+) -> bool:
+    """Run the armed restart's checks with the far end's credentials (from its answer, or
+    from its offer when the far end restarts).
+
+    On success the old connection is closed (quietly: the DTLS transport goes on) and the
+    restart is finished; on failure (or no pair within ``timeout`` seconds) the new
+    connection is closed and the old one put back (if its pair still works, media goes on
+    there).  :attr:`IceRestart.outcome` tells which.
+
+    Returns:
+        ``False`` if the checks had already been started.
+    """
+    if restart.started:
+        return False
+    new, transport = restart.new, restart.transport
+    new.remote_username = username
+    new.remote_password = password
+    new.remote_is_lite = lite
+
+    async def run() -> bool:
+        reason: str | None = None
+        try:
+            await asyncio.wait_for(new.connect(), timeout)
+        except TimeoutError:
+            reason = f"no candidate pair succeeded within {timeout:g} s"
+        except ConnectionError as exc:
+            reason = str(exc) or type(exc).__name__
+        except Exception as exc:  # aioice's own failures: report, keep the old pair
+            reason = f"{type(exc).__name__}: {exc}"
+        if vars(transport).get(_RESTART) is restart:
+            delattr(transport, _RESTART)
+        if reason is None:
+            restart._finish(None)
+            old = restart.old
+            old._queue = asyncio.Queue()  # detached: its close() wakes nobody
+            await old.close()
+        else:
+            new._queue = asyncio.Queue()
+            if transport.state != "closed":
+                _swap(transport, restart.old)
+                _watch(transport, restart.old)
+            await new.close()
+        restart._finish(reason)
+        return reason is None
+
+    restart.task = asyncio.ensure_future(run())
+    return True
+
+
+async def _drop(connection: Any) -> None:
+    """Close a connection that shares the transport's queue without ending it."""
+    connection._queue = asyncio.Queue()
+    await connection.close()
+
+
+
+async def abandon_ice_restart(transceiver: Any) -> None:
+    """The session is closing: stop an armed restart's checks and close the connection
+    aiortc does not know about (the old one; aiortc closes the one in place)."""
+    restart = ice_restart_of(transceiver)
+    if restart is None:
+        return
+    delattr(restart.transport, _RESTART)
+    if restart.task is not None:
+        restart.task.cancel()
+    restart._finish("the media session was closed")
+    await _drop(restart.old)

@@ -31,6 +31,21 @@ same address family and the same scope (loopback or not; aioice pairs only candi
 the same family). A host that offers only 127.0.0.1 to a far end on a public address gets
 a call that connects in SIP and carries no audio; the session warns at once instead.
 
+ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): aiortc has no ``restartIce()``.
+:func:`restart` gathers a new aioice connection with a new ufrag and pwd on the host's
+addresses of now (or :attr:`IceConfig.host_addresses`) and puts it behind the peer
+connection's ICE transport (:func:`~exotel_voice.media._aiortc_compat.arm_ice_restart`):
+the next offer aiortc writes carries the new ``a=ice-ufrag``, ``a=ice-pwd`` and
+candidates, while the DTLS association (certificate, fingerprint, ``a=setup`` role) and
+the SRTP keys stay, as RFC 8842 §5 allows for an ICE restart.  The connectivity checks
+start when the far end's answer is applied, with its (new) credentials; media stays on the
+old pair until a new one is selected, then moves.  The far end may restart too: an offer
+whose ``a=ice-ufrag``/``a=ice-pwd`` differ from its previous ones is an ICE restart, and we
+restart as well, so our answer carries new credentials (RFC 8839 §4.4.1.1.1 requires
+it).  Both are done by shadowing the peer connection's ``setRemoteDescription`` (an
+instance attribute, installed with the gathering policy), which knows the remote
+credentials before and after.  The ICE roles do not change.
+
 The aiortc/aioice internals (reaching the aioice ``Connection`` behind a transceiver,
 and the early selection itself) live in :mod:`exotel_voice.media._aiortc_compat`,
 which checks them at import.  Without them the policy is not applied (aiortc's own
@@ -39,19 +54,34 @@ gathering) and early selection is not done (aioice waits for the nomination).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration, RTCIceServer, sdp as aiortc_sdp
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from . import _aiortc_compat as compat, _sdp
 from .config import IceConfig
 
 
-__all__ = ["apply_gathering_policy", "reachability_problem", "rtc_configuration", "select_early"]
+__all__ = [
+    "apply_gathering_policy",
+    "reachability_problem",
+    "restart",
+    "restart_available",
+    "rtc_configuration",
+    "select_early",
+]
+
+logger = logging.getLogger(__name__)
 
 _MARK = "_exotel_voice_gathering_policy"
+_RESTARTS = "_exotel_voice_ice_restarts"
+
+#: Seconds the checks of an ICE restart may take before the restart is reported failed.
+RESTART_TIMEOUT = 10.0
 
 
 def rtc_configuration(config: IceConfig) -> Any:
@@ -75,6 +105,7 @@ def apply_gathering_policy(pc: Any, config: IceConfig) -> int:
     hooked by this call.
     """
     hooked = 0
+    _follow_remote_restarts(pc, config)
     for transceiver in pc.getTransceivers():
         connection = compat.ice_connection(transceiver)
         if connection is None or getattr(connection, _MARK, False):
@@ -102,6 +133,110 @@ def _hook(connection: Any, config: IceConfig) -> None:
     if config.early_selection:
         select_early(connection)
     setattr(connection, _MARK, True)
+
+
+def restart_available() -> bool:
+    """Whether ICE restart can be done here (the ``ice_restart`` feature of
+    :mod:`~exotel_voice.media._aiortc_compat`)."""
+    return compat.FEATURES.ice_restart
+
+
+async def restart(pc: Any, config: IceConfig) -> list[asyncio.Future[str | None]]:
+    """Arm an ICE restart on every ICE transport of ``pc`` (module docstring).
+
+    Gathers new candidates at once (within :attr:`IceConfig.gather_timeout`); the next
+    offer ``pc`` makes carries them with new credentials, and the checks start when the
+    answer is applied.  Calling it again before the answer gathers again.
+
+    Returns:
+        One future per transport, resolved with ``None`` once the new pair is selected or
+        with why the restart failed; empty if nothing could be restarted (the feature is
+        off, or the transport never connected).
+    """
+    _follow_remote_restarts(pc, config)
+    outcomes = []
+    for transceiver in pc.getTransceivers():
+        armed = await compat.arm_ice_restart(transceiver, lambda c: _hook(c, config))
+        if armed is not None:
+            outcomes.append(armed.outcome)
+    return outcomes
+
+
+def _ice_parameters(sdp: str, mid: str | None) -> Any | None:
+    """aiortc's ``RTCIceParameters`` of the media section ``mid`` of ``sdp``."""
+    try:
+        description = aiortc_sdp.SessionDescription.parse(sdp)
+    except Exception:  # a broken SDP is aiortc's to refuse
+        return None
+    for media in description.media:
+        if media.rtp.muxId == mid or mid is None:
+            return media.ice
+    return None
+
+
+def _credentials(parameters: Any | None) -> tuple[str, str] | None:
+    if parameters is None or not parameters.usernameFragment or not parameters.password:
+        return None
+    return str(parameters.usernameFragment), str(parameters.password)
+
+
+def _follow_remote_restarts(pc: Any, config: IceConfig) -> None:
+    """Shadow ``pc.setRemoteDescription`` to restart with the far end and to start the checks
+    of our own restart when its answer arrives (module docstring).  Once per ``pc``."""
+    if _RESTARTS in vars(pc):
+        return
+    setattr(pc, _RESTARTS, True)
+    original_set_remote = pc.setRemoteDescription
+    original_close = pc.close
+    warned: list[bool] = []
+
+    async def set_remote_description(description: Any) -> None:
+        before = pc.remoteDescription
+        if description.type == "offer" and before is not None:
+            for transceiver in pc.getTransceivers():
+                was = _credentials(_ice_parameters(before.sdp, transceiver.mid))
+                now = _credentials(_ice_parameters(description.sdp, transceiver.mid))
+                if was is None or now is None or was == now:
+                    continue
+                if compat.ice_restart_of(transceiver) is not None:
+                    continue
+                armed = await compat.arm_ice_restart(transceiver, lambda c: _hook(c, config))
+                if armed is None and not warned:
+                    warned.append(True)
+                    logger.warning(
+                        "! the far end restarted ICE (new ice-ufrag/ice-pwd) but ICE restart "
+                        "is unavailable here (see EXOTEL_VOICE_AIORTC_COMPAT in "
+                        "docs/media.md): media stays on the current pair"
+                    )
+        await original_set_remote(description)
+        local = pc.localDescription
+        for transceiver in pc.getTransceivers():
+            armed = compat.ice_restart_of(transceiver)
+            if armed is None or armed.started:
+                continue
+            if description.type == "answer":
+                ours = _credentials(_ice_parameters(local.sdp, transceiver.mid)) if local else None
+                if ours is None or ours[0] != armed.local_username:
+                    continue  # the answer to an offer made before the restart was armed
+            parameters = _ice_parameters(description.sdp, transceiver.mid)
+            theirs = _credentials(parameters)
+            if theirs is None:
+                continue
+            compat.start_ice_restart_checks(
+                armed,
+                username=theirs[0],
+                password=theirs[1],
+                lite=bool(getattr(parameters, "iceLite", False)),
+                timeout=RESTART_TIMEOUT,
+            )
+
+    async def close() -> None:
+        for transceiver in pc.getTransceivers():
+            await compat.abandon_ice_restart(transceiver)
+        await original_close()
+
+    pc.setRemoteDescription = set_remote_description
+    pc.close = close
 
 
 def select_early(connection: Any) -> bool:
