@@ -75,7 +75,13 @@ from ..exceptions import AudioSourceError, InvalidState, MediaError
 from . import _aiortc_compat as compat, _sdp
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits
-from .ice import apply_gathering_policy, reachability_problem, rtc_configuration
+from .ice import (
+    apply_gathering_policy,
+    reachability_problem,
+    restart as ice_restart,
+    restart_available,
+    rtc_configuration,
+)
 from .jitter import LeanReceiver, ReceiveStats
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
 from .sender import LeanSender, SendClock
@@ -387,6 +393,38 @@ class MediaSession:
                 raise
             self._set_state(MediaState.OFFERING)
             return sdp
+
+    async def restart_ice(self) -> asyncio.Future[str | None]:
+        """Arm an ICE restart (RFC 8445 §9) on the host's addresses of now.
+
+        New ICE credentials and candidates are gathered at once; the next offer
+        (:meth:`create_reoffer`, in a re-INVITE) carries them with the same DTLS
+        fingerprint and SRTP keys, and the connectivity checks start when its answer is
+        applied (:meth:`set_answer`).  Media stays on the current pair until a new one is
+        selected.  See :mod:`exotel_voice.media.ice`.
+
+        Returns:
+            A future resolved with ``None`` once media has moved to the new pair, or with
+            the reason the restart failed.
+
+        Raises:
+            InvalidState: no exchange has completed yet, or the session is closed.
+            MediaError: ICE restart is unavailable (the aiortc internals it needs are
+                missing, or ``EXOTEL_VOICE_AIORTC_COMPAT=off``), or the media connection was
+                never established.
+        """
+        async with self._lock:
+            if self._negotiated is None or self._state is MediaState.CLOSED:
+                raise InvalidState(f"cannot restart ICE in media state {self._state.name}")
+            if not restart_available():
+                raise MediaError(
+                    "ICE restart is unavailable: the aiortc internals it needs are missing or "
+                    "turned off (see EXOTEL_VOICE_AIORTC_COMPAT in docs/media.md)"
+                )
+            outcomes = await ice_restart(self._pc, self.config.ice)
+            if not outcomes:
+                raise MediaError("cannot restart ICE: the media connection was never established")
+            return outcomes[0]
 
     async def rollback(self) -> bool:
         """Abandon our pending re-offer and return to the last negotiated state.
