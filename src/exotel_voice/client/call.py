@@ -31,6 +31,7 @@ from .events import (
     CallHeld,
     CallMuted,
     CallProgress,
+    CallRecovered,
     CallResumed,
     CallRinging,
     CallUnmuted,
@@ -159,6 +160,8 @@ class Call:
         self._muted = False
         self._on_hold = False
         self._ring_reported = False
+        # The dialog refresh after a reconnect (core.TargetRefreshNeeded), while it runs.
+        self._refresh_task: asyncio.Task[None] | None = None
         self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
         self._codec: Codec | None = None
@@ -672,7 +675,46 @@ class Call:
             self._publish(kind(self.phone.name, self, event.status, event.reason))
         elif isinstance(event, core.InfoReceived) and event.digit is not None:
             self._on_dtmf(event.digit, "info")
+        elif isinstance(event, core.TargetRefreshNeeded):
+            self._start_target_refresh(event.reason)
+            return
         self._media.handle(event)
+
+    def _start_target_refresh(self, reason: str) -> None:
+        """The call moved to a new connection: refresh the far end's target (see
+        :meth:`_refresh_target`). Held by the call until done (the loop keeps tasks weakly)."""
+        if self._refresh_task is not None and not self._refresh_task.done():
+            return
+        self._refresh_task = asyncio.get_running_loop().create_task(
+            self._refresh_target(reason), name=f"exotel-voice refresh {self.id}"
+        )
+
+    async def _refresh_target(self, reason: str) -> None:
+        """A re-INVITE offering the session as it is (on hold or not) through the call's
+        re-offer path, so its answer is applied like any other; it carries our new Contact.
+
+        Success publishes :class:`CallRecovered`. When the far end or the server no longer
+        has the call (481, 408, no answer) the call layer ends the call (:class:`CallEnded`
+        naming why); another refusal (488 ...) keeps the call and is logged.
+        """
+        direction = "sendonly" if self._on_hold else "sendrecv"
+        for _ in range(50):  # a re-offer of the application's may be finishing: wait for it
+            if self.ended or self._session.state is not SessionState.ESTABLISHED:
+                return
+            try:
+                await self._media.reoffer(direction, lambda: None, what="refresh")
+            except InvalidState:
+                await asyncio.sleep(0.1)
+                continue
+            except SipError as exc:
+                if not self.ended:
+                    logger.warning("! %s: the dialog refresh after the reconnect failed: %s",
+                                   self.id, exc)
+                return
+            if not self.ended:
+                logger.info("= %s: dialog refreshed after the reconnect", self.id)
+                self._publish(CallRecovered(self.phone.name, self, reason))
+            return
 
     def _on_ended(self, by: str, status: int | None, reason: str) -> asyncio.Task[None] | None:
         """Mark the call ended and publish it; returns the task closing its media, if any,

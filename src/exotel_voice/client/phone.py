@@ -54,6 +54,8 @@ from .events import (
     CallRinging,
     PhoneEvent,
     PhoneStatus,
+    Reconnected,
+    Reconnecting,
     RegistrationStateChanged,
     TransportStateChanged,
 )
@@ -133,6 +135,10 @@ class Phone:
         self._last_reg_event: RegistrationStateChanged | None = None
         self._ever_connected = False
         self._transport_up = False
+        # Since when the connection has been down (loop time), and the attempts made since:
+        # for Reconnecting / Reconnected.
+        self._lost_at: float | None = None
+        self._attempts_since_loss = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -439,6 +445,14 @@ class Phone:
         self._ever_connected = True
         self._transport_up = True
         self._publish(TransportStateChanged(self.name, True))
+        lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None:
+            downtime = self._now() - lost_at
+            logger.info("= %s: reconnected after %.2f s (%d attempts)", self.name, downtime,
+                        self._attempts_since_loss)
+            self._publish(Reconnected(self.name, downtime, self._attempts_since_loss))
+        # The new flow: the REGISTER on it, then (once registered) each live call's dialog
+        # is refreshed with the new Contact (the core's TargetRefreshNeeded, see Call).
         self._command(self._ua.connection_made)
 
     def transport_disconnected(self, error: TransportError, retry_in: float | None) -> None:  # noqa: D102
@@ -450,9 +464,22 @@ class Phone:
         else:
             self._command(lambda now: self._ua.connection_failed(now, error, retry_in))
         self._publish(TransportStateChanged(self.name, False, str(error), retry_in))
+        if not self._ever_connected or self._closed:
+            return
+        if was_up:
+            self._lost_at, self._attempts_since_loss = self._now(), 0
+        if retry_in is not None:
+            self._attempts_since_loss += 1
+            live = len(self.calls)
+            logger.info("! %s: connection lost (%s); reconnecting in %.2f s with %d live "
+                        "call(s)", self.name, error, retry_in, live)
+            self._publish(Reconnecting(self.name, str(error), retry_in, live))
 
     def message_received(self, data: str | bytes) -> None:  # noqa: D102
         self._command(lambda now: self._ua.receive_data(data, now))
+
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
 
     # -- plumbing: the shared asyncio pump (feed, write in order, re-arm the timer) -------
     def _command(self, action: Callable[[float], Any]) -> None:
