@@ -34,6 +34,8 @@ __all__ = [
     "CallResumed",
     "CallRinging",
     "CallUnmuted",
+    "IceRestarted",
+    "IceRestarting",
     "DtmfReceived",
     "MediaWarning",
     "PhoneEvent",
@@ -251,6 +253,34 @@ class CallRecovered(CallEvent):
     """
 
     reason: str = "reconnected"
+
+
+@dataclass(frozen=True)
+class IceRestarting(CallEvent):
+    """The host's addresses changed during the call (an interface went away or appeared, as
+    when a laptop moves from Wi-Fi to cable): the call restarts ICE (RFC 8445 §9) with new
+    candidates in a re-INVITE.  :class:`IceRestarted` follows with the outcome.
+
+    Attributes:
+        change: what changed, e.g. ``"added 10.1.0.2; removed 10.1.0.1"``.
+    """
+
+    change: str
+
+
+@dataclass(frozen=True)
+class IceRestarted(CallEvent):
+    """The outcome of an :class:`IceRestarting`.
+
+    Attributes:
+        ok: ``True`` when the media moved to a new candidate pair (audio flows there);
+            ``False`` when the restart could not be done or failed (the call stays on its
+            previous pair; if that pair is gone, the media watch ends the call).
+        reason: why it failed (empty when ``ok``).
+    """
+
+    ok: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True)
