@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import AudioSourceError, InvalidDTMF, InvalidMessage, InvalidState, SipError
+from ..exceptions import (
+    AudioSourceError,
+    InvalidDTMF,
+    InvalidMessage,
+    InvalidState,
+    MediaError,
+    SipError,
+)
 from ..media import AudioSink, AudioSource, FrameSink, MediaSession
 from ..media.dtmf import parse_digits
 from ..media.pcm import Samples
@@ -36,12 +43,15 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    IceRestarted,
+    IceRestarting,
     MediaWarning,
     PhoneEvent,
 )
 
 
 if TYPE_CHECKING:
+    from ..media.netwatch import AddressChange
     from ..sip.useragent import UserAgent
     from .phone import Phone
 
@@ -162,6 +172,10 @@ class Call:
         self._ring_reported = False
         # The dialog refresh after a reconnect (core.TargetRefreshNeeded), while it runs.
         self._refresh_task: asyncio.Task[None] | None = None
+        # The ICE restart after a network change (_on_network_change), while it runs, and
+        # the change seen meanwhile, which restarts again after it.
+        self._restart_task: asyncio.Task[None] | None = None
+        self._restart_again: str | None = None
         self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
         self._codec: Codec | None = None
@@ -715,6 +729,71 @@ class Call:
                 logger.info("= %s: dialog refreshed after the reconnect", self.id)
                 self._publish(CallRecovered(self.phone.name, self, reason))
             return
+
+    def _on_network_change(self, change: AddressChange) -> None:
+        """The host's addresses changed (the phone's :class:`AddressWatcher
+        <exotel_voice.media.netwatch.AddressWatcher>`): restart ICE in a re-INVITE (see
+        :meth:`_restart_ice`). A change seen during a restart restarts again after it."""
+        if self.ended or self._state is not CallState.CONNECTED:
+            return
+        if self._restart_task is not None and not self._restart_task.done():
+            self._restart_again = str(change)
+            return
+        self._restart_task = asyncio.get_running_loop().create_task(
+            self._restart_ice(str(change)), name=f"exotel-voice ICE restart {self.id}"
+        )
+
+    async def _restart_ice(self, change: str | None) -> None:
+        while change is not None and not self.ended:
+            await self._restart_ice_once(change)
+            change, self._restart_again = self._restart_again, None
+
+    async def _restart_ice_once(self, change: str) -> None:
+        """New candidates and ICE credentials (:meth:`MediaSession.restart_ice`) offered
+        through the call's re-offer path, as it is (on hold or not); publishes
+        :class:`IceRestarting`, then :class:`IceRestarted` with the outcome."""
+        media = self._media.media
+        if media is None:
+            return
+        self._publish(IceRestarting(self.phone.name, self, change))
+        try:
+            outcome = await media.restart_ice()
+        except (MediaError, InvalidState) as exc:
+            logger.warning("! call %s: network change (%s): %s; the call stays on its current "
+                           "media path", self.id, change, exc)
+            self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
+            return
+        direction = "sendonly" if self._on_hold else "sendrecv"
+        for _ in range(50):  # a re-offer of the application's may be finishing: wait for it
+            if self.ended or self._session.state is not SessionState.ESTABLISHED:
+                return
+            try:
+                await self._media.reoffer(direction, lambda: None, what="ICE restart")
+            except InvalidState:
+                await asyncio.sleep(0.1)
+                continue
+            except SipError as exc:
+                if not self.ended:
+                    logger.warning("! call %s: the ICE restart's re-INVITE failed: %s", self.id, exc)
+                    self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
+                return
+            break
+        else:
+            self._publish(IceRestarted(self.phone.name, self, False, "another re-offer is pending"))
+            return
+        try:
+            async with asyncio.timeout(30):
+                reason = await outcome
+        except TimeoutError:
+            reason = "no new candidate pair"
+        if self.ended:
+            return
+        if reason is None:
+            logger.info("= call %s: ICE restarted after a network change (%s)", self.id, change)
+            self._publish(IceRestarted(self.phone.name, self, True))
+        else:
+            logger.warning("! call %s: the ICE restart failed: %s", self.id, reason)
+            self._publish(IceRestarted(self.phone.name, self, False, reason))
 
     def _on_ended(self, by: str, status: int | None, reason: str) -> asyncio.Task[None] | None:
         """Mark the call ended and publish it; returns the task closing its media, if any,
