@@ -774,7 +774,8 @@ class Call:
                 continue
             except SipError as exc:
                 if not self.ended:
-                    logger.warning("! call %s: the ICE restart's re-INVITE failed: %s", self.id, exc)
+                    logger.warning("! call %s: the ICE restart's re-INVITE failed: %s",
+                                   self.id, exc)
                     self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
                 return
             break
