@@ -34,6 +34,7 @@ from ..exceptions import (
     TransportError,
 )
 from ..media import AudioSource, MediaConfig, MediaSession, SilenceSource
+from ..media.netwatch import AddressChange, AddressWatcher
 from ..sip import calls as core
 from ..sip.registration import (
     Registered,
@@ -85,6 +86,10 @@ class Phone:
             per call), e.g. ``lambda: ToneSource(440)``. Silence by default. It is also what
             :meth:`status` checks for ``media_permission_denied``.
         ring_timeout: seconds an incoming call rings before it is ended with 480.
+        network_poll: seconds between two readings of the host's addresses; when they
+            change (Wi-Fi to cable ...), each connected call restarts ICE in a re-INVITE
+            (:class:`~exotel_voice.client.events.IceRestarting`, then ``IceRestarted``);
+            ``None`` turns it off.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Phone:
         media: MediaConfig | None = None,
         source: Callable[[], AudioSource] | None = None,
         ring_timeout: float | None = 60.0,
+        network_poll: float | None = 1.0,
     ) -> None:
         self.account = account
         self.media_config = media or MediaConfig()
@@ -140,6 +146,12 @@ class Phone:
         self._lost_at: float | None = None
         self._attempts_since_loss = 0
         self._closed = False
+        # One watcher of the host's addresses for all the calls (started by start()).
+        self._netwatch = None if network_poll is None else AddressWatcher(
+            self._on_network_change,
+            interval=network_poll,
+            only=self.media_config.ice.host_addresses,
+        )
 
     def __repr__(self) -> str:
         return f"<Phone {self.name} {self.status()}>"
@@ -205,6 +217,8 @@ class Phone:
             open_timeout=self.account.open_timeout,
         )
         self._transport.start()
+        if self._netwatch is not None:
+            self._netwatch.start()
 
     async def register(self, *, timeout: float | None = 30.0) -> RegistrationStateChanged:
         """Register, and stay registered (refreshes, reconnects) until :meth:`unregister`.
@@ -279,6 +293,8 @@ class Phone:
         if self._closed:
             return
         self._closed = True
+        if self._netwatch is not None:
+            await self._netwatch.stop()
         if self._io is not None:
             self._io.stop_timer()
         for call in list(self._calls.values()):
@@ -538,6 +554,10 @@ class Phone:
 
         return Call(self, session, source, sip=sip, publish=self._publish,
                     new_source=self._new_source, media=media)
+
+    def _on_network_change(self, change: AddressChange) -> None:
+        for call in self.calls:
+            call._on_network_change(change)
 
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.id, None)
