@@ -23,8 +23,9 @@ venv: $(STAMP)
 
 npm: $(NPM_STAMP)
 
-$(NPM_STAMP): tests/browser/package.json tests/browser/entry.js
-	cd tests/browser && npm install --no-audit --no-fund --silent && npm run --silent build
+$(NPM_STAMP): tests/browser/package.json tests/browser/entry.js tests/browser/jssip-entry.js
+	cd tests/browser && npm install --no-audit --no-fund --silent && npm run --silent build \
+		&& npm run --silent build:jssip
 	@touch $@
 
 lint: venv
