@@ -26,6 +26,7 @@ Example::
     user, password = k.new_user()
     k.registered_contacts("alice")      # server-side bindings via the ul.dump RPC
     k.kill(); k.start()                 # crash + restart on the same ports
+    k.reset_ws_connections()            # drop the clients' WebSockets, Kamailio stays up
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import re
 import secrets
 import shutil
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -239,6 +241,29 @@ class Kamailio:
         """stop() then start() on the same ports with the same users."""
         self.stop()
         self.start(timeout)
+
+    def reset_ws_connections(self, *, secure: bool | None = None) -> int:
+        """Reset every client's WebSocket TCP connection to this Kamailio (``ss -K``, root,
+        inside the test namespace), leaving Kamailio itself running: the kernel aborts the
+        sockets, so both ends see the connection gone without a close frame, as after a
+        network blip. ``secure`` picks wss (``True``) or ws (``False``) only.
+
+        Returns how many sockets were closed.
+        """
+        ports = [p for p, s in ((self.info.ws_port, False), (self.info.wss_port, True))
+                 if secure is None or s is secure]
+        closed = 0
+        for port in ports:
+            # The clients' ends (destination port = ours), then Kamailio's (source port).
+            for side in ("dport", "sport"):
+                out = subprocess.run(
+                    ["ss", "-K", "-Htn", "state", "established", f"( {side} = :{port} )"],
+                    capture_output=True, text=True, timeout=10, check=False,
+                )
+                if out.returncode != 0:
+                    raise RigError(f"ss -K failed: {out.stderr.strip()}")
+                closed += len([line for line in out.stdout.splitlines() if line.strip()])
+        return closed
 
     def ping(self) -> bool:
         """True if an OPTIONS over UDP to the proxy is answered with 200."""
