@@ -736,6 +736,10 @@ class Call:
         :meth:`_restart_ice`). A change seen during a restart restarts again after it."""
         if self.ended or self._state is not CallState.CONNECTED:
             return
+        if not change.current:
+            logger.info("= call %s: network change (%s): no address left; the ICE restart "
+                        "waits for one", self.id, change)
+            return
         if self._restart_task is not None and not self._restart_task.done():
             self._restart_again = str(change)
             return
