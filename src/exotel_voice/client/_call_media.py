@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from ..exceptions import AudioSourceError, InvalidState, MediaError, SipError
 from ..media import AudioSource, MediaConfig, MediaSession, MediaState
+from ..media.liveness import MediaDown, MediaHealthEvent
 from ..sip.calls import (
     CallAnswered,
     CallProgress,
@@ -131,6 +132,10 @@ class CallMedia:
         on_media_warning: called with the reason, once per reason, when a completed
             exchange shows that no audio can flow (:attr:`MediaSession.ice_problem
             <exotel_voice.media.MediaSession.ice_problem>`), before ``on_connected``.
+        on_media_health: when given, the media is watched once the call is connected
+            (:meth:`MediaSession.watch <exotel_voice.media.MediaSession.watch>`) and this gets
+            each health event but ``MediaDown``, which goes to ``on_failed`` with its reason
+            (the owner ends the call: dead media, ICE failed, not connected in time).
 
     Attributes:
         media: the media session, or ``None`` before an incoming call is answered and after
@@ -150,6 +155,7 @@ class CallMedia:
         on_failed: Callable[[str], None],
         on_remote_hold: Callable[[bool], None] | None = None,
         on_media_warning: Callable[[str], None] | None = None,
+        on_media_health: Callable[[MediaHealthEvent], None] | None = None,
     ) -> None:
         self.session = session
         self.media = media
@@ -161,6 +167,7 @@ class CallMedia:
         self._on_failed = on_failed
         self._on_remote_hold = on_remote_hold
         self._on_media_warning = on_media_warning
+        self._on_media_health = on_media_health
         self._warned: str | None = None
         self._lock = asyncio.Lock()
         self._early_sdp: str | None = None
@@ -208,6 +215,7 @@ class CallMedia:
             self._run(lambda layer, now: layer.answer(self.session, answer, now))
             self._report_ice_problem()
             self._on_connected()
+            self._watch()
 
     async def reoffer(
         self, direction: str, applied: Callable[[], None], *, what: str = "re-offer"
@@ -329,6 +337,19 @@ class CallMedia:
             return
         self._report_ice_problem()
         self._on_connected()
+        self._watch()
+
+    def _watch(self) -> None:
+        if self._on_media_health is not None and self.media is not None and self.session.active:
+            self.media.watch(self._on_health)
+
+    def _on_health(self, event: MediaHealthEvent) -> None:
+        if isinstance(event, MediaDown):
+            if self.session.active:
+                logger.warning("! %s: %s; ending the call", self._name, event.reason)
+                self._on_failed(event.reason)
+        elif self._on_media_health is not None:
+            self._on_media_health(event)
 
     def _report_ice_problem(self) -> None:
         problem = self.media.ice_problem if self.media is not None else None

@@ -26,6 +26,7 @@ from ..exceptions import (
 )
 from ..media import AudioSink, AudioSource, FrameSink, MediaSession
 from ..media.dtmf import parse_digits
+from ..media.liveness import MediaFlowing, MediaHealthEvent, MediaSilent, MediaTransportChanged
 from ..media.pcm import Samples
 from ..sip import calls as core
 from ..sip.calls import CallSession, SessionState
@@ -45,7 +46,10 @@ from .events import (
     DtmfReceived,
     IceRestarted,
     IceRestarting,
+    MediaStateChanged,
     MediaWarning,
+    MediaWarningCleared,
+    NoMediaWarning,
     PhoneEvent,
 )
 
@@ -196,6 +200,7 @@ class Call:
             ),
             on_remote_hold=self._on_remote_hold,
             on_media_warning=self._on_media_warning,
+            on_media_health=self._on_media_health,
         )
         if media is not None:
             media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
@@ -671,6 +676,19 @@ class Call:
 
     def _on_media_warning(self, reason: str) -> None:
         self._publish(MediaWarning(self.phone.name, self, reason))
+
+    def _on_media_health(self, event: MediaHealthEvent) -> None:
+        """What the media watch saw (its ``MediaDown`` ends the call through ``on_failed``)."""
+        if isinstance(event, MediaTransportChanged):
+            self._publish(MediaStateChanged(self.phone.name, self, event.ice, event.dtls,
+                                            event.ice_changed))
+        elif isinstance(event, MediaSilent):
+            logger.warning("! call %s: %s", self.id, event.reason)
+            self._publish(NoMediaWarning(self.phone.name, self, event.reason, event.silent_for))
+        elif isinstance(event, MediaFlowing):
+            reason = f"audio received again after {event.silent_for:.1f} s"
+            logger.info("= call %s: %s", self.id, reason)
+            self._publish(MediaWarningCleared(self.phone.name, self, reason, event.silent_for))
 
     def _on_remote_hold(self, held: bool) -> None:
         self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))

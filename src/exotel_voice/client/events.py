@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..media.liveness import DtlsState, IceState
 from ..sip.registration import RegistrationState
 
 
@@ -37,7 +38,10 @@ __all__ = [
     "IceRestarted",
     "IceRestarting",
     "DtmfReceived",
+    "MediaStateChanged",
     "MediaWarning",
+    "MediaWarningCleared",
+    "NoMediaWarning",
     "PhoneEvent",
     "PhoneStatus",
     "Reconnected",
@@ -253,6 +257,55 @@ class CallRecovered(CallEvent):
     """
 
     reason: str = "reconnected"
+
+
+@dataclass(frozen=True)
+class MediaStateChanged(CallEvent):
+    """The call's ICE or DTLS transport changed state (published from the answer on).
+
+    ``ice`` ``completed`` with ``dtls`` ``connected`` is media up. ``ice`` ``failed`` (no
+    candidate pair worked, or the far end stopped answering consent checks, RFC 7675) and
+    ``dtls`` ``failed`` end the call (:class:`CallEnded` names why); so does media that is not
+    up within ``MediaConfig.liveness.connect_timeout`` of the answer.
+
+    Attributes:
+        ice: the ICE transport's state.
+        dtls: the DTLS transport's state.
+        ice_changed: whether ``ice`` changed (``False``: only ``dtls`` did).
+    """
+
+    ice: IceState
+    dtls: DtlsState
+    ice_changed: bool = True
+
+
+@dataclass(frozen=True)
+class NoMediaWarning(MediaWarning):
+    """Nothing (no RTP, no RTCP) has arrived from the far end for ``silent_for`` seconds
+    while neither side holds the call (``MediaConfig.liveness.no_media_warning``, default
+    10 s): the media path may be down. :class:`MediaWarningCleared` follows if packets come
+    back; otherwise the call ends after ``liveness.no_media_grace`` seconds more, with
+    :class:`CallEnded` ``reason`` "no audio received for N s: the media path is down" (a BYE
+    is sent).
+
+    Attributes:
+        silent_for: seconds since the last packet.
+    """
+
+    silent_for: float
+
+
+@dataclass(frozen=True)
+class MediaWarningCleared(CallEvent):
+    """Packets arrive again after a :class:`NoMediaWarning`.
+
+    Attributes:
+        reason: what happened, e.g. "audio received again after 3.2 s".
+        silent_for: how long nothing arrived, in seconds.
+    """
+
+    reason: str
+    silent_for: float
 
 
 @dataclass(frozen=True)

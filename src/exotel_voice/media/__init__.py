@@ -8,7 +8,8 @@ nothing from the SIP client or transport; the client plugs it in.
 from __future__ import annotations
 
 from .analysis import detect_tone, dominant_frequency, goertzel_power, rms, rms_dbfs
-from .config import IceConfig, IceServer, MediaConfig
+from .config import IceConfig, IceServer, LivenessConfig, MediaConfig
+from .liveness import DtlsState, IceState
 from .session import MediaSession, MediaState, MediaStats
 from .sinks import AudioSink, DeviceSink, FrameSink, LevelMeter, WavFileSink
 from .sources import (
@@ -26,11 +27,14 @@ __all__ = [
     "AudioSource",
     "DeviceSink",
     "DeviceSource",
+    "DtlsState",
     "FrameSink",
     "FrameSource",
     "IceConfig",
+    "IceState",
     "IceServer",
     "LevelMeter",
+    "LivenessConfig",
     "MediaConfig",
     "MediaSession",
     "MediaState",

@@ -14,7 +14,7 @@ from typing import Literal
 from ..exceptions import ConfigurationError
 
 
-__all__ = ["IceConfig", "IceServer", "MediaConfig", "SUPPORTED_CODECS"]
+__all__ = ["IceConfig", "IceServer", "LivenessConfig", "MediaConfig", "SUPPORTED_CODECS"]
 
 #: Audio codecs the media layer can negotiate, by SDP encoding name.
 SUPPORTED_CODECS: tuple[str, ...] = ("opus", "G722", "PCMU", "PCMA")
@@ -97,6 +97,46 @@ class IceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LivenessConfig:
+    """When a call's media counts as dead (see :mod:`exotel_voice.media.liveness`).
+
+    A connected call whose media stops is warned about at once and then ended with a
+    reason, rather than left "connected" in silence.
+
+    Attributes:
+        enabled: watch the media at all (``False``: no media events, no media timeouts).
+        no_media_warning: seconds without any packet (RTP or RTCP) from the far end, while
+            neither side holds the call, before a warning (``MediaSilent``; a
+            ``NoMediaWarning`` event on a call). Default 10 s.
+        no_media_grace: seconds after that warning, still silent, before the call is ended
+            (BYE, ``CallEnded`` naming the silence); ``None`` never ends it. Default 10 s, so
+            a dead call ends 20 s after its last packet.
+        connect_timeout: seconds after the answer for ICE and DTLS to connect before the
+            call is ended; ``None`` waits for ever (ICE failing still ends it). Default 15 s.
+    """
+
+    enabled: bool = True
+    no_media_warning: float = 10.0
+    no_media_grace: float | None = 10.0
+    connect_timeout: float | None = 15.0
+
+    def __post_init__(self) -> None:
+        if not self.no_media_warning > 0:
+            raise ConfigurationError("no_media_warning", "must be a positive number of seconds")
+        if self.no_media_grace is not None and not self.no_media_grace >= 0:
+            raise ConfigurationError("no_media_grace", "must be 0 or more seconds, or None")
+        if self.connect_timeout is not None and not self.connect_timeout > 0:
+            raise ConfigurationError(
+                "connect_timeout", "must be a positive number of seconds, or None"
+            )
+
+    @property
+    def check_interval(self) -> float:
+        """How often the media is looked at: a quarter of the warning time, at most 1 s."""
+        return min(1.0, self.no_media_warning / 4)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MediaConfig:
     """Everything a media session needs besides the SDP.
 
@@ -111,6 +151,7 @@ class MediaConfig:
         media_path: ``"lean"`` (default) receives audio through our own jitter buffer
             and inline decoders (:mod:`exotel_voice.media.jitter`); ``"aiortc"`` uses
             aiortc's receiver (fixed 80 ms buffer, a decoder thread per call).
+        liveness: when a call's media counts as dead (:class:`LivenessConfig`).
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -120,6 +161,7 @@ class MediaConfig:
     dtmf_gap_ms: int = 70
     dtmf_volume: int = 10
     media_path: Literal["lean", "aiortc"] = "lean"
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
     def __post_init__(self) -> None:
         if not self.codecs:
@@ -135,6 +177,8 @@ class MediaConfig:
             raise ConfigurationError("dtmf_volume", "must be within 0-63")
         if self.media_path not in ("lean", "aiortc"):
             raise ConfigurationError("media_path", "must be 'lean' or 'aiortc'")
+        if not isinstance(self.liveness, LivenessConfig):
+            raise ConfigurationError("liveness", "must be a LivenessConfig")
 
 
 def check_dtmf_timing(duration_ms: int, gap_ms: int) -> None:

@@ -83,6 +83,7 @@ from .ice import (
     rtc_configuration,
 )
 from .jitter import LeanReceiver, ReceiveStats
+from .liveness import DtlsState, IceState, LivenessMonitor, MediaHealthEvent
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
 from .sender import LeanSender, SendClock
 from .sinks import AudioSink, FrameSink
@@ -282,6 +283,8 @@ class MediaSession:
         self._lock = asyncio.Lock()
         self._closed = asyncio.Event()
         self._ice_problem: str | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._health_listeners: list[Callable[[MediaHealthEvent], None]] = []
 
     def __repr__(self) -> str:
         return f"<MediaSession state={self._state.name} codec={self.codec}>"
@@ -1014,12 +1017,95 @@ class MediaSession:
         finally:
             self._pc.remove_listener("connectionstatechange", changed.set)
 
+    # -- liveness ------------------------------------------------------------------
+
+    @property
+    def ice_state(self) -> IceState:
+        """The ICE transport's state (``new`` until the first exchange starts it)."""
+        return IceState.of(self._transceiver.receiver.transport.transport.state)
+
+    @property
+    def dtls_state(self) -> DtlsState:
+        """The DTLS transport's state."""
+        return DtlsState.of(self._transceiver.receiver.transport.state)
+
+    def watch(self, listener: Callable[[MediaHealthEvent], None]) -> None:
+        """Watch the media's health and tell ``listener`` what changes (see
+        :mod:`exotel_voice.media.liveness`), with the thresholds of
+        :attr:`MediaConfig.liveness <exotel_voice.media.config.MediaConfig.liveness>`.
+
+        Call it once the answer is in force: the connect timeout counts from then. Further
+        calls add listeners to the same watch. Nothing is watched when
+        ``liveness.enabled`` is false. The watch stops after ``MediaDown`` and when the
+        session closes.
+        """
+        if listener not in self._health_listeners:
+            self._health_listeners.append(listener)
+        if (
+            self._watch_task is not None
+            or not self.config.liveness.enabled
+            or self._state is MediaState.CLOSED
+        ):
+            return
+        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _received_packets(self) -> int:
+        """Datagrams received through the DTLS transport so far (SRTP, SRTCP, DTLS), from
+        aiortc's public transport statistics (both compat paths count them)."""
+        report = await self._transceiver.receiver.getStats()
+        for stats in report.values():
+            if getattr(stats, "type", None) == "transport":
+                return int(getattr(stats, "packetsReceived", 0) or 0)
+        return 0
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config.liveness
+        monitor = LivenessMonitor(config, loop.time())
+        dtls = self._transceiver.receiver.transport
+        changed = asyncio.Event()
+        dtls.on("statechange", changed.set)
+        dtls.transport.on("statechange", changed.set)
+        try:
+            while not monitor.down and self._state is not MediaState.CLOSED:
+                try:
+                    received = await self._received_packets()
+                except Exception:
+                    self.logger.exception("! media: cannot read the receive counters")
+                    return
+                events = monitor.update(
+                    loop.time(),
+                    received=received,
+                    ice=self.ice_state,
+                    dtls=self.dtls_state,
+                    expecting=self._transceiver.currentDirection == "sendrecv",
+                )
+                if self._closed.is_set():  # closed while the counters were read
+                    return
+                for event in events:
+                    self.logger.debug("= media health %s", event)
+                    for listener in list(self._health_listeners):
+                        try:
+                            listener(event)
+                        except Exception:
+                            self.logger.exception("! media health listener failed")
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), config.check_interval)
+        finally:
+            for emitter in (dtls, dtls.transport):
+                with contextlib.suppress(Exception):
+                    emitter.remove_listener("statechange", changed.set)
+
     async def close(self) -> None:
         """Stop all media and free every resource (sockets, threads, tasks). Idempotent."""
         if self._state is MediaState.CLOSED:
             return
         self._set_state(MediaState.CLOSED)
         self._closed.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        self._health_listeners.clear()
         self._dtmf_sender.cancel(MediaError("the media session was closed"))
         if self._send_clock is not None and self._lean_sender is not None:
             self._send_clock.remove(self._lean_sender)
