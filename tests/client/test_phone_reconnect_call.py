@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,8 @@ from exotel_voice.sandbox import Sandbox
 from tests.sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS, pytest.mark.timeout(40)]
+pytestmark = [pytest.mark.timeout(40)]
+media = pytest.mark.media
 
 #: How long a dead call may still look connected once the phone is registered again.
 BOUND = 10.0
@@ -71,6 +73,8 @@ def kinds(events: list[PhoneEvent]) -> list[str]:
     return out
 
 
+@media
+@NEEDS_NETNS
 async def test_a_call_the_server_dropped_with_the_connection_ends_after_the_reconnect(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:
@@ -103,6 +107,8 @@ async def test_a_call_the_server_dropped_with_the_connection_ends_after_the_reco
     assert phone.calls == []
 
 
+@media
+@NEEDS_NETNS
 async def test_a_call_through_a_server_killed_and_restarted_ends_after_re_registering(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:
@@ -127,6 +133,8 @@ async def test_a_call_through_a_server_killed_and_restarted_ends_after_re_regist
     assert [type(e) for e in events if isinstance(e, CallConnected)] == []
 
 
+@media
+@NEEDS_NETNS
 async def test_a_connection_lost_without_a_call_reports_reconnecting_and_reconnected(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:
@@ -141,3 +149,14 @@ async def test_a_connection_lost_without_a_call_reports_reconnecting_and_reconne
     await sandbox.wait_registered("agent", timeout=5)
     reconnecting = next(e for e in events if isinstance(e, Reconnecting))
     assert reconnecting.calls == 0 and reconnecting.error
+
+
+def test_the_guide_face_hears_a_recovered_call_as_active_session() -> None:
+    # Session continuity (the guide's 5.4): CallListenerCallback "activeSession", once the
+    # call's dialog refresh succeeded; a call that could not be kept ends "terminated".
+    from exotel_voice.client.facade import guide_call_event
+
+    call: Any = object()
+    assert guide_call_event(CallRecovered("agent", call)) == (None, "activeSession")
+    ended = CallEnded("agent", call, "remote", 481, "the server no longer knows this call")
+    assert guide_call_event(ended) == ("callEnded", "terminated")

@@ -60,6 +60,7 @@ from .events import (
     CallHeld,
     CallIncoming,
     CallMuted,
+    CallRecovered,
     CallResumed,
     CallRinging,
     CallUnmuted,
@@ -183,6 +184,9 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
             return "remote_unhold", None
         case CallHeld() | CallResumed():
             return "holdunhold_success", None
+        case CallRecovered():
+            # Session continuity (5.4): the call lived through a lost connection.
+            return None, "activeSession"
     return None, None
 
 
@@ -531,8 +535,7 @@ class ExotelWebClient:
         # Touched only on the loop thread:
         self._phone: Phone | None = None
         self._phone_done = False
-        # The last registration outcome of any phone of this client: a REGISTERED after a
-        # lost one (UNREGISTERED, FAILED) tells each live call "activeSession".
+        # The last registration outcome of any phone of this client.
         self._last_outcome: RegistrationState | None = None
         self._register_task: asyncio.Task[Any] | None = None
         self._wrappers: dict[int, ExotelCall] = {}
@@ -1124,18 +1127,13 @@ class ExotelWebClient:
                     RegistrationState.REGISTERING, RegistrationState.UNREGISTERING
                 ):
                     self._delivered = event.state
-                live = list(self._live)
                 self._cond.notify_all()
             if event.state in (RegistrationState.REGISTERING, RegistrationState.UNREGISTERING):
                 return
-            lost = self._last_outcome in (RegistrationState.UNREGISTERED, RegistrationState.FAILED)
+            # A call that lived through a lost registration hears "activeSession" once its
+            # dialog refresh succeeded (CallRecovered, guide_call_event), not at the
+            # REGISTERED: the server may have ended it meanwhile ("terminated" then).
             self._last_outcome = event.state
-            if event.state is RegistrationState.REGISTERED and lost:
-                # Registered again after a lost registration, with calls that lived through
-                # it: the guide's "activeSession" (session continuity) for each.
-                for wrapper in live:
-                    if wrapper.call is not None and not wrapper.call.ended:
-                        self._emit_call(wrapper, "activeSession")
         elif isinstance(event, CallEvent):
             self._on_call_event(event)
         elif isinstance(event, DtmfReceived):
