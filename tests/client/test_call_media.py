@@ -294,3 +294,38 @@ async def test_ending_fails_a_pending_reoffer_and_hands_over_the_media() -> None
         await asyncio.wait_for(waiter, 1)
     with pytest.raises(InvalidState):
         await o.glue.reoffer("sendonly", lambda: None)
+
+
+async def test_a_refresh_waits_for_the_reoffer_in_progress_then_goes() -> None:
+    media = FakeMedia()
+    o = Owner(SessionState.ESTABLISHED, media)
+    hold = asyncio.ensure_future(o.glue.reoffer("sendonly", lambda: None, what="hold"))
+    await o.settle()
+    refresh = asyncio.ensure_future(
+        o.glue.reoffer("sendonly", lambda: None, what="refresh", wait=True)
+    )
+    await o.settle()
+    assert o.layer.sent == [("reinvite", "offer-sendonly")] and not refresh.done()
+    o.glue.handle(ReInviteAnswered(o.session, "held"))
+    await asyncio.wait_for(hold, 1)
+    await o.settle()
+    assert o.layer.sent == [("reinvite", "offer-sendonly")] * 2  # the refresh, after the hold
+    o.glue.handle(ReInviteAnswered(o.session, "refreshed"))
+    await asyncio.wait_for(refresh, 1)
+
+
+async def test_a_reoffer_cancelled_before_it_was_sent_does_not_block_the_next() -> None:
+    media = FakeMedia()
+    media.gate = asyncio.Event()  # create_reoffer hangs until the gate opens
+    o = Owner(SessionState.ESTABLISHED, media)
+    stuck = asyncio.ensure_future(o.glue.reoffer("sendonly", lambda: None, what="hold"))
+    await o.settle()
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    media.gate = None
+    resume = asyncio.ensure_future(o.glue.reoffer("sendrecv", lambda: None, what="resume"))
+    await o.settle()
+    assert o.layer.sent == [("reinvite", "offer-sendrecv")]
+    o.glue.handle(ReInviteAnswered(o.session, "ok"))
+    await asyncio.wait_for(resume, 1)

@@ -110,6 +110,8 @@ class _Reoffer:
     applied: Callable[[], None]
     what: str
     result: asyncio.Future[None]
+    #: Whether its re-INVITE went out (then only its outcome ends it).
+    sent: bool = False
 
 
 class CallMedia:
@@ -218,31 +220,54 @@ class CallMedia:
             self._watch()
 
     async def reoffer(
-        self, direction: str, applied: Callable[[], None], *, what: str = "re-offer"
+        self,
+        direction: str,
+        applied: Callable[[], None],
+        *,
+        what: str = "re-offer",
+        wait: bool = False,
     ) -> None:
         """Offer ``direction`` (``sendonly`` to hold ...) in a re-INVITE and wait for the
         outcome. On 491 the offer is made again after the glare back-off.
 
+        Re-offers go out one at a time. A dialog refresh or an ICE restart (``wait=True``)
+        waits for the one in progress to finish and then goes; anything else is refused
+        while one is in progress.
+
         Args:
-            direction: the direction to offer.
+            direction: the direction to offer (the current one for a refresh or an ICE
+                restart: those change no direction).
             applied: called once the far end's answer is in force (even if this wait was
                 cancelled meanwhile).
             what: what the re-offer does (``hold``, ``resume``), for error messages.
+            wait: wait for a re-offer in progress instead of raising :class:`InvalidState`.
 
         Raises:
-            InvalidState: the call is not established, or a re-offer is already in progress.
+            InvalidState: the call is not established, or a re-offer is already in progress
+                (without ``wait``).
             MediaError: the offer could not be made.
             SipError: the far end refused (``"<what> failed: 488 Not Acceptable Here"``),
                 its answer cannot be used, or the call ended.
         """
+        while wait and self._reoffer is not None:
+            # Its outcome is its owner's to report; only its end matters here.
+            await asyncio.wait({self._reoffer.result})
         if self.session.state is not SessionState.ESTABLISHED or self.media is None:
             raise InvalidState(f"cannot re-offer on a call that is {self.session.state}")
         if self._reoffer is not None:
             raise InvalidState(f"a {self._reoffer.what} is already in progress")
         pending = _Reoffer(direction, applied, what, asyncio.get_running_loop().create_future())
         self._reoffer = pending
-        async with self._lock:
-            await self._send_reoffer()
+        try:
+            async with self._lock:
+                await self._send_reoffer()
+        except BaseException:
+            # Cancelled (or failed unexpectedly) before its re-INVITE went out: it must not
+            # block every later re-offer of the call.
+            if self._reoffer is pending and not pending.sent:
+                self._reoffer = None
+                pending.result.cancel()
+            raise
         await pending.result
 
     def end(self) -> MediaSession | None:
@@ -390,6 +415,7 @@ class CallMedia:
         try:
             offer = await media.create_reoffer(pending.direction)
             self._run(lambda layer, now: layer.reinvite(self.session, offer, now))
+            pending.sent = True
         except SipError as exc:
             self._reoffer_done(exc)
 
