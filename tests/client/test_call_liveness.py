@@ -163,3 +163,22 @@ async def test_ice_that_never_connects_ends_a_connected_call_with_a_reason(
         await call.wait_ended(15)
     assert call.end_reason.startswith("media did not connect within 2 s after the answer")
     assert call.ended_by == "remote" and any(isinstance(e, CallEnded) for e in events)
+
+
+def test_the_guide_face_reports_media_states_as_the_js_sdk_does() -> None:
+    from exotel_voice.client.facade import guide_call_event
+
+    call: Any = object()
+    assert guide_call_event(
+        MediaStateChanged("agent", call, IceState.COMPLETED, DtlsState.CONNECTING)
+    ) == ("ice_connection_state_completed", None)
+    # Only the DTLS state changed: the browser's ICE state did not.
+    assert guide_call_event(
+        MediaStateChanged("agent", call, IceState.COMPLETED, DtlsState.CONNECTED, False)
+    ) == (None, None)
+    assert guide_call_event(NoMediaWarning("agent", call, "no audio", 10.0)) == (
+        "ice_connection_state_disconnected", None
+    )
+    assert guide_call_event(MediaWarningCleared("agent", call, "back", 3.0)) == (
+        "ice_connection_state_connected", None
+    )

@@ -65,6 +65,9 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    MediaStateChanged,
+    MediaWarningCleared,
+    NoMediaWarning,
     PhoneEvent,
     PhoneStatus,
     RegistrationState,
@@ -187,6 +190,14 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
         case CallRecovered():
             # Session continuity (5.4): the call lived through a lost connection.
             return None, "activeSession"
+        # The JS SDK forwards the peer connection's ICE state as these; a media blackout is
+        # what a browser reports as "disconnected", and its end as "connected" again.
+        case MediaStateChanged(ice_changed=True):
+            return f"ice_connection_state_{event.ice}", None
+        case NoMediaWarning():
+            return "ice_connection_state_disconnected", None
+        case MediaWarningCleared():
+            return "ice_connection_state_connected", None
     return None, None
 
 
