@@ -729,10 +729,11 @@ class Call:
         has the call (481, 408, no answer) the call layer ends the call (:class:`CallEnded`
         naming why); another refusal (488 ...) keeps the call and is logged.
         """
-        direction = "sendonly" if self._on_hold else "sendrecv"
         for _ in range(50):  # a re-offer of the application's may be finishing: wait for it
             if self.ended or self._session.state is not SessionState.ESTABLISHED:
                 return
+            # Read at each attempt: a hold that was in progress may have changed it.
+            direction = "sendonly" if self._on_hold else "sendrecv"
             try:
                 await self._media.reoffer(direction, lambda: None, what="refresh")
             except InvalidState:
