@@ -164,6 +164,10 @@ class _Timer(enum.Enum):
     ACK = enum.auto()
     #: The glare back-off after a 491 to our re-INVITE is over (§14.1).
     GLARE = enum.auto()
+    #: We are the session refresher (RFC 4028): refresh at half the interval.
+    SESSION_REFRESH = enum.auto()
+    #: The far end is the refresher and has not refreshed (RFC 4028 §10): BYE.
+    SESSION_EXPIRE = enum.auto()
 
 
 class _Kind(enum.Enum):
@@ -240,6 +244,14 @@ class CallSession:
     _refresh_tx: ClientTransaction | None = field(default=None, repr=False)
     #: Our UPDATE without a body in progress (a target or session refresh).
     _update_tx: ClientTransaction | None = field(default=None, repr=False)
+    #: The session timer (RFC 4028) in force: its interval in seconds (``None``: no timer)
+    #: and who refreshes, ``"local"`` or ``"remote"``.
+    session_expires: int | None = field(default=None, compare=False)
+    session_refresher: str | None = field(default=None, compare=False)
+    #: The far end supports timers (``Supported: timer``): our 2xx says ``Require: timer``.
+    _timer_required: bool = False
+    #: A 422 to our INVITE is answered once per call (RFC 4028 §7.4).
+    _422_retried: bool = False
 
     @property
     def call_id(self) -> str:
@@ -482,6 +494,9 @@ class CallLayer:
             ``None`` lets it ring forever.
         t1: RFC 3261 T1: an answered call with no ACK is ended after 64·T1 (§13.3.1.4).
         rng: random numbers for the glare back-off (injectable for tests).
+        session_expires: the longest session interval we accept when the far end asks for
+            session timers (RFC 4028), in seconds.
+        min_se: our ``Min-SE``: a shorter ``Session-Expires`` is refused with 422.
     """
 
     def __init__(
@@ -497,7 +512,16 @@ class CallLayer:
         ring_timeout: float | None = 60.0,
         t1: float = 0.5,
         rng: Callable[[], float] = random.random,
+        session_expires: int = 1800,
+        min_se: int = 90,
     ) -> None:
+        if min_se < 90 or session_expires < min_se:
+            raise ValueError(
+                f"session timers need min_se >= 90 (RFC 4028 §4) and session_expires >= "
+                f"min_se, not min_se={min_se}, session_expires={session_expires}"
+            )
+        self.session_expires = session_expires
+        self.min_se = min_se
         self.aor = aor
         self.contact = contact
         self.display_name = display_name
@@ -571,8 +595,99 @@ class CallLayer:
             if call.state is SessionState.ESTABLISHED:
                 self._send_bye(call, now)
                 self._end(call, "remote", 408, "no ACK for the 200 OK")
+        elif timer is _Timer.SESSION_REFRESH:
+            if call.state is SessionState.ESTABLISHED:
+                self._session_refresh_due(call, now)
+        elif timer is _Timer.SESSION_EXPIRE:
+            if call.state is SessionState.ESTABLISHED:
+                # RFC 4028 §10: "If the session refresh request is not received before the
+                # interval passes [...], the UAS SHOULD send a BYE".
+                self._send_bye(call, now)
+                self._end(call, "remote", None, (
+                    f"the far end did not refresh the session within its "
+                    f"{call.session_expires} s session timer (RFC 4028)"))
         elif call.state is SessionState.ESTABLISHED:  # _Timer.GLARE
             self._events.append(ReInviteRetryDue(call))
+
+    # -- session timers (RFC 4028) -----------------------------------------------------------
+    def _arm_session_timer(self, call: CallSession, now: float) -> None:
+        """(Re)start the session timer after a refresh (a 2xx to the INVITE, a re-INVITE
+        or an UPDATE, either way)."""
+        call._deadlines.pop(_Timer.SESSION_REFRESH, None)
+        call._deadlines.pop(_Timer.SESSION_EXPIRE, None)
+        interval = call.session_expires
+        if interval is None or call.state is not SessionState.ESTABLISHED:
+            return
+        if call.session_refresher == "local":
+            # §10: "the refresher SHOULD send the refresh at half the session interval".
+            call._deadlines[_Timer.SESSION_REFRESH] = now + interval / 2
+        else:
+            # §10: the BYE goes "at the time of expiration minus either 32 seconds or one
+            # third of the session interval, whichever is less".
+            call._deadlines[_Timer.SESSION_EXPIRE] = now + interval - min(32, interval / 3)
+
+    def _session_refresh_due(self, call: CallSession, now: float) -> None:
+        if call.update_allowed and call._update_tx is None and call.connection is not None:
+            self.refresh_target(call, now)
+            return
+        if call._reinvite_tx is not None or call._update_tx is not None:
+            # A request of ours is in progress; its 2xx is the refresh. Check again later.
+            call._deadlines[_Timer.SESSION_REFRESH] = now + self.t1 * 4
+            return
+        # No UPDATE at the far end: a re-INVITE, whose offer the owner makes.
+        self._events.append(TargetRefreshNeeded(call, "session-timer", False))
+
+    def _session_headers(
+        self, call: CallSession, *, we_send_request: bool
+    ) -> list[tuple[str, str]]:
+        """``Session-Expires`` (with the refresher as this message's sender sees it) and
+        friends, for a message of ours in a call with a session timer."""
+        if call.session_expires is None:
+            return []
+        local = call.session_refresher == "local"
+        # In a request the UAC is us; in a response the UAC is the far end.
+        refresher = "uac" if local is we_send_request else "uas"
+        headers = [("Session-Expires", f"{call.session_expires};refresher={refresher}")]
+        if we_send_request:
+            headers += [("Supported", "timer"), ("Min-SE", str(self.min_se))]
+        elif call._timer_required:
+            headers += [("Require", "timer")]
+        return headers
+
+    def _session_request(
+        self, call: CallSession, request: Request
+    ) -> Response | None:
+        """Take the session timer a request of the far end asks for (RFC 4028 §9); a 422
+        response when its interval is below our Min-SE, else ``None``."""
+        se = _session_expires_of(request)
+        if se is None:
+            # No timer asked for; a refresh without Session-Expires keeps the one in force.
+            return None
+        interval, refresher = se
+        if interval < self.min_se:
+            return make_response(request, 422, headers=[("Min-SE", str(self.min_se))])
+        supports = _supports_timer(request)
+        floor = max(self.min_se, _min_se_of(request) or 90)
+        interval = max(min(interval, self.session_expires), floor)
+        if refresher is None:
+            # §9: the UAS chooses; a UAC that supports timers refreshes, else we must.
+            refresher = "uac" if supports else "uas"
+        call.session_expires = interval
+        call.session_refresher = "remote" if refresher == "uac" else "local"
+        call._timer_required = supports
+        return None
+
+    def _session_response(self, call: CallSession, response: Response, now: float) -> None:
+        """A 2xx to our INVITE, re-INVITE or UPDATE: the session timer it sets (§7.2)."""
+        se = _session_expires_of(response)
+        if se is None:
+            if call.session_expires is not None:
+                self._arm_session_timer(call, now)
+            return
+        interval, refresher = se
+        call.session_expires = max(interval, 90)
+        call.session_refresher = "remote" if refresher == "uas" else "local"
+        self._arm_session_timer(call, now)
 
     def connection_made(
         self, connection: SipConnection, *, contact: NameAddr | None = None
@@ -789,6 +904,13 @@ class CallLayer:
             self.calls.pop(call.id, None)
             connection.remove_dialog(call.dialog)
             return None
+        too_small = self._session_request(call, request)
+        if too_small is not None:
+            # RFC 4028 §8.1: a Session-Expires below our Min-SE is refused with 422.
+            self._send_response(call, too_small, now)
+            self.calls.pop(call.id, None)
+            connection.remove_dialog(call.dialog)
+            return None
         if ring:
             self.ring(call, now)
         self._events.append(IncomingCall(call))
@@ -817,6 +939,7 @@ class CallLayer:
             call.dialog.confirm()
         call._deadlines[_Timer.ACK] = now + 64 * self.t1
         self._set_state(call, SessionState.ESTABLISHED)
+        self._arm_session_timer(call, now)
 
     def reject(
         self, call: CallSession, now: float, status: int = 486, reason: str | None = None
@@ -902,7 +1025,8 @@ class CallLayer:
         conn = self._need_connection(call, "send a re-INVITE")
         call._deadlines.pop(_Timer.GLARE, None)
         request = call.dialog.create_request(
-            "INVITE", body=sdp.encode(), content_type=SDP, headers=[("Allow", ALLOW)]
+            "INVITE", body=sdp.encode(), content_type=SDP,
+            headers=[("Allow", ALLOW), *self._session_headers(call, we_send_request=True)],
         )
         tx = conn.send_request(request, now)
         call._reinvite_tx = tx
@@ -927,7 +1051,10 @@ class CallLayer:
         if call._update_tx is not None:
             raise InvalidState("an UPDATE is already in progress on this call")
         conn = self._need_connection(call, "send UPDATE")
-        request = call.dialog.create_request("UPDATE", headers=[("Allow", ALLOW)])
+        request = call.dialog.create_request(
+            "UPDATE",
+            headers=[("Allow", ALLOW), *self._session_headers(call, we_send_request=True)],
+        )
         tx = conn.send_request(request, now)
         call._update_tx = tx
         self._tx_calls[id(tx)] = (_Kind.UPDATE, call)
@@ -994,6 +1121,7 @@ class CallLayer:
             content_type=SDP if sdp else None,
         )
         self._send_response(call, response, now)
+        self._arm_session_timer(call, now)  # a 2xx to a re-INVITE/UPDATE is a refresh
 
     def reject_reinvite(self, call: CallSession, now: float, status: int = 488) -> None:
         """Decline the far end's pending re-INVITE or UPDATE offer (488 Not Acceptable Here
@@ -1135,7 +1263,11 @@ class CallLayer:
 
     def _refresh_headers(self, call: CallSession) -> list[tuple[str, str]]:
         """The headers of our 2xx to a target-refresh request (re-INVITE, UPDATE)."""
-        return [("Contact", str(call.local_contact)), ("Allow", ALLOW)]
+        return [
+            ("Contact", str(call.local_contact)),
+            ("Allow", ALLOW),
+            *self._session_headers(call, we_send_request=False),
+        ]
 
     @staticmethod
     def _send_response(call: CallSession, response: Response, now: float) -> None:
@@ -1155,6 +1287,8 @@ class CallLayer:
             headers = [("Contact", str(call.local_contact)), ("Allow", ALLOW)]
             if self.user_agent:
                 headers.append(("User-Agent", self.user_agent))
+            if status >= 200:
+                headers += self._session_headers(call, we_send_request=False)
         response = make_response(
             call.invite,
             status,
@@ -1301,6 +1435,7 @@ class CallLayer:
                 call.remote_sdp = sdp
             call.remote_allow = _allow_of(response)
             if self._set_state(call, SessionState.ESTABLISHED):
+                self._session_response(call, response, now)
                 self._events.append(CallAnswered(call, sdp))
             return
         if status in (401, 407) and self.auth is not None and not call._auth_retried:
@@ -1316,6 +1451,27 @@ class CallLayer:
                 call._invite_tx = new_tx
                 self._tx_calls[id(new_tx)] = (_Kind.INVITE, call)
             return
+        if status == 422 and not call._422_retried and call._cancel is _Cancel.NOT_WANTED:
+            # RFC 4028 §7.4: a proxy (or the far end) wants a session timer of at least its
+            # Min-SE: the INVITE goes again asking for that interval.
+            min_se = _min_se_of(response)
+            if min_se is not None and conn is not None:
+                call._422_retried = True
+                retry = Request(tx.request.method, tx.request.uri, tx.request.headers.copy(),
+                                tx.request.body)
+                retry.headers.remove("Via")
+                for name in ("Session-Expires", "Min-SE"):
+                    retry.headers.remove(name)
+                retry.headers.set("CSeq", f"{tx.request.cseq.seq + 1} INVITE")
+                retry.headers.add("Session-Expires", str(min_se))
+                retry.headers.add("Min-SE", str(min_se))
+                if "timer" not in ",".join(retry.headers.get_all("Supported")):
+                    retry.headers.add("Supported", "timer")
+                call.invite = retry
+                new_tx = conn.send_request(retry, now)
+                call._invite_tx = new_tx
+                self._tx_calls[id(new_tx)] = (_Kind.INVITE, call)
+                return
         if call._cancel is not _Cancel.NOT_WANTED:
             self._end(call, "local", status, call._cancel_reason)
             return
@@ -1386,6 +1542,7 @@ class CallLayer:
             sdp = _sdp_of(response)
             if sdp:
                 call.remote_sdp = sdp
+            self._session_response(call, response, now)
             self._events.append(ReInviteAnswered(call, sdp))
             return
         if status in (401, 407) and not call._auth_retried:
@@ -1420,6 +1577,7 @@ class CallLayer:
         if status < 300:
             if tx is call._refresh_tx:
                 call._refresh_tx = None
+            self._session_response(call, response, now)
             return
         if status in (401, 407) and not call._auth_retried:
             call._auth_retried = True
@@ -1527,6 +1685,10 @@ class CallLayer:
                 # §14.2: a re-INVITE while ours is pending: 491 Request Pending.
                 self._send_response(call, make_response(request, 491), now)
                 return True
+            too_small = self._session_request(call, request)
+            if too_small is not None:
+                self._send_response(call, too_small, now)
+                return True
             call._reinvite_server = (request, tx)
             sdp = _sdp_of(request)
             if sdp:
@@ -1555,11 +1717,16 @@ class CallLayer:
         if not call.active or call.state is SessionState.TERMINATING:
             self._send_response(call, make_response(request, 481), now)
             return
+        too_small = self._session_request(call, request)
+        if too_small is not None:
+            self._send_response(call, too_small, now)
+            return
         if not request.body:
             # A target (or session) refresh: nothing to negotiate (§5.2).
             call._target_stale = False  # our 200 carries our Contact
             response = make_response(request, 200, headers=self._refresh_headers(call))
             self._send_response(call, response, now)
+            self._arm_session_timer(call, now)
             return
         sdp = _sdp_of(request)
         if sdp is None:
@@ -1635,6 +1802,40 @@ def _allow_of(message: Request | Response) -> frozenset[str] | None:
     return frozenset(
         m.strip().upper() for v in values for m in v.split(",") if m.strip()
     )
+
+
+def _session_expires_of(message: Request | Response) -> tuple[int, str | None] | None:
+    """``Session-Expires`` (RFC 4028 §4; compact ``x``): the interval and the refresher
+    (``"uac"``, ``"uas"`` or ``None``); ``None`` when absent or unreadable."""
+    value = message.headers.get("Session-Expires")
+    if not value:
+        return None
+    parts = [p.strip() for p in value.split(";")]
+    try:
+        interval = int(parts[0])
+    except ValueError:
+        logger.warning("! ignoring an unreadable Session-Expires: %.60r", value)
+        return None
+    refresher = None
+    for part in parts[1:]:
+        name, _, val = part.partition("=")
+        if name.strip().lower() == "refresher" and val.strip().lower() in ("uac", "uas"):
+            refresher = val.strip().lower()
+    return interval, refresher
+
+
+def _min_se_of(message: Request | Response) -> int | None:
+    value = message.headers.get("Min-SE")
+    try:
+        return int(value.split(";")[0]) if value else None
+    except ValueError:
+        return None
+
+
+def _supports_timer(message: Request | Response) -> bool:
+    """Whether ``Supported`` (or ``Require``) lists ``timer``."""
+    values = message.headers.get_all("Supported") + message.headers.get_all("Require")
+    return any(t.strip().lower() == "timer" for v in values for t in v.split(","))
 
 
 def _sdp_of(message: Request | Response) -> str | None:
