@@ -744,7 +744,10 @@ class Call:
                     logger.warning("! %s: the dialog refresh after the reconnect failed: %s",
                                    self.id, exc)
                 return
-            if not self.ended:
+            if not self.ended and reason == "session-timer":
+                # A session refresh (RFC 4028) by re-INVITE: nothing was lost or recovered.
+                logger.debug("= %s: session refreshed (session timer)", self.id)
+            elif not self.ended:
                 logger.info("= %s: dialog refreshed after the reconnect", self.id)
                 self._publish(CallRecovered(self.phone.name, self, reason))
             return
