@@ -45,6 +45,14 @@ call whose media cannot work (the owner found the answer unusable) the same way.
 Glare (RFC 3261 §14.1): a re-INVITE of ours answered 491 is retried after a random delay,
 2.1-4 s when we own the Call-ID (we placed the call), 0-2 s otherwise: a
 :class:`ReInviteRetryDue` event tells the owner to make a fresh offer.
+
+An UPDATE with an offer (RFC 3311) is reported like a re-INVITE's (:class:`ReInviteReceived`
+with ``method="UPDATE"``) and answered in its own 200; 491/500 for crossing offers (§5.2).
+After a move to a new flow, :meth:`CallLayer.request_target_refresh` asks the owner for a
+target refresh (:class:`TargetRefreshNeeded`); a refresh answered "dialog gone" (RFC 5057) or
+not at all ends the call. Session timers (RFC 4028) run when the far end asks: the
+``SESSION_REFRESH`` / ``SESSION_EXPIRE`` deadlines refresh (UPDATE without a body, or a
+re-INVITE the owner makes) or end the call with a BYE.
 """
 
 from __future__ import annotations
