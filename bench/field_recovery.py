@@ -101,7 +101,8 @@ TARGETS_S = {"ws_drop": 2.0, "address_change": 3.0}
 TONE_HZ = 1000.0
 STEP = 10.0  # seconds for each ordinary step (answer, hang up ...)
 HEARD_S = 0.06  # tone for this long = "audio confirmed"
-GAP_S = 0.1  # no frame for this long = a break
+GAP_S = 0.1  # no frame for this long breaks a run of tone frames
+BREAK_S = 0.25  # no frame for this long after the fault = the audio stopped
 MIN_RMS = 10 ** (-50 / 20)
 MIN_SHARE = 0.5
 
@@ -162,16 +163,17 @@ def heard_at(
 def first_break(
     log: list[tuple[float, float, float]], after: float, now: float | None = None
 ) -> float | None:
-    """The time of the last tone frame before the tone first stops after ``after`` (a
-    non-tone frame, or no frame for GAP_S -- also up to ``now``)."""
+    """When the tone first stops at or after ``after``: the time of the last tone frame (at
+    least ``after``) before a non-tone frame or BREAK_S without frames (also up to ``now``;
+    ours delivers no frame while no RTP arrives)."""
     previous: tuple[float, bool] | None = None
     for t, share, rms in log:
         tone = is_tone(share, rms)
-        if previous is not None and previous[0] >= after:
-            if previous[1] and (not tone or t - previous[0] > GAP_S):
-                return previous[0]
+        if previous is not None and previous[1] and t >= after:
+            if (not tone and previous[0] >= after) or t - previous[0] > BREAK_S:
+                return max(previous[0], after)
         previous = (t, tone)
-    if previous is not None and previous[1] and now is not None and now - previous[0] > GAP_S:
+    if previous is not None and previous[1] and now is not None and now - previous[0] > BREAK_S:
         return max(previous[0], after)
     return None
 
@@ -417,7 +419,11 @@ class SipJs(Subject):
             origin = origin or t
         rnd.events = [
             f"{float(e['wall']) / 1000.0 - rnd.fault_at:+.3f} {e.get('type')}"
-            + (f" {e.get('state') or e.get('status') or ''}" if e.get("type") != "log" else "")
+            + (
+                f" {e.get('state') or e.get('status') or e.get('address') or ''}"
+                if e.get("type") != "log"
+                else ""
+            )
             for e in events
             if e.get("wall") is not None
         ][:20]
@@ -488,9 +494,13 @@ async def one_round(rig: Rig, subject: Subject, fault: str) -> dict[str, Any]:
                 if rnd.refreshed is not None:
                     recovered = heard_at(log, rnd.refreshed)
             else:
-                stop = first_break(log, fault_at)
+                now = time.time()
+                stop = first_break(log, fault_at, now)
                 if stop is not None:
                     recovered = heard_at(log, stop, run_after=stop)
+                elif now - fault_at > 3.0 and longest_gap(log, fault_at, now) < BREAK_S:
+                    recovered = fault_at  # the audio never stopped
+                    result["audio_never_stopped"] = True
             if recovered is not None:
                 break
         await asyncio.sleep(0.2)
@@ -557,8 +567,14 @@ def summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "recovered": len(times),
         "median_ms": round(statistics.median(times), 1) if times else None,
         "min_ms": min(times) if times else None,
-        "worst_ms": (max(times) if not failed else f">{TIMEOUT * 1000:.0f}") if times else None,
+        # A round that did not recover is worse than any number we have.
+        "worst_ms": f">{TIMEOUT * 1000:.0f}" if failed else (max(times) if times else None),
     }
+
+
+def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(values), 1) if values else None
 
 
 async def run(k: Kamailio, run_dir: Path) -> dict[str, Any]:
@@ -719,6 +735,7 @@ def main() -> dict[str, Any]:
     for fault in FAULTS:
         for name in CONTENDERS:
             stats = result["stats"][name][fault]
+            rows = result["samples"][name][fault]
             table.append(
                 {
                     "fault": fault,
@@ -726,9 +743,21 @@ def main() -> dict[str, Any]:
                     "recovered": f"{stats['recovered']}/{stats['rounds']}",
                     "median_ms": stats["median_ms"]
                     if stats["median_ms"] is not None
-                    else f"none within {TIMEOUT:.0f} s",
+                    else (
+                        "no target refresh"
+                        if fault == "ws_drop"
+                        and rows
+                        and all(r.get("refresh_sent_ms") is None for r in rows)
+                        else f"none within {TIMEOUT:.0f} s"
+                    ),
                     "worst_ms": stats["worst_ms"],
-                    "notes": note(name, fault, result["samples"][name][fault]),
+                    "min_ms": stats["min_ms"],
+                    # ws_drop: the re-REGISTER's 200; address_change: the re-INVITE's 200.
+                    "step_median_ms": median_of(
+                        rows, "reregistered_ms" if fault == "ws_drop" else "refresh_200_ms"
+                    ),
+                    "audio_gap_median_ms": median_of(rows, "longest_audio_gap_ms"),
+                    "notes": note(name, fault, rows),
                 }
             )
         ours = result["stats"].get("ours", {}).get(fault)

@@ -615,6 +615,9 @@ function watchIce(session) {
   if (!pc || pc.__watched) return;
   pc.__watched = true;
   let restarting = false;
+  pc.addEventListener("icecandidate", (e) => {
+    emit("ice_candidate", { address: e.candidate ? e.candidate.address : null, wall: wall() });
+  });
   pc.addEventListener("iceconnectionstatechange", async () => {
     const state = pc.iceConnectionState;
     emit("ice_state", { state, wall: wall() });

@@ -588,8 +588,9 @@ class BrowserPhone:
         ``reconnect`` (``ua.reconnect()`` then REGISTER after a lost WebSocket),
         ``refresh_target`` (then a re-INVITE in the call), ``ice_restart`` (a re-INVITE with
         ``iceRestart`` when ICE goes disconnected/failed).  Their steps are emitted as
-        ``reconnected``, ``target_refresh``, ``ice_state`` and ``ice_restart`` events (with
-        ``wall``, epoch ms)."""
+        ``reconnected``, ``reregistered``, ``target_refresh``, ``ice_candidate`` (each local
+        candidate the call's peer connection gathers), ``ice_state`` and ``ice_restart``
+        events (with ``wall``, epoch ms)."""
         options = {
             key: value
             for key, value in (
