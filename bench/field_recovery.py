@@ -102,7 +102,7 @@ TONE_HZ = 1000.0
 STEP = 10.0  # seconds for each ordinary step (answer, hang up ...)
 HEARD_S = 0.06  # tone for this long = "audio confirmed"
 GAP_S = 0.1  # no frame for this long breaks a run of tone frames
-BREAK_S = 0.25  # no frame for this long after the fault = the audio stopped
+BREAK_S = GAP_S  # no tone frame for this long after the fault = the audio stopped
 MIN_RMS = 10 ** (-50 / 20)
 MIN_SHARE = 0.5
 
@@ -166,15 +166,18 @@ def first_break(
     """When the tone first stops at or after ``after``: the time of the last tone frame (at
     least ``after``) before a non-tone frame or BREAK_S without frames (also up to ``now``;
     ours delivers no frame while no RTP arrives)."""
-    previous: tuple[float, bool] | None = None
+    last_tone: float | None = None
     for t, share, rms in log:
         tone = is_tone(share, rms)
-        if previous is not None and previous[1] and t >= after:
-            if (not tone and previous[0] >= after) or t - previous[0] > BREAK_S:
-                return max(previous[0], after)
-        previous = (t, tone)
-    if previous is not None and previous[1] and now is not None and now - previous[0] > BREAK_S:
-        return max(previous[0], after)
+        if t >= after:
+            if not tone:
+                return max(last_tone if last_tone is not None else after, after)
+            if last_tone is not None and t - last_tone > BREAK_S:
+                return max(last_tone, after)
+        if tone:
+            last_tone = t
+    if last_tone is not None and now is not None and now - max(last_tone, after) > BREAK_S:
+        return max(last_tone, after)
     return None
 
 
