@@ -44,7 +44,10 @@ call whose media cannot work (the owner found the answer unusable) the same way.
 
 Glare (RFC 3261 §14.1): a re-INVITE of ours answered 491 is retried after a random delay,
 2.1-4 s when we own the Call-ID (we placed the call), 0-2 s otherwise: a
-:class:`ReInviteRetryDue` event tells the owner to make a fresh offer.
+:class:`ReInviteRetryDue` event tells the owner to make a fresh offer. An incoming re-INVITE
+that crosses an INVITE of ours still in progress gets 491; one that arrives before we have
+answered the far end's previous re-INVITE, UPDATE offer or initial INVITE gets 500 with a
+``Retry-After`` of 0-10 s (§14.2), and the first is still ours to answer.
 
 An UPDATE with an offer (RFC 3311) is reported like a re-INVITE's (:class:`ReInviteReceived`
 with ``method="UPDATE"``) and answered in its own 200; 491/500 for crossing offers (§5.2).
@@ -1689,9 +1692,18 @@ class CallLayer:
             self._send_response(call, make_response(request, 200), now)
             self._end(call, "remote", None, "hung up by the far end")
         elif method == "INVITE":
-            if call._reinvite_tx is not None or call._reinvite_server is not None:
-                # §14.2: a re-INVITE while ours is pending: 491 Request Pending.
+            if call._reinvite_tx is not None or call.state in (
+                SessionState.CALLING, SessionState.EARLY, SessionState.TERMINATING
+            ):
+                # §14.2: "A UAS that receives an INVITE on a dialog while an INVITE it had
+                # sent on that dialog is in progress MUST return a 491 (Request Pending)".
                 self._send_response(call, make_response(request, 491), now)
+                return True
+            if call._reinvite_server is not None or call.state is SessionState.INCOMING:
+                # §14.2: a second INVITE before our final response to the first (their
+                # re-INVITE, their UPDATE offer, or the initial INVITE still ringing): 500
+                # with a Retry-After of 0-10 s; the first one is still ours to answer.
+                self._send_response(call, self._crossing_500(request), now)
                 return True
             too_small = self._session_request(call, request)
             if too_small is not None:
@@ -1758,12 +1770,18 @@ class CallLayer:
             # received an offer [...] to which it has not yet generated an answer, the UAS
             # MUST reject the UPDATE with a 500 response, and MUST include a Retry-After
             # header field with a randomly chosen value between 0 and 10 seconds."
-            retry = ("Retry-After", str(int(self._rng() * 10)))
-            self._send_response(call, make_response(request, 500, headers=[retry]), now)
+            self._send_response(call, self._crossing_500(request), now)
             return
         call._reinvite_server = (request, tx)
         call.remote_sdp = sdp
         self._events.append(ReInviteReceived(call, sdp, "UPDATE"))
+
+    def _crossing_500(self, request: Request) -> Response:
+        """500 with a ``Retry-After`` randomly chosen between 0 and 10 seconds, for an offer
+        that crosses one of the far end's we have not answered yet (RFC 3261 §14.2, RFC
+        3311 §5.2)."""
+        retry = ("Retry-After", str(int(self._rng() * 10)))
+        return make_response(request, 500, headers=[retry])
 
     def _call_for(self, connection: SipConnection, request: Request) -> CallSession | None:
         call_id = request.call_id
