@@ -26,6 +26,29 @@ def test_the_asyncio_api_is_re_exported_whole() -> None:
         assert getattr(exotel_voice, name) is getattr(exotel_voice.client, name)
 
 
+def test_the_field_recovery_names_are_exported_where_their_kind_is() -> None:
+    import exotel_voice.media
+    import exotel_voice.media.netwatch
+
+    # Events of the asyncio API: in exotel_voice.client and at the top level.
+    for name in ("CallRecovered", "IceRestarted", "IceRestarting", "MediaStateChanged",
+                 "MediaWarningCleared", "NoMediaWarning", "Reconnected", "Reconnecting"):
+        assert name in exotel_voice.client.__all__, name
+        assert name in exotel_voice.__all__, name
+    # What the events carry and the configuration: in exotel_voice.media and at the top.
+    for name in ("DtlsState", "IceState", "LivenessConfig"):
+        assert name in exotel_voice.media.__all__, name
+        assert getattr(exotel_voice, name) is getattr(exotel_voice.media, name), name
+    # The watcher a Phone runs stays in exotel_voice.media, as MediaSession does.
+    assert exotel_voice.media.AddressWatcher is exotel_voice.media.netwatch.AddressWatcher
+    assert "AddressWatcher" in exotel_voice.media.__all__
+    assert "AddressWatcher" not in exotel_voice.__all__
+    for module in (exotel_voice.client, exotel_voice.media):
+        assert module.__all__ == sorted(module.__all__), module.__name__
+        for name in module.__all__:
+            assert getattr(module, name) is not None, name
+
+
 def test_unknown_names_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchName"):
         exotel_voice.NoSuchName  # type: ignore[attr-defined]  # noqa: B018

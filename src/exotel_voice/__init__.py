@@ -5,8 +5,9 @@ Two faces over one core:
 * :class:`ExotelWebClient` -- Exotel's Voice WebSDK API (the integration guide's names and
   callbacks), usable from plain synchronous code;
 * :class:`Phone` / :class:`Call` -- the asyncio API underneath it, with its states
-  (:class:`CallState`, :class:`RegistrationState`, :class:`PhoneStatus`) and typed events
-  (:class:`CallConnected`, :class:`CallEnded`, :class:`RegistrationStateChanged` ...).
+  (:class:`CallState`, :class:`RegistrationState`, :class:`PhoneStatus`, and the media's
+  :class:`IceState` and :class:`DtlsState` that :class:`MediaStateChanged` carries) and typed
+  events (:class:`CallConnected`, :class:`CallEnded`, :class:`RegistrationStateChanged` ...).
 
 What an application needs is importable from here: the configuration
 (:class:`AccountConfig`, :class:`MediaConfig`, :class:`IceConfig` ...), the audio sources
@@ -14,7 +15,9 @@ and sinks (:class:`ToneSource`, :class:`WavFileSource`, :class:`WavFileSink`,
 :class:`LevelMeter` ...), Exotel's REST clients (:class:`ExotelClient`,
 :class:`AsyncExotelClient`; the rest of :mod:`exotel_voice.rest` stays there) and the
 exceptions. The rest of :mod:`exotel_voice.media` (the
-:class:`~exotel_voice.media.MediaSession` itself, the analysis helpers) stays there.
+:class:`~exotel_voice.media.MediaSession` itself, the
+:class:`~exotel_voice.media.AddressWatcher` a :class:`Phone` runs, the analysis helpers)
+stays there.
 
 Everything but the exceptions is imported lazily (on first use), so
 ``import exotel_voice.sip`` stays free of asyncio, websockets and aiortc.
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
         CallUnmuted,
         Codec,
         DtmfReceived,
+        IceRestarted,
+        IceRestarting,
         Identity,
         MediaStateChanged,
         MediaWarning,
@@ -79,10 +84,12 @@ if TYPE_CHECKING:
         AudioSource,
         DeviceSink,
         DeviceSource,
+        DtlsState,
         FrameSink,
         FrameSource,
         IceConfig,
         IceServer,
+        IceState,
         LevelMeter,
         LivenessConfig,
         MediaConfig,
@@ -120,6 +127,7 @@ __all__ = [
     "ConnectionClosed",
     "DeviceSink",
     "DeviceSource",
+    "DtlsState",
     "DtmfReceived",
     "ExotelCall",
     "ExotelClient",
@@ -127,7 +135,10 @@ __all__ = [
     "FrameSink",
     "FrameSource",
     "IceConfig",
+    "IceRestarted",
+    "IceRestarting",
     "IceServer",
+    "IceState",
     "Identity",
     "InvalidDTMF",
     "InvalidMessage",
@@ -144,10 +155,10 @@ __all__ = [
     "Phone",
     "PhoneEvent",
     "PhoneStatus",
-    "Reconnected",
-    "Reconnecting",
     "ReceivedFrames",
     "ReconnectPolicy",
+    "Reconnected",
+    "Reconnecting",
     "RegistrationState",
     "RegistrationStateChanged",
     "RestError",
@@ -171,9 +182,9 @@ _LAZY = {
     **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
     **dict.fromkeys(
         (
-            "AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "FrameSink", "FrameSource",
-            "IceConfig", "IceServer", "LevelMeter", "LivenessConfig", "MediaConfig",
-            "SilenceSource", "ToneSource", "WavFileSink", "WavFileSource",
+            "AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "DtlsState", "FrameSink",
+            "FrameSource", "IceConfig", "IceServer", "IceState", "LevelMeter", "LivenessConfig",
+            "MediaConfig", "SilenceSource", "ToneSource", "WavFileSink", "WavFileSource",
         ),
         "media",
     ),

@@ -1,8 +1,11 @@
 """WebRTC media for exotel-voice calls, on top of aiortc.
 
 One :class:`MediaSession` per call turns SDP strings into audio: sources to send,
-sinks to receive, RFC 4733 DTMF both ways, hold/resume and mute.  It imports
-nothing from the SIP client or transport; the client plugs it in.
+sinks to receive, RFC 4733 DTMF both ways, hold/resume and mute, its liveness
+(:class:`IceState`, :class:`DtlsState`, :class:`LivenessConfig`) and ICE restart; an
+:class:`AddressWatcher` reports changes of the host's addresses (:class:`AddressChange`),
+which a phone answers with ICE restarts.  It imports nothing from the SIP client or
+transport; the client plugs it in.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from .analysis import detect_tone, dominant_frequency, goertzel_power, rms, rms_dbfs
 from .config import IceConfig, IceServer, LivenessConfig, MediaConfig
 from .liveness import DtlsState, IceState
+from .netwatch import AddressChange, AddressWatcher
 from .session import MediaSession, MediaState, MediaStats
 from .sinks import AudioSink, DeviceSink, FrameSink, LevelMeter, WavFileSink
 from .sources import (
@@ -23,6 +27,8 @@ from .sources import (
 
 
 __all__ = [
+    "AddressChange",
+    "AddressWatcher",
     "AudioSink",
     "AudioSource",
     "DeviceSink",
@@ -31,8 +37,8 @@ __all__ = [
     "FrameSink",
     "FrameSource",
     "IceConfig",
-    "IceState",
     "IceServer",
+    "IceState",
     "LevelMeter",
     "LivenessConfig",
     "MediaConfig",
