@@ -45,7 +45,7 @@ from ..sip.headers import NameAddr
 from ..sip.message import Request
 from ..sip.transaction import ServerTransaction
 from ..sip.uri import URI, SipURI, parse_uri
-from ..sip.utils import make_response
+from ..sip.utils import KNOWN_METHODS, make_response
 from .certs import SelfSignedCertificate, make_certificate
 from .digest import DigestServer, Verdict
 from .flow import Flow
@@ -56,6 +56,10 @@ from .numbers import TEST_NUMBERS, Bridge, NumberApp, make_app
 __all__ = ["Binding", "Sandbox", "SandboxCall", "SandboxConfig", "normalise_party"]
 
 logger = logging.getLogger(__name__)
+
+#: Methods that only exist inside a dialog (or a subscription, for NOTIFY: the sandbox holds
+#: none): outside one the sandbox answers 481, not 405.
+_IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"})
 
 #: The longest registration the sandbox grants, in seconds.
 MAX_EXPIRES = 3600
@@ -486,7 +490,13 @@ class Sandbox:
     # ========================================================================================
     def handle_event(self, flow: Flow, event: Event) -> None:
         """Act on one event from a flow's SIP connection that the call layer did not take:
-        REGISTER, new INVITEs, out-of-dialog requests."""
+        REGISTER, new INVITEs, out-of-dialog requests.
+
+        Outside any call: OPTIONS gets 200 with ``Allow``; BYE, INFO, UPDATE, PRACK and
+        NOTIFY (the sandbox holds no subscription, RFC 6665 §4.1.3), or any request with a To
+        tag, name a dialog the sandbox does not have: 481 (RFC 3261 §12.2.2); a MESSAGE is
+        taken (200) and logged, not relayed; an unknown method gets 501 (§8.2.1), and 405
+        with ``Allow`` is only for a method that ``Allow`` does not list."""
         if isinstance(event, RequestReceived):
             if event.dialog is not None:
                 return  # a dialog with no live call: the layer answers those
@@ -499,8 +509,14 @@ class Sandbox:
                 self._invite(flow, request, tx)
             elif request.method == "OPTIONS":
                 flow.send_response(make_response(request, 200, headers=[("Allow", ALLOW)]))
-            elif request.to.tag is not None:
+            elif request.method not in KNOWN_METHODS:
+                flow.send_response(make_response(request, 501))
+            elif request.to.tag is not None or request.method in _IN_DIALOG_ONLY:
                 flow.send_response(make_response(request, 481))
+            elif request.method == "MESSAGE":
+                logger.info("MESSAGE from %s to %s taken (the sandbox does not relay messages)",
+                            request.from_.uri, request.uri)
+                flow.send_response(make_response(request, 200))
             else:
                 flow.send_response(make_response(request, 405, headers=[("Allow", ALLOW)]))
 
