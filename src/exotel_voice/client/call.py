@@ -678,7 +678,12 @@ class Call:
         self._publish(MediaWarning(self.phone.name, self, reason))
 
     def _on_media_health(self, event: MediaHealthEvent) -> None:
-        """What the media watch saw (its ``MediaDown`` ends the call through ``on_failed``)."""
+        """What the media watch saw (its ``MediaDown`` ends the call through ``on_failed``).
+
+        Nothing is published once the call has ended: a report the watch made while the
+        call was ending (its media closes in a task) must not follow :class:`CallEnded`."""
+        if self.ended:
+            return
         if isinstance(event, MediaTransportChanged):
             self._publish(MediaStateChanged(self.phone.name, self, event.ice, event.dtls,
                                             event.ice_changed))
