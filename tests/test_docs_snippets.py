@@ -14,8 +14,10 @@ test how to treat it; several words are separated by commas:
 
 * ``<!-- snippet: fragment -->`` -- deliberately not a whole program (an API outline):
   skipped, visibly, and counted; more than :data:`MAX_FRAGMENTS` fails the suite.
-* ``<!-- snippet: media -->`` -- sends or receives audio: runs only inside the
-  loopback-only namespace (``EXOTEL_NETNS=1``, ``scripts/in-netns.sh``), like tests/sandbox.
+* ``<!-- snippet: media -->`` -- sends or receives audio: its media must stay on 127.0.0.1
+  (``IceConfig(host_addresses=["127.0.0.1"])``, as the docs show for the sandbox); then it
+  runs as any user, without root or the network namespace, like tests/sandbox
+  (``tests.rig.loopback_media_skip_reason``).
 * ``<!-- snippet: ring -->`` -- waits for an incoming call: once the snippet's phone has
   registered, the sandbox rings it with a click-to-call to ``echo`` (as ``Calls/connect``).
 * ``<!-- snippet: pytest -->`` -- a test file: run with pytest (the ``exotel_sandbox``
@@ -38,6 +40,7 @@ import pytest
 
 from exotel_voice.sandbox import SandboxConfig
 from exotel_voice.sandbox.threaded import SandboxThread
+from tests.rig import in_netns, loopback_media_skip_reason
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +56,8 @@ DIRECTIVES = {"fragment", "media", "ring", "pytest"}
 _FENCE = re.compile(r"^```python\s*$")
 _MARK = re.compile(r"^<!--\s*snippet:\s*(?P<words>[^>]*?)\s*-->\s*$")
 
-NEEDS_NETNS = os.environ.get("EXOTEL_NETNS") != "1"
+#: Why ``media`` snippets can't run here (None: they can): tests/rig/marks.py's LOOPBACK_MEDIA.
+MEDIA_SKIP = loopback_media_skip_reason()
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,11 @@ def _ring_when_registered(sandbox: SandboxThread, stop: threading.Event,
 def test_snippet_runs_as_copied(snippet: Snippet, tmp_path: Path) -> None:
     if "fragment" in snippet.marks:
         pytest.skip(f"{snippet.id} is marked as a fragment")
-    if "media" in snippet.marks and NEEDS_NETNS:
-        pytest.skip("real media needs the loopback-only namespace: scripts/in-netns.sh")
+    if "media" in snippet.marks and MEDIA_SKIP is not None:
+        pytest.skip(MEDIA_SKIP)
+    if "media" in snippet.marks and "host_addresses" not in snippet.code and not in_netns():
+        pytest.skip("its media is not kept on 127.0.0.1 (no IceConfig.host_addresses): needs "
+                    "the loopback-only network namespace (scripts/in-netns.sh)")
     password = secrets.token_urlsafe(12)
     config = SandboxConfig(ws_port=0, wss_port=0, http_port=0, users={"agent": password})
     with SandboxThread(config) as sandbox:

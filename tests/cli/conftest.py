@@ -1,8 +1,8 @@
 """Running ``exotel-voice`` as a user does: a subprocess, with a clean environment.
 
-The commands that place or take calls run real media and are marked ``media``: they skip
-outside the loopback-only namespace (``scripts/in-netns.sh .venv/bin/python -m pytest
-tests/cli``).
+The commands that place or take calls run real media and are marked ``media`` and
+``LOOPBACK_MEDIA``: against a server on 127.0.0.1 the CLI keeps its media there too, so they
+run as any user, without root or the network namespace.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from exotel_voice.media.analysis import dominant_frequency, rms_dbfs
 
-
-NEEDS_NETNS = pytest.mark.skipif(
-    os.environ.get("EXOTEL_NETNS") != "1",
-    reason="real media needs a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
+# The skip marks, one per reason (tests/rig/marks.py, docs/test-rig.md): real media on
+# 127.0.0.1 needs neither root nor the namespace (LOOPBACK_MEDIA).
+from tests.rig.marks import (
+    LOOPBACK_MEDIA as LOOPBACK_MEDIA,
+    NEEDS_NETNS as NEEDS_NETNS,
+    NEEDS_NETNS_ROOT as NEEDS_NETNS_ROOT,
 )
 
 

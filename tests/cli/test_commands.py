@@ -22,7 +22,7 @@ import exotel_voice
 from exotel_voice import cli
 
 from .conftest import (
-    NEEDS_NETNS,
+    LOOPBACK_MEDIA,
     Background,
     assert_one_error_line,
     cli_env,
@@ -116,7 +116,7 @@ def test_the_status_line_is_redrawn_in_place_on_a_terminal(
 
 # -- calls against the in-process sandbox ----------------------------------------------------
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 def test_call_echo_with_a_tone_records_the_tone(tmp_path: Path) -> None:
     result = run("call", "echo", "--tone", "1000", "--record", "out.wav", "--duration", "3",
@@ -134,7 +134,7 @@ def test_call_echo_with_a_tone_records_the_tone(tmp_path: Path) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 def test_dtmf_reaches_the_ivr_which_confirms_every_digit() -> None:
     result = run("call", "ivr", "--dtmf", "123#", "--duration", "1.5", "--json")
@@ -149,7 +149,7 @@ def test_dtmf_reaches_the_ivr_which_confirms_every_digit() -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 def test_a_failed_call_is_one_line_and_status_1() -> None:
     unknown = run("call", "nosuch")
@@ -161,7 +161,7 @@ def test_a_failed_call_is_one_line_and_status_1() -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 def test_answer_records_the_tone_of_the_call_the_sandbox_rings_in(tmp_path: Path) -> None:
     result = run("answer", "--ring-from-sandbox", "tone", "--count", "1", "--duration", "2",
@@ -178,7 +178,7 @@ def test_answer_records_the_tone_of_the_call_the_sandbox_rings_in(tmp_path: Path
 
 # -- a separate sandbox, the EXOTEL_* account, REST click-to-call ----------------------------
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 def test_sandbox_shows_the_answer_phone_and_the_connect_call(tmp_path: Path) -> None:
     sandbox = Background(
@@ -227,7 +227,7 @@ def test_sandbox_shows_the_answer_phone_and_the_connect_call(tmp_path: Path) -> 
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 def test_ctrl_c_hangs_up_and_exits_130() -> None:
     call = Background("call", "echo", "--tone", "500", env=cli_env())

@@ -30,10 +30,10 @@ from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
 from tests.labels import call_label
 
-from ..media.conftest import NEEDS_NETNS
+from ..media.conftest import LOOPBACK_MEDIA
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA, pytest.mark.timeout(60)]
 
 LOOPBACK = MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0))
 CONTACT = "<sip:bob@127.0.0.1:5070;transport=ws>"

@@ -50,7 +50,7 @@ from exotel_voice.sip import Headers, Request
 from exotel_voice.sip.dialog import Dialog
 from exotel_voice.sip.useragent import CallSession, SessionState
 from tests.client.test_call_answers import BadAnswerServer, place_call
-from tests.media.conftest import NEEDS_NETNS
+from tests.media.conftest import LOOPBACK_MEDIA
 from tests.sandbox import conftest as sandbox_fixtures
 from tests.sandbox.conftest import MEDIA, PhoneFactory
 
@@ -192,7 +192,7 @@ def test_reachability_problem(local: list[str], remote: list[str], problem: str 
 
 # -- real media -------------------------------------------------------------------------------
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 async def test_a_loopback_only_session_warns_at_once_against_a_public_offer(
     caplog: pytest.LogCaptureFixture,
@@ -216,7 +216,7 @@ async def public_answer(server: BadAnswerServer, invite: Request) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_an_unreachable_answer_warns_before_connected_and_the_properties_are_set(
     caplog: pytest.LogCaptureFixture,
@@ -277,7 +277,7 @@ async def take(frames: Any, count: int) -> list[Any]:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_answer_with_a_failing_source_raises_and_the_call_keeps_ringing(
     sandbox: Sandbox, phones: PhoneFactory
@@ -300,7 +300,7 @@ async def test_answer_with_a_failing_source_raises_and_the_call_keeps_ringing(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_received_frames_before_the_answer_waits_for_media_and_detaches(
     sandbox: Sandbox, phones: PhoneFactory
@@ -331,7 +331,7 @@ async def test_received_frames_before_the_answer_waits_for_media_and_detaches(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_received_frames_times_out_when_no_audio_comes_and_ends_with_the_call(
     sandbox: Sandbox, phones: PhoneFactory

@@ -16,7 +16,7 @@ import pytest
 from exotel_voice import Call, CallHeld, CallResumed, MediaError, ToneSource
 from exotel_voice.media.analysis import detect_tone, rms_dbfs
 from exotel_voice.sandbox import Sandbox
-from tests.media.conftest import NEEDS_NETNS
+from tests.media.conftest import LOOPBACK_MEDIA
 from tests.sandbox import conftest as sandbox_fixtures
 from tests.sandbox.conftest import PhoneFactory, listen
 
@@ -44,7 +44,7 @@ def hears(pcm: object, frequency: float) -> bool:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_the_held_party_hears_silence_then_us_again_after_resume(
     sandbox: Sandbox, phones: PhoneFactory
@@ -70,7 +70,7 @@ async def test_the_held_party_hears_silence_then_us_again_after_resume(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_hold_music_is_heard_while_held_and_mute_survives_hold_and_resume(
     sandbox: Sandbox, phones: PhoneFactory
@@ -94,7 +94,7 @@ async def test_hold_music_is_heard_while_held_and_mute_survives_hold_and_resume(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_a_refused_hold_gives_the_far_end_our_audio_back(
     sandbox: Sandbox, phones: PhoneFactory

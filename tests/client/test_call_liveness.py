@@ -38,7 +38,7 @@ from exotel_voice.config import AccountConfig
 from exotel_voice.media import DtlsState, IceConfig, IceState, LivenessConfig, MediaConfig
 from exotel_voice.media.analysis import detect_tone
 from exotel_voice.sandbox import Sandbox
-from tests.media.conftest import NEEDS_NETNS
+from tests.media.conftest import NEEDS_NETNS_ROOT
 from tests.sandbox import conftest as sandbox_fixtures
 from tests.sandbox.conftest import listen
 
@@ -99,7 +99,7 @@ ENDING = LivenessConfig(no_media_warning=1.0, no_media_grace=2.0, connect_timeou
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@NEEDS_NETNS_ROOT
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("phone", [SHORT], indirect=True)
 async def test_a_3_s_blackout_warns_clears_and_the_tone_comes_back(
@@ -127,7 +127,7 @@ async def test_a_3_s_blackout_warns_clears_and_the_tone_comes_back(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@NEEDS_NETNS_ROOT
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("phone", [ENDING], indirect=True)
 async def test_a_blackout_that_lasts_ends_the_call_on_both_sides_with_the_reason(
@@ -150,7 +150,7 @@ async def test_a_blackout_that_lasts_ends_the_call_on_both_sides_with_the_reason
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@NEEDS_NETNS_ROOT
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("phone", [ENDING], indirect=True)
 async def test_ice_that_never_connects_ends_a_connected_call_with_a_reason(

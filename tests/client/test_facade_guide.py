@@ -25,7 +25,7 @@ from exotel_voice.media import IceConfig, MediaConfig, ToneSource, WavFileSource
 from exotel_voice.media.analysis import dominant_frequency
 from exotel_voice.sandbox import Sandbox, SandboxConfig
 from exotel_voice.sandbox.threaded import SandboxThread
-from tests.sandbox.conftest import NEEDS_NETNS
+from tests.sandbox.conftest import LOOPBACK_MEDIA
 
 
 pytestmark = pytest.mark.timeout(60)
@@ -199,7 +199,7 @@ def call_agent(clients: Make, **agent_kwargs: Any) -> tuple[Any, ...]:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_session_callback_gets_the_guides_words(clients: Make) -> None:
     agent, rec, bob, bob_rec, out, incoming = call_agent(clients)
     incoming.Answer().result(15)
@@ -215,7 +215,7 @@ def test_session_callback_gets_the_guides_words(clients: Make) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_mute_on_an_ended_call_fails_like_hold(clients: Make) -> None:
     agent, rec, bob, bob_rec, out, incoming = call_agent(clients)
     incoming.Answer().result(15)
@@ -229,7 +229,7 @@ def test_mute_on_an_ended_call_fails_like_hold(clients: Make) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_answer_with_a_broken_source_reports_media_permission_denied(
     clients: Make, tmp_path: Path
 ) -> None:
@@ -274,7 +274,7 @@ class _DeadDevice(ToneSource):
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_sync_face_receives_dtmf_and_touches_audio(clients: Make, tmp_path: Path) -> None:
     agent, rec, bob, bob_rec, out, incoming = call_agent(clients)
     digits: list[tuple[Any, str, str, str]] = []
@@ -332,7 +332,7 @@ def test_sync_face_receives_dtmf_and_touches_audio(clients: Make, tmp_path: Path
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_a_call_the_server_dropped_with_the_connection_is_terminated_not_active(
     clients: Make, sandbox: SandboxThread
 ) -> None:

@@ -26,7 +26,7 @@ from exotel_voice.media import MediaSession
 from exotel_voice.sandbox import Sandbox
 from exotel_voice.transport import WebSocketTransport
 
-from ..sandbox.conftest import MEDIA, NEEDS_NETNS, PASSWORDS, sandbox_config
+from ..sandbox.conftest import LOOPBACK_MEDIA, MEDIA, PASSWORDS, sandbox_config
 
 
 ICE_PWD = "IcePwdSentinel0123456789ab"
@@ -147,7 +147,7 @@ async def test_websockets_handshake_has_no_credentials(everything: Everything) -
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 async def test_a_real_call_at_debug_leaks_no_secret(everything: Everything) -> None:
     """A call to the sandbox's echo number with every logger at DEBUG: neither side's

@@ -26,7 +26,7 @@ from exotel_voice.sandbox import Sandbox
 from exotel_voice.sip import Request, Response, parse_message
 from exotel_voice.sip.utils import make_response
 
-from ..sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
+from ..sandbox.conftest import LOOPBACK_MEDIA, MEDIA, sandbox_config
 
 
 REALM = "leak.test"
@@ -169,7 +169,7 @@ async def test_rejected_incoming_calls_are_released(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(120)
 async def test_outgoing_calls_are_released() -> None:
     """Calls we place (rejected with 486, or answered and hung up) leave no Call, no media

@@ -32,7 +32,7 @@ from exotel_voice.config import AccountConfig, ReconnectPolicy
 from exotel_voice.exceptions import InvalidState
 from exotel_voice.media import ToneSource
 from exotel_voice.sandbox import Sandbox
-from tests.sandbox.conftest import MEDIA, NEEDS_NETNS, sandbox_config
+from tests.sandbox.conftest import LOOPBACK_MEDIA, MEDIA, sandbox_config
 
 
 pytestmark = [pytest.mark.timeout(40)]
@@ -74,7 +74,7 @@ def kinds(events: list[PhoneEvent]) -> list[str]:
 
 
 @media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_a_call_the_server_dropped_with_the_connection_ends_after_the_reconnect(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:
@@ -108,7 +108,7 @@ async def test_a_call_the_server_dropped_with_the_connection_ends_after_the_reco
 
 
 @media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_a_call_through_a_server_killed_and_restarted_ends_after_re_registering(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:
@@ -134,7 +134,7 @@ async def test_a_call_through_a_server_killed_and_restarted_ends_after_re_regist
 
 
 @media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_a_connection_lost_without_a_call_reports_reconnecting_and_reconnected(
     world: tuple[list[Sandbox], Phone, list[PhoneEvent]],
 ) -> None:

@@ -12,7 +12,6 @@ through the far end on the new address.  The call stays connected throughout.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -26,14 +25,13 @@ from exotel_voice.media import IceConfig, MediaConfig, ToneSource, _aiortc_compa
 from exotel_voice.media.analysis import detect_tone
 from exotel_voice.media.netwatch import host_addresses
 from exotel_voice.sandbox import Sandbox
-from tests.sandbox.conftest import NEEDS_NETNS, listen, sandbox_config
+from tests.sandbox.conftest import NEEDS_NETNS_ROOT, listen, sandbox_config
 
 
 pytestmark = [
     pytest.mark.media,
-    NEEDS_NETNS,
+    NEEDS_NETNS_ROOT,
     pytest.mark.timeout(60),
-    pytest.mark.skipif(os.geteuid() != 0, reason="creating a veth pair needs root"),
 ]
 
 LINK = "exvnw0"

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
 import numpy as np
-import pytest
 
 from exotel_voice.media import IceConfig, MediaConfig, MediaSession, _aiortc_compat as compat
 from exotel_voice.media.sources import AudioSource
 
-
-NEEDS_NETNS = pytest.mark.skipif(
-    os.environ.get("EXOTEL_NETNS") != "1",
-    reason="real media needs a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
+# The skip marks, one per reason (tests/rig/marks.py, docs/test-rig.md): real media on
+# 127.0.0.1 needs neither root nor the namespace (LOOPBACK_MEDIA).
+from tests.rig.marks import (
+    LOOPBACK_MEDIA as LOOPBACK_MEDIA,
+    NEEDS_NETNS as NEEDS_NETNS,
+    NEEDS_NETNS_ROOT as NEEDS_NETNS_ROOT,
 )
+
 
 #: Which aiortc-internals features this run uses (EXOTEL_VOICE_AIORTC_COMPAT=off: none but the
 #: gathering policy).  Tests of such a feature check the path taken, and on the fallback

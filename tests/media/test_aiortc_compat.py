@@ -18,7 +18,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from exotel_voice.media import _aiortc_compat as compat
 
-from .conftest import NEEDS_NETNS
+from .conftest import LOOPBACK_MEDIA
 
 
 CHECKED = {"aiortc": "1.16.0", "aioice": "0.13.0"}
@@ -151,7 +151,7 @@ _CALL = textwrap.dedent(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_a_changed_aiortc_method_gives_one_warning_and_a_working_call() -> None:
     env = {k: v for k, v in os.environ.items() if k != compat.ENV}
     done = subprocess.run(

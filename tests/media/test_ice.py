@@ -16,10 +16,10 @@ from aioice import Connection
 from exotel_voice.media import IceConfig
 from exotel_voice.media.ice import _hook
 
-from .conftest import FEATURES, NEEDS_NETNS
+from .conftest import FEATURES, LOOPBACK_MEDIA
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA]
 
 
 @contextlib.asynccontextmanager

@@ -18,10 +18,10 @@ import pytest
 from exotel_voice.exceptions import InvalidState, MediaError
 from exotel_voice.media import MediaSession, MediaState, ToneSource, dominant_frequency
 
-from .conftest import FEATURES, NEEDS_NETNS, collect, connected_pair
+from .conftest import FEATURES, LOOPBACK_MEDIA, collect, connected_pair
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA]
 
 needs_restart = pytest.mark.skipif(
     not FEATURES.ice_restart, reason="ICE restart needs aiortc's internals (compat off)"

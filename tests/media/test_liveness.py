@@ -24,7 +24,7 @@ from exotel_voice.media.liveness import (
     MediaSilent,
     MediaTransportChanged,
 )
-from tests.media.conftest import NEEDS_NETNS, connected_pair
+from tests.media.conftest import LOOPBACK_MEDIA, connected_pair
 
 
 FAST = LivenessConfig(no_media_warning=2.0, no_media_grace=3.0, connect_timeout=4.0)
@@ -134,7 +134,7 @@ LOOPBACK = IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0)
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 async def test_a_far_end_that_never_answers_ice_is_media_down_within_the_connect_timeout(
 ) -> None:
@@ -165,7 +165,7 @@ async def test_a_far_end_that_never_answers_ice_is_media_down_within_the_connect
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(30)
 async def test_a_connected_pair_reports_its_transport_states_and_stays_quiet() -> None:
     async with connected_pair("PCMU") as (a, b):

@@ -31,10 +31,10 @@ from exotel_voice.media import (
     rms_dbfs,
 )
 
-from .conftest import FEATURES, NEEDS_NETNS, collect, config, connected_pair
+from .conftest import FEATURES, LOOPBACK_MEDIA, collect, config, connected_pair
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA]
 
 CODECS = ["opus", "PCMU"]
 

@@ -20,10 +20,10 @@ import pytest
 from exotel_voice.exceptions import InvalidState, MediaError
 from exotel_voice.media import MediaSession, MediaState, ToneSource, _sdp, dominant_frequency
 
-from .conftest import FEATURES, NEEDS_NETNS, collect, config
+from .conftest import FEATURES, LOOPBACK_MEDIA, collect, config
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA]
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"

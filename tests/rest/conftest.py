@@ -1,29 +1,31 @@
 """Fixtures for the REST client tests: a sandbox, registered phones, a status-callback sink.
 
-The sandbox's REST emulation listens on 127.0.0.1 only; tests that ring a phone (aiortc)
-skip outside the loopback-only namespace (``scripts/in-netns.sh``).
+The sandbox's REST emulation listens on 127.0.0.1 only; tests that ring a phone (aiortc
+media on 127.0.0.1) are marked ``LOOPBACK_MEDIA``: no root or namespace needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-import pytest
 import pytest_asyncio
 
 from exotel_voice import AccountConfig, IceConfig, MediaConfig, Phone
 from exotel_voice.sandbox import Sandbox, SandboxConfig
 
-
-NEEDS_NETNS = pytest.mark.skipif(
-    os.environ.get("EXOTEL_NETNS") != "1",
-    reason="ringing a phone needs the loopback-only namespace: scripts/in-netns.sh",
+# The skip marks, one per reason (tests/rig/marks.py, docs/test-rig.md): real media on
+# 127.0.0.1 needs neither root nor the namespace (LOOPBACK_MEDIA).
+from tests.rig.marks import (
+    LOOPBACK_MEDIA as LOOPBACK_MEDIA,
+    NEEDS_NETNS as NEEDS_NETNS,
+    NEEDS_NETNS_ROOT as NEEDS_NETNS_ROOT,
 )
+
+
 KEY, TOKEN = "rest-key", "rest-token-5a4b3c2d1e"
 MEDIA = MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0))
 

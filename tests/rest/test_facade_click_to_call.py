@@ -13,10 +13,10 @@ from exotel_voice.exceptions import InvalidState
 from exotel_voice.rest import ExotelClient
 from exotel_voice.sandbox.threaded import SandboxThread
 
-from .conftest import KEY, MEDIA, NEEDS_NETNS, TOKEN, config
+from .conftest import KEY, LOOPBACK_MEDIA, MEDIA, TOKEN, config
 
 
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 def test_click_to_call_returns_the_exotel_call_with_the_rest_sid() -> None:
     events: list[tuple[str, str]] = []
     registered = threading.Event()

@@ -19,7 +19,7 @@ from exotel_voice.rest import (
 from exotel_voice.sandbox import Sandbox
 from exotel_voice.sandbox.threaded import SandboxThread
 
-from .conftest import KEY, NEEDS_NETNS, TOKEN, CallbackSink, config
+from .conftest import KEY, LOOPBACK_MEDIA, TOKEN, CallbackSink, config
 
 
 def base(sandbox: Sandbox) -> str:
@@ -85,7 +85,7 @@ def test_sync_client_against_the_threaded_sandbox() -> None:
             assert info.value.status == 403
 
 
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_click_to_call_returns_the_phone_call_with_the_rest_sid(
     sandbox: Sandbox, phone: Phone, callbacks: CallbackSink
 ) -> None:
@@ -112,7 +112,7 @@ async def test_click_to_call_returns_the_phone_call_with_the_rest_sid(
         assert (form["CallSid"], form["Status"]) == (call.call_sid, "completed")
 
 
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_click_to_call_times_out_with_the_sid_when_no_call_arrives(
     sandbox: Sandbox, phone: Phone
 ) -> None:

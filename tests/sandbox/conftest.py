@@ -1,19 +1,17 @@
 """Fixtures for the sandbox tests: a sandbox on free ports, and SDK phones registered to it.
 
-Tests that run real media (aiortc) are marked ``media`` and skip outside the loopback-only
-namespace (``scripts/in-netns.sh .venv/bin/pytest tests/sandbox``).
+Tests that run real media (aiortc) are marked ``media`` and ``LOOPBACK_MEDIA``: every session
+stays on 127.0.0.1, so they run as any user, without root or the network namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
-import pytest
 import pytest_asyncio
 
 from exotel_voice.client import Call, Phone
@@ -21,11 +19,14 @@ from exotel_voice.config import AccountConfig, TlsConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource
 from exotel_voice.sandbox import Sandbox, SandboxConfig
 
-
-NEEDS_NETNS = pytest.mark.skipif(
-    os.environ.get("EXOTEL_NETNS") != "1",
-    reason="real media needs a loopback-only namespace: scripts/in-netns.sh .venv/bin/pytest",
+# The skip marks, one per reason (tests/rig/marks.py, docs/test-rig.md): real media on
+# 127.0.0.1 needs neither root nor the namespace (LOOPBACK_MEDIA).
+from tests.rig.marks import (
+    LOOPBACK_MEDIA as LOOPBACK_MEDIA,
+    NEEDS_NETNS as NEEDS_NETNS,
+    NEEDS_NETNS_ROOT as NEEDS_NETNS_ROOT,
 )
+
 
 PASSWORDS = {"agent": "agent-secret-1", "bob": "bob-secret-2"}
 MEDIA = MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0))

@@ -9,11 +9,11 @@ import pytest
 from exotel_voice import cli
 from exotel_voice.sandbox import Sandbox
 
-from .conftest import NEEDS_NETNS, sandbox_config
+from .conftest import LOOPBACK_MEDIA, sandbox_config
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(60)
 def test_demo_passes_in_well_under_30_seconds(capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()

@@ -16,10 +16,10 @@ from exotel_voice.media.analysis import dominant_frequency, rms_dbfs
 from exotel_voice.sandbox import IvrApp, Sandbox
 from exotel_voice.sandbox.numbers import detect_dtmf
 
-from .conftest import NEEDS_NETNS, PhoneFactory, listen, sandbox_config
+from .conftest import LOOPBACK_MEDIA, PhoneFactory, listen, sandbox_config
 
 
-pytestmark = [pytest.mark.media, NEEDS_NETNS, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.media, LOOPBACK_MEDIA, pytest.mark.timeout(60)]
 
 
 async def test_echo_sends_back_what_it_hears(sandbox: Sandbox, phones: PhoneFactory) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import NEEDS_NETNS
+from .conftest import LOOPBACK_MEDIA
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sandbox_pytest"
@@ -26,7 +26,7 @@ def _plugin_args() -> list[str]:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.timeout(120)
 def test_the_example_suite_passes() -> None:
     result = subprocess.run(

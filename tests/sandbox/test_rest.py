@@ -16,7 +16,7 @@ import pytest
 from exotel_voice.sandbox import Sandbox
 from exotel_voice.sandbox.rest import http_request
 
-from .conftest import NEEDS_NETNS, PhoneFactory
+from .conftest import LOOPBACK_MEDIA, PhoneFactory
 
 
 CALL_FIELDS = [
@@ -120,7 +120,7 @@ async def test_basic_auth_header_is_standard(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_connect_rings_from_with_the_sid_then_connects_to(
     sandbox: Sandbox, phones: PhoneFactory
 ) -> None:
@@ -169,7 +169,7 @@ async def test_connect_rings_from_with_the_sid_then_connects_to(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_connect_when_from_declines_is_busy(
     sandbox: Sandbox, phones: PhoneFactory
 ) -> None:
@@ -184,7 +184,7 @@ async def test_connect_when_from_declines_is_busy(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_connect_to_unregistered_from_fails(sandbox: Sandbox) -> None:
     status, body = await rest_json(sandbox, "POST", "/Calls/connect.json", FORM)
     assert status == 200  # as on Exotel, the call is accepted and fails afterwards
@@ -196,7 +196,7 @@ async def test_connect_to_unregistered_from_fails(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_connect_agent_to_another_user_bridges_audio(
     sandbox: Sandbox, phones: PhoneFactory
 ) -> None:
@@ -228,7 +228,7 @@ async def test_connect_agent_to_another_user_bridges_audio(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 @pytest.mark.parametrize(("to", "expected"), [("busy", "busy"), ("noanswer", "no-answer")])
 async def test_connect_to_busy_or_noanswer_hangs_up_the_agent(
     sandbox: Sandbox, phones: PhoneFactory, to: str, expected: str
@@ -246,7 +246,7 @@ async def test_connect_to_busy_or_noanswer_hangs_up_the_agent(
 
 
 @pytest.mark.media
-@NEEDS_NETNS
+@LOOPBACK_MEDIA
 async def test_time_limit_ends_the_call(sandbox: Sandbox, phones: PhoneFactory) -> None:
     phone = await phones("agent")
     status, body = await rest_json(sandbox, "POST", "/Calls/connect.json",
