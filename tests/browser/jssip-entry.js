@@ -17,6 +17,8 @@ const peer = {
   toneHz: undefined,
   toneGain: 0.3,
   sessionTimers: false,
+  sessionTimersExpires: undefined,
+  sipTrace: [],
   audioContext: undefined,
   analyser: undefined,
   analysedTrackId: undefined,
@@ -178,12 +180,49 @@ function watchSession(session, originator) {
 peer.configure = (options) => {
   if (options && "toneHz" in options) peer.toneHz = options.toneHz;
   if (options && "sessionTimers" in options) peer.sessionTimers = !!options.sessionTimers;
+  if (options && "sessionTimersExpires" in options) {
+    peer.sessionTimersExpires = options.sessionTimersExpires === null ? undefined : options.sessionTimersExpires;
+  }
   return true;
 };
+
+// Keep every SIP message the page sends and receives, as text (`peer.takeSipTrace()`), so a
+// test can check what JsSIP put on the wire and what it got. JsSIP's Transport sets the
+// socket's `ondata` when it connects; the setter wraps it.
+function traceSocket(socket) {
+  const send = socket.send.bind(socket);
+  socket.send = (message) => {
+    if (typeof message === "string" && message.trim()) peer.sipTrace.push({ dir: "out", text: message, wall: Date.now() });
+    return send(message);
+  };
+  let ondata;
+  Object.defineProperty(socket, "ondata", {
+    configurable: true,
+    get: () => ondata,
+    set: (fn) => {
+      ondata = typeof fn === "function" ? (data) => {
+        if (typeof data === "string" && data.trim()) peer.sipTrace.push({ dir: "in", text: data, wall: Date.now() });
+        fn(data);
+      } : fn;
+    },
+  });
+}
+
+peer.takeSipTrace = () => {
+  const out = peer.sipTrace;
+  peer.sipTrace = [];
+  return out;
+};
+
+// Options of a call or answer that set JsSIP's session interval (RFC 4028), if configured.
+function timerOptions() {
+  return peer.sessionTimersExpires === undefined ? {} : { sessionTimersExpires: peer.sessionTimersExpires };
+}
 
 peer.register = (wsUrl, aor, authUser, password, displayName) => {
   JsSIP.debug.disable("JsSIP:*");
   const socket = new JsSIP.WebSocketInterface(wsUrl);
+  traceSocket(socket);
   const ua = new JsSIP.UA({
     sockets: [socket],
     uri: aor,
@@ -215,6 +254,7 @@ peer.call = async (target) => {
   const session = peer.ua.call(target, {
     mediaStream: stream,
     pcConfig: { iceServers: [] },
+    ...timerOptions(),
   });
   return { call_id: session.request ? session.request.call_id : null };
 };
@@ -222,7 +262,7 @@ peer.call = async (target) => {
 peer.answer = async () => {
   const session = requireSession();
   const stream = await localStream();
-  session.answer({ mediaStream: stream, pcConfig: { iceServers: [] } });
+  session.answer({ mediaStream: stream, pcConfig: { iceServers: [] }, ...timerOptions() });
   return true;
 };
 

@@ -60,6 +60,11 @@ class JsSipPhone(BrowserPhone):
         tone_hz: send a pure sine of this frequency as the microphone.
         session_timers: let JsSIP ask for session timers (RFC 4028; off by default, so a
             test sees only what it is about).
+        session_timers_expires: JsSIP's session interval in seconds (its
+            ``sessionTimersExpires``, 60 at least; ``None``: JsSIP's default, 90).
+        fake_clock: install Playwright's clock in the page before JsSIP loads: time flows
+            as usual, and :meth:`advance_clock` jumps it forward, firing JsSIP's due timers
+            (a session refresh, a session expiry) without waiting for them.
     """
 
     def __init__(
@@ -69,9 +74,13 @@ class JsSipPhone(BrowserPhone):
         *,
         tone_hz: float | None = None,
         session_timers: bool = False,
+        session_timers_expires: int | None = None,
+        fake_clock: bool = False,
     ) -> None:
         super().__init__(host, name, tone_hz=tone_hz)
         self.session_timers = session_timers
+        self.session_timers_expires = session_timers_expires
+        self.fake_clock = fake_clock
 
     def __repr__(self) -> str:
         return f"<JsSipPhone {self.name}>"
@@ -81,6 +90,8 @@ class JsSipPhone(BrowserPhone):
         self._context = await self.host.browser.new_context(
             ignore_https_errors=self.host.ignore_certificate_errors
         )
+        if self.fake_clock:
+            await self._context.clock.install()
         page = await self._context.new_page()
         self._page = page
         if self.host.server is None:
@@ -96,7 +107,9 @@ class JsSipPhone(BrowserPhone):
         await page.set_content(_HTML)
         await self.wait_for("ready", timeout=10)
         await self._call(
-            "configure", {"toneHz": self.tone_hz, "sessionTimers": self.session_timers}
+            "configure",
+            {"toneHz": self.tone_hz, "sessionTimers": self.session_timers,
+             "sessionTimersExpires": self.session_timers_expires},
         )
         self.host._phones.append(self)
 
@@ -116,10 +129,33 @@ class JsSipPhone(BrowserPhone):
         return result
 
 
+    async def advance_clock(self, seconds: float) -> None:
+        """Jump the page's clock ``seconds`` forward (needs ``fake_clock=True``): JsSIP's
+        timers that fall due meanwhile fire once, as after a laptop's lid was closed."""
+        if not self.fake_clock or self._page is None:
+            raise BrowserPeerError(f"{self.name}: advance_clock() needs fake_clock=True")
+        await self._page.clock.fast_forward(int(seconds * 1000))
+
+    async def take_sip_trace(self) -> list[tuple[str, str]]:
+        """The SIP messages JsSIP sent (``"out"``) and received (``"in"``) since the last
+        call, in order, as ``(direction, text)``."""
+        trace: list[dict[str, Any]] = await self._call("takeSipTrace")
+        return [(str(m["dir"]), str(m["text"])) for m in trace]
+
+
 async def new_jssip_phone(
-    host: BrowserHost, name: str, *, tone_hz: float | None = None, session_timers: bool = False
+    host: BrowserHost,
+    name: str,
+    *,
+    tone_hz: float | None = None,
+    session_timers: bool = False,
+    session_timers_expires: int | None = None,
+    fake_clock: bool = False,
 ) -> JsSipPhone:
     """Create and start a JsSIP phone in a fresh browser context of ``host``."""
-    phone = JsSipPhone(host, name, tone_hz=tone_hz, session_timers=session_timers)
+    phone = JsSipPhone(
+        host, name, tone_hz=tone_hz, session_timers=session_timers,
+        session_timers_expires=session_timers_expires, fake_clock=fake_clock,
+    )
     await phone.start()
     return phone
