@@ -612,3 +612,22 @@ class BrowserPhone:
         """The tone monitor's samples since the last call: ``(epoch seconds, tone share, rms)``."""
         raw = await self._call("takeToneLog")
         return [(float(t) / 1000.0, float(r), float(v)) for t, r, v in raw]
+
+
+def tone_share(
+    log: list[tuple[float, float, float]],
+    start: float,
+    end: float,
+    *,
+    min_share: float = 0.5,
+    min_db: float = -50.0,
+) -> tuple[int, float]:
+    """Of the tone monitor's samples (:meth:`BrowserPhone.take_tone_log`) taken between
+    ``start`` and ``end`` (epoch seconds): how many there are, and in what share of them the
+    monitored tone was heard (at least ``min_share`` of the power, above ``min_db`` dBFS)."""
+    floor = 10 ** (min_db / 20)
+    window = [(share, rms) for t, share, rms in log if start <= t <= end]
+    if not window:
+        return 0, 0.0
+    heard = sum(1 for share, rms in window if share >= min_share and rms >= floor)
+    return len(window), heard / len(window)
