@@ -17,11 +17,17 @@ and Kamailio see it on the wire, both directions; JsSIP's refreshes (two in a ro
 clock passing the 90 s interval) answered 200 with the timer; the call stays connected on
 both sides with our tone heard at JsSIP's end and JsSIP's heard at ours after the refreshes.
 
-What is not covered here: OUR clock does not jump. We are never the refresher with JsSIP
-(it always names itself), and our own expiry BYE comes at 90 - 30 = 60 s of real time at the
-earliest (Min-SE 90), beyond this suite's budget; both are tested on a fake clock in
-tests/sip/test_session_timers.py (our refresh every half interval by UPDATE or re-INVITE;
-``test_no_refresh_from_the_refresher_ends_the_call_with_a_bye``: the BYE and its reason).
+A refresher that stops refreshing: our BYE comes 60 s after the last refresh at the earliest
+(90 s, the RFC's floor for Min-SE, minus a third), beyond this suite's budget too, so the last
+test moves OUR SIP core's clock instead (the phone's pump, see :class:`SipClock`; media,
+JsSIP and Kamailio keep real time): just short of the expiry counted from JsSIP's refresh
+(and past the one counted from the answer) the call goes on; past it our BYE crosses Kamailio,
+JsSIP sees the call ended by us and our Call ends with the documented reason.
+
+What is not covered here: we are never the refresher with JsSIP (it always names itself), so
+our own refreshes (UPDATE, or a re-INVITE when the far end does not allow UPDATE) are tested
+on a fake clock only, in tests/sip/test_session_timers.py; and JsSIP's refreshes and
+silence are made by moving clocks, not by waiting 45-60 real seconds.
 
     scripts/in-netns.sh .venv/bin/pytest tests/interop/test_session_timers.py -v
 """
@@ -34,7 +40,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from exotel_voice.client import CallState
+from exotel_voice.client import CallState, Phone
 from exotel_voice.sip import Request, Response, parse_message
 from tests.interop.test_calls_peers import (
     PY_HZ,
@@ -43,6 +49,7 @@ from tests.interop.test_calls_peers import (
     close_browser_phones,
     kamailio_events,
     python_phone,
+    uri_user,
 )
 from tests.rig import netns_skip_reason
 from tests.rig.browser import BrowserHost
@@ -215,5 +222,77 @@ async def test_we_call_jssip_which_sets_the_timer_and_refreshes(
 
             await call.hangup()
             await jssip.wait_for("terminated", by="remote")
+        finally:
+            await close_browser_phones(jssip)
+
+
+class SipClock:
+    """Moves the Python phone's SIP clock ahead of the event loop's (the core's ``now``,
+    given by its pump): the session timer's deadlines fall due at once. Media, JsSIP and
+    Kamailio keep real time. Test plumbing: the public API has no clock to move."""
+
+    def __init__(self, phone: Phone) -> None:
+        pump = phone._io
+        assert pump is not None, "the phone is not started"
+        self.pump = pump
+        self.loop = asyncio.get_running_loop()
+        self.skew = 0.0
+        pump.now = lambda: self.loop.time() + self.skew  # type: ignore[method-assign]
+
+    def jump_to(self, when: float) -> None:
+        """Set the SIP clock to loop time ``when`` and run the core's due deadlines."""
+        self.skew = max(self.skew, when - self.loop.time())
+        self.pump.run(self.pump.core.handle_timer)
+
+
+async def test_a_refresher_that_stops_refreshing_gets_our_bye(
+    kamailio: Kamailio, host: BrowserHost
+) -> None:
+    """JsSIP is the refresher (90 s). Its first refresh moves our expiry; after that JsSIP
+    stays silent (its page's clock is not moved again, so its next refresh is 45 real
+    seconds away) while our SIP clock is moved past the expiry: we send BYE at the interval
+    minus min(32 s, a third) = 60 s after the last refresh (RFC 4028 §10), JsSIP sees the
+    call ended by us, and our Call ends with the documented reason."""
+    async with python_phone(kamailio, "ws") as py:
+        user, password = kamailio.new_user("jstimer")
+        info = kamailio.info
+        jssip = await new_jssip_phone(host, "jssip-timers-silent", tone_hz=JSSIP_HZ,
+                                      session_timers=True, fake_clock=True)
+        wire = Wire(jssip)
+        try:
+            await jssip.register(info.ws_url, info.aor(user), user, password, "JsSIP")
+            await jssip.call(py.aor)
+            call = await py.phone.next_incoming_call(10)
+            await call.answer()
+            await jssip.wait_for("established")
+            loop = asyncio.get_running_loop()
+            established = loop.time()  # our expiry was armed by then, at our 200
+            await wire.wait_final("in", "INVITE", 1)
+            clock = SipClock(py.phone)
+            await assert_browser_hears(jssip, PY_HZ)
+            await asyncio.sleep(max(0.0, established + 1.5 - loop.time()))
+
+            before = loop.time()
+            await force_refresh(jssip, wire, kamailio, call.call_id, 1)
+            after = loop.time()
+            expiry_bye = INTERVAL - min(32, INTERVAL / 3)  # 60 s
+            # Just short of the expiry counted from the refresh (but past the one counted
+            # from the answer, which the refresh replaced): the call goes on.
+            clock.jump_to(before + expiry_bye - 1)
+            await asyncio.sleep(0.5)
+            assert call.state is CallState.CONNECTED and not jssip.seen("terminated")
+
+            # No refresh came: past the expiry, our BYE ends the call on both sides.
+            clock.jump_to(after + expiry_bye + 1)
+            await call.wait_ended(10)
+            ended = await jssip.wait_for("terminated", timeout=10)
+            assert ended["by"] == "remote", ended
+            assert call.ended_by == "remote"
+            assert call.end_reason == (
+                f"the far end did not refresh the session within its {INTERVAL} s session "
+                "timer (RFC 4028)"
+            ), call.end_reason
+            byes = await kamailio_events(kamailio, "REQ", method="BYE", callid=call.call_id)
+            assert byes and uri_user(byes[0]["from"]) == py.user, byes
         finally:
             await close_browser_phones(jssip)
