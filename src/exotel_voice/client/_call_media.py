@@ -17,6 +17,8 @@ both of them (RFC 3264 offer/answer):
 * a re-INVITE of ours (:meth:`CallMedia.reoffer`): its answer is applied; on a refusal
   (488, 491, a timeout) the media goes back to the negotiation in force; after a 491 the
   offer is made again when the call layer says the glare back-off is over (RFC 3261 §14.1).
+  A re-offer that the call's end overtakes fails with :class:`InvalidState` saying so,
+  never with the media stack's own error.
 
 Each step awaits aiortc, and steps must not interleave (the 183's answer is applied before
 the 200's; a re-INVITE is answered from the negotiation in force), so they run one at a time
@@ -102,16 +104,24 @@ async def wait_either(first: asyncio.Event, second: asyncio.Event, timeout: floa
                 waiter.cancel()
 
 
+#: A direction to offer, or what reads it when the offer is made (a dialog refresh offers the
+#: call's direction of that moment).
+Direction = str | Callable[[], str]
+
+
 @dataclass(eq=False)
 class _Reoffer:
     """A re-INVITE of ours waiting for its outcome."""
 
-    direction: str
+    direction: Direction
     applied: Callable[[], None]
     what: str
     result: asyncio.Future[None]
     #: Whether its re-INVITE went out (then only its outcome ends it).
     sent: bool = False
+
+    def offer_direction(self) -> str:
+        return self.direction() if callable(self.direction) else self.direction
 
 
 class CallMedia:
@@ -174,6 +184,9 @@ class CallMedia:
         self._lock = asyncio.Lock()
         self._early_sdp: str | None = None
         self._reoffer: _Reoffer | None = None
+        # The far end's offers (re-INVITE, UPDATE) not answered yet: each future is done
+        # once its answer went out (a re-offer of ours must not cross it: RFC 3261 §14.1).
+        self._remote_offers: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -221,7 +234,7 @@ class CallMedia:
 
     async def reoffer(
         self,
-        direction: str,
+        direction: Direction,
         applied: Callable[[], None],
         *,
         what: str = "re-offer",
@@ -231,12 +244,13 @@ class CallMedia:
         outcome. On 491 the offer is made again after the glare back-off.
 
         Re-offers go out one at a time. A dialog refresh or an ICE restart (``wait=True``)
-        waits for the one in progress to finish and then goes; anything else is refused
-        while one is in progress.
+        waits for the one in progress to finish, and for the far end's offers still being
+        answered, and then goes; anything else is refused while one is in progress.
 
         Args:
-            direction: the direction to offer (the current one for a refresh or an ICE
-                restart: those change no direction).
+            direction: the direction to offer, or a function giving it, called when the
+                offer is made (after any wait: a refresh or an ICE restart offers the call's
+                direction of that moment, so a hold that finished meanwhile is kept).
             applied: called once the far end's answer is in force (even if this wait was
                 cancelled meanwhile).
             what: what the re-offer does (``hold``, ``resume``), for error messages.
@@ -244,36 +258,55 @@ class CallMedia:
 
         Raises:
             InvalidState: the call is not established, or a re-offer is already in progress
-                (without ``wait``).
+                (without ``wait``), or the call ended before the outcome
+                (``"cannot <what>: the call ended"``).
             MediaError: the offer could not be made.
-            SipError: the far end refused (``"<what> failed: 488 Not Acceptable Here"``),
-                its answer cannot be used, or the call ended.
+            SipError: the far end refused (``"<what> failed: 488 Not Acceptable Here"``) or
+                its answer cannot be used.
         """
-        while wait and self._reoffer is not None:
-            # Its outcome is its owner's to report; only its end matters here.
-            await asyncio.wait({self._reoffer.result})
-        if self.session.state is not SessionState.ESTABLISHED or self.media is None:
-            raise InvalidState(f"cannot re-offer on a call that is {self.session.state}")
-        if self._reoffer is not None:
-            raise InvalidState(f"a {self._reoffer.what} is already in progress")
-        pending = _Reoffer(direction, applied, what, asyncio.get_running_loop().create_future())
-        self._reoffer = pending
-        try:
-            async with self._lock:
-                await self._send_reoffer()
-        except BaseException:
-            # Cancelled (or failed unexpectedly) before its re-INVITE went out: it must not
-            # block every later re-offer of the call.
-            if self._reoffer is pending and not pending.sent:
-                self._reoffer = None
-                pending.result.cancel()
-            raise
-        await pending.result
+        while True:
+            while wait and (self._reoffer is not None or self._remote_offers):
+                # Their outcomes are their owners' to report; only their end matters here.
+                busy = {*self._remote_offers}
+                if self._reoffer is not None:
+                    busy.add(self._reoffer.result)
+                await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+            if self.session.state is not SessionState.ESTABLISHED or self.media is None:
+                if not self.session.active or self.media is None:
+                    raise InvalidState(f"cannot {what}: the call ended")
+                raise InvalidState(f"cannot {what} a call that is {self.session.state}")
+            if self._reoffer is not None:
+                raise InvalidState(f"a {self._reoffer.what} is already in progress")
+            pending = _Reoffer(
+                direction, applied, what, asyncio.get_running_loop().create_future()
+            )
+            self._reoffer = pending
+            try:
+                async with self._lock:
+                    await self._send_reoffer()
+            except BaseException:
+                # Cancelled (or failed unexpectedly) before its re-INVITE went out: it must
+                # not block every later re-offer of the call.
+                if self._reoffer is pending and not pending.sent:
+                    self._reoffer = None
+                    pending.result.cancel()
+                raise
+            if wait and not pending.sent and self._remote_offers and pending.result.done():
+                # The far end's offer came in while ours was being made: it is answered
+                # first, then ours goes.
+                pending.result.exception()  # retrieved: it is not the outcome
+                continue
+            await pending.result
+            return
 
     def end(self) -> MediaSession | None:
-        """The call ended: fail a pending re-offer and give up the media session, returning
-        it for the owner to close."""
-        self._reoffer_done(SipError("the call ended"))
+        """The call ended: fail a pending re-offer (:class:`InvalidState` "cannot <what>: the
+        call ended") and give up the media session, returning it for the owner to close."""
+        if self._reoffer is not None:
+            self._reoffer_done(InvalidState(f"cannot {self._reoffer.what}: the call ended"))
+        for answered in list(self._remote_offers):
+            if not answered.done():
+                answered.set_result(None)
         media, self.media = self.media, None
         return media
 
@@ -287,7 +320,10 @@ class CallMedia:
         elif isinstance(event, CallAnswered):
             self._spawn(lambda: self._apply_answer(event.sdp))
         elif isinstance(event, ReInviteReceived):
-            self._spawn(lambda: self._answer_reinvite(event.sdp))
+            answered = asyncio.get_running_loop().create_future()
+            self._remote_offers.add(answered)
+            answered.add_done_callback(self._remote_offers.discard)
+            self._spawn(lambda: self._answer_reinvite(event.sdp), done=answered)
         elif isinstance(event, ReInviteAnswered):
             self._spawn(lambda: self._apply_reoffer_answer(event.sdp))
         elif isinstance(event, ReInviteRejected):
@@ -302,13 +338,24 @@ class CallMedia:
                 self._spawn(self._send_reoffer)
 
     # -- steps (each runs under the lock) ----------------------------------------------------
-    def _spawn(self, step: Callable[[], Awaitable[None]]) -> None:
+    def _spawn(
+        self, step: Callable[[], Awaitable[None]], *, done: asyncio.Future[None] | None = None
+    ) -> None:
+        """Run ``step`` under the lock in a task; ``done`` is set when it is over (however
+        it ended, cancelled before it started included)."""
+
+        def finished(*_: object) -> None:
+            if done is not None and not done.done():
+                done.set_result(None)
+
         async def run() -> None:
             try:
                 async with self._lock:
                     await step()
             except Exception:
                 logger.exception("! %s: media step failed", self._name)
+            finally:
+                finished()
 
         if self._spawn_task is not None:
             self._spawn_task(run())
@@ -316,6 +363,7 @@ class CallMedia:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(finished)
 
     async def _apply_early_answer(self, status: int, reason: str, sdp: str) -> None:
         media = self.media
@@ -410,14 +458,38 @@ class CallMedia:
         if pending is None:
             return
         if media is None or not self.session.active:
-            self._reoffer_done(SipError("the call ended"))
+            self._reoffer_done(InvalidState(f"cannot {pending.what}: the call ended"))
             return
         try:
-            offer = await media.create_reoffer(pending.direction)
+            offer = await media.create_reoffer(pending.offer_direction())
+        except Exception as exc:
+            # The call may have ended meanwhile (its media closed under the offer): say so,
+            # not what aiortc said about its closed peer connection.
+            self._reoffer_done(self._failure(pending.what, exc, "cannot make the offer"))
+            return
+        try:
             self._run(lambda layer, now: layer.reinvite(self.session, offer, now))
-            pending.sent = True
         except SipError as exc:
-            self._reoffer_done(exc)
+            # Not sent (the far end's offer is being answered, no connection ...): back to
+            # the negotiation in force, so the call can answer and re-offer again.
+            if self.session.active:
+                await self._rollback()
+            self._reoffer_done(self._failure(pending.what, exc, "cannot send the re-INVITE"))
+            return
+        pending.sent = True
+
+    def _failure(self, what: str, exc: Exception, doing: str) -> SipError:
+        """What a re-offer that failed with ``exc`` tells its owner: that the call ended (or
+        its media was closed) when it did, else ``exc`` (a ``SipError``) or a
+        :class:`MediaError` naming ``doing`` and the error."""
+        media = self.media
+        if not self.session.active or media is None:
+            return InvalidState(f"cannot {what}: the call ended")
+        if media.state is MediaState.CLOSED:
+            return InvalidState(f"cannot {what}: the call's media was closed")
+        if isinstance(exc, SipError):
+            return exc
+        return MediaError(f"{what} failed: {doing}: {type(exc).__name__}: {exc}")
 
     async def _apply_reoffer_answer(self, sdp: str | None) -> None:
         media, pending = self.media, self._reoffer
@@ -425,7 +497,11 @@ class CallMedia:
         if media is not None and sdp:
             try:
                 await media.set_answer(sdp)
-            except (SipError, ValueError) as exc:
+            except Exception as exc:
+                failure = self._failure(what, exc, "the answer cannot be used")
+                if isinstance(failure, InvalidState):  # the call ended (or lost its media)
+                    self._reoffer_done(failure)
+                    return
                 # The far end took our re-offer but its answer cannot be used: keep the
                 # negotiation in force and report the re-offer as failed.
                 logger.warning("! %s: the answer to our re-INVITE cannot be used: %s",
@@ -446,6 +522,7 @@ class CallMedia:
             logger.warning("! %s: cannot roll back the rejected re-offer: %s", self._name, exc)
 
     def _reoffer_done(self, error: SipError | None) -> None:
+        """End the pending re-offer with its outcome (``None``: the answer is in force)."""
         pending, self._reoffer = self._reoffer, None
         if pending is None or pending.result.done():
             return
