@@ -734,28 +734,28 @@ class Call:
         has the call (481, 408, no answer) the call layer ends the call (:class:`CallEnded`
         naming why); another refusal (488 ...) keeps the call and is logged.
         """
-        for _ in range(50):  # a re-offer of the application's may be finishing: wait for it
-            if self.ended or self._session.state is not SessionState.ESTABLISHED:
-                return
-            # Read at each attempt: a hold that was in progress may have changed it.
-            direction = "sendonly" if self._on_hold else "sendrecv"
-            try:
-                await self._media.reoffer(direction, lambda: None, what="refresh")
-            except InvalidState:
-                await asyncio.sleep(0.1)
-                continue
-            except SipError as exc:
-                if not self.ended:
-                    logger.warning("! %s: the dialog refresh after the reconnect failed: %s",
-                                   self.id, exc)
-                return
-            if not self.ended and reason == "session-timer":
-                # A session refresh (RFC 4028) by re-INVITE: nothing was lost or recovered.
-                logger.debug("= %s: session refreshed (session timer)", self.id)
-            elif not self.ended:
-                logger.info("= %s: dialog refreshed after the reconnect", self.id)
-                self._publish(CallRecovered(self.phone.name, self, reason))
+        if self.ended or self._session.state is not SessionState.ESTABLISHED:
             return
+        try:
+            # After a re-offer in progress (a hold ...), with the direction of that moment.
+            await self._media.reoffer(self._offer_direction, lambda: None, what="refresh",
+                                      wait=True)
+        except SipError as exc:
+            if not self.ended:
+                logger.warning("! %s: the dialog refresh after the reconnect failed: %s",
+                               self.id, exc)
+            return
+        if not self.ended and reason == "session-timer":
+            # A session refresh (RFC 4028) by re-INVITE: nothing was lost or recovered.
+            logger.debug("= %s: session refreshed (session timer)", self.id)
+        elif not self.ended:
+            logger.info("= %s: dialog refreshed after the reconnect", self.id)
+            self._publish(CallRecovered(self.phone.name, self, reason))
+
+    def _offer_direction(self) -> str:
+        """The direction a re-offer that changes none offers: the call as it is, on hold
+        or not (read when the offer is made: a hold that was in progress is kept)."""
+        return "sendonly" if self._on_hold else "sendrecv"
 
     def _on_network_change(self, change: AddressChange) -> None:
         """The host's addresses changed (the phone's :class:`AddressWatcher
@@ -794,24 +794,17 @@ class Call:
                            "media path", self.id, change, exc)
             self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
             return
-        direction = "sendonly" if self._on_hold else "sendrecv"
-        for _ in range(50):  # a re-offer of the application's may be finishing: wait for it
-            if self.ended or self._session.state is not SessionState.ESTABLISHED:
-                return
-            try:
-                await self._media.reoffer(direction, lambda: None, what="ICE restart")
-            except InvalidState:
-                await asyncio.sleep(0.1)
-                continue
-            except SipError as exc:
-                if not self.ended:
-                    logger.warning("! call %s: the ICE restart's re-INVITE failed: %s",
-                                   self.id, exc)
-                    self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
-                return
-            break
-        else:
-            self._publish(IceRestarted(self.phone.name, self, False, "another re-offer is pending"))
+        if self.ended or self._session.state is not SessionState.ESTABLISHED:
+            return
+        try:
+            # After a re-offer in progress (a hold ...), with the direction of that moment.
+            await self._media.reoffer(self._offer_direction, lambda: None, what="ICE restart",
+                                      wait=True)
+        except SipError as exc:
+            if not self.ended:
+                logger.warning("! call %s: the ICE restart's re-INVITE failed: %s",
+                               self.id, exc)
+                self._publish(IceRestarted(self.phone.name, self, False, str(exc)))
             return
         try:
             async with asyncio.timeout(30):
