@@ -65,6 +65,8 @@ from .events import (
     CallRinging,
     CallUnmuted,
     DtmfReceived,
+    IceRestarted,
+    IceRestarting,
     MediaStateChanged,
     MediaWarningCleared,
     NoMediaWarning,
@@ -164,7 +166,10 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
 
     ``None`` where that callback gets nothing (e.g. a repeated 180 is only progress).
     SessionCallback gets the guide's own words (5.10: ``incoming`` / ``connected`` /
-    ``callEnded``, whoever ended the call), and the JS SDK's ``muted`` ... for the rest.
+    ``callEnded``, whoever ended the call), and the JS SDK's ``muted`` ... for the rest:
+    ``ice_connection_state_<state>`` for the media's ICE state, a media blackout and its
+    end, and an ICE restart after a network change (``checking``, then the state it ended
+    in).
     """
     match event:
         case CallIncoming():
@@ -198,6 +203,17 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
             return "ice_connection_state_disconnected", None
         case MediaWarningCleared():
             return "ice_connection_state_connected", None
+        # A network change: a browser's ICE restart runs new connectivity checks
+        # ("checking"); its outcome is the ICE state of now ("completed" on the new pair, or
+        # the state of the pair a failed restart left the call on: it may still carry audio,
+        # so not the browser's "failed"; the media watch reports that pair's death).
+        case IceRestarting():
+            return "ice_connection_state_checking", None
+        case IceRestarted():
+            media = event.call.media
+            if media is None:  # the call ended meanwhile: its end is reported
+                return None, None
+            return f"ice_connection_state_{media.ice_state}", None
     return None, None
 
 
