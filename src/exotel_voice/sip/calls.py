@@ -1004,24 +1004,27 @@ class CallLayer:
             self._end(call, "local", None, "hung up")
         # TERMINATING / TERMINATED: nothing left to do.
 
-    def fail(self, call: CallSession, now: float, reason: str) -> None:
+    def fail(self, call: CallSession, now: float, reason: str, *, by: str = "remote") -> None:
         """End a call that cannot work (e.g. its media answer is unusable), naming why.
 
         An established call gets a BYE, a ringing incoming one 488 Not Acceptable Here; both
-        end at once with :class:`CallEnded` (``by="remote"``: the far end's answer or offer
-        was at fault, ``status=None``, ``reason``). A call still being placed is cancelled
-        (it ends with ``reason`` when the INVITE's final response arrives). An ended call
-        is left alone.
+        end at once with :class:`CallEnded` (``by``, ``status=None``, ``reason``). ``by`` is
+        ``"remote"`` when the far end's answer or offer was at fault, ``"local"`` when our
+        own side cannot go on (the client's media watch: our media path died; the far end
+        did not hang up). A call still being placed is cancelled (it ends with ``reason``
+        when the INVITE's final response arrives). An ended call is left alone.
         """
+        if by not in ("local", "remote"):
+            raise ValueError(f"by must be 'local' or 'remote', not {by!r}")
         if call.state is SessionState.INCOMING:
             self._respond_invite(call, 488, "Not Acceptable Here", now)
-            self._end(call, "remote", None, reason)
+            self._end(call, by, None, reason)
         elif call.state in (SessionState.CALLING, SessionState.EARLY):
             self.cancel(call, now, reason=reason)
         elif call.state is SessionState.ESTABLISHED:
             logger.warning("! call %s: %s; ending the call", call.id, reason)
             self._send_bye(call, now)
-            self._end(call, "remote", None, reason)
+            self._end(call, by, None, reason)
 
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
         """Send a re-INVITE with a new offer (hold, resume).
