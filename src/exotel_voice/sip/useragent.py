@@ -357,9 +357,9 @@ class UserAgent:
         self.call_layer.hangup(call, now, status, reason)
         self._pull_call_events()
 
-    def fail_call(self, call: CallSession, now: float, reason: str) -> None:
-        """End a call that cannot work, naming why (:meth:`CallLayer.fail`)."""
-        self.call_layer.fail(call, now, reason)
+    def fail_call(self, call: CallSession, now: float, reason: str, *, by: str = "remote") -> None:
+        """End a call that cannot work, naming why and who is at fault (:meth:`CallLayer.fail`)."""
+        self.call_layer.fail(call, now, reason, by=by)
         self._pull_call_events()
 
     def reinvite(self, call: CallSession, sdp: str, now: float) -> None:
