@@ -146,8 +146,11 @@ class CallMedia:
             <exotel_voice.media.MediaSession.ice_problem>`), before ``on_connected``.
         on_media_health: when given, the media is watched once the call is connected
             (:meth:`MediaSession.watch <exotel_voice.media.MediaSession.watch>`) and this gets
-            each health event but ``MediaDown``, which goes to ``on_failed`` with its reason
-            (the owner ends the call: dead media, ICE failed, not connected in time).
+            each health event but ``MediaDown``, which goes to ``on_media_down`` with its
+            reason (the owner ends the call: dead media, ICE failed, not connected in time).
+        on_media_down: called with the reason when the watch finds the media dead (default:
+            ``on_failed``); the owner ends the call as its own side's failure, not the far
+            end's.
 
     Attributes:
         media: the media session, or ``None`` before an incoming call is answered and after
@@ -168,6 +171,7 @@ class CallMedia:
         on_remote_hold: Callable[[bool], None] | None = None,
         on_media_warning: Callable[[str], None] | None = None,
         on_media_health: Callable[[MediaHealthEvent], None] | None = None,
+        on_media_down: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
         self.media = media
@@ -180,6 +184,7 @@ class CallMedia:
         self._on_remote_hold = on_remote_hold
         self._on_media_warning = on_media_warning
         self._on_media_health = on_media_health
+        self._on_media_down = on_media_down or on_failed
         self._warned: str | None = None
         self._lock = asyncio.Lock()
         self._early_sdp: str | None = None
@@ -420,7 +425,7 @@ class CallMedia:
         if isinstance(event, MediaDown):
             if self.session.active:
                 logger.warning("! %s: %s; ending the call", self._name, event.reason)
-                self._on_failed(event.reason)
+                self._on_media_down(event.reason)
         elif self._on_media_health is not None:
             self._on_media_health(event)
 

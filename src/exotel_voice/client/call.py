@@ -201,6 +201,10 @@ class Call:
             on_remote_hold=self._on_remote_hold,
             on_media_warning=self._on_media_warning,
             on_media_health=self._on_media_health,
+            # Our media path died: we end the call (BYE); the far end did not hang up.
+            on_media_down=lambda problem: sip(
+                lambda ua, now: ua.fail_call(session, now, problem, by="local")
+            ),
         )
         if media is not None:
             media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
@@ -329,7 +333,13 @@ class Call:
 
     @property
     def ended_by(self) -> str | None:
-        """``"local"`` or ``"remote"`` once the call has ended."""
+        """``"local"`` or ``"remote"`` once the call has ended.
+
+        ``"local"``: we ended it (:meth:`hangup`, :meth:`reject`, a cancel), or the SDK did
+        because the call's media died (no packet for the liveness grace, ICE or DTLS failed,
+        media not up in time; :attr:`end_reason` says which). ``"remote"``: the far end or
+        the server ended it (BYE, CANCEL, a rejection, a timeout), or sent what cannot be
+        used (an unusable answer, no session refresh)."""
         return self._session.ended_by
 
     @property
