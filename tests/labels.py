@@ -10,10 +10,34 @@ from exotel_voice.client import (
     CallIncoming,
     CallMuted,
     CallProgress,
+    CallRecovered,
     CallResumed,
     CallRinging,
     CallUnmuted,
+    IceRestarted,
+    IceRestarting,
+    MediaStateChanged,
+    MediaWarning,
+    MediaWarningCleared,
 )
+
+
+#: Events about the call's connectivity (media and signalling paths), published beside the
+#: call's flow whenever the network does something: tests that compare the flow of a call
+#: (ringing, connected, held ... ended) leave them out with :func:`is_flow`.
+CONNECTIVITY = (
+    MediaStateChanged,
+    MediaWarning,
+    MediaWarningCleared,
+    CallRecovered,
+    IceRestarting,
+    IceRestarted,
+)
+
+
+def is_flow(event: object) -> bool:
+    """Whether ``event`` is a call event of the call's flow (not a :data:`CONNECTIVITY` one)."""
+    return isinstance(event, CallEvent) and not isinstance(event, CONNECTIVITY)
 
 
 def call_label(event: CallEvent) -> str:
@@ -39,6 +63,18 @@ def call_label(event: CallEvent) -> str:
             return "muted"
         case CallUnmuted():
             return "unmuted"
+        case MediaStateChanged():
+            return "media_state"
+        case MediaWarning():
+            return "media_warning"
+        case MediaWarningCleared():
+            return "media_warning_cleared"
+        case CallRecovered():
+            return "recovered"
+        case IceRestarting():
+            return "ice_restarting"
+        case IceRestarted():
+            return "ice_restarted"
     raise AssertionError(f"unlabelled call event {event!r}")
 
 

@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exotel_voice.client import Call, CallEvent, Phone
+from exotel_voice.client import Call, Phone
 from exotel_voice.client.events import PhoneEvent, RegistrationStateChanged
-from tests.labels import call_label
+from tests.labels import call_label, is_flow
 
 from .checks import TALLY, Memory, Observer, stuck_state
 from .server import HostileServer
@@ -61,7 +61,7 @@ class Ctx:
         return self.phone._ua.contact.sip_uri.host
 
     def call_events(self, call: Call) -> list[str]:
-        return [call_label(e) for e in self.events if isinstance(e, CallEvent) and e.call is call]
+        return [call_label(e) for e in self.events if is_flow(e) and e.call is call]
 
     def reg_events(self) -> list[RegistrationStateChanged]:
         return [e for e in self.events if isinstance(e, RegistrationStateChanged)]

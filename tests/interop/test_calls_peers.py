@@ -20,7 +20,7 @@ import numpy as np
 from exotel_voice.client import Call, CallEvent, DtmfReceived, Phone, PhoneEvent, RegistrationState
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource, dominant_frequency, rms_dbfs
-from tests.labels import call_label
+from tests.labels import call_label, is_flow
 from tests.rig.browser import BrowserHost, BrowserPhone
 from tests.rig.kamailio import Kamailio
 
@@ -65,7 +65,7 @@ class Recorder:
         return [
             call_label(e)
             for e in self.events
-            if isinstance(e, CallEvent)
+            if is_flow(e)
             and e.call is call
             and (not guide_only or call_label(e) in GUIDE_EVENTS)
         ]
@@ -181,7 +181,7 @@ async def close_browser_phones(*phones: BrowserPhone) -> None:
 
 
 def events_of(recorder: Recorder, call: Call) -> list[CallEvent]:
-    return [e for e in recorder.events if isinstance(e, CallEvent) and e.call is call]
+    return [e for e in recorder.events if is_flow(e) and e.call is call]
 
 
 async def wait_call_event(

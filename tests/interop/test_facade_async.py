@@ -12,7 +12,6 @@ import pytest
 
 from exotel_voice import AccountConfig, Phone
 from exotel_voice.client import (
-    CallEvent,
     DtmfReceived,
     PhoneEvent,
     RegistrationState,
@@ -30,7 +29,7 @@ from tests.interop.scenarios import (
     facade_view,
 )
 from tests.interop.test_facade_sync import account
-from tests.labels import call_label
+from tests.labels import call_label, is_flow
 from tests.rig import netns_skip_reason
 from tests.rig.kamailio import Kamailio
 
@@ -55,7 +54,7 @@ class Events:
         return [e.state for e in self.items if isinstance(e, RegistrationStateChanged)]
 
     def calls(self) -> list[str]:
-        return [call_label(e) for e in self.items if isinstance(e, CallEvent)]
+        return [call_label(e) for e in self.items if is_flow(e)]
 
     def dtmf(self) -> list[str]:
         return [e.digit for e in self.items if isinstance(e, DtmfReceived)]

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from exotel_voice.client import CallEvent, Phone
+from exotel_voice.client import Phone
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, ToneSource
-from tests.labels import call_label
+from tests.labels import call_label, is_flow
 
 
 pytestmark = pytest.mark.interop
@@ -40,7 +40,7 @@ async def test_simultaneous_holds_resolve_after_491(kamailio: Any) -> None:
         for name, phone in (("a", a), ("b", b)):
             phone.add_listener(
                 lambda e, got=events[name]: got.append(call_label(e))  # type: ignore[misc]
-                if isinstance(e, CallEvent) else None
+                if is_flow(e) else None
             )
         outgoing = await a.dial(ub)
         incoming = await b.next_incoming_call(10)
