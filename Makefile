@@ -35,9 +35,10 @@ lint: venv
 test: apt venv npm lint
 	bash scripts/run-tests.sh
 
-# Only the pure-Python unit tests: no apt, npm or network namespace needed.
+# Everything that needs no apt, npm or network namespace: the unit tests and the media
+# tests between our own sessions on 127.0.0.1 (tests that need the namespace skip, saying why).
 test-fast: venv
-	$(VENV)/bin/python -m pytest -m "not interop and not media"
+	$(VENV)/bin/python -m pytest -m "not interop"
 
 demo: apt venv
 	scripts/in-netns.sh $(VENV)/bin/exotel-voice demo
