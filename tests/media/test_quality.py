@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from exotel_voice.exceptions import ConfigurationError
+from exotel_voice.media import MediaConfig
 from exotel_voice.media.liveness import IceState
 from exotel_voice.media.quality import (
     QualityAlarm,
@@ -116,6 +117,9 @@ def test_bad_quality_config_names_the_field() -> None:
     with pytest.raises(ConfigurationError, match="thresholds"):
         QualityConfig(thresholds={"rtt_ms": 100})  # type: ignore[arg-type]
     assert QualityConfig(stats_interval=None).stats_interval is None
+    with pytest.raises(ConfigurationError, match="quality"):
+        MediaConfig(quality=QualityThresholds())  # type: ignore[arg-type]
+    assert MediaConfig().quality == QualityConfig()
     assert QualityThresholds(rtt_ms=None, mos=None).rtt_ms is None
 
 

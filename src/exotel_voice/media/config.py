@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..exceptions import ConfigurationError
+from .quality import QualityConfig
 
 
 __all__ = ["IceConfig", "IceServer", "LivenessConfig", "MediaConfig", "SUPPORTED_CODECS"]
@@ -152,6 +153,8 @@ class MediaConfig:
             and inline decoders (:mod:`exotel_voice.media.jitter`); ``"aiortc"`` uses
             aiortc's receiver (fixed 80 ms buffer, a decoder thread per call).
         liveness: when a call's media counts as dead (:class:`LivenessConfig`).
+        quality: a call's periodic stats event and quality warnings, with their thresholds
+            (:class:`~exotel_voice.media.quality.QualityConfig`).
     """
 
     ice: IceConfig = field(default_factory=IceConfig)
@@ -162,6 +165,7 @@ class MediaConfig:
     dtmf_volume: int = 10
     media_path: Literal["lean", "aiortc"] = "lean"
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         if not self.codecs:
@@ -179,6 +183,8 @@ class MediaConfig:
             raise ConfigurationError("media_path", "must be 'lean' or 'aiortc'")
         if not isinstance(self.liveness, LivenessConfig):
             raise ConfigurationError("liveness", "must be a LivenessConfig")
+        if not isinstance(self.quality, QualityConfig):
+            raise ConfigurationError("quality", "must be a QualityConfig")
 
 
 def check_dtmf_timing(duration_ms: int, gap_ms: int) -> None:

@@ -59,10 +59,14 @@ import enum
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..exceptions import ConfigurationError
-from .liveness import IceState
 from .quality_stats import CallStats
+
+
+if TYPE_CHECKING:  # liveness imports config, which imports this module
+    from .liveness import IceState
 
 
 __all__ = [
@@ -545,10 +549,10 @@ class QualityMonitor:
             return []
         state = self._states[QualityWarningKind.ICE_DISCONNECTED]
         kind = QualityWarningKind.ICE_DISCONNECTED
-        if ice is IceState.DISCONNECTED and not state.active:
+        if ice == "disconnected" and not state.active:
             state.active = True
             return [QualityAlarm(kind, 1.0, 1.0, f"{_describe(kind, 1.0)}: {_REMEDIES[kind]}")]
-        if ice in (IceState.CONNECTED, IceState.COMPLETED) and state.active:
+        if ice in ("connected", "completed") and state.active:
             state.active = False
             return [QualityAlarmCleared(kind, 0.0)]
         return []
