@@ -14,7 +14,14 @@ neither loads, :func:`load` returns ``None`` and the callers fall back to PyAV.
 
 Encoder defaults for a server (:class:`OpusEncoder`): mono, 48 kHz, 20 ms,
 ``OPUS_APPLICATION_VOIP``, 48 kbit/s VBR, complexity :data:`DEFAULT_COMPLEXITY`
-(libavcodec's default; libopus's own is 9).  A lower complexity is not cheaper for
+(libavcodec's default; libopus's own is 9), in-band FEC on (``OPUS_SET_INBAND_FEC``) with an
+expected loss of :data:`DEFAULT_PACKET_LOSS_PERC` % (``OPUS_SET_PACKET_LOSS_PERC``), so each
+packet carries a low-bit-rate copy of the previous frame (LBRR) that the far end's decoder
+uses when that frame is lost, as ours does (:meth:`OpusDecoder.decode_fec`).
+
+Decoding a lost frame: :meth:`OpusDecoder.conceal` runs libopus's own concealment
+(``opus_decode`` with no packet), :meth:`OpusDecoder.decode_fec` rebuilds it from the next
+packet's FEC (``decode_fec=1``).  A lower complexity is not cheaper for
 tonal or voiced signals here: below 7 libopus skips its signal analysis and codes
 them in hybrid mode, which costs more (measured in docs/benchmarks.md).
 
@@ -39,14 +46,25 @@ from .codecs import AudioDecoder
 from .pcm import Samples
 
 
-__all__ = ["DEFAULT_COMPLEXITY", "OpusDecoder", "OpusEncoder", "OpusError", "load"]
+__all__ = [
+    "DEFAULT_COMPLEXITY",
+    "DEFAULT_PACKET_LOSS_PERC",
+    "OpusDecoder",
+    "OpusEncoder",
+    "OpusError",
+    "load",
+]
 
 #: Encoder complexity (0-10) used unless the caller asks otherwise.
 DEFAULT_COMPLEXITY = 10
+#: Packet loss (percent) the encoder is told to expect: how much in-band FEC it adds.
+DEFAULT_PACKET_LOSS_PERC = 10
 
 _APPLICATION_VOIP = 2048
 _SET_BITRATE = 4002
 _SET_COMPLEXITY = 4010
+_SET_INBAND_FEC = 4012
+_SET_PACKET_LOSS_PERC = 4014
 _MAX_PACKET = 1500  # bytes; a 20 ms packet at 48 kbit/s is ~120
 _MAX_FRAME = 5760  # samples: 120 ms at 48 kHz, the longest Opus packet
 _FRAME_SIZES = frozenset({120, 240, 480, 960, 1920, 2880})
@@ -94,6 +112,13 @@ def _bind(lib: Any) -> Any:
     lib.opus_decode.argtypes = [p, p, i32, p, i, i]
     lib.opus_decode.restype = i
     lib.opus_get_version_string.restype = ctypes.c_char_p
+    lib.opus_packet_get_nb_samples.argtypes = [p, i32, i32]
+    lib.opus_packet_get_nb_samples.restype = i
+    try:  # libopus 1.5+
+        lib.opus_packet_has_lbrr.argtypes = [p, i32]
+        lib.opus_packet_has_lbrr.restype = i
+    except AttributeError:
+        pass
     return lib
 
 
@@ -130,18 +155,33 @@ class OpusEncoder:
     Args:
         bit_rate: target bit rate in bit/s.
         complexity: 0 (cheapest) to 10 (libavcodec's default).
+        fec: add in-band FEC (LBRR) for the far end's decoder.
+        packet_loss_perc: the loss (0-100 %) the encoder prepares for.
     """
 
     sample_rate = 48000
 
-    def __init__(self, bit_rate: int = 48000, complexity: int = DEFAULT_COMPLEXITY) -> None:
+    def __init__(
+        self,
+        bit_rate: int = 48000,
+        complexity: int = DEFAULT_COMPLEXITY,
+        *,
+        fec: bool = True,
+        packet_loss_perc: int = DEFAULT_PACKET_LOSS_PERC,
+    ) -> None:
         lib = _library()
         error = ctypes.c_int(0)
         state = lib.opus_encoder_create(self.sample_rate, 1, _APPLICATION_VOIP, ctypes.byref(error))
         if error.value != 0 or not state:
             raise OpusError(f"opus_encoder_create failed: {error.value}")
         self._finalizer = weakref.finalize(self, lib.opus_encoder_destroy, state)
-        for request, value in ((_SET_BITRATE, bit_rate), (_SET_COMPLEXITY, complexity)):
+        requests = (
+            (_SET_BITRATE, bit_rate),
+            (_SET_COMPLEXITY, complexity),
+            (_SET_INBAND_FEC, int(fec)),
+            (_SET_PACKET_LOSS_PERC, packet_loss_perc),
+        )
+        for request, value in requests:
             rc = lib.opus_encoder_ctl(ctypes.c_void_p(state), ctypes.c_int(request),
                                       ctypes.c_int32(value))
             if rc != 0:
@@ -152,6 +192,8 @@ class OpusEncoder:
         self._out_address = ctypes.addressof(self._out)
         self.complexity = complexity
         self.bit_rate = bit_rate
+        self.fec = fec
+        self.packet_loss_perc = packet_loss_perc
 
     def encode(self, samples: Samples) -> bytes:
         """One packet from 2.5-60 ms of mono int16 samples (960 for 20 ms)."""
@@ -182,6 +224,7 @@ class OpusDecoder(AudioDecoder):
         self._finalizer = weakref.finalize(self, lib.opus_decoder_destroy, state)
         self._state = state
         self._decode = lib.opus_decode
+        self._lib = lib
         self.sample_rate = sample_rate
         self._max = _MAX_FRAME * sample_rate // 48000
         self._pcm = np.zeros(self._max, dtype=np.int16)
@@ -195,3 +238,40 @@ class OpusDecoder(AudioDecoder):
         if n <= 0:
             return np.zeros(0, dtype=np.int16)
         return self._pcm[:n].copy()
+
+    def conceal(self, count: int) -> Samples:
+        """``count`` samples of libopus's concealment for a lost frame (a multiple of 2.5 ms)."""
+        count = _whole_frames(count, self.sample_rate, self._max)
+        n = self._decode(self._state, None, 0, self._pcm_address, count, 0)
+        if n <= 0:
+            return np.zeros(count, dtype=np.int16)
+        return self._pcm[:n].copy()
+
+    def has_fec(self, payload: bytes) -> bool:
+        """Whether ``payload`` carries in-band FEC (LBRR) for the frame before it."""
+        if not payload:
+            return False
+        has_lbrr = getattr(self._lib, "opus_packet_has_lbrr", None)
+        if has_lbrr is None:  # libopus before 1.5: a SILK or hybrid packet may carry it
+            return bool(payload[0] >> 3 < 16)
+        return bool(has_lbrr(payload, len(payload)) > 0)
+
+    def decode_fec(self, payload: bytes, count: int) -> Samples:
+        """The lost frame before ``payload`` (``count`` samples) from ``payload``'s FEC.
+
+        Without FEC in the packet libopus conceals instead.  Call it before decoding
+        ``payload`` itself, as libopus requires.
+        """
+        count = _whole_frames(count, self.sample_rate, self._max)
+        if not payload:
+            return self.conceal(count)
+        n = self._decode(self._state, payload, len(payload), self._pcm_address, count, 1)
+        if n <= 0:
+            return self.conceal(count)
+        return self._pcm[:n].copy()
+
+
+def _whole_frames(count: int, sample_rate: int, limit: int) -> int:
+    """``count`` rounded to a whole number of 2.5 ms (libopus's unit), within ``limit``."""
+    unit = sample_rate // 400
+    return min(limit, max(unit, (count + unit - 1) // unit * unit))

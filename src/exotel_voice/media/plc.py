@@ -1,0 +1,220 @@
+"""Packet-loss concealment for PCM: a pitch-repeat in the spirit of ITU-T G.711 Appendix I.
+
+Used where no codec concealment exists: G.711 (PCMU/PCMA) and G.722 on the lean receive
+path (:mod:`exotel_voice.media.jitter`), and every playout buffer's underflow
+(:mod:`exotel_voice.media.playout`).  Opus has its own (libopus PLC and in-band FEC).
+
+How it works
+------------
+:class:`PitchConcealer` keeps the last :data:`HISTORY_MS` of good audio.  When a frame is
+lost it
+
+1. estimates the pitch period of the recent history: the lag between 2.5 and 15 ms
+   (400 to 67 Hz) with the highest normalised cross-correlation between the last
+   :data:`CORRELATION_MS` and the audio one lag earlier (searched on a decimated copy above
+   8 kHz, refined at the full rate);
+2. repeats the last pitch period, whose end is overlap-added (a quarter of a period) with
+   the audio just before it, so the loop has no click at its seam; after the first 10 ms
+   of a loss the loop grows to two, then three periods (a single period repeated for
+   long sounds buzzy);
+3. attenuates: full level for the first 10 ms, then 20 % less per 10 ms, silence after
+   :data:`MAX_CONCEAL_MS`;
+4. when good audio comes back, merges: the first samples of the good frame are faded in
+   over the continued synthetic signal (a quarter period, plus 4 ms per 10 ms lost up to
+   10 ms).
+
+It is pure numpy with no state but its history, so it can be tested sample by sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from .pcm import Samples
+
+
+__all__ = ["CORRELATION_MS", "HISTORY_MS", "MAX_CONCEAL_MS", "PitchConcealer", "find_pitch"]
+
+#: Audio kept for the pitch search and the repeat.
+HISTORY_MS = 60.0
+#: Window compared in the pitch search.
+CORRELATION_MS = 20.0
+#: After this long a loss is concealed with silence.
+MAX_CONCEAL_MS = 60.0
+_MIN_PITCH_MS = 2.5
+_MAX_PITCH_MS = 15.0
+
+Floats = npt.NDArray[np.float64]
+
+
+def find_pitch(history: Floats, sample_rate: int, *, max_lag: int | None = None) -> int:
+    """The lag (samples) of ``history``'s strongest periodicity between 2.5 and 15 ms.
+
+    ``max_lag`` caps the search (a caller that wants a period it can remove from a short
+    buffer).  A history too short for the search gives the shortest lag allowed.
+    """
+    low = max(1, int(sample_rate * _MIN_PITCH_MS / 1000))
+    high = int(sample_rate * _MAX_PITCH_MS / 1000)
+    if max_lag is not None:
+        high = min(high, max_lag)
+    window = int(sample_rate * CORRELATION_MS / 1000)
+    if high < low:
+        return low
+    if history.size < window + high:
+        window = history.size - high
+        if window < low:
+            return low
+    step = max(1, sample_rate // 8000)
+    best = _search(history[-(window + high):], low, high, window, step)
+    if step > 1:  # refine at the full rate around the coarse lag
+        best = _search(history[-(window + high):], max(low, best - step), min(high, best + step),
+                       window, 1)
+    return best
+
+
+def _search(x: Floats, low: int, high: int, window: int, step: int) -> int:
+    if step > 1:
+        # Average each block of ``step`` samples: a cheap low-pass before decimating.
+        trim = x.size - x.size % step
+        x = x[x.size - trim :].reshape(-1, step).mean(axis=1)
+        low, high, window = max(1, low // step), max(1, high // step), max(1, window // step)
+    target = x[-window:]
+    best_lag, best_score = low, -np.inf
+    for lag in range(low, high + 1):
+        if x.size < window + lag:
+            break
+        other = x[x.size - window - lag : x.size - lag]
+        energy = float(np.dot(other, other))
+        if energy <= 0.0:
+            continue
+        score = float(np.dot(target, other)) / np.sqrt(energy)
+        if score > best_score:
+            best_lag, best_score = lag, score
+    return best_lag * step
+
+
+class PitchConcealer:
+    """Conceals lost frames of one mono stream by pitch repetition (see module doc).
+
+    Feed every good frame through :meth:`good` (it returns the frame, merged with the
+    concealment if one was in progress) and ask :meth:`conceal` for each lost frame.
+
+    Args:
+        sample_rate: the stream's rate.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._history: Samples = np.zeros(0, dtype=np.int16)
+        self._keep = int(sample_rate * HISTORY_MS / 1000)
+        self._ten_ms = sample_rate // 100
+        self._lost = 0  # samples concealed in the current loss
+        self._pitch = 0
+        self._loop = np.zeros(0, dtype=np.float64)
+        self._periods = 0
+        self._position = 0
+        #: Samples produced by :meth:`conceal` so far.
+        self.concealed_samples = 0
+        #: Losses (runs of consecutive concealed frames) so far.
+        self.events = 0
+
+    @property
+    def concealing(self) -> bool:
+        """Whether the last frame was a concealed one."""
+        return self._lost > 0
+
+    def reset(self) -> None:
+        """Forget the history (a new stream)."""
+        self._history = np.zeros(0, dtype=np.int16)
+        self._lost = 0
+
+    def good(self, samples: Samples) -> Samples:
+        """Take one good frame; return it (faded in over the concealment after a loss)."""
+        out = samples
+        if self._lost and samples.size:
+            extra_ms = min(10, 4 * (self._lost // self._ten_ms))  # 4 ms per 10 ms lost
+            merge = max(1, min(samples.size, self._pitch // 4 + extra_ms * self._ten_ms // 10))
+            synthetic = self._synthesize(merge)
+            fade = (np.arange(1, merge + 1, dtype=np.float64) / (merge + 1))
+            mixed = samples[:merge] * fade + synthetic * (1.0 - fade)
+            out = samples.copy()
+            out[:merge] = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+        self._lost = 0
+        self._remember(out)
+        return out
+
+    def conceal(self, count: int) -> Samples:
+        """``count`` samples standing in for lost audio (silence if nothing was heard yet)."""
+        if count <= 0:
+            return np.zeros(0, dtype=np.int16)
+        self.concealed_samples += count
+        if self._lost == 0:
+            self.events += 1
+            if self._history.size < self._ten_ms:
+                self._pitch = 0
+            else:
+                self._pitch = find_pitch(self._history.astype(np.float64), self.sample_rate)
+                self._set_loop(1)
+        if self._pitch == 0:
+            self._lost += count
+            return np.zeros(count, dtype=np.int16)
+        out = self._synthesize(count, advance=True)
+        result = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        return result
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _remember(self, samples: Samples) -> None:
+        if samples.size >= self._keep:
+            self._history = samples[-self._keep :].copy()
+        else:
+            self._history = np.concatenate([self._history[samples.size - self._keep :], samples])
+
+    def _set_loop(self, periods: int) -> None:
+        """The loop of the last ``periods`` pitch periods, its seam overlap-added."""
+        pitch = self._pitch
+        length = min(periods * pitch, self._history.size)
+        quarter = max(1, pitch // 4)
+        history = self._history.astype(np.float64)
+        loop = history[-length:].copy()
+        before = history[-length - quarter : -length]
+        if before.size == quarter:
+            fade = np.arange(1, quarter + 1, dtype=np.float64) / (quarter + 1)
+            loop[-quarter:] = loop[-quarter:] * (1.0 - fade) + before * fade
+        if self._periods and self._loop.size:
+            # Switching loops: keep the phase within a period, so the signal goes on.
+            self._position %= pitch
+        self._loop = loop
+        self._periods = periods
+
+    def _gain(self, lost: Floats) -> Floats:
+        """Level at each sample ``lost`` samples into the loss."""
+        ms = lost * 1000.0 / self.sample_rate
+        return np.clip(1.0 - 0.02 * np.maximum(ms - 10.0, 0.0), 0.0, 1.0) * (ms < MAX_CONCEAL_MS)
+
+    def _synthesize(self, count: int, *, advance: bool = False) -> Floats:
+        if self._pitch == 0 or self._loop.size == 0:
+            if advance:
+                self._lost += count
+            return np.zeros(count, dtype=np.float64)
+        out = np.empty(count, dtype=np.float64)
+        done = 0
+        lost, position = self._lost, self._position
+        while done < count:
+            # Grow the loop at each 10 ms boundary of the loss (1, 2, then 3 periods).
+            wanted = min(3, 1 + lost // self._ten_ms)
+            if advance and wanted != self._periods:
+                self._position = position
+                self._set_loop(wanted)
+                position = self._position
+            span = min(count - done, self._ten_ms - lost % self._ten_ms)
+            index = (position + np.arange(span)) % self._loop.size
+            out[done : done + span] = self._loop[index]
+            out[done : done + span] *= self._gain(lost + np.arange(span, dtype=np.float64))
+            position = (position + span) % self._loop.size
+            lost += span
+            done += span
+        if advance:
+            self._lost, self._position = lost, position
+        return out

@@ -1,0 +1,69 @@
+"""Pitch-repeat concealment (media/plc.py): what a listener would get for a lost frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exotel_voice.media.plc import MAX_CONCEAL_MS, PitchConcealer, find_pitch
+
+
+def voiced(rate: int, seconds: float = 1.0, f0: float = 150.0) -> np.ndarray:
+    """A steady vowel-like signal: a 150 Hz fundamental and its harmonics."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8))
+    return (x * 5000).astype(np.int16)
+
+
+def level(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 48000])
+def test_pitch_of_a_voiced_signal(rate: int) -> None:
+    x = voiced(rate, 0.1).astype(np.float64)
+    assert find_pitch(x, rate) == pytest.approx(rate / 150, abs=1)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_a_lost_frame_is_filled_like_its_neighbours_and_merged_smoothly(rate: int) -> None:
+    x = voiced(rate)
+    n = rate // 50
+    plc = PitchConcealer(rate)
+    out = []
+    for i in range(20):
+        frame = x[i * n : (i + 1) * n]
+        out.append(plc.conceal(n) if i == 10 else plc.good(frame))
+    y = np.concatenate(out)
+    lost, original = y[10 * n : 11 * n], x[10 * n : 11 * n]
+    # Not silence: about the level of the frames around it, and the same waveform.
+    assert 0.8 < level(lost) / level(x[9 * n : 10 * n]) <= 1.05
+    assert np.corrcoef(lost.astype(float), original.astype(float))[0, 1] > 0.9
+    # No click where the concealment starts or where the real audio comes back.
+    steps = np.abs(np.diff(y.astype(np.int32)))
+    natural = np.abs(np.diff(x.astype(np.int32))).max()
+    assert steps[10 * n - 2 : 11 * n + 2].max() <= 1.5 * natural
+    assert plc.events == 1 and plc.concealed_samples == n
+    assert np.array_equal(y[12 * n :], x[12 * n : 20 * n])  # later frames untouched
+
+
+def test_a_long_loss_fades_to_silence_and_comes_back_faded_in() -> None:
+    rate, n = 8000, 160
+    x = voiced(rate)
+    plc = PitchConcealer(rate)
+    for i in range(5):
+        plc.good(x[i * n : (i + 1) * n])
+    lost = [plc.conceal(n) for _ in range(5)]  # 100 ms
+    assert level(lost[0]) > 0.9 * level(x[:n])
+    assert level(lost[1]) < level(lost[0])  # attenuated after the first 10 ms
+    assert not lost[-1].any()  # silence past MAX_CONCEAL_MS
+    assert MAX_CONCEAL_MS <= 80
+    back = plc.good(x[10 * n : 11 * n])
+    assert abs(int(back[0])) < abs(int(x[10 * n])) or x[10 * n] == 0  # faded in
+    assert np.array_equal(back[120:], x[10 * n + 120 : 11 * n])  # merged within 15 ms
+
+
+def test_nothing_heard_yet_conceals_with_silence() -> None:
+    plc = PitchConcealer(8000)
+    assert not plc.conceal(160).any()
+    assert plc.conceal(0).size == 0
