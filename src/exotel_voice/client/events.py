@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..media.liveness import DtlsState, IceState
+from ..media.quality import QualityWarningKind
+from ..media.quality_stats import CallStats
 from ..sip.registration import RegistrationState
 
 
@@ -34,6 +36,7 @@ __all__ = [
     "CallRecovered",
     "CallResumed",
     "CallRinging",
+    "CallStatsUpdated",
     "CallUnmuted",
     "IceRestarted",
     "IceRestarting",
@@ -44,6 +47,8 @@ __all__ = [
     "NoMediaWarning",
     "PhoneEvent",
     "PhoneStatus",
+    "QualityWarning",
+    "QualityWarningCleared",
     "Reconnected",
     "Reconnecting",
     "RegistrationState",
@@ -306,6 +311,62 @@ class MediaWarningCleared(CallEvent):
 
     reason: str
     silent_for: float
+
+
+@dataclass(frozen=True)
+class QualityWarning(CallEvent):
+    """The call's quality dropped: a measurement has been past its threshold for
+    ``MediaConfig.quality.thresholds.fire_after`` samples in a row (see
+    :mod:`exotel_voice.media.quality`); :class:`QualityWarningCleared` follows once it has
+    been back for ``clear_after`` samples. The same sentence is logged as a WARNING.
+
+    Attributes:
+        kind: what about: ``high-rtt``, ``high-jitter``, ``high-packet-loss``, ``low-mos``,
+            ``constant-audio-input-level`` (our microphone sends silence though the call is
+            neither muted nor held) or ``ice-disconnected``.
+        value: the measured value (ms for RTT and jitter, percent for loss, the MOS
+            estimate, dBFS for the microphone; 1 for ICE disconnected).
+        threshold: the threshold it is past.
+        remedy: one line saying what is wrong and what to do, e.g. "high packet loss
+            (4.2%): the network drops audio; move closer to the Wi-Fi access point or use a
+            wired connection".
+    """
+
+    kind: QualityWarningKind
+    value: float
+    threshold: float
+    remedy: str
+
+
+@dataclass(frozen=True)
+class QualityWarningCleared(CallEvent):
+    """A :class:`QualityWarning` no longer holds.
+
+    Attributes:
+        kind: the warning's kind.
+        value: the measured value now.
+    """
+
+    kind: QualityWarningKind
+    value: float
+
+
+@dataclass(frozen=True)
+class CallStatsUpdated(CallEvent):
+    """The call's stats, every ``MediaConfig.quality.stats_interval`` seconds (default 5;
+    ``None``: never) while the call is connected.
+
+    Attributes:
+        stats: the snapshot (what :meth:`Call.stats` returns).
+        mos: the estimated MOS of what we hear (ITU-T G.107 E-model, 1-4.5:
+            :func:`exotel_voice.media.quality.estimate_mos`), or ``None`` before one.
+        loss_percent: packet loss over the last samples' window, in percent (ours, or the
+            far end's report of our stream, whichever is worse), or ``None``.
+    """
+
+    stats: CallStats
+    mos: float | None = None
+    loss_percent: float | None = None
 
 
 @dataclass(frozen=True)
