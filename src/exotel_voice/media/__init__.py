@@ -14,6 +14,7 @@ from .analysis import detect_tone, dominant_frequency, goertzel_power, rms, rms_
 from .config import IceConfig, IceServer, LivenessConfig, MediaConfig
 from .liveness import DtlsState, IceState
 from .netwatch import AddressChange, AddressWatcher
+from .quality import QualityConfig, QualityThresholds, QualityWarningKind
 from .session import MediaSession, MediaState, MediaStats
 from .sinks import AudioSink, DeviceSink, FrameSink, LevelMeter, WavFileSink
 from .sources import (
@@ -45,6 +46,9 @@ __all__ = [
     "MediaSession",
     "MediaState",
     "MediaStats",
+    "QualityConfig",
+    "QualityThresholds",
+    "QualityWarningKind",
     "SilenceSource",
     "ToneSource",
     "WavFileSink",
