@@ -245,17 +245,125 @@ def test_no_answer_to_the_refresh_ends_the_call_on_both_sides(rig: Rig) -> None:
     assert call_b.state is SessionState.TERMINATED
 
 
-def test_a_refused_refresh_keeps_the_call_and_the_need(rig: Rig) -> None:
-    call_a, _ = establish(rig)
-    reconnect(rig)
+def refused_refresh(rig: Rig, call: CallSession, status: int,
+                    *headers: tuple[str, str]) -> list[object]:
+    """alice re-INVITEs (the owner's answer to TargetRefreshNeeded), the INVITE is held
+    from bob and answered ``status`` instead (as Kamailio does when it cannot reach him);
+    returns alice's events."""
     rig.hold = {"INVITE"}
-    rig.a.reinvite(call_a, OFFER, rig.now)
+    rig.held.clear()
+    rig.a.reinvite(call, OFFER, rig.now)
     rig.flush()
     (reinvite,) = rig.held
-    rig.a.receive_data(_answer(reinvite, 488), rig.now)
+    rig.a.receive_data(_answer(reinvite, status, *headers), rig.now)
     rig.flush()
-    assert [type(e) for e in rig.a.events_received()] == [ReInviteRejected]
+    return list(rig.a.events_received())
+
+
+def wait_for_next_attempt(rig: Rig, call: CallSession, seconds: float) -> None:
+    """Nothing is asked before ``seconds``; then the call asks for its refresh again."""
+    rig.advance(seconds - 0.05)
+    assert not [e for e in rig.a.events_received() if isinstance(e, TargetRefreshNeeded)]
+    rig.advance(0.1)
+    asked = [e for e in rig.a.events_received() if isinstance(e, TargetRefreshNeeded)]
+    assert [(e.call, e.reason) for e in asked] == [(call, "reconnected")]
+
+
+@pytest.mark.parametrize(
+    ("status", "phrase"),
+    [(500, "Server Internal Error"), (503, "Service Unavailable"), (488, "Not Acceptable Here")],
+)
+def test_a_refresh_refused_three_times_ends_the_call_on_both_sides(
+    rig: Rig, status: int, phrase: str
+) -> None:
+    """Kamailio answers 500 when the far end's own flow is gone: the refresh is tried
+    again after 2 s and 4 s, then the call ends with a BYE and the reason. 488 (the far
+    end refused the unchanged session) is no different: its target still names our dead
+    flow."""
+    call_a, call_b = establish(rig)
+    reconnect(rig)
+    assert [type(e) for e in refused_refresh(rig, call_a, status)] == [ReInviteRejected]
     assert call_a.state is SessionState.ESTABLISHED and call_a.target_stale
+    wait_for_next_attempt(rig, call_a, 2.0)
+    assert [type(e) for e in refused_refresh(rig, call_a, status)] == [ReInviteRejected]
+    wait_for_next_attempt(rig, call_a, 4.0)
+    rig.hold = {"INVITE"}  # the BYE goes through
+    assert not rig.sent("BYE")
+    events = refused_refresh(rig, call_a, status)
+    assert [type(e) for e in events] == [ReInviteRejected, CallEnded]
+    ended = events[-1]
+    assert isinstance(ended, CallEnded)
+    assert (ended.by, ended.status) == ("remote", status)
+    assert ended.reason == (
+        "the call's signalling could not be restored after the connection was lost: its "
+        f"refresh got {status} {phrase} (3 attempts)"
+    )
+    assert call_a.state is SessionState.TERMINATED
+    # Our BYE reached bob: his call ended too; nothing more is asked or sent.
+    assert len(rig.sent("BYE")) == 1
+    assert call_b.state is SessionState.TERMINATED
+    rig.advance(60.0)
+    assert rig.a.events_received() == [] and len(rig.sent("INVITE")) == 4
+
+
+def test_a_refused_refresh_then_accepted_keeps_the_call(rig: Rig) -> None:
+    call_a, call_b = establish(rig)
+    reconnect(rig)
+    refused_refresh(rig, call_a, 500)
+    wait_for_next_attempt(rig, call_a, 2.0)
+    rig.hold = set()
+    rig.a.reinvite(call_a, OFFER, rig.now)
+    rig.flush()
+    assert rig.sent("INVITE")[-1].headers["Contact"] == str(rig.a.contact)
+    assert [e for e in rig.b.events_received() if isinstance(e, ReInviteReceived)]
+    rig.b.answer_reinvite(call_b, ANSWER, rig.now)
+    rig.flush()
+    assert [type(e) for e in rig.a.events_received()] == [ReInviteAnswered]
+    assert call_a.state is SessionState.ESTABLISHED and not call_a.target_stale
+    # Nothing more is asked, and the refusals are forgotten: after the next reconnect the
+    # refresh has its three attempts again.
+    rig.advance(30.0)
+    assert not [e for e in rig.a.events_received() if isinstance(e, TargetRefreshNeeded)]
+    reconnect(rig)
+    refused_refresh(rig, call_a, 500)
+    wait_for_next_attempt(rig, call_a, 2.0)
+    refused_refresh(rig, call_a, 500)
+    assert call_a.state is SessionState.ESTABLISHED
+
+
+def test_a_refused_refresh_waits_for_its_retry_after(rig: Rig) -> None:
+    """500 with Retry-After (the far end owes an answer to an offer of its own, RFC 3261
+    §14.2): the next attempt waits that long when it is longer than the back-off."""
+    call_a, _ = establish(rig)
+    reconnect(rig)
+    refused_refresh(rig, call_a, 500, ("Retry-After", "7"))
+    wait_for_next_attempt(rig, call_a, 7.0)
+
+
+def test_the_refresh_retries_are_configurable(rig: Rig) -> None:
+    rig.a.call_layer.refresh_retry_delays = [0.5]
+    call_a, _ = establish(rig)
+    reconnect(rig)
+    refused_refresh(rig, call_a, 500)
+    wait_for_next_attempt(rig, call_a, 0.5)
+    events = refused_refresh(rig, call_a, 500)
+    ended = events[-1]
+    assert isinstance(ended, CallEnded) and ended.reason.endswith("(2 attempts)")
+    for bad in ([-1.0], [float("nan")], ["soon"], 3):
+        with pytest.raises(ValueError, match="refresh_retry_delays"):
+            rig.a.call_layer.refresh_retry_delays = bad  # type: ignore[assignment]
+
+
+def test_a_refused_refresh_retries_on_the_next_flow_if_this_one_goes(rig: Rig) -> None:
+    call_a, _ = establish(rig)
+    reconnect(rig)
+    refused_refresh(rig, call_a, 500)
+    rig.hold = set()
+    events = reconnect(rig)  # before the back-off is over
+    assert [e.call for e in events if isinstance(e, TargetRefreshNeeded)] == [call_a]
+    rig.advance(10.0)  # the old back-off asks nothing more
+    assert not [e for e in rig.a.events_received() if isinstance(e, TargetRefreshNeeded)]
+    assert call_a.state is SessionState.ESTABLISHED
 
 
 def test_a_flow_lost_again_during_the_refresh_waits_for_the_next_one(rig: Rig) -> None:

@@ -53,7 +53,10 @@ An UPDATE with an offer (RFC 3311) is reported like a re-INVITE's (:class:`ReInv
 with ``method="UPDATE"``) and answered in its own 200; 491/500 for crossing offers (§5.2).
 After a move to a new flow, :meth:`CallLayer.request_target_refresh` asks the owner for a
 target refresh (:class:`TargetRefreshNeeded`); a refresh answered "dialog gone" (RFC 5057) or
-not at all ends the call. Session timers (RFC 4028) run when the far end asks: the
+not at all ends the call, and one refused otherwise (500 ...) is asked for again after
+``refresh_retry_delays`` and ends the call (BYE) when the last attempt is refused too: until
+a refresh goes through, nothing the far end sends in the dialog can reach us (see
+``CallLayer._target_refresh_failed``). Session timers (RFC 4028) run when the far end asks: the
 ``SESSION_REFRESH`` / ``SESSION_EXPIRE`` deadlines refresh (UPDATE without a body, or a
 re-INVITE the owner makes) or end the call with a BYE.
 """
@@ -62,10 +65,11 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import random
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import (
@@ -179,6 +183,8 @@ class _Timer(enum.Enum):
     SESSION_REFRESH = enum.auto()
     #: The far end is the refresher and has not refreshed (RFC 4028 §10): BYE.
     SESSION_EXPIRE = enum.auto()
+    #: The back-off after a refused target refresh is over: ask for the next attempt.
+    REFRESH_RETRY = enum.auto()
 
 
 class _Kind(enum.Enum):
@@ -253,6 +259,8 @@ class CallSession:
     _target_stale: bool = False
     #: The target refresh in flight after a move to a new flow: its failure ends the call.
     _refresh_tx: ClientTransaction | None = field(default=None, repr=False)
+    #: The target refreshes refused so far on this flow (:attr:`CallLayer.refresh_retry_delays`).
+    _refresh_refusals: int = 0
     #: Our UPDATE without a body in progress (a target or session refresh).
     _update_tx: ClientTransaction | None = field(default=None, repr=False)
     #: The session timer (RFC 4028) in force: its interval in seconds (``None``: no timer)
@@ -424,10 +432,16 @@ class TargetRefreshNeeded(UserAgentEvent):
     media involved). Either carries the new Contact. If the far end or a proxy answers that
     the dialog is gone (481, 408, RFC 5057's dialog-terminating statuses) or nothing
     answers, the call ends with :class:`CallEnded` naming what happened (a BYE is sent
-    when the far end may still have the call).
+    when the far end may still have the call). Any other refusal (a proxy's 500 when the
+    far end's own flow is gone too, 503, 488 ...) leaves the far end unable to reach us:
+    this event comes again after :attr:`CallLayer.refresh_retry_delays` (2 s, then 4 s),
+    and a refusal of the last attempt ends the call with a BYE and :class:`CallEnded`
+    (``by="remote"``, the status, "the call's signalling could not be restored after the
+    connection was lost: its refresh got 500 Server Error (3 attempts)").
 
     Attributes:
-        reason: why the refresh is needed (``"reconnected"``).
+        reason: why the refresh is needed (``"reconnected"``, also for each new attempt;
+            ``"session-timer"`` for an RFC 4028 refresh).
         update_allowed: whether the far end accepts UPDATE.
     """
 
@@ -508,6 +522,12 @@ class CallLayer:
         session_expires: the longest session interval we accept when the far end asks for
             session timers (RFC 4028), in seconds.
         min_se: our ``Min-SE``: a shorter ``Session-Expires`` is refused with 422.
+        refresh_retry_delays: after a move to a new flow, the seconds to wait before each
+            further attempt at a target refresh the far end or a proxy refused (5xx, or a
+            4xx other than 491 and the dialog-terminating ones); one more refusal after
+            the last ends the call (see :class:`TargetRefreshNeeded`). The default, two
+            more attempts 2 s and 4 s apart, gives a proxy that has just restarted time to
+            get the far end's registration back. ``()`` ends the call at the first refusal.
     """
 
     def __init__(
@@ -525,6 +545,7 @@ class CallLayer:
         rng: Callable[[], float] = random.random,
         session_expires: int = 1800,
         min_se: int = 90,
+        refresh_retry_delays: Sequence[float] = (2.0, 4.0),
     ) -> None:
         if min_se < 90 or session_expires < min_se:
             raise ValueError(
@@ -533,6 +554,7 @@ class CallLayer:
             )
         self.session_expires = session_expires
         self.min_se = min_se
+        self.refresh_retry_delays = refresh_retry_delays
         self.aor = aor
         self.contact = contact
         self.display_name = display_name
@@ -552,6 +574,27 @@ class CallLayer:
 
     def __repr__(self) -> str:
         return f"<CallLayer calls={len(self.calls)}>"
+
+    @property
+    def refresh_retry_delays(self) -> tuple[float, ...]:
+        """The back-off before each further attempt at a refused target refresh (seconds;
+        see the constructor). Settable; a value that is not a sequence of finite numbers
+        >= 0 raises :class:`ValueError`."""
+        return self._refresh_retry_delays
+
+    @refresh_retry_delays.setter
+    def refresh_retry_delays(self, delays: Sequence[float]) -> None:
+        try:
+            checked = tuple(float(d) for d in delays)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"refresh_retry_delays must be a sequence of seconds, not {delays!r}"
+            ) from None
+        if not all(0.0 <= d < math.inf for d in checked):
+            raise ValueError(
+                f"refresh_retry_delays must be finite seconds >= 0, not {delays!r}"
+            )
+        self._refresh_retry_delays = checked
 
     # ========================================================================================
     # Plumbing
@@ -617,6 +660,19 @@ class CallLayer:
                 self._end(call, "remote", None, (
                     f"the far end did not refresh the session within its "
                     f"{call.session_expires} s session timer (RFC 4028)"))
+        elif timer is _Timer.REFRESH_RETRY:
+            # The next attempt at a refused target refresh, unless a request of ours that
+            # refreshes the target is already out (a hold ...: its outcome counts instead),
+            # or the flow went again (the next one asks afresh, request_target_refresh).
+            if (
+                call.state is SessionState.ESTABLISHED
+                and call._target_stale
+                and call._refresh_tx is None
+                and call.connection is not None
+            ):
+                self._events.append(
+                    TargetRefreshNeeded(call, "reconnected", call.update_allowed)
+                )
         elif call.state is SessionState.ESTABLISHED:  # _Timer.GLARE
             self._events.append(ReInviteRetryDue(call))
 
@@ -727,6 +783,9 @@ class CallLayer:
                         call.dialog.local_contact = contact
                     connection.add_dialog(call.dialog)
                     call._target_stale = True
+                    # A new flow: the refresh starts over (request_target_refresh asks).
+                    call._refresh_refusals = 0
+                    call._deadlines.pop(_Timer.REFRESH_RETRY, None)
                 moved.append(call)
         return moved
 
@@ -1079,24 +1138,77 @@ class CallLayer:
         if call._target_stale:
             call._target_stale = False
             call._refresh_tx = tx
+            call._deadlines.pop(_Timer.REFRESH_RETRY, None)
+
+    @staticmethod
+    def _target_refreshed(call: CallSession) -> None:
+        """The far end has our Contact again (a 2xx to our refresh, or our 2xx to its
+        target-refresh request): the refresh is over."""
+        call._refresh_tx = None
+        call._target_stale = False
+        call._refresh_refusals = 0
+        call._deadlines.pop(_Timer.REFRESH_RETRY, None)
 
     def _target_refresh_failed(
         self, call: CallSession, tx: ClientTransaction, status: int | None, phrase: str,
-        now: float,
+        now: float, *, retry_after: float | None = None,
     ) -> bool:
         """A request of ours in ``call`` failed; if it was the target refresh after a move
-        to a new flow and the dialog is gone (or nothing answered), end the call. Returns
-        whether the call was ended."""
+        to a new flow, decide what follows. Returns whether the call was ended.
+
+        The policy, with RFC 5057 in mind. A non-2xx to a re-INVITE is, by itself, a failed
+        transaction: the session stays as it was (RFC 3261 §14.1) and so does the dialog's
+        remote target at the far end, which a target refresh changes only when accepted
+        (§12.2.1.2). For a refresh after a move to a new flow that is the whole point: until
+        one is accepted, nothing the far end sends in the dialog (its BYE, its re-INVITE)
+        can reach us, and our own requests may not reach it either. So:
+
+        * "dialog gone" (481, 408, RFC 5057's dialog-terminating statuses) or no answer:
+          the call ends at once (a BYE goes after 408 or a timeout, in case the far end
+          still has the call).
+        * Any other refusal (5xx such as a proxy's 500 when it cannot reach the far end's
+          own dead flow, 488, 403 ...; never 491, which goes through the glare back-off, or
+          a 401/407 answered with credentials) is retried after
+          :attr:`refresh_retry_delays` (or the response's ``Retry-After``, when longer, up
+          to 10 s), each time through :class:`TargetRefreshNeeded`: a proxy that has just
+          restarted may not have the far end's registration back yet. 488 is no
+          exception: it shows that the far end got the request, but it refused it, so its
+          target still names the dead flow; the refresh offers the session unchanged, so
+          there is no smaller offer to fall back to.
+        * A refusal after the last retry ends the call: BYE (best effort; it may not get
+          through, and its transaction's end concerns nobody) and :class:`CallEnded`
+          (``by="remote"``, the last status, a reason naming the status and the attempts).
+        """
         if tx is not call._refresh_tx:
             return False
         call._refresh_tx = None
         if status is not None and status not in _DIALOG_GONE:
-            # The far end refused the request but keeps the dialog (488, 500 ...): our target
-            # was not refreshed, so ask again for the next one.
             call._target_stale = True
-            logger.warning("! call %s: the target refresh got %s %s; the far end may not "
-                           "reach us", call.id, status, phrase)
-            return False
+            call._refresh_refusals += 1
+            attempts = call._refresh_refusals
+            delays = self.refresh_retry_delays
+            if attempts <= len(delays):
+                delay = delays[attempts - 1]
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, 10.0))
+                call._deadlines[_Timer.REFRESH_RETRY] = now + delay
+                logger.warning(
+                    "! call %s: the target refresh got %s %s; the far end cannot reach us "
+                    "until it goes through: trying again in %.1f s (attempt %d of %d)",
+                    call.id, status, phrase, delay, attempts + 1, len(delays) + 1,
+                )
+                return False
+            what = f"{status} {phrase}".strip()
+            plural = "attempt" if attempts == 1 else "attempts"
+            reason = (f"the call's signalling could not be restored after the connection was "
+                      f"lost: its refresh got {what} ({attempts} {plural})")
+            logger.warning("! call %s: %s; ending the call", call.id, reason)
+            if tx is call._reinvite_tx or tx.request.method == "INVITE":
+                call._reinvite_tx = None
+                self._events.append(ReInviteRejected(call, status, phrase))
+            self._send_bye(call, now)
+            self._end(call, "remote", status, reason)
+            return True
         if status == 481:
             reason = (f"the server no longer knows this call ({status} {phrase}) after the "
                       "connection was lost").replace(" )", ")")
@@ -1126,7 +1238,7 @@ class CallLayer:
         call._reinvite_server = None
         # Our 2xx carries our Contact: the far end takes it as its new target (RFC 3261
         # §12.2.1.2), which is the refresh a move to a new flow needs.
-        call._target_stale = False
+        self._target_refreshed(call)
         response = make_response(
             request,
             200,
@@ -1548,7 +1660,7 @@ class CallLayer:
         call._reinvite_tx = None
         if status < 300:
             if tx is call._refresh_tx:
-                call._refresh_tx = None
+                self._target_refreshed(call)
             if call.dialog is not None:
                 ack = call.dialog.create_ack(tx.request.cseq.seq)
                 if call.connection is not None:
@@ -1574,7 +1686,9 @@ class CallLayer:
                 call._refresh_tx, call._target_stale = None, True
             self._events.append(ReInviteRejected(call, status, response.reason, delay))
             return
-        if self._target_refresh_failed(call, tx, status, response.reason, now):
+        if self._target_refresh_failed(
+            call, tx, status, response.reason, now, retry_after=_retry_after_of(response)
+        ):
             return
         if status in (408, 481):
             # §12.2.1.2: the dialog is gone.
@@ -1590,14 +1704,16 @@ class CallLayer:
         call._update_tx = None
         if status < 300:
             if tx is call._refresh_tx:
-                call._refresh_tx = None
+                self._target_refreshed(call)
             self._session_response(call, response, now)
             return
         if status in (401, 407) and not call._auth_retried:
             call._auth_retried = True
             if self._retry_in_dialog(call, tx.request, response, now, _Kind.UPDATE):
                 return
-        if self._target_refresh_failed(call, tx, status, response.reason, now):
+        if self._target_refresh_failed(
+            call, tx, status, response.reason, now, retry_after=_retry_after_of(response)
+        ):
             return
         if status in (408, 481):
             # §12.2.1.2: the dialog is gone.
@@ -1851,6 +1967,15 @@ def _session_expires_of(message: Request | Response) -> tuple[int, str | None] |
         if name.strip().lower() == "refresher" and val.strip().lower() in ("uac", "uas"):
             refresher = val.strip().lower()
     return interval, refresher
+
+
+def _retry_after_of(response: Response) -> float | None:
+    """The seconds of a response's ``Retry-After`` (RFC 3261 §20.33), or ``None``."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    m = re.match(r"\s*(\d+)", value)
+    return float(m.group(1)) if m else None
 
 
 def _min_se_of(message: Request | Response) -> int | None:
