@@ -742,7 +742,10 @@ class Call:
 
         Success publishes :class:`CallRecovered`. When the far end or the server no longer
         has the call (481, 408, no answer) the call layer ends the call (:class:`CallEnded`
-        naming why); another refusal (488 ...) keeps the call and is logged.
+        naming why). Another refusal (500, 488 ...) is only logged here: the call layer
+        asks again (a new ``TargetRefreshNeeded``, 2 s then 4 s later) and ends the call
+        with a BYE when the last attempt is refused too (see
+        :class:`~exotel_voice.sip.calls.TargetRefreshNeeded`).
         """
         if self.ended or self._session.state is not SessionState.ESTABLISHED:
             return
@@ -752,8 +755,8 @@ class Call:
                                       wait=True)
         except SipError as exc:
             if not self.ended:
-                logger.warning("! %s: the dialog refresh after the reconnect failed: %s",
-                               self.id, exc)
+                logger.info("= %s: the dialog refresh after the reconnect was refused (%s); "
+                            "the call layer tries again or ends the call", self.id, exc)
             return
         if not self.ended and reason == "session-timer":
             # A session refresh (RFC 4028) by re-INVITE: nothing was lost or recovered.
