@@ -23,7 +23,12 @@ where that cannot be used (a TURN relay), by awaiting ``RTCDtlsTransport._send_r
 the entry aiortc's sender uses (:func:`~exotel_voice.media._aiortc_compat.send_rtp`).
 Each sub-tick runs as its own task, so the clock keeps its schedule while the worker
 encodes; packets still leave in sub-tick order, and with more than two frames in
-flight the clock waits for the worker.
+flight the clock waits for the worker.  A sub-tick that comes late (the loop or the
+process stalled, or the previous sub-ticks took long) is served at once, and so are
+the ones after it until the clock is back on schedule: every leg still sends 50 frames
+a second on average, with RTP timestamps 20 ms apart.  Only past
+:data:`MAX_LATE_FRAMES` (200 ms) behind are the late frames dropped (counted per
+sender, timestamps moved on over them).
 
 aiortc's own sender is still started (its RTCP task sends the sender reports),
 but its RTP task waits on a track that never yields a frame.  Its sender-report
@@ -47,7 +52,7 @@ import random
 import struct
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import av
@@ -61,6 +66,7 @@ from .pcm import FRAME_MS, Samples
 __all__ = [
     "BATCH",
     "MAX_IN_FLIGHT",
+    "MAX_LATE_FRAMES",
     "PHASES",
     "AudioEncoder",
     "LeanSender",
@@ -85,6 +91,13 @@ BATCH = 8
 #: Sub-ticks whose packets may still be in the making (encoding on the worker thread)
 #: before the clock waits for the oldest: two frames.
 MAX_IN_FLIGHT = 2 * PHASES
+#: How far (in 20 ms frames) the clock may fall behind its schedule and still send
+#: every frame: after a stall of the loop or of the process (a GC pause, the machine
+#: busy elsewhere, a sub-tick that took long) the missed sub-ticks are served at once,
+#: in order, so every leg still sends 50 frames a second on average.  A sub-tick later
+#: than this (200 ms: later than any playout buffer waits) is not sent: the frames of
+#: the whole late period are dropped, counted in :attr:`LeanSender.frames_dropped`.
+MAX_LATE_FRAMES = 10
 
 
 class AudioEncoder:
@@ -192,6 +205,11 @@ class SendClock:
     encoded on the loop.  Then each packet is built and sent on the loop, in
     sender order, yielding to the loop after every :data:`BATCH` senders.  With
     ``encode_thread=False`` everything is encoded on the loop.
+
+    The schedule is absolute: a sub-tick that comes late is served at once (a burst of
+    the missed sub-ticks, in order), up to :data:`MAX_LATE_FRAMES` behind; past that,
+    whole frames are dropped for every sender (:meth:`LeanSender.drop`) and
+    :attr:`resyncs` counts the times.
     """
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendClock] = (
@@ -205,7 +223,11 @@ class SendClock:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         #: Whether frames of GIL-releasing encoders are encoded on the worker thread.
         self.encode_thread = encode_thread
+        # The schedule's time and sleep (the loop's; a test may put a virtual clock here).
+        self._now: Callable[[], float] = loop.time
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.ticks = 0
+        #: Times the clock was more than :data:`MAX_LATE_FRAMES` behind and dropped frames.
         self.resyncs = 0
         #: Sub-ticks whose encodes ran on the worker thread.
         self.thread_jobs = 0
@@ -254,8 +276,9 @@ class SendClock:
                 self._executor = None
 
     async def _run(self) -> None:
-        interval = FRAME_MS / 1000 / PHASES
-        due = self._loop.time()
+        frame = FRAME_MS / 1000
+        interval = frame / PHASES
+        due = self._now()
         phase = 0
         in_flight: collections.deque[asyncio.Task[None]] = collections.deque()
         try:
@@ -267,13 +290,21 @@ class SendClock:
                         self.ticks += 1
                     phase = (phase + 1) % PHASES
                     continue
-                delay = due - self._loop.time()
+                delay = due - self._now()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                elif delay < -0.1:
-                    # The loop stalled: carry on from now rather than sending a burst.
-                    due = self._loop.time()
+                    await self._sleep(delay)
+                elif delay < -MAX_LATE_FRAMES * frame:
+                    # Too late to send: drop whole frames (every sub-tick of them, so
+                    # each leg the same number) until the schedule is less than one
+                    # frame behind.  The sub-ticks in flight read their frames before.
+                    if in_flight:
+                        await asyncio.wait(in_flight)
+                        in_flight.clear()
+                    missed = int((self._now() - due) // frame)
+                    due += missed * frame
+                    self._drop(missed)
                     self.resyncs += 1
+                # Otherwise late by less than the bound: served at once (catching up).
                 if phase == 0:
                     self.ticks += 1
                 senders = list(self._phases[phase])
@@ -291,6 +322,14 @@ class SendClock:
         finally:
             for task in in_flight:
                 task.cancel()
+
+    def _drop(self, frames: int) -> None:
+        for sender in self.senders:
+            try:
+                sender.drop(frames)
+            except Exception:
+                logger.exception("! lean sender %r failed; removing it", sender)
+                self.remove(sender)
 
     async def serve(
         self, senders: list[LeanSender], *, after: asyncio.Future[None] | None = None
@@ -381,6 +420,10 @@ class LeanSender:
         self._level_id: int | None = None
         self.packets = 0
         self.octets = 0
+        #: Frames sent (RTP packets built), and frames the :class:`SendClock` dropped
+        #: because it was more than :data:`MAX_LATE_FRAMES` behind its schedule.
+        self.frames_sent = 0
+        self.frames_dropped = 0
         self._ready = False
         self.send_now: Callable[[bytes], bool] | None = None
 
@@ -443,6 +486,30 @@ class LeanSender:
             return None
         return encoder, self._read(encoder.sample_rate)
 
+    def drop(self, frames: int) -> None:
+        """The clock is too late to send this sender's next ``frames`` frames: read them
+        from the source and discard them, counted in :attr:`frames_dropped`.
+
+        The RTP timestamp moves on over them (RFC 3550 §5.1: it follows the sampling
+        instant), so the far end plays what follows at the right time; the sequence
+        number does not (nothing was lost on the network), and the next packet has the
+        marker bit, as after a silence.  Nothing happens when nothing would be sent now.
+        Past one second only the timestamp moves on (reading a source further behind
+        would only cost time).
+        """
+        for index in range(frames):
+            frame = self.read_frame()
+            if frame is None:
+                return
+            skipped = 1 if index < 50 else frames - index
+            self._timestamp = (
+                self._timestamp + skipped * frame[0].ticks_per_frame
+            ) & 0xFFFFFFFF
+            self.frames_dropped += skipped
+            self._marker = True
+            if skipped > 1:
+                return
+
     def deliver(self, encoder: AudioEncoder, samples: Samples, payload: bytes) -> bytes | None:
         """Build the RTP packet of ``payload`` (the encoding of ``samples``) and send it.
 
@@ -474,6 +541,7 @@ class LeanSender:
         self._seq = (self._seq + 1) & 0xFFFF
         self._timestamp = (self._timestamp + encoder.ticks_per_frame) & 0xFFFFFFFF
         self.packets += 1
+        self.frames_sent += 1
         self.octets += len(payload)
         self._update_sender_report(timestamp)
         packet = header + extension + payload
