@@ -24,9 +24,12 @@ Feature by feature (private access / fallback / what the user loses):
     packets and its byte counts stay 0.
 ``lean_path`` (needs ``rtp_tap``)
     *Access*: ``RTCRtpSender.__ntp_timestamp``, ``__rtp_timestamp``,
-    ``__packet_count``, ``__octet_count`` (our sender reports);
-    ``RTCRtpReceiver._handle_disconnect()`` (stops aiortc's idle decoder thread).
-    *Fallback*: aiortc's sender, receiver and decoder thread (``media_path="aiortc"``).
+    ``__packet_count``, ``__octet_count`` (what aiortc's ``getStats()`` reports of our
+    stream); ``RTCRtpReceiver._handle_disconnect()`` (stops aiortc's idle decoder
+    thread); ``RTCDtlsTransport._handle_rtcp_data`` shadowed per instance (the far end's
+    decrypted RTCP reaches our :mod:`~exotel_voice.media.rtcp`, then aiortc's router).
+    *Fallback*: aiortc's sender, receiver, decoder thread and RTCP (``media_path="aiortc"``;
+    stats from aiortc's public ``getStats()``).
     *Lost*: CPU per leg, the lean path's reason; ``receive_stats()`` is ``None``.
 ``direct_receive`` (needs ``lean_path``)
     *Access*: ``RTCIceTransport._connection``; ``Connection.data_received`` shadowed;
@@ -136,6 +139,7 @@ __all__ = [
     "send_rtp",
     "sender_ssrc",
     "set_sender_report",
+    "shadow_rtcp",
     "shadow_rtp",
     "start_ice_restart_checks",
     "stop_decoder",
@@ -229,6 +233,7 @@ NEEDS: dict[str, tuple[_Need, ...]] = {
             for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count")
         ),
         _Method(RTCRtpReceiver, "_handle_disconnect", ()),
+        _Method(RTCDtlsTransport, "_handle_rtcp_data", ("data",)),
     ),
     "direct_receive": (
         _Attribute(RTCIceTransport, "_connection"),
@@ -393,8 +398,9 @@ def shadow_rtp(transport: Any, send: SendRtp, handle: HandleRtp) -> tuple[SendRt
 
 
 def unshadow_rtp(transport: Any) -> None:
-    """Remove what :func:`shadow_rtp` installed, restoring aiortc's methods."""
-    for name in ("_send_rtp", "_handle_rtp_data"):
+    """Remove what :func:`shadow_rtp` and :func:`shadow_rtcp` installed, restoring aiortc's
+    methods."""
+    for name in ("_send_rtp", "_handle_rtp_data", "_handle_rtcp_data"):
         if name in vars(transport):
             delattr(transport, name)
 
@@ -415,6 +421,22 @@ def set_sender_report(
     rtp_sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
     rtp_sender._RTCRtpSender__packet_count = packets
     rtp_sender._RTCRtpSender__octet_count = octets
+
+
+HandleRtcp = Callable[[bytes], Awaitable[None]]
+
+
+def shadow_rtcp(transport: Any, handle: HandleRtcp) -> HandleRtcp | None:
+    """Route one ``RTCDtlsTransport``'s decrypted incoming RTCP (compound packets, SRTCP
+    already removed) through ``handle(data)`` (``lean_path``); returns aiortc's original,
+    which the shadow must call (aiortc's senders and receivers keep their own view), or
+    ``None`` (nothing shadowed: aiortc alone handles RTCP) if the feature is off.
+    :func:`unshadow_rtp` undoes it."""
+    if not FEATURES.lean_path:
+        return None
+    original: HandleRtcp = transport._handle_rtcp_data
+    transport._handle_rtcp_data = handle
+    return original
 
 
 def stop_decoder(receiver: Any) -> None:

@@ -14,7 +14,10 @@ aiortc has no DTMF (aiortc#30, closed *wontfix*), so we build it here:
 * :class:`DtmfReceiver` recognises telephone-event packets by payload type and
   reports each event once, de-duplicating on (SSRC, timestamp) (§2.5.2.2).
 * :class:`RtpTap` hooks one ``RTCDtlsTransport`` so both can see plain (pre-SRTP /
-  post-SRTP) RTP, and counts packets for :meth:`MediaSession.stats`.
+  post-SRTP) RTP, and counts packets for :meth:`MediaSession.stats`.  On the lean path
+  it also feeds the call's :class:`~exotel_voice.media.rtcp.RtcpSession` (every RTP
+  packet each way, the far end's decrypted RTCP) and sends our own reports in place of
+  aiortc's sender reports (:attr:`RtpTap.rtcp`).
 
 The aiortc internals this needs (shadowing ``RTCDtlsTransport._send_rtp`` and
 ``._handle_rtp_data`` per instance, the sender's SSRC, and the lean path's short cuts
@@ -32,12 +35,14 @@ import collections
 import enum
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import InvalidDTMF, MediaError
 from . import _aiortc_compat as compat
+from .rtcp import RtcpError, RtcpSession
 
 
 __all__ = [
@@ -336,9 +341,18 @@ class RtpTap:
         self._receiver = receiver
         #: Takes audio packets off aiortc's path when set (the lean receive path).
         self.media: Callable[[bytes], bool] | None = None
+        #: The lean path's RTCP (see :mod:`exotel_voice.media.rtcp`): when set, every RTP
+        #: packet each way and the far end's RTCP feed it, and aiortc's own SR/RR are not
+        #: sent (ours are, by :meth:`send_rtcp`; aiortc's BYE still is).
+        self.rtcp: RtcpSession | None = None
+        #: ``payload type -> clock rate`` of the far end's audio (for the RTCP jitter).
+        self.receive_clocks: dict[int, int] = {}
         self._send_original, self._handle_original = compat.shadow_rtp(
             transport, self._send_rtp, self._handle_rtp_data
         )
+        self._rtcp_original = compat.shadow_rtcp(transport, self._handle_rtcp_data)
+        self._rtcp_errors = 0
+        self._loop = asyncio.get_running_loop()
         self._undo_receive: Callable[[], None] | None = None
 
     def detach(self) -> None:
@@ -349,16 +363,31 @@ class RtpTap:
             self._undo_receive = None
 
     async def _send_rtp(self, data: bytes) -> None:
-        if not is_rtcp(data) and len(data) >= _RTP_HEADER:
-            if struct.unpack_from("!I", data, 8)[0] == self.ssrc:
+        if not is_rtcp(data):
+            if len(data) >= _RTP_HEADER and struct.unpack_from("!I", data, 8)[0] == self.ssrc:
                 data = self._process(data)
+        elif self.rtcp is not None and data[1] in (200, 201):
+            return  # aiortc's SR (or RR): our own reports replace them
+        await self._send_original(data)
+
+    async def send_rtcp(self, data: bytes) -> None:
+        """Send our own plain compound RTCP packet (SRTCP, then ICE)."""
         await self._send_original(data)
 
     def _process(self, data: bytes) -> bytes:
-        data = self._sender.process(data)
+        out = self._sender.process(data)
         self.packets_sent += 1
-        self.bytes_sent += len(data) - _RTP_HEADER
-        return data
+        self.bytes_sent += len(out) - _RTP_HEADER
+        rtcp = self.rtcp
+        if rtcp is not None:
+            try:
+                payload = len(rtp_payload(out))
+            except ValueError:
+                payload = len(out) - _RTP_HEADER
+            # A telephone event keeps its start timestamp: the SR follows the audio clock.
+            timestamp = struct.unpack_from("!I", data, 4)[0] if out is data else None
+            rtcp.rtp_sent(payload, timestamp, self._loop.time())
+        return out
 
     def send_now(self, data: bytes) -> bool:
         """Send our own plain RTP packet ``data`` at once, without awaiting; ``False`` if
@@ -399,6 +428,14 @@ class RtpTap:
             return False
         self.packets_received += 1
         self.bytes_received += len(data) - _RTP_HEADER
+        rtcp = self.rtcp
+        if rtcp is not None and self.receive_clocks:
+            seq, timestamp, ssrc = struct.unpack_from("!HII", data, 2)
+            clock = self.receive_clocks.get(data[1] & 0x7F)
+            rtcp.rtp_received(
+                ssrc, seq, timestamp, self._loop.time(),
+                clock or next(iter(self.receive_clocks.values())), audio=clock is not None,
+            )
         if self._receiver.handle(data):
             return True
         return self.media is not None and self.media(data)
@@ -407,6 +444,20 @@ class RtpTap:
         if self.take(data):
             return
         await self._handle_original(data, arrival_time_ms)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        rtcp = self.rtcp
+        if rtcp is not None:
+            try:
+                rtcp.handle(data, time.time(), self._loop.time())
+            except RtcpError as exc:
+                self._rtcp_errors += 1
+                if self._rtcp_errors <= 3:  # a broken peer repeats itself: say it thrice
+                    logger.warning("! media: ignoring the far end's RTCP packet: %s", exc)
+            except Exception:  # never let our RTCP end aiortc's receive task
+                logger.exception("! media: cannot handle the far end's RTCP packet")
+        if self._rtcp_original is not None:
+            await self._rtcp_original(data)
 
 
 def negotiated_codec(codecs: list[Any]) -> tuple[str, int, int] | None:

@@ -63,6 +63,8 @@ import contextlib
 import copy
 import enum
 import logging
+import random
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +75,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..exceptions import AudioSourceError, InvalidState, MediaError
 from . import _aiortc_compat as compat, _sdp
+from .analysis import rms_dbfs
 from .config import MediaConfig, check_dtmf_timing
 from .dtmf import DtmfReceiver, DtmfSender, RtpTap, negotiated_codec, parse_digits
 from .ice import (
@@ -85,6 +88,8 @@ from .ice import (
 from .jitter import LeanReceiver, ReceiveStats
 from .liveness import DtlsState, IceState, LivenessMonitor, MediaHealthEvent
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
+from .quality_stats import CallStats
+from .rtcp import RtcpSession, report_interval
 from .sender import LeanSender, SendClock
 from .sinks import AudioSink, FrameSink
 from .sources import AudioSource, FrameSource, PcmFrame, SilenceSource
@@ -163,6 +168,8 @@ class _OutboundTrack(MediaStreamTrack):
         self.parked = False
         #: Frames handed to aiortc's sender (the packet count when there is no RtpTap).
         self.frames_sent = 0
+        #: The last 20 ms sent (for the outgoing audio level; measured only when asked).
+        self.last_samples: Samples | None = None
 
     async def recv(self) -> Any:
         if self.readyState != "live":
@@ -202,9 +209,10 @@ class _OutboundTrack(MediaStreamTrack):
         elif self.muted:
             samples = None
         if samples is None:
-            return np.zeros(n, dtype=np.int16)
-        if samples.size != n:
-            return np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
+            samples = np.zeros(n, dtype=np.int16)
+        elif samples.size != n:
+            samples = np.resize(samples, n) if samples.size else np.zeros(n, dtype=np.int16)
+        self.last_samples = samples
         return samples
 
     def _read(self, source: AudioSource, rate: int) -> Samples | None:
@@ -269,9 +277,7 @@ class MediaSession:
                 self._track.next_samples,
                 self._can_send,
             )
-            _watch_send_parameters(
-                self._transceiver.sender, self._lean_sender.set_header_extensions
-            )
+            _watch_send_parameters(self._transceiver.sender, self._on_send_parameters)
         self._local_sdp: str | None = None
         self._remote_sdp: str | None = None
         self._local_events: list[_sdp.PayloadFormat] = []
@@ -285,6 +291,17 @@ class MediaSession:
         self._ice_problem: str | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._health_listeners: list[Callable[[MediaHealthEvent], None]] = []
+        #: The lean path's RTCP (None on aiortc's path, where aiortc's own RTCP runs).
+        self._rtcp: RtcpSession | None = None
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._cname: str | None = None
+        #: The last 20 ms received (for the incoming audio level).
+        self._last_received: Samples | None = None
+
+    #: Minimum interval between our RTCP reports, seconds (RFC 3550 §6.2: 5 s; the first
+    #: report comes after half of it, each randomised; see :mod:`exotel_voice.media.rtcp`).
+    #: Set it on the instance before the first negotiation to change it.
+    rtcp_interval: float = 5.0
 
     def __repr__(self) -> str:
         return f"<MediaSession state={self._state.name} codec={self.codec}>"
@@ -656,6 +673,7 @@ class MediaSession:
                 self._lean.configure(audio)
             self._tap.media = self._lean.handle
             self._tap.receive_directly()
+            self._start_rtcp(self._tap, codec, audio)
             if self._lean_sender is not None:
                 self._lean_sender.send_now = self._tap.send_now
             if codec is not None and self._lean_sender is not None:
@@ -870,10 +888,49 @@ class MediaSession:
             self._frames_received += 1
             self._deliver(*frame_to_samples(frame))
 
+    def _on_send_parameters(self, parameters: Any) -> None:
+        rtcp = getattr(parameters, "rtcp", None)
+        self._cname = getattr(rtcp, "cname", None) or self._cname
+        if self._rtcp is not None and self._rtcp.cname is None:
+            self._rtcp.cname = self._cname
+        if self._lean_sender is not None:
+            self._lean_sender.set_header_extensions(parameters)
+
+    def _start_rtcp(
+        self, tap: RtpTap, codec: tuple[str, int, int] | None, audio: dict[int, tuple[str, int]]
+    ) -> None:
+        """Lean path: our RTCP takes over from aiortc's sender reports (see media/rtcp.py)."""
+        if self._rtcp is None:
+            self._rtcp = RtcpSession(tap.ssrc, self._cname)
+        tap.rtcp = self._rtcp
+        tap.receive_clocks = {pt: clock for pt, (_, clock) in audio.items()}
+        if codec is not None:
+            self._rtcp.set_send_clock(codec[1])
+        if self._rtcp_task is None:
+            self._rtcp_task = asyncio.get_running_loop().create_task(self._rtcp_loop())
+
+    async def _rtcp_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        rng = random.Random()
+        initial = True
+        while not self._closed.is_set():
+            await asyncio.sleep(report_interval(rng, initial=initial, minimum=self.rtcp_interval))
+            tap, rtcp = self._tap, self._rtcp
+            if tap is None or rtcp is None or tap.transport.state != "connected":
+                continue
+            initial = False
+            try:
+                await tap.send_rtcp(rtcp.build_report(time.time(), loop.time()))
+            except ConnectionError:
+                pass
+            except Exception:
+                self.logger.exception("! media: cannot send our RTCP report")
+
     def _can_send(self) -> bool:
         return self._transceiver.currentDirection in ("sendrecv", "sendonly")
 
     def _deliver(self, samples: Samples, rate: int) -> None:
+        self._last_received = samples
         for sink in list(self._sinks):
             try:
                 sink.write(samples, rate)
@@ -987,6 +1044,123 @@ class MediaSession:
             dtmf_sent=self._dtmf_sender.events_sent,
             dtmf_received=self._dtmf_received_count,
             connection_state=str(self._pc.connectionState),
+        )
+
+    async def quality_stats(self) -> CallStats:
+        """A :class:`~exotel_voice.media.quality_stats.CallStats` snapshot of the call's
+        media quality: counters, our loss and jitter, the far end's view of our stream and
+        the round-trip time from its RTCP reports, the jitter buffer, audio levels.
+
+        On the lean path everything is ours (our RTCP, :mod:`exotel_voice.media.rtcp`);
+        on aiortc's path (``media_path="aiortc"`` or ``EXOTEL_VOICE_AIORTC_COMPAT=off``)
+        the counters and reports are read from aiortc's public ``getStats()`` and the
+        jitter-buffer fields are ``None``.  Awaitable because ``getStats()`` is.
+        """
+        base = self.stats()
+        sent = self._track.last_samples
+        received = self._last_received
+        level_out = rms_dbfs(sent) if sent is not None else None
+        level_in = rms_dbfs(received) if received is not None else None
+        if self._rtcp is not None:
+            return self._lean_quality(base, level_in, level_out)
+        return await self._aiortc_quality(base, level_in, level_out)
+
+    def _lean_quality(
+        self, base: MediaStats, level_in: float | None, level_out: float | None
+    ) -> CallStats:
+        rtcp = self._rtcp
+        assert rtcp is not None
+        reception = rtcp.reception
+        remote = rtcp.remote
+        jitter_buffer = self.receive_stats()
+        return CallStats(
+            timestamp=time.time(),
+            media_path="lean",
+            codec=base.codec,
+            clock_rate=base.clock_rate,
+            packets_sent=base.packets_sent,
+            bytes_sent=base.bytes_sent,
+            packets_received=base.packets_received,
+            bytes_received=base.bytes_received,
+            packets_lost=max(0, reception.lost) if reception is not None else 0,
+            fraction_lost=(
+                reception.last_fraction / 256.0
+                if reception is not None and rtcp.reports_sent else None
+            ),
+            jitter_ms=(
+                reception.jitter * 1000.0 / reception.clock_rate if reception is not None
+                else None
+            ),
+            remote_packets_lost=max(0, remote.packets_lost) if remote is not None else None,
+            remote_fraction_lost=remote.fraction_lost if remote is not None else None,
+            remote_jitter_ms=remote.jitter_ms if remote is not None else None,
+            rtt_ms=rtcp.rtt * 1000.0 if rtcp.rtt is not None else None,
+            remote_report_at=remote.at if remote is not None else None,
+            jitter_buffer_delay_ms=_figure(jitter_buffer, "target_delay_ms"),
+            packets_late=(
+                jitter_buffer.packets_late if jitter_buffer is not None else None
+            ),
+            concealed_samples=_count(jitter_buffer, "concealed_samples"),
+            concealment_events=_count(jitter_buffer, "concealment_events"),
+            audio_level_in_dbfs=level_in,
+            audio_level_out_dbfs=level_out,
+        )
+
+    async def _aiortc_quality(
+        self, base: MediaStats, level_in: float | None, level_out: float | None
+    ) -> CallStats:
+        clock = base.clock_rate or 8000
+        found: dict[str, Any] = {}
+        values: list[Any] = []
+        try:
+            values = list((await self._pc.getStats()).values())
+        except Exception:
+            self.logger.exception("! media: cannot read aiortc's statistics")
+        for stats in values:
+            kind = getattr(stats, "type", None)
+            if isinstance(kind, str):
+                found[kind] = stats
+        outbound = found.get("outbound-rtp")
+        inbound = found.get("inbound-rtp")
+        remote = found.get("remote-inbound-rtp")
+
+        def number(stats: Any, name: str) -> float | None:
+            value = getattr(stats, name, None) if stats is not None else None
+            return float(value) if isinstance(value, int | float) else None
+
+        lost = number(inbound, "packetsLost")
+        jitter = number(inbound, "jitter")  # aiortc: RTP timestamp units
+        remote_lost = number(remote, "packetsLost")
+        remote_fraction = number(remote, "fractionLost")  # aiortc: the 8-bit field
+        remote_jitter = number(remote, "jitter")  # aiortc: RTP timestamp units
+        rtt = number(remote, "roundTripTime")
+        remote_at: Any = getattr(remote, "timestamp", None)
+        sent_bytes = number(outbound, "bytesSent")
+        return CallStats(
+            timestamp=time.time(),
+            media_path="aiortc",
+            codec=base.codec,
+            clock_rate=base.clock_rate,
+            packets_sent=int(number(outbound, "packetsSent") or base.packets_sent),
+            bytes_sent=int(sent_bytes) if sent_bytes is not None else base.bytes_sent,
+            packets_received=int(number(inbound, "packetsReceived") or base.packets_received),
+            bytes_received=base.bytes_received,
+            packets_lost=max(0, int(lost)) if lost is not None else 0,
+            fraction_lost=None,
+            jitter_ms=jitter * 1000.0 / clock if jitter is not None else None,
+            remote_packets_lost=max(0, int(remote_lost)) if remote_lost is not None else None,
+            remote_fraction_lost=remote_fraction / 256.0 if remote_fraction is not None else None,
+            remote_jitter_ms=remote_jitter * 1000.0 / clock if remote_jitter is not None else None,
+            rtt_ms=rtt * 1000.0 if rtt is not None else None,
+            remote_report_at=(
+                float(remote_at.timestamp()) if hasattr(remote_at, "timestamp") else None
+            ),
+            jitter_buffer_delay_ms=None,
+            packets_late=None,
+            concealed_samples=None,
+            concealment_events=None,
+            audio_level_in_dbfs=level_in,
+            audio_level_out_dbfs=level_out,
         )
 
     @property
@@ -1105,6 +1279,8 @@ class MediaSession:
         self._closed.set()
         if self._watch_task is not None:
             self._watch_task.cancel()
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
         self._health_listeners.clear()
         self._dtmf_sender.cancel(MediaError("the media session was closed"))
         if self._send_clock is not None and self._lean_sender is not None:
@@ -1150,6 +1326,17 @@ async def _start(source: AudioSource) -> None:
         raise
     except Exception as exc:
         raise AudioSourceError(repr(source), f"{type(exc).__name__}: {exc}") from exc
+
+
+def _figure(stats: ReceiveStats | None, name: str) -> float | None:
+    """A number of the jitter buffer's :class:`ReceiveStats`, if it has that field."""
+    value = getattr(stats, name, None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _count(stats: ReceiveStats | None, name: str) -> int | None:
+    value = _figure(stats, name)
+    return int(value) if value is not None else None
 
 
 def _audio_codecs(negotiated: list[Any]) -> dict[int, tuple[str, int]]:
