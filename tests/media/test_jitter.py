@@ -196,15 +196,58 @@ def test_too_many_held_packets_release_the_hole() -> None:
     assert seqs(released)[-1] == (59, True)
 
 
-def test_wait_follows_jitter() -> None:
-    steady = JitterBuffer(clock_rate=8000)
-    jittery = JitterBuffer(clock_rate=8000)
-    for i in range(200):
-        push(steady, i, i * 0.02)
-        push(jittery, i, i * 0.02 + (0.015 if i % 2 else 0.0))
-    assert steady.wait == steady.min_wait
-    assert jittery.jitter > 0.005
-    assert steady.wait < jittery.wait <= jittery.max_wait
+def feed(buffer: JitterBuffer, start: int, count: int, spread: float,
+         rng: np.random.Generator) -> int:
+    """Send packets ``start`` to ``start + count`` (one per 20 ms, packet ``i`` at
+    ``i * 20 ms``) through a network of 20 ms + N(0, spread) delay (reordering
+    included), calling expire() as a loop would; return how many packets came out
+    (played or lost)."""
+    sends = (start + np.arange(count)) * 0.02
+    arrivals = sends + np.maximum(0.0, 0.02 + rng.normal(0.0, spread, count))
+    out = 0
+    for index in np.argsort(arrivals):
+        at = float(arrivals[index])
+        deadline = buffer.deadline()
+        while deadline is not None and deadline <= at:
+            out += len(buffer.expire(deadline))
+            deadline = buffer.deadline()
+        out += len(push(buffer, start + int(index), at))
+    deadline = buffer.deadline()
+    while deadline is not None:
+        out += len(buffer.expire(deadline))
+        deadline = buffer.deadline()
+    return out
+
+
+def test_wait_grows_under_jitter_and_shrinks_back_after() -> None:
+    rng = np.random.default_rng(16)
+    buffer = JitterBuffer(clock_rate=8000)
+    # Clean network: the wait stays at its floor, today's latency of a hole.
+    feed(buffer, 0, 500, 0.0, rng)
+    assert buffer.wait == buffer.min_wait and buffer.late == buffer.lost == 0
+    # 20 ms +- 15 ms: the wait grows to cover the measured delays...
+    out = feed(buffer, 500, 1500, 0.015, rng)
+    jittery_wait = buffer.wait
+    assert 2 * buffer.min_wait < jittery_wait <= buffer.max_wait
+
+    # ... and nothing was played out of order: every packet came out once, in order,
+    # a late one (arrived after its slot was concealed) was counted and dropped.
+    assert out == 1500
+    assert buffer.late < 0.02 * 1500
+    # Clean again: the wait comes back down, gradually (not at the first calm packet).
+    feed(buffer, 2000, 100, 0.0, rng)
+    assert buffer.min_wait < buffer.wait < jittery_wait
+    feed(buffer, 2100, 1000, 0.0, rng)
+    assert buffer.wait == buffer.min_wait
+
+
+def test_late_packets_are_counted_and_never_released() -> None:
+    buffer = JitterBuffer(min_wait=0.02)
+    released = seqs(push(buffer, 1, 0.0)) + seqs(push(buffer, 3, 0.04))
+    released += seqs(buffer.expire(0.07))
+    assert push(buffer, 2, 0.08) == [] and buffer.late == 1
+    released += seqs(push(buffer, 4, 0.081))
+    assert released == [(1, True), (2, False), (3, True), (4, True)]
 
 
 # -- LeanReceiver ---------------------------------------------------------------------------
@@ -228,17 +271,19 @@ async def test_lean_receiver_decodes_conceals_and_ignores_other_payload_types() 
     assert len(got) == 2 and got[0][1] == 8000 and got[1][0].size == 160
     assert int(got[0][0][0]) == int(ULAW_DECODE[tone[0]])
     # A one-packet hole: packet 4 is held until the reorder wait passes, then the
-    # hole becomes 20 ms of silence followed by packet 4.
+    # hole becomes 20 ms of concealment (the signal goes on: no silence) and packet 4.
     assert receiver.handle(rtp(4, payload=tone))
     assert len(got) == 2
     async with asyncio.timeout(2):
         while len(got) < 4:
             await asyncio.sleep(0.005)
-    assert not got[2][0].any() and got[2][0].size == 160
+    assert got[2][0].size == 160 and np.all(got[2][0] > 1000)
     assert got[3][0].any()
     stats = receiver.stats()
     assert stats.frames_decoded == 3 and stats.frames_concealed == 1
     assert stats.packets_lost == 1 and stats.packets_late == 0
+    assert stats.concealed_samples == 160 and stats.concealment_events == 1
+    assert stats.target_delay_ms >= 10.0
     receiver.close()
     assert not receiver.handle(rtp(5, payload=tone))
 
@@ -254,4 +299,111 @@ async def test_lean_receiver_does_not_conceal_long_holes() -> None:
             await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)
     assert len(got) == 2 and receiver.stats().frames_concealed == 0
+    receiver.close()
+
+
+# -- concealment on the receiver ---------------------------------------------------------
+
+
+def speech_like(rate: int, seconds: float = 1.0) -> np.ndarray:
+    """A voiced, gliding, amplitude-modulated signal (a stand-in for speech)."""
+    t = np.arange(int(rate * seconds)) / rate
+    f0 = 140 + 20 * np.sin(2 * np.pi * 3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (x * 4000 * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.int16)
+
+
+async def receive(packets: list[bytes], codecs: dict[int, tuple[str, int]],
+                  frames: int) -> tuple[list[np.ndarray], LeanReceiver]:
+    got: list[np.ndarray] = []
+    receiver = LeanReceiver(lambda s, r: got.append(s), codecs)
+    for packet in packets:
+        receiver.handle(packet)
+    async with asyncio.timeout(5):
+        while len(got) < frames:
+            await asyncio.sleep(0.005)
+    receiver.close()
+    return got, receiver
+
+
+def level(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(np.float64), b.astype(np.float64))[0, 1])
+
+
+async def test_pcmu_lost_packet_is_concealed_at_the_neighbours_level() -> None:
+    x = speech_like(8000)
+    packets = [rtp(i, payload=ulaw_encode(x[i * 160 : (i + 1) * 160])) for i in range(30)]
+    del packets[15]
+    got, receiver = await receive(packets, {0: ("PCMU", 8000)}, 30)
+    assert all(frame.size == 160 for frame in got)
+    concealed = got[15]
+    assert 0.7 < level(concealed) / level(got[14]) < 1.3
+    assert correlation(concealed, x[15 * 160 : 16 * 160]) > 0.5
+    stats = receiver.stats()
+    assert stats.frames_concealed == 1 and stats.concealed_samples == 160
+
+
+def opus_packets(x: np.ndarray) -> list[bytes]:
+    from exotel_voice.media.opus import OpusEncoder
+
+    encoder = OpusEncoder()
+    return [rtp(i, pt=111, payload=encoder.encode(x[i * 960 : (i + 1) * 960]))
+            for i in range(x.size // 960)]
+
+
+async def test_opus_lost_packet_is_concealed_and_rebuilt_from_fec() -> None:
+    x = speech_like(48000)
+    packets = opus_packets(x)
+    reference = OpusDecoder()
+    clean = [reference.decode(p[12:]) for p in packets]
+    lost = 30
+    original = clean[lost]
+
+    # The next packet carries the lost frame's FEC: the frame comes back close to what
+    # was sent, much closer than libopus's concealment gets.
+    with_fec = packets[:lost] + packets[lost + 1 :]
+    got, receiver = await receive(with_fec, {111: ("opus", 48000)}, len(packets))
+    fec_frame = got[lost]
+    assert receiver.stats().fec_frames == 1
+    assert receiver.stats().concealed_samples == 960
+
+    # Without it (the next packet's FEC stripped: it is lost too, the one after arrives
+    # first), the first lost frame gets libopus's own concealment: not silence.
+    no_fec = packets[:lost] + packets[lost + 2 :]
+    got2, receiver2 = await receive(no_fec, {111: ("opus", 48000)}, len(packets))
+    plc_frame = got2[lost]
+    assert receiver2.stats().frames_concealed == 2
+    assert receiver2.stats().concealment_events == 1
+    assert level(plc_frame) > 0.5 * level(clean[lost - 1])
+
+    assert 0.8 < level(fec_frame) / level(original) < 1.2
+    assert correlation(fec_frame, original) > 0.9
+    assert correlation(fec_frame, original) > correlation(plc_frame, original)
+    # What is left of the waveform's error: a small fraction of the concealment's.
+    fec_error = level(fec_frame.astype(np.int32) - original)
+    plc_error = level(plc_frame.astype(np.int32) - original)
+    assert fec_error < 0.3 * plc_error
+
+
+async def test_late_packet_after_concealment_is_counted_not_played() -> None:
+    x = speech_like(8000, 0.2)
+    payloads = [ulaw_encode(x[i * 160 : (i + 1) * 160]) for i in range(10)]
+    got_frames: list[np.ndarray] = []
+    receiver = LeanReceiver(lambda s, r: got_frames.append(s), {0: ("PCMU", 8000)})
+    for i in (0, 1, 3):
+        receiver.handle(rtp(i, payload=payloads[i]))
+    async with asyncio.timeout(2):
+        while len(got_frames) < 4:
+            await asyncio.sleep(0.005)
+    receiver.handle(rtp(2, payload=payloads[2]))  # too late: its slot was concealed
+    receiver.handle(rtp(4, payload=payloads[4]))
+    assert len(got_frames) == 5
+    assert np.array_equal(got_frames[4], ULAW_DECODE[np.frombuffer(payloads[4], np.uint8)])
+    stats = receiver.stats()
+    assert stats.packets_late == 1 and stats.frames_decoded == 4 and stats.frames_concealed == 1
     receiver.close()

@@ -16,12 +16,31 @@ Theory of operation of the buffer
 ---------------------------------
 The buffer never delays an in-order packet.  It only waits when a packet is
 *missing*: packets behind the hole are held until the hole is filled or until a
-deadline (the *reorder wait*) passes; then the hole is declared lost (and
-concealed with silence by the receiver, up to :data:`MAX_CONCEAL_PACKETS`) and the
-held packets are released.  The wait adapts to the measured inter-arrival jitter
-(RFC 3550 §6.4.1 estimator): ``clamp(3 × jitter, min_wait, max_wait)``.  Packets
-that arrive after their slot was released are dropped and counted as late.  A new
-SSRC or a sequence jump of more than :data:`MAX_JUMP` restarts the buffer.
+deadline (the *reorder wait*) passes; then the hole is declared lost (and concealed
+by the receiver, up to :data:`MAX_CONCEAL_PACKETS`) and the held packets are
+released.  Packets that arrive after their slot was released are dropped and counted
+as late: they are never played out of order.  A new SSRC or a sequence jump of more
+than :data:`MAX_JUMP` restarts the buffer.
+
+The reorder wait (:attr:`JitterBuffer.wait`) adapts as NetEQ's target level does.  Each
+packet's *relative delay* is its transit time (arrival minus RTP timestamp) minus the
+smallest transit of the last :data:`DELAY_WINDOW` packets: how much later than the
+fastest recent packet it came.  The target is the :data:`DELAY_QUANTILE` quantile of
+the relative delays (a packet ``r`` late is less than ``r`` behind the packet after it,
+whose arrival opened the hole, so a wait of ``r`` covers it with room for that next
+packet being early itself).  The target grows to that at once, and shrinks back
+towards it by at most :data:`SHRINK_PER_SECOND` per second of arrivals, so a jitter
+spike that is over does not leave latency behind and a brief calm does not drop the
+wait too soon.  The wait is
+the target clamped to ``[min_wait, max_wait]``: on a clean network it stays at
+``min_wait`` (the latency of a hole, 10 ms by default), which is what it was before
+the policy existed.  The RFC 3550 §6.4.1 inter-arrival jitter is kept too, for stats.
+
+Concealment (:class:`LeanReceiver`): a lost Opus frame is rebuilt from the next
+packet's in-band FEC when that packet carries it (it always is at hand: a hole is only
+released together with the packet after it), else by libopus's own concealment; a lost
+G.711 or G.722 frame by a pitch repeat (:mod:`exotel_voice.media.plc`), merged smoothly
+into the next good frame.
 
 The buffer is pure logic with the clock passed in, so it is tested without a loop;
 :class:`LeanReceiver` owns the one ``loop.call_at`` timer per leg, armed only
@@ -31,6 +50,7 @@ while a hole is open.
 from __future__ import annotations
 
 import asyncio
+import collections
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +60,18 @@ import numpy as np
 from .codecs import AudioDecoder, make_decoder
 from .dtmf import rtp_payload
 from .pcm import Samples
+from .plc import PitchConcealer
 
 
-__all__ = ["JitterBuffer", "LeanReceiver", "Packet", "ReceiveStats"]
+__all__ = [
+    "DELAY_QUANTILE",
+    "DELAY_WINDOW",
+    "SHRINK_PER_SECOND",
+    "JitterBuffer",
+    "LeanReceiver",
+    "Packet",
+    "ReceiveStats",
+]
 
 #: A forward sequence jump larger than this restarts the buffer (sender restart).
 MAX_JUMP = 1000
@@ -50,6 +79,13 @@ MAX_JUMP = 1000
 MAX_CONCEAL_PACKETS = 10
 #: At most this many packets are held behind a hole; more releases the hole at once.
 MAX_HELD = 50
+#: Packets whose transit times the adaptive wait looks at (5 s of 20 ms packets).
+DELAY_WINDOW = 250
+#: Quantile of the relative delays the wait covers.
+DELAY_QUANTILE = 0.95
+#: Fastest the target shrinks, in seconds of wait per second of arrivals.
+SHRINK_PER_SECOND = 0.02
+_RECOMPUTE_EVERY = 10  # packets between two quantile computations
 
 
 @dataclass(slots=True)
@@ -67,15 +103,21 @@ class JitterBuffer:
 
     Args:
         clock_rate: RTP clock of the stream, for the jitter estimate.
-        min_wait: shortest reorder wait, seconds.
+        min_wait: shortest reorder wait, seconds (the floor of the adaptive target).
         max_wait: longest reorder wait, seconds.
     """
 
-    def __init__(self, *, clock_rate: int = 8000, min_wait: float = 0.01, max_wait: float = 0.06):
+    def __init__(self, *, clock_rate: int = 8000, min_wait: float = 0.01, max_wait: float = 0.12):
         self.clock_rate = clock_rate
         self.min_wait = min_wait
         self.max_wait = max_wait
         self.jitter = 0.0  # seconds, RFC 3550 estimator
+        #: The wait the measured delays call for (seconds), before clamping.
+        self.target = 0.0
+        self._transits: collections.deque[float] = collections.deque(maxlen=DELAY_WINDOW)
+        self._since_recompute = 0
+        self._target_at: float | None = None
+
         self.late = 0
         self.lost = 0
         self.restarts = 0
@@ -87,8 +129,8 @@ class JitterBuffer:
 
     @property
     def wait(self) -> float:
-        """The current reorder wait in seconds."""
-        return min(self.max_wait, max(self.min_wait, 3.0 * self.jitter))
+        """The current reorder wait in seconds (the adaptive target, clamped)."""
+        return min(self.max_wait, max(self.min_wait, self.target))
 
     def deadline(self) -> float | None:
         """When :meth:`expire` must be called next (only while a hole is open)."""
@@ -100,9 +142,9 @@ class JitterBuffer:
         self, ssrc: int, seq: int, timestamp: int, payload_type: int, payload: bytes, now: float
     ) -> list[Packet]:
         """Add one packet; return the packets (and holes) now released, in order."""
-        self._update_jitter(timestamp, now)
         if ssrc != self._ssrc or self._next is None:
             self._restart(ssrc, seq)
+        self._update_jitter(timestamp, now)
         distance = (seq - self._next) & 0xFFFF  # type: ignore[operator]
         if distance >= 0x8000:
             self.late += 1
@@ -166,6 +208,8 @@ class JitterBuffer:
         self._next = seq
         self._held.clear()
         self._hole_since = None
+        self._transits.clear()
+        self._transit = None
 
     def _update_jitter(self, timestamp: int, now: float) -> None:
         transit = now - timestamp / self.clock_rate
@@ -173,7 +217,24 @@ class JitterBuffer:
             delta = abs(transit - self._transit)
             if delta < 1.0:  # ignore timestamp jumps (DTX, restarts)
                 self.jitter += (delta - self.jitter) / 16.0
+            else:
+                self._transits.clear()  # a new timeline: old transits mean nothing
         self._transit = transit
+        self._transits.append(transit)
+        self._since_recompute += 1
+        if self._since_recompute >= _RECOMPUTE_EVERY or len(self._transits) < _RECOMPUTE_EVERY:
+            self._since_recompute = 0
+            self._update_target(now)
+
+    def _update_target(self, now: float) -> None:
+        transits = np.fromiter(self._transits, dtype=np.float64, count=len(self._transits))
+        relative = transits - transits.min()
+        wanted = float(np.quantile(relative, DELAY_QUANTILE))
+        if wanted >= self.target or self._target_at is None:
+            self.target = wanted
+        else:
+            self.target = max(wanted, self.target - SHRINK_PER_SECOND * (now - self._target_at))
+        self._target_at = now
 
 
 @dataclass(frozen=True)
@@ -185,6 +246,16 @@ class ReceiveStats:
     packets_late: int
     packets_lost: int
     jitter_ms: float
+    #: Samples (at the decoder's rate) played in place of lost audio.
+    concealed_samples: int = 0
+    #: Losses concealed: each run of consecutive lost frames counts once.
+    concealment_events: int = 0
+    #: Lost Opus frames rebuilt from the next packet's in-band FEC (part of the above).
+    fec_frames: int = 0
+    #: Samples decoded from packets that arrived (at the decoder's rate).
+    decoded_samples: int = 0
+    #: The jitter buffer's current reorder wait (its target delay for a hole), ms.
+    target_delay_ms: float = 0.0
 
 
 class LeanReceiver:
@@ -205,14 +276,20 @@ class LeanReceiver:
         self._deliver = deliver
         self._codecs: dict[int, tuple[str, int]] = {}
         self._decoders: dict[int, AudioDecoder | None] = {}
-        clock = next(iter(codecs.values()))[1] if codecs else 8000
-        self._buffer = JitterBuffer(clock_rate=clock)
+        clock_rate = next(iter(codecs.values()))[1] if codecs else 8000
+        self._buffer = JitterBuffer(clock_rate=clock_rate)
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._clock = self._loop.time
         self._last_size: dict[int, int] = {}
         self._last_payload_type: int | None = None
+        self._concealers: dict[int, PitchConcealer] = {}
         self.frames_decoded = 0
         self.frames_concealed = 0
+        self.concealed_samples = 0
+        self.concealment_events = 0
+        self.fec_frames = 0
+        self.decoded_samples = 0
         self.configure(codecs)
 
     def configure(self, codecs: dict[int, tuple[str, int]]) -> None:
@@ -220,6 +297,7 @@ class LeanReceiver:
         for pt in list(self._decoders):
             if self._codecs.get(pt) != codecs.get(pt):
                 del self._decoders[pt]
+                self._concealers.pop(pt, None)
         self._codecs = dict(codecs)
         if codecs:
             self._buffer.clock_rate = next(iter(codecs.values()))[1]
@@ -232,6 +310,11 @@ class LeanReceiver:
             packets_late=self._buffer.late,
             packets_lost=self._buffer.lost,
             jitter_ms=self._buffer.jitter * 1000.0,
+            concealed_samples=self.concealed_samples,
+            concealment_events=self.concealment_events,
+            fec_frames=self.fec_frames,
+            decoded_samples=self.decoded_samples,
+            target_delay_ms=self._buffer.wait * 1000.0,
         )
 
     def handle(self, data: bytes) -> bool:
@@ -245,7 +328,7 @@ class LeanReceiver:
             return True
         seq, timestamp, ssrc = struct.unpack_from("!HII", data, 2)
         released = self._buffer.push(
-            ssrc, seq, timestamp, payload_type, payload, self._loop.time()
+            ssrc, seq, timestamp, payload_type, payload, self._clock()
         )
         if released:
             self._play(released)
@@ -272,32 +355,69 @@ class LeanReceiver:
 
     def _on_timer(self) -> None:
         self._timer = None
-        released = self._buffer.expire(self._loop.time())
+        released = self._buffer.expire(self._clock())
         if released:
             self._play(released)
         self._arm()
 
     def _play(self, packets: list[Packet]) -> None:
         conceal = sum(1 for p in packets if p.payload is None) <= MAX_CONCEAL_PACKETS
-        for packet in packets:
+        in_loss = False
+        for index, packet in enumerate(packets):
             if packet.payload is None:
-                pt = self._last_payload_type
-                if conceal and pt is not None and pt in self._last_size:
-                    decoder = self._decoders.get(pt)
-                    if decoder is not None:
-                        self.frames_concealed += 1
-                        silence = np.zeros(self._last_size[pt], dtype=np.int16)
-                        self._deliver(silence, decoder.sample_rate)
+                if conceal and self._conceal(packets, index, first=not in_loss):
+                    in_loss = True
                 continue
+            in_loss = False
             decoder = self._decoder(packet.payload_type)
             if decoder is None:
                 continue
             samples = decoder.decode(packet.payload)
             if samples.size:
+                concealer = self._concealers.get(packet.payload_type)
+                if concealer is not None:
+                    samples = concealer.good(samples)
                 self.frames_decoded += 1
+                self.decoded_samples += samples.size
                 self._last_size[packet.payload_type] = samples.size
                 self._last_payload_type = packet.payload_type
                 self._deliver(samples, decoder.sample_rate)
+
+    def _conceal(self, packets: list[Packet], index: int, *, first: bool) -> bool:
+        """Deliver a stand-in for the lost ``packets[index]``; whether anything was played."""
+        pt = self._last_payload_type
+        if pt is None or pt not in self._last_size:
+            return False
+        decoder = self._decoders.get(pt)
+        if decoder is None:
+            return False
+        size = self._last_size[pt]
+        following = packets[index + 1] if index + 1 < len(packets) else None
+        from .opus import OpusDecoder  # imported late: libopus is optional
+
+        if isinstance(decoder, OpusDecoder):
+            if (
+                following is not None
+                and following.payload is not None
+                and following.payload_type == pt
+                and decoder.has_fec(following.payload)
+            ):
+                samples = decoder.decode_fec(following.payload, size)
+                self.fec_frames += 1
+            else:
+                samples = decoder.conceal(size)
+        else:
+            concealer = self._concealers.get(pt)
+            if concealer is None:
+                # Only from the second frame on: the first frame's history is then known.
+                return False
+            samples = concealer.conceal(size)
+        if first:
+            self.concealment_events += 1
+        self.frames_concealed += 1
+        self.concealed_samples += samples.size
+        self._deliver(samples, decoder.sample_rate)
+        return True
 
     def _decoder(self, payload_type: int) -> AudioDecoder | None:
         try:
@@ -305,4 +425,6 @@ class LeanReceiver:
         except KeyError:
             name, clock = self._codecs[payload_type]
             decoder = self._decoders[payload_type] = make_decoder(name, clock)
+            if decoder is not None and name.lower() != "opus":
+                self._concealers[payload_type] = PitchConcealer(decoder.sample_rate)
             return decoder
