@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from .media import (
         AudioSink,
         AudioSource,
+        CallStats,
         DeviceSink,
         DeviceSource,
         DtlsState,
@@ -127,6 +128,7 @@ __all__ = [
     "CallResumed",
     "CallRinging",
     "CallState",
+    "CallStats",
     "CallStatsUpdated",
     "CallUnmuted",
     "Codec",
@@ -194,10 +196,10 @@ _LAZY = {
     **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
     **dict.fromkeys(
         (
-            "AudioSink", "AudioSource", "DeviceSink", "DeviceSource", "DtlsState", "FrameSink",
-            "FrameSource", "IceConfig", "IceServer", "IceState", "LevelMeter", "LivenessConfig",
-            "MediaConfig", "QualityConfig", "QualityThresholds", "QualityWarningKind",
-            "SilenceSource", "ToneSource", "WavFileSink", "WavFileSource",
+            "AudioSink", "AudioSource", "CallStats", "DeviceSink", "DeviceSource", "DtlsState",
+            "FrameSink", "FrameSource", "IceConfig", "IceServer", "IceState", "LevelMeter",
+            "LivenessConfig", "MediaConfig", "QualityConfig", "QualityThresholds",
+            "QualityWarningKind", "SilenceSource", "ToneSource", "WavFileSink", "WavFileSource",
         ),
         "media",
     ),

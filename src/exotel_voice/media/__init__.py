@@ -15,6 +15,7 @@ from .config import IceConfig, IceServer, LivenessConfig, MediaConfig
 from .liveness import DtlsState, IceState
 from .netwatch import AddressChange, AddressWatcher
 from .quality import QualityConfig, QualityThresholds, QualityWarningKind
+from .quality_stats import CallStats
 from .session import MediaSession, MediaState, MediaStats
 from .sinks import AudioSink, DeviceSink, FrameSink, LevelMeter, WavFileSink
 from .sources import (
@@ -32,6 +33,7 @@ __all__ = [
     "AddressWatcher",
     "AudioSink",
     "AudioSource",
+    "CallStats",
     "DeviceSink",
     "DeviceSource",
     "DtlsState",
