@@ -13,12 +13,15 @@ from exotel_voice.client import (
     CallRecovered,
     CallResumed,
     CallRinging,
+    CallStatsUpdated,
     CallUnmuted,
     IceRestarted,
     IceRestarting,
     MediaStateChanged,
     MediaWarning,
     MediaWarningCleared,
+    QualityWarning,
+    QualityWarningCleared,
 )
 
 
@@ -32,6 +35,10 @@ CONNECTIVITY = (
     CallRecovered,
     IceRestarting,
     IceRestarted,
+    # The call's quality, sampled while it is connected (MediaConfig.quality).
+    QualityWarning,
+    QualityWarningCleared,
+    CallStatsUpdated,
 )
 
 
@@ -75,6 +82,12 @@ def call_label(event: CallEvent) -> str:
             return "ice_restarting"
         case IceRestarted():
             return "ice_restarted"
+        case QualityWarning(kind=kind):
+            return f"quality_warning:{kind}"
+        case QualityWarningCleared(kind=kind):
+            return f"quality_cleared:{kind}"
+        case CallStatsUpdated():
+            return "stats"
     raise AssertionError(f"unlabelled call event {event!r}")
 
 

@@ -28,7 +28,7 @@ from ..media import AudioSink, AudioSource, FrameSink, MediaSession
 from ..media.dtmf import parse_digits
 from ..media.liveness import MediaFlowing, MediaHealthEvent, MediaSilent, MediaTransportChanged
 from ..media.pcm import Samples
-from ..media.quality_stats import CallStats
+from ..media.quality import QualityAlarm, QualityEvent, QualityMonitor, QualitySample
 from ..sip import calls as core
 from ..sip.calls import CallSession, SessionState
 from ..sip.headers import SENSITIVE_HEADERS, NameAddr, parse_name_addr
@@ -43,6 +43,7 @@ from .events import (
     CallRecovered,
     CallResumed,
     CallRinging,
+    CallStatsUpdated,
     CallUnmuted,
     DtmfReceived,
     IceRestarted,
@@ -52,6 +53,8 @@ from .events import (
     MediaWarningCleared,
     NoMediaWarning,
     PhoneEvent,
+    QualityWarning,
+    QualityWarningCleared,
 )
 
 
@@ -181,6 +184,9 @@ class Call:
         # the change seen meanwhile, which restarts again after it.
         self._restart_task: asyncio.Task[None] | None = None
         self._restart_again: str | None = None
+        # The quality watch (MediaConfig.quality) while the call is connected.
+        self._quality: QualityMonitor | None = None
+        self._quality_task: asyncio.Task[None] | None = None
         self._subscribers: list[asyncio.Queue[CallEvent | DtmfReceived | None]] = []
         self._dtmf: asyncio.Queue[str] = asyncio.Queue()
         self._codec: Codec | None = None
@@ -646,17 +652,6 @@ class Call:
         return ReceivedFrames(self, sample_rate=sample_rate, timeout=timeout,
                               max_frames=max_frames)
 
-    async def stats(self) -> CallStats:
-        """A :class:`~exotel_voice.media.quality_stats.CallStats` snapshot of the call's media
-        quality: codec, packets and bytes each way, loss and jitter as we measure them and as
-        the far end reports them (RTCP), round-trip time, jitter-buffer delay, concealment,
-        audio levels in and out.  Figures not known yet (no RTCP report so far) are ``None``.
-
-        Raises:
-            InvalidState: the call has no media yet.
-        """
-        return await self._need_media().quality_stats()
-
     def _need_media(self) -> MediaSession:
         if self.media is None:
             raise InvalidState("the call has no media yet (answer it, or wait for it to connect)")
@@ -691,6 +686,7 @@ class Call:
         self._connected.set()
         self._media_up.set()
         self._publish(CallConnected(self.phone.name, self))
+        self._start_quality_watch()
 
     def _on_dtmf(self, digit: str, method: str) -> None:
         self._dtmf.put_nowait(digit)
@@ -709,6 +705,9 @@ class Call:
         if isinstance(event, MediaTransportChanged):
             self._publish(MediaStateChanged(self.phone.name, self, event.ice, event.dtls,
                                             event.ice_changed))
+            if event.ice_changed and self._quality is not None:
+                for alarm in self._quality.ice_changed(event.ice):
+                    self._on_quality(alarm)
         elif isinstance(event, MediaSilent):
             logger.warning("! call %s: %s", self.id, event.reason)
             self._publish(NoMediaWarning(self.phone.name, self, event.reason, event.silent_for))
@@ -716,6 +715,63 @@ class Call:
             reason = f"audio received again after {event.silent_for:.1f} s"
             logger.info("= call %s: %s", self.id, reason)
             self._publish(MediaWarningCleared(self.phone.name, self, reason, event.silent_for))
+
+    def _start_quality_watch(self) -> None:
+        """Sample the call's stats while it is connected (``MediaConfig.quality``): judge
+        them for quality warnings and publish :class:`CallStatsUpdated` now and then."""
+        config = self.phone.media_config.quality
+        if not config.enabled or self._quality_task is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._quality = QualityMonitor(config.thresholds, loop.time())
+        self._quality_task = loop.create_task(
+            self._watch_quality(self._quality), name=f"exotel-voice quality {self.id}"
+        )
+
+    async def _watch_quality(self, monitor: QualityMonitor) -> None:
+        config = self.phone.media_config.quality
+        loop = asyncio.get_running_loop()
+        next_sample = loop.time() + config.sample_interval
+        interval = config.stats_interval
+        next_stats = None if interval is None else loop.time() + interval
+        while not self.ended:
+            wake = next_sample if next_stats is None else min(next_sample, next_stats)
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            media = self.media
+            if self.ended or media is None:
+                return
+            try:
+                stats = await media.quality_stats()
+            except Exception as exc:  # a media stack error must not end the watch
+                logger.debug("= call %s: no stats: %s", self.id, exc)
+                next_sample = loop.time() + config.sample_interval
+                continue
+            if self.ended:
+                return
+            now = loop.time()
+            if now >= next_sample:
+                next_sample = now + config.sample_interval
+                held = self._on_hold or self.remote_hold
+                for alarm in monitor.update(
+                    now, QualitySample.of(stats, muted=self._muted, held=held)
+                ):
+                    self._on_quality(alarm)
+            if next_stats is not None and interval is not None and now >= next_stats:
+                next_stats = now + interval
+                self._publish(CallStatsUpdated(self.phone.name, self, stats, monitor.mos,
+                                               monitor.loss_percent))
+
+    def _on_quality(self, event: QualityEvent) -> None:
+        if self.ended:
+            return
+        if isinstance(event, QualityAlarm):
+            logger.warning("! call %s: %s", self.id, event.remedy)
+            self._publish(QualityWarning(self.phone.name, self, event.kind, event.value,
+                                         event.threshold, event.remedy))
+        else:
+            logger.info("= call %s: %s cleared (%g)", self.id, event.kind, event.value)
+            self._publish(QualityWarningCleared(self.phone.name, self, event.kind,
+                                                event.value))
 
     def _on_remote_hold(self, held: bool) -> None:
         self._publish((CallHeld if held else CallResumed)(self.phone.name, self, "remote"))
@@ -852,6 +908,8 @@ class Call:
         self.end_time = time.time()
         self._ended.set()
         self._codec = self.codec  # kept for after the media is gone
+        if self._quality_task is not None:
+            self._quality_task.cancel()
         media = self._media.end()
         closing: asyncio.Task[None] | None = None
         if media is not None:

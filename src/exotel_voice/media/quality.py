@@ -75,6 +75,7 @@ __all__ = [
     "QualityAlarm",
     "QualityAlarmCleared",
     "QualityConfig",
+    "QualityEvent",
     "QualityMonitor",
     "QualitySample",
     "QualityThresholds",
