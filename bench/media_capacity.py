@@ -10,12 +10,20 @@ settle time, then a measuring window of ``--window`` seconds records:
 * received frame rate: decoded 20 ms frames handed to the application, per leg,
   divided by the nominal 50 per second (worst leg and mean);
 * event-loop lag: a 10 ms ``asyncio.sleep`` probe's overshoot, p99;
-* CPU: ``time.process_time()`` (every thread of the process) over the window.
+* CPU: ``time.process_time()`` (every thread of the process) over the window, the
+  event loop's own thread (``time.thread_time()`` on the loop), and the whole
+  machine's busy cores (``/proc/stat``: other processes count, the machine is shared);
+* ours only: frames *sent* per leg by the SDK's send clock (``LeanSender.frames_sent``
+  / 50 per second; worst leg and mean) and frames it dropped for being too late
+  (``LeanSender.frames_dropped``).
 
 A step is at *full quality* when the worst leg's frame-rate ratio is >= 0.99 and
-the loop lag p99 is < 20 ms.  The ramp goes on while frames are >= 0.99 (so a
-noisy machine's lag does not end it early) and both maxima are reported, with the
-same probe's p99 measured first with no legs at all (the machine's own noise).
+the loop lag p99 is < 20 ms.  A step is *saturated* when the loop's thread is busy
+>= 90% of the window or the machine's cores are >= 95% busy: the send clock must keep
+every leg at >= 0.99 of 50 frames a second at every step that is not saturated.  The
+ramp goes on while frames are >= 0.99 (so a noisy machine's lag does not end it
+early) and both maxima are reported, with the same probe's p99 measured first with no
+legs at all (the machine's own noise).
 CPU per leg per call-minute is extrapolated from the window:
 ``cpu_seconds / window / N * 60`` (windows are short so the whole benchmark fits in
 a few minutes on 2 cores; they are steady state, so the extrapolation is linear).
@@ -73,6 +81,10 @@ from media_latency import CODEC_RATES, LOOPBACK, raw_pair  # noqa: E402
 NOMINAL_FPS = 50.0
 MIN_RATIO = 0.99
 MAX_LAG_P99_MS = 20.0
+#: A step is saturated when the loop's thread is this busy (share of the window) ...
+LOOP_SATURATED = 0.9
+#: ... or the machine's cores are this busy (other processes included).
+MACHINE_SATURATED = 0.95
 
 
 @dataclass
@@ -88,8 +100,19 @@ class Step:
     loop_lag_p99_ms: float
     threads: int
     full_quality: bool
-    #: Times the SDK's shared send clock skipped ahead after a stall > 100 ms (ours only).
+    #: Times the SDK's shared send clock was too late and dropped frames (ours only).
     send_clock_resyncs: int = 0
+    #: Frames sent per leg by the send clock / 50 per s: worst leg and mean (ours only).
+    sent_ratio_min: float | None = None
+    sent_ratio_mean: float | None = None
+    #: Frames the send clock dropped (every leg together) in the window (ours only).
+    frames_dropped: int = 0
+    #: CPU of the event loop's thread over the window (cores).
+    loop_thread_cores: float = 0.0
+    #: Busy cores of the whole machine over the window (every process), and its cores.
+    machine_busy_cores: float = 0.0
+    machine_cores: int = 0
+    saturated: bool = False
 
 
 @dataclass
@@ -100,9 +123,25 @@ class Summary:
     max_legs_full_quality: int
     max_legs_frames_ok: int
     ramp_stopped_by: str
+    #: Ours: the first step where a leg sent < 0.99 of its frames (None: none did), with
+    #: the CPU at that step; and whether every step before saturation sent >= 0.99.
+    send_below_at_legs: int | None
+    send_below_cpu: dict[str, float] | None
+    send_ok_below_saturation: bool | None
     cpu_s_per_leg_minute_at_10: float | None
     cpu_s_per_leg_minute_at_max: float | None
     steps: list[Step]
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of every CPU of the machine, from ``/proc/stat``."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user time
+    return float(total - idle), float(total)
 
 
 class Counter:
@@ -275,11 +314,24 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
     probe.recording = True
     loop = asyncio.get_running_loop()
     clock = SendClock._clocks.get(loop)
+    senders = clock.senders if clock is not None else []
     resyncs0 = clock.resyncs if clock is not None else 0
-    t0, cpu0 = loop.time(), time.process_time()
+    sent0 = [s.frames_sent for s in senders]
+    dropped0 = sum(s.frames_dropped for s in senders)
+    busy0, total0 = _machine_busy()
+    t0, cpu0, thread0 = loop.time(), time.process_time(), time.thread_time()
     await asyncio.sleep(window)
     elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
+    loop_cpu = time.thread_time() - thread0
+    busy1, total1 = _machine_busy()
     resyncs = (clock.resyncs if clock is not None else 0) - resyncs0
+    sent = [
+        (s.frames_sent - b) / (NOMINAL_FPS * elapsed)
+        for s, b in zip(senders, sent0, strict=True)
+    ]
+    dropped = sum(s.frames_dropped for s in senders) - dropped0
+    cores = os.cpu_count() or 1
+    machine = (busy1 - busy0) / (total1 - total0) * cores if total1 > total0 else 0.0
     probe.recording = False
     ratios = [
         (c.frames - b) / (NOMINAL_FPS * elapsed) for c, b in zip(counters, before, strict=True)
@@ -300,6 +352,13 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
         threads=threading.active_count(),
         full_quality=min(ratios) >= MIN_RATIO and p99 < MAX_LAG_P99_MS,
         send_clock_resyncs=resyncs,
+        sent_ratio_min=round(min(sent), 4) if sent else None,
+        sent_ratio_mean=round(sum(sent) / len(sent), 4) if sent else None,
+        frames_dropped=dropped,
+        loop_thread_cores=round(loop_cpu / elapsed, 3),
+        machine_busy_cores=round(machine, 2),
+        machine_cores=cores,
+        saturated=loop_cpu / elapsed >= LOOP_SATURATED or machine >= MACHINE_SATURATED * cores,
     )
 
 
@@ -326,13 +385,20 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
             step = await measure(pairs, probe, window, settle)
             step.peer, step.codec = peer, codec
             results.append(step)
+            sent_text = (
+                f"sent min/mean={step.sent_ratio_min:.3f}/{step.sent_ratio_mean:.3f} "
+                f"dropped={step.frames_dropped} resyncs={step.send_clock_resyncs} "
+                if step.sent_ratio_min is not None and step.sent_ratio_mean is not None
+                else ""
+            )
             print(
                 f"  {peer:7s} {codec:5s} legs={step.legs:3d} cpu={step.cpu_cores:.2f} cores "
-                f"({step.cpu_s_per_leg_minute:.2f} s/leg-min) frames min/mean="
-                f"{step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
-                f"lag p99={step.loop_lag_p99_ms:.1f} ms threads={step.threads} "
-                f"resyncs={step.send_clock_resyncs} "
-                f"{'ok' if step.full_quality else 'DEGRADED'}",
+                f"(loop {step.loop_thread_cores:.2f}, machine {step.machine_busy_cores:.2f}/"
+                f"{step.machine_cores}) ({step.cpu_s_per_leg_minute:.2f} s/leg-min) "
+                f"received min/mean={step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
+                f"{sent_text}lag p99={step.loop_lag_p99_ms:.1f} ms threads={step.threads} "
+                f"{'ok' if step.full_quality else 'DEGRADED'}"
+                f"{' SATURATED' if step.saturated else ''}",
                 flush=True,
             )
             if step.frame_ratio_min < MIN_RATIO:
@@ -346,6 +412,8 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
     good = [s for s in results if s.full_quality]
     frames_ok = [s for s in results if s.frame_ratio_min >= MIN_RATIO]
     at10 = next((s for s in results if s.legs == 10), None)
+    sent_steps = [s for s in results if s.sent_ratio_min is not None]
+    below = next((s for s in sent_steps if (s.sent_ratio_min or 0.0) < MIN_RATIO), None)
     return Summary(
         peer=peer,
         codec=codec,
@@ -353,6 +421,15 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
         max_legs_full_quality=max((s.legs for s in good), default=0),
         max_legs_frames_ok=max((s.legs for s in frames_ok), default=0),
         ramp_stopped_by=stopped,
+        send_below_at_legs=below.legs if below else None,
+        send_below_cpu={
+            "process_cores": below.cpu_cores,
+            "loop_thread_cores": below.loop_thread_cores,
+            "machine_busy_cores": below.machine_busy_cores,
+        } if below else None,
+        send_ok_below_saturation=all(
+            (s.sent_ratio_min or 0.0) >= MIN_RATIO for s in sent_steps if not s.saturated
+        ) if sent_steps else None,
         cpu_s_per_leg_minute_at_10=at10.cpu_s_per_leg_minute if at10 else None,
         cpu_s_per_leg_minute_at_max=good[-1].cpu_s_per_leg_minute if good else None,
         steps=results,
@@ -491,20 +568,29 @@ async def baresip_cpu(
 def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
     lines = [
         "| peer | codec | max legs at full quality | max legs frames >= 0.99 | "
-        "idle lag p99 ms | CPU s/leg-min at 10 legs | CPU s/leg-min at max | stopped by |",
-        "|---|---|---|---|---|---|---|---|",
+        "idle lag p99 ms | CPU s/leg-min at 10 legs | CPU s/leg-min at max | stopped by | "
+        "send clock: first step < 0.99 sent (process / loop / machine cores) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
+        if s.send_below_at_legs is not None and s.send_below_cpu is not None:
+            cpu = s.send_below_cpu
+            send = (
+                f"{s.send_below_at_legs} legs ({cpu['process_cores']} / "
+                f"{cpu['loop_thread_cores']} / {cpu['machine_busy_cores']})"
+            )
+        else:
+            send = "none" if s.send_ok_below_saturation is not None else "-"
         lines.append(
             f"| {s.peer} | {s.codec} | {s.max_legs_full_quality} | {s.max_legs_frames_ok} | "
             f"{s.idle_loop_lag_p99_ms} | "
             f"{s.cpu_s_per_leg_minute_at_10} | {s.cpu_s_per_leg_minute_at_max} | "
-            f"{s.ramp_stopped_by} |"
+            f"{s.ramp_stopped_by} | {send} |"
         )
     if baresip and "cpu_s_per_leg_minute" in baresip:
         lines.append(
             f"| baresip (1 call, 2 processes, DTLS-SRTP={baresip['dtls_srtp']}) | PCMU | - | - | "
-            f"- | {baresip['cpu_s_per_leg_minute']} (1 leg/process) | - | - |"
+            f"- | {baresip['cpu_s_per_leg_minute']} (1 leg/process) | - | - | - |"
         )
     return "\n".join(lines)
 
@@ -521,7 +607,7 @@ def main() -> dict[str, Any]:
     ``BENCH_CAPACITY_PEERS`` (default ``aiortc,ours``), ``BENCH_CAPACITY_BARESIP=0`` to skip it.
     """
     steps = [
-        max(2, min(int(x), 200))
+        max(2, min(int(x), 400))
         for x in os.environ.get("BENCH_CAPACITY_STEPS", "10,20,30,40,50,60,70,80").split(",")
     ]
     window = max(1.0, min(float(os.environ.get("BENCH_CAPACITY_WINDOW", "8")), 60.0))
@@ -559,6 +645,14 @@ def main() -> dict[str, Any]:
         )
         targets[f"{codec}: ours >= {TARGET_LEGS} legs with frames >= 0.99"] = (
             ours.max_legs_frames_ok >= TARGET_LEGS
+        )
+        # The send clock keeps every leg at 50 frames a second until the CPU is saturated
+        # (the loop's thread or the machine): where it first stops is recorded.
+        targets[f"{codec}: ours sends >= {MIN_RATIO} of its frames at every unsaturated step"] = (
+            ours.send_ok_below_saturation
+        )
+        targets[f"{codec}: ours first step sending < {MIN_RATIO} (legs, CPU)"] = (
+            [ours.send_below_at_legs, ours.send_below_cpu] if ours.send_below_at_legs else None
         )
         if raw is not None and raw.max_legs_frames_ok:
             targets[f"{codec}: legs ours/aiortc (frames >= 0.99)"] = round(
