@@ -29,6 +29,7 @@ from ..media.dtmf import parse_digits
 from ..media.liveness import MediaFlowing, MediaHealthEvent, MediaSilent, MediaTransportChanged
 from ..media.pcm import Samples
 from ..media.quality import QualityAlarm, QualityEvent, QualityMonitor, QualitySample
+from ..media.quality_stats import CallStats
 from ..sip import calls as core
 from ..sip.calls import CallSession, SessionState
 from ..sip.headers import SENSITIVE_HEADERS, NameAddr, parse_name_addr
@@ -651,6 +652,17 @@ class Call:
         """
         return ReceivedFrames(self, sample_rate=sample_rate, timeout=timeout,
                               max_frames=max_frames)
+
+    async def stats(self) -> CallStats:
+        """A :class:`~exotel_voice.media.quality_stats.CallStats` snapshot of the call's media
+        quality: codec, packets and bytes each way, loss and jitter as we measure them and as
+        the far end reports them (RTCP), round-trip time, jitter-buffer delay, concealment,
+        audio levels in and out.  Figures not known yet (no RTCP report so far) are ``None``.
+
+        Raises:
+            InvalidState: the call has no media yet.
+        """
+        return await self._need_media().quality_stats()
 
     def _need_media(self) -> MediaSession:
         if self.media is None:
