@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -29,6 +31,8 @@ import pytest_asyncio
 from exotel_voice import (
     Call,
     CallStatsUpdated,
+    ConfigurationError,
+    ExotelWebClient,
     Phone,
     QualityWarning,
     QualityWarningCleared,
@@ -39,6 +43,7 @@ from exotel_voice import (
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import IceConfig, MediaConfig, QualityConfig, QualityThresholds
 from exotel_voice.sandbox import Sandbox
+from exotel_voice.sandbox.threaded import SandboxThread
 from tests.media.conftest import LOOPBACK_MEDIA, NEEDS_NETNS_ROOT
 from tests.sandbox import conftest as sandbox_fixtures
 
@@ -202,3 +207,52 @@ async def test_no_stats_events_when_the_interval_is_none(pair: Pair) -> None:
     _, _, events = await pair(QualityConfig(sample_interval=0.25, stats_interval=None))
     await asyncio.sleep(1.5)
     assert not [e for e in events if isinstance(e, CallStatsUpdated)]
+
+
+# -- the guide face -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox_thread() -> Iterator[SandboxThread]:
+    with SandboxThread(sandbox_fixtures.sandbox_config()) as sb:
+        yield sb
+
+
+@pytest.mark.media
+@LOOPBACK_MEDIA
+@pytest.mark.timeout(60)
+def test_the_facade_reports_stats_and_a_silent_microphone_to_its_quality_callback(
+    sandbox_thread: SandboxThread,
+) -> None:
+    quality = QualityConfig(sample_interval=0.25, stats_interval=0.5, thresholds=QualityThresholds(
+        **{**QUICK, "silent_mic_s": 1.0}))  # type: ignore[arg-type]
+    reports: queue.Queue[tuple[Any, dict[str, Any], str]] = queue.Queue()
+    agent, bob = ExotelWebClient(), ExotelWebClient()
+    try:
+        agent.registerCallQualityCallback(lambda c, r, p: reports.put((c, r, p)))
+        assert agent.initWebrtc(sandbox_thread.sip_account_info("agent"), lambda s, p: None,
+                                media=MediaConfig(ice=LOOPBACK, quality=quality),
+                                source=SilenceSource)
+        assert bob.initWebrtc(sandbox_thread.sip_account_info("bob"), lambda s, p: None,
+                              media=MediaConfig(ice=LOOPBACK))
+        for client in (agent, bob):
+            assert client.DoRegister() and client.wait_for_registration(10)
+        agent.MakeCall("bob").result(10)
+        bob.wait_for_call(10).Answer().result(10)
+        seen: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 15
+        while not {"stats", "warning"} <= set(seen) and time.monotonic() < deadline:
+            call_obj, report, phone = reports.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert phone == "agent" and call_obj["callDirection"] == "outgoing"
+            seen.setdefault(report["type"], report)
+        stats = seen["stats"]
+        assert stats["stats"]["codec"] and stats["stats"]["packetsSent"] > 0
+        assert 1.0 <= stats["mos"] <= 4.5
+        assert seen["warning"]["name"] == "constant-audio-input-level"
+        assert seen["warning"]["threshold"] == -70.0
+        assert "microphone" in seen["warning"]["message"]
+        with pytest.raises(ConfigurationError, match="CallQualityCallback"):
+            agent.registerCallQualityCallback("not a function")  # type: ignore[arg-type]
+    finally:
+        agent.close()
+        bob.close()

@@ -46,6 +46,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from ..config import AccountConfig
@@ -63,6 +64,7 @@ from .events import (
     CallRecovered,
     CallResumed,
     CallRinging,
+    CallStatsUpdated,
     CallUnmuted,
     DtmfReceived,
     IceRestarted,
@@ -72,6 +74,8 @@ from .events import (
     NoMediaWarning,
     PhoneEvent,
     PhoneStatus,
+    QualityWarning,
+    QualityWarningCleared,
     RegistrationState,
     RegistrationStateChanged,
 )
@@ -99,6 +103,8 @@ SessionCallback = Callable[[str, str], object]
 ClientStatusCallback = Callable[[str], object]
 #: ``DTMFCallback(callObj, digit, phone)`` (ours: the guide has no received-DTMF callback).
 DTMFCallback = Callable[["ExotelCall", str, str], object]
+#: ``CallQualityCallback(callObj, report, phone)`` (ours: the guide reports no call quality).
+CallQualityCallback = Callable[["ExotelCall", dict[str, Any], str], object]
 
 #: Keys of the guide's callObj (section 5.4) plus ours, in the order ``keys()`` gives them.
 CALL_OBJ_KEYS = (
@@ -215,6 +221,40 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
                 return None, None
             return f"ice_connection_state_{media.ice_state}", None
     return None, None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def guide_quality_report(
+    event: QualityWarning | QualityWarningCleared | CallStatsUpdated,
+) -> dict[str, Any]:
+    """The ``report`` dict :meth:`ExotelWebClient.registerCallQualityCallback`'s callback
+    gets for a quality event (camelCase keys, as the guide's callObj):
+
+    * ``{"type": "warning", "name": "high-packet-loss", "value": 4.2, "threshold": 1.0,
+      "message": "high packet loss (4.2%): the network drops audio; ..."}``;
+    * ``{"type": "warning-cleared", "name": "high-packet-loss", "value": 0.3}``;
+    * ``{"type": "stats", "mos": 4.38, "packetLossPercent": 0.4, "stats": {"codec":
+      "PCMU", "packetsSent": ..., "rttMs": ..., "audioLevelOutDbfs": ..., ...}}`` (every
+      :class:`~exotel_voice.media.quality_stats.CallStats` field, camelCase).
+
+    Warning names are Twilio's (``high-rtt``, ``high-jitter``, ``high-packet-loss``,
+    ``low-mos``, ``constant-audio-input-level``) and ``ice-disconnected``.
+    """
+    if isinstance(event, QualityWarning):
+        return {"type": "warning", "name": str(event.kind), "value": event.value,
+                "threshold": event.threshold, "message": event.remedy}
+    if isinstance(event, QualityWarningCleared):
+        return {"type": "warning-cleared", "name": str(event.kind), "value": event.value}
+    return {
+        "type": "stats",
+        "mos": event.mos,
+        "packetLossPercent": event.loss_percent,
+        "stats": {_camel(k): v for k, v in asdict(event.stats).items()},
+    }
 
 
 _counter = itertools.count(1)
@@ -559,6 +599,7 @@ class ExotelWebClient:
         self._call_cb: CallListenerCallback | None = None
         self._session_cb: SessionCallback | None = None
         self._dtmf_cb: DTMFCallback | None = None
+        self._quality_cb: CallQualityCallback | None = None
         # Touched only on the loop thread:
         self._phone: Phone | None = None
         self._phone_done = False
@@ -968,6 +1009,25 @@ class ExotelWebClient:
             raise ConfigurationError("DTMFCallback", "must be a function or None")
         self._dtmf_cb = DTMFCallback
 
+    # -- call quality (ours) -------------------------------------------------------------------
+    def registerCallQualityCallback(  # noqa: N802
+        self, CallQualityCallback: CallQualityCallback | None  # noqa: N803
+    ) -> None:
+        """Call ``CallQualityCallback(callObj, report, phone)`` with the call's quality, on
+        the client's thread: its stats every ``MediaConfig.quality.stats_interval`` seconds
+        (default 5), and each quality warning and its end (high RTT, jitter or packet loss,
+        low MOS, a silent microphone, ICE disconnected), ``report`` being a dict
+        (:func:`guide_quality_report`). ``None`` removes it.
+
+        Not in the guide (Exotel's SDK reports no call quality); shaped like its
+        ``CallListenerCallback``. May be called before or after :meth:`initWebrtc`. Losing
+        the media path entirely is still SessionCallback's
+        ``ice_connection_state_disconnected``.
+        """
+        if CallQualityCallback is not None and not callable(CallQualityCallback):
+            raise ConfigurationError("CallQualityCallback", "must be a function or None")
+        self._quality_cb = CallQualityCallback
+
     # -- 5.15 logger callback ----------------------------------------------------------------
     @staticmethod
     def registerLoggerCallback(  # noqa: N802
@@ -1170,6 +1230,12 @@ class ExotelWebClient:
 
     def _on_call_event(self, event: CallEvent) -> None:
         wrapper = self._wrap(event.call)
+        if isinstance(event, QualityWarning | QualityWarningCleared | CallStatsUpdated):
+            quality_cb = self._quality_cb
+            if quality_cb is not None:
+                self._safe(quality_cb, "CallQualityCallback", wrapper,
+                           guide_quality_report(event), self._name())
+            return
         session, call_event = guide_call_event(event)
         if isinstance(event, CallIncoming):
             with self._cond:
