@@ -9,6 +9,7 @@ PKGS=(
   chromium
   baresip-core
   coturn redis-server
+  espeak-ng
 )
 missing=()
 for p in "${PKGS[@]}"; do
