@@ -72,7 +72,8 @@ async def test_both_sides_see_rtt_and_the_dropped_packets(monkeypatch: pytest.Mo
         assert stats.remote_report_at is not None
         assert stats.audio_level_in_dbfs is not None and -20 < stats.audio_level_in_dbfs < -5
         assert stats.audio_level_out_dbfs is not None and -20 < stats.audio_level_out_dbfs < -5
-        assert stats.packets_late == 0
+        assert stats.packets_late == 0 and stats.jitter_buffer_delay_ms is not None
+        assert stats.concealed_samples is not None and stats.concealment_events is not None
 
 
 @pytest.mark.skipif(not FEATURES.lean_path, reason="our RTCP runs on the lean path only")

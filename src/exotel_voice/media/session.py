@@ -1072,7 +1072,7 @@ class MediaSession:
         assert rtcp is not None
         reception = rtcp.reception
         remote = rtcp.remote
-        jitter_buffer = self.receive_stats()
+        jb = self.receive_stats()
         return CallStats(
             timestamp=time.time(),
             media_path="lean",
@@ -1096,12 +1096,10 @@ class MediaSession:
             remote_jitter_ms=remote.jitter_ms if remote is not None else None,
             rtt_ms=rtcp.rtt * 1000.0 if rtcp.rtt is not None else None,
             remote_report_at=remote.at if remote is not None else None,
-            jitter_buffer_delay_ms=_figure(jitter_buffer, "target_delay_ms"),
-            packets_late=(
-                jitter_buffer.packets_late if jitter_buffer is not None else None
-            ),
-            concealed_samples=_count(jitter_buffer, "concealed_samples"),
-            concealment_events=_count(jitter_buffer, "concealment_events"),
+            jitter_buffer_delay_ms=jb.target_delay_ms if jb is not None else None,
+            packets_late=jb.packets_late if jb is not None else None,
+            concealed_samples=jb.concealed_samples if jb is not None else None,
+            concealment_events=jb.concealment_events if jb is not None else None,
             audio_level_in_dbfs=level_in,
             audio_level_out_dbfs=level_out,
         )
@@ -1326,17 +1324,6 @@ async def _start(source: AudioSource) -> None:
         raise
     except Exception as exc:
         raise AudioSourceError(repr(source), f"{type(exc).__name__}: {exc}") from exc
-
-
-def _figure(stats: ReceiveStats | None, name: str) -> float | None:
-    """A number of the jitter buffer's :class:`ReceiveStats`, if it has that field."""
-    value = getattr(stats, name, None)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _count(stats: ReceiveStats | None, name: str) -> int | None:
-    value = _figure(stats, name)
-    return int(value) if value is not None else None
 
 
 def _audio_codecs(negotiated: list[Any]) -> dict[int, tuple[str, int]]:
