@@ -386,7 +386,9 @@ async def test_a_refresh_that_cannot_reach_the_far_end_ends_the_call(
             assert call.ended and call.end_reason == ended.reason
             kinds = [type(e).__name__ for e in recorder.events
                      if isinstance(e, (Reconnecting, Reconnected, CallRecovered, CallEnded))]
-            assert kinds == ["Reconnecting", "Reconnected", "CallEnded"], kinds
+            # (one Reconnecting per attempt while Kamailio was down)
+            assert set(kinds[:-2]) == {"Reconnecting"}, kinds
+            assert kinds[-2:] == ["Reconnected", "CallEnded"], kinds
             # Three refresh re-INVITEs crossed Kamailio after the restart, then our BYE.
             refreshes = kamailio.events("REQ", method="INVITE", callid=call.call_id)
             assert len(refreshes) - invites_before == 3, refreshes
