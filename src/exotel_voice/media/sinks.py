@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import threading
 import wave
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 from ..exceptions import MediaError
 from .analysis import SILENCE_DBFS, rms, rms_dbfs
 from .pcm import Resampler, Samples, samples_per_frame
+from .playout import PlayoutBuffer
 from .sources import import_sounddevice
 
 
@@ -180,6 +182,11 @@ class LevelMeter(AudioSink):
 class DeviceSink(AudioSink):
     """Plays received audio on the default (or a named) output device via ``sounddevice``.
 
+    Received audio waits in a :class:`~exotel_voice.media.playout.PlayoutBuffer` that the
+    sound card's callback pulls 20 ms at a time: a small depth that follows the arrival
+    jitter, concealment (not zeros) when audio is late, gentle compression when it runs
+    deep (see :mod:`exotel_voice.media.playout`).  :attr:`playout` has its stats.
+
     Raises:
         MediaError: if ``sounddevice`` (or PortAudio) is not installed.
     """
@@ -188,21 +195,39 @@ class DeviceSink(AudioSink):
         self._sd = import_sounddevice()
         self.device = device
         self.sample_rate = sample_rate
-        self._chunker = _Rechunker(sample_rate)
-        self._frames: collections.deque[Samples] = collections.deque(maxlen=10)
+        #: The playout buffer between the session and the sound card.
+        self.playout = PlayoutBuffer()
+        self._lock = threading.Lock()
+        self._left = np.zeros(0, dtype=np.int16)
         self._stream: Any = None
 
     def write(self, samples: Samples, sample_rate: int) -> None:
         if self._stream is None:
             self._open()
-        self._frames.extend(self._chunker.feed(samples, sample_rate))
+        with self._lock:
+            self.playout.push(samples, sample_rate)
+
+    def fill(self, count: int) -> Samples:
+        """The next ``count`` samples for the device (the sound card callback's work)."""
+        size = samples_per_frame(self.sample_rate)
+        with self._lock:
+            parts = [self._left]
+            have = self._left.size
+            while have < count:
+                frame = self.playout.pull(self.sample_rate)
+                if frame is None:
+                    frame = np.zeros(size, dtype=np.int16)
+                parts.append(frame)
+                have += frame.size
+            data = np.concatenate(parts) if len(parts) > 1 else self._left
+            self._left = data[count:]
+        return data[:count]
 
     def _open(self) -> None:
         size = samples_per_frame(self.sample_rate)
 
         def callback(outdata: Any, frames: int, time: Any, status: Any) -> None:
-            frame = self._frames.popleft() if self._frames else np.zeros(size, dtype=np.int16)
-            outdata[:, 0] = frame[:frames] if frame.size >= frames else np.resize(frame, frames)
+            outdata[:, 0] = self.fill(frames)
 
         try:
             self._stream = self._sd.OutputStream(
