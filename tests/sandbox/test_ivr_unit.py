@@ -85,5 +85,10 @@ def test_relay_buffer_resamples_and_bounds_delay() -> None:
         buffer.write(np.full(960, 1000, np.int16), 48000)
     frames = [buffer.read(16000) for _ in range(10)]
     got = [f for f in frames if f is not None]
-    assert 4 <= len(got) <= 6
+    # About 100 ms of what was written comes out; what follows is concealment fading out
+    # (the relay's playout buffer conceals an underflow), then silence.
+    full = [f for f in got if abs(float(np.median(f)) - 1000) < 30]
+    assert 4 <= len(full) <= 6
+    assert all(float(np.abs(f).max()) < 1000 for f in got[len(full) + 1 :])
+    assert frames[-1] is None
     assert all(f.size == 320 for f in got)

@@ -20,13 +20,15 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
 
 from ..media import AudioSink, AudioSource, SilenceSource, ToneSource
 from ..media.analysis import goertzel_power, rms
-from ..media.pcm import Resampler, Samples, samples_per_frame
+from ..media.pcm import Samples, samples_per_frame
+from ..media.playout import PlayoutBuffer
 from ..sip.calls import InfoReceived, parse_dtmf_relay
 from .legs import Leg
 
@@ -63,43 +65,23 @@ _DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
 class RelayBuffer(AudioSink, AudioSource):
     """A sink on one session feeding a source on another (or the same: echo).
 
-    Holds at most ``max_ms`` of audio; older audio is dropped so delay cannot build up.
+    The audio waits in a :class:`~exotel_voice.media.playout.PlayoutBuffer` (the playout
+    policy every place that plays audio out shares): a small depth that follows the
+    arrival jitter, concealment instead of silence when the far end's audio is late,
+    gentle compression when it runs deep, and at most ``max_ms`` buffered.
     """
 
-    def __init__(self, max_ms: int = 200) -> None:
+    def __init__(self, max_ms: int = 200, *, clock: Callable[[], float] = time.monotonic) -> None:
         AudioSource.__init__(self)
-        self._max_ms = max_ms
-        self._chunks: collections.deque[Samples] = collections.deque()
-        self._rate: int | None = None
-        self._resampler: Resampler | None = None
-        self._pending = np.zeros(0, dtype=np.int16)
+        self.playout = PlayoutBuffer(max_depth_ms=max_ms, clock=clock)
         self.frames_in = 0
 
     def write(self, samples: Samples, sample_rate: int) -> None:
-        if self._rate != sample_rate:
-            self._rate = sample_rate
-            self._resampler = None
-            self._chunks.clear()
-        self._chunks.append(samples)
         self.frames_in += 1
-        total = sum(c.size for c in self._chunks)
-        while len(self._chunks) > 1 and total > sample_rate * self._max_ms // 1000:
-            total -= self._chunks.popleft().size
+        self.playout.push(samples, sample_rate)
 
     def read(self, sample_rate: int) -> Samples | None:
-        if self._rate is None:
-            return None
-        if self._resampler is None or self._resampler.to_rate != sample_rate:
-            self._resampler = Resampler(self._rate, sample_rate)
-            self._pending = np.zeros(0, dtype=np.int16)
-        need = samples_per_frame(sample_rate)
-        while self._pending.size < need and self._chunks:
-            more = self._resampler.resample(self._chunks.popleft())
-            self._pending = np.concatenate([self._pending, more])
-        if self._pending.size < need:
-            return None
-        out, self._pending = self._pending[:need], self._pending[need:]
-        return out
+        return self.playout.pull(sample_rate)
 
 
 class DigitToneSource(AudioSource):
