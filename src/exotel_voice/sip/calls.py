@@ -1157,11 +1157,14 @@ class CallLayer:
         to a new flow, decide what follows. Returns whether the call was ended.
 
         The policy, with RFC 5057 in mind. A non-2xx to a re-INVITE is, by itself, a failed
-        transaction: the session stays as it was (RFC 3261 §14.1) and so does the dialog's
-        remote target at the far end, which a target refresh changes only when accepted
-        (§12.2.1.2). For a refresh after a move to a new flow that is the whole point: until
-        one is accepted, nothing the far end sends in the dialog (its BYE, its re-INVITE)
-        can reach us, and our own requests may not reach it either. So:
+        transaction that leaves the dialog alone (§5.1: 500, 488 ... affect the transaction
+        only; RFC 3261 §14.1: the session stays as it was). But a refresh after a move to a
+        new flow exists only to move the far end's remote target, and only an accepted one
+        tells us it moved: a proxy's 500 (Kamailio's, when the far end's own flow is gone
+        too) means the far end never saw the request, and a far end that refused it may or
+        may not have taken our Contact (§12.2.2). Until a refresh is accepted, nothing the
+        far end sends in the dialog (its BYE, its re-INVITE) can reach us, and our own
+        requests may not reach it either. So:
 
         * "dialog gone" (481, 408, RFC 5057's dialog-terminating statuses) or no answer:
           the call ends at once (a BYE goes after 408 or a timeout, in case the far end
@@ -1172,9 +1175,9 @@ class CallLayer:
           :attr:`refresh_retry_delays` (or the response's ``Retry-After``, when longer, up
           to 10 s), each time through :class:`TargetRefreshNeeded`: a proxy that has just
           restarted may not have the far end's registration back yet. 488 is no
-          exception: it shows that the far end got the request, but it refused it, so its
-          target still names the dead flow; the refresh offers the session unchanged, so
-          there is no smaller offer to fall back to.
+          exception: the far end got the request but refused it, so we cannot count on its
+          target having moved; the refresh offers the session unchanged, so there is no
+          smaller offer to fall back to.
         * A refusal after the last retry ends the call: BYE (best effort; it may not get
           through, and its transaction's end concerns nobody) and :class:`CallEnded`
           (``by="remote"``, the last status, a reason naming the status and the attempts).
