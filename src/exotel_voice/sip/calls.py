@@ -433,11 +433,11 @@ class TargetRefreshNeeded(UserAgentEvent):
     the dialog is gone (481, 408, RFC 5057's dialog-terminating statuses) or nothing
     answers, the call ends with :class:`CallEnded` naming what happened (a BYE is sent
     when the far end may still have the call). Any other refusal (a proxy's 500 when the
-    far end's own flow is gone too, 503, 488 ...) leaves the far end unable to reach us:
+    far end's own flow is gone too, 503, 488 ...) leaves no proof that it can reach us:
     this event comes again after :attr:`CallLayer.refresh_retry_delays` (2 s, then 4 s),
     and a refusal of the last attempt ends the call with a BYE and :class:`CallEnded`
     (``by="remote"``, the status, "the call's signalling could not be restored after the
-    connection was lost: its refresh got 500 Server Error (3 attempts)").
+    connection was lost: its refresh got 500 Server Internal Error (3 attempts)").
 
     Attributes:
         reason: why the refresh is needed (``"reconnected"``, also for each new attempt;
