@@ -11,16 +11,18 @@ settle time, then a measuring window of ``--window`` seconds records:
   divided by the nominal 50 per second (worst leg and mean);
 * event-loop lag: a 10 ms ``asyncio.sleep`` probe's overshoot, p99;
 * CPU: ``time.process_time()`` (every thread of the process) over the window, the
-  event loop's own thread (``time.thread_time()`` on the loop), and the whole
-  machine's busy cores (``/proc/stat``: other processes count, the machine is shared);
+  event loop's own thread (``time.thread_time()`` on the loop), the time the loop's
+  thread waited for a CPU while it could run (``/proc/thread-self/schedstat``: other
+  processes took the cores), and the whole machine's busy cores (``/proc/stat``);
 * ours only: frames *sent* per leg by the SDK's send clock (``LeanSender.frames_sent``
   / 50 per second; worst leg and mean) and frames it dropped for being too late
   (``LeanSender.frames_dropped``).
 
 A step is at *full quality* when the worst leg's frame-rate ratio is >= 0.99 and
 the loop lag p99 is < 20 ms.  A step is *saturated* when the loop's thread is busy
->= 90% of the window or the machine's cores are >= 95% busy: the send clock must keep
-every leg at >= 0.99 of 50 frames a second at every step that is not saturated.  The
+>= 90% of the window, or waited for a CPU >= 10% of it, or the machine's cores are >= 95%
+busy: the send clock must keep every leg at >= 0.99 of 50 frames a second at every step
+that is not saturated.  The
 ramp goes on while frames are >= 0.99 (so a noisy machine's lag does not end it
 early) and both maxima are reported, with the same probe's p99 measured first with no
 legs at all (the machine's own noise).
@@ -83,6 +85,8 @@ MIN_RATIO = 0.99
 MAX_LAG_P99_MS = 20.0
 #: A step is saturated when the loop's thread is this busy (share of the window) ...
 LOOP_SATURATED = 0.9
+#: ... or waited this long for a CPU (share of the window) ...
+LOOP_WAIT_SATURATED = 0.1
 #: ... or the machine's cores are this busy (other processes included).
 MACHINE_SATURATED = 0.95
 
@@ -112,6 +116,10 @@ class Step:
     #: Busy cores of the whole machine over the window (every process), and its cores.
     machine_busy_cores: float = 0.0
     machine_cores: int = 0
+    #: Share of the window the loop's thread was runnable but waiting for a CPU.
+    loop_cpu_wait: float = 0.0
+    #: Longest overshoot of the lag probe's 10 ms sleep (the longest stall of the loop).
+    loop_lag_max_ms: float = 0.0
     saturated: bool = False
 
 
@@ -142,6 +150,14 @@ def _machine_busy() -> tuple[float, float]:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     total = sum(fields[:8])  # guest time is already in user time
     return float(total - idle), float(total)
+
+
+def _thread_cpu_wait() -> float:
+    """Seconds the calling thread has waited on a run queue (``/proc/thread-self/schedstat``)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class Counter:
@@ -319,10 +335,12 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
     sent0 = [s.frames_sent for s in senders]
     dropped0 = sum(s.frames_dropped for s in senders)
     busy0, total0 = _machine_busy()
+    wait0 = _thread_cpu_wait()
     t0, cpu0, thread0 = loop.time(), time.process_time(), time.thread_time()
     await asyncio.sleep(window)
     elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
     loop_cpu = time.thread_time() - thread0
+    loop_wait = _thread_cpu_wait() - wait0
     busy1, total1 = _machine_busy()
     resyncs = (clock.resyncs if clock is not None else 0) - resyncs0
     sent = [
@@ -358,7 +376,11 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
         loop_thread_cores=round(loop_cpu / elapsed, 3),
         machine_busy_cores=round(machine, 2),
         machine_cores=cores,
-        saturated=loop_cpu / elapsed >= LOOP_SATURATED or machine >= MACHINE_SATURATED * cores,
+        loop_cpu_wait=round(loop_wait / elapsed, 3),
+        loop_lag_max_ms=round(lags[-1] * 1000, 1),
+        saturated=loop_cpu / elapsed >= LOOP_SATURATED
+        or loop_wait / elapsed >= LOOP_WAIT_SATURATED
+        or machine >= MACHINE_SATURATED * cores,
     )
 
 
@@ -393,10 +415,12 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
             )
             print(
                 f"  {peer:7s} {codec:5s} legs={step.legs:3d} cpu={step.cpu_cores:.2f} cores "
-                f"(loop {step.loop_thread_cores:.2f}, machine {step.machine_busy_cores:.2f}/"
+                f"(loop {step.loop_thread_cores:.2f}, loop waiting for a CPU "
+                f"{step.loop_cpu_wait:.2f}, machine {step.machine_busy_cores:.2f}/"
                 f"{step.machine_cores}) ({step.cpu_s_per_leg_minute:.2f} s/leg-min) "
                 f"received min/mean={step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
-                f"{sent_text}lag p99={step.loop_lag_p99_ms:.1f} ms threads={step.threads} "
+                f"{sent_text}lag p99/max={step.loop_lag_p99_ms:.1f}/{step.loop_lag_max_ms:.0f} ms "
+                f"threads={step.threads} "
                 f"{'ok' if step.full_quality else 'DEGRADED'}"
                 f"{' SATURATED' if step.saturated else ''}",
                 flush=True,
@@ -425,6 +449,7 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
         send_below_cpu={
             "process_cores": below.cpu_cores,
             "loop_thread_cores": below.loop_thread_cores,
+            "loop_cpu_wait": below.loop_cpu_wait,
             "machine_busy_cores": below.machine_busy_cores,
         } if below else None,
         send_ok_below_saturation=all(
@@ -569,7 +594,7 @@ def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
     lines = [
         "| peer | codec | max legs at full quality | max legs frames >= 0.99 | "
         "idle lag p99 ms | CPU s/leg-min at 10 legs | CPU s/leg-min at max | stopped by | "
-        "send clock: first step < 0.99 sent (process / loop / machine cores) |",
+        "send clock: first step < 0.99 sent (cores: process / loop, loop waiting / machine) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
@@ -577,7 +602,8 @@ def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
             cpu = s.send_below_cpu
             send = (
                 f"{s.send_below_at_legs} legs ({cpu['process_cores']} / "
-                f"{cpu['loop_thread_cores']} / {cpu['machine_busy_cores']})"
+                f"{cpu['loop_thread_cores']}, waiting {cpu['loop_cpu_wait']} / "
+                f"{cpu['machine_busy_cores']})"
             )
         else:
             send = "none" if s.send_ok_below_saturation is not None else "-"
