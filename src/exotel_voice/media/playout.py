@@ -65,8 +65,8 @@ DEPTH_QUANTILE = 0.95
 SHRINK_PER_SECOND = 20.0
 #: Depth above the target tolerated before compressing, ms.
 HYSTERESIS_MS = 15.0
-#: Pulls (20 ms each) the buffer must stay too deep for before one compression.
-COMPRESS_WINDOW = 25
+#: Pulls (20 ms each) the buffer must stay too deep for before one compression (0.2 s).
+COMPRESS_WINDOW = 10
 #: Underflow longer than this (ms) goes back to prefetching.
 RESTART_AFTER_MS = 100.0
 _MAX_CUT_MS = 15.0
