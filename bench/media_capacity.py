@@ -13,19 +13,21 @@ settle time, then a measuring window of ``--window`` seconds records:
 * CPU: ``time.process_time()`` (every thread of the process) over the window, the
   event loop's own thread (``time.thread_time()`` on the loop), the time the loop's
   thread waited for a CPU while it could run (``/proc/thread-self/schedstat``: other
-  processes took the cores), and the whole machine's busy cores (``/proc/stat``);
+  processes took the cores), the share of the window the send clock's encode worker
+  thread was busy (``SendClock.worker_busy``: Opus encodes and its waits for the GIL),
+  and the whole machine's busy cores (``/proc/stat``);
 * ours only: frames *sent* per leg by the SDK's send clock (``LeanSender.frames_sent``
   / 50 per second; worst leg and mean) and frames it dropped for being too late
   (``LeanSender.frames_dropped``).
 
 A step is at *full quality* when the worst leg's frame-rate ratio is >= 0.99 and
 the loop lag p99 is < 20 ms.  A step is *saturated* when the loop's thread is busy
->= 90% of the window, or waited for a CPU >= 10% of it, or the machine's cores are >= 95%
-busy: the send clock must keep every leg at >= 0.99 of 50 frames a second at every step
-that is not saturated.  The
-ramp goes on while frames are >= 0.99 (so a noisy machine's lag does not end it
-early) and both maxima are reported, with the same probe's p99 measured first with no
-legs at all (the machine's own noise).
+>= 90% of the window, or waited for a CPU >= 10% of it, or the encode worker was busy
+>= 90% of it, or the machine's cores are >= 95% busy: the send clock must keep every
+leg at >= 0.99 of 50 frames a second at every step that is not saturated.  The ramp
+goes on while frames are >= 0.99 (so a noisy machine's lag does not end it early) and
+both maxima are reported, with the same probe's p99 measured first with no legs at all
+(the machine's own noise).
 CPU per leg per call-minute is extrapolated from the window:
 ``cpu_seconds / window / N * 60`` (windows are short so the whole benchmark fits in
 a few minutes on 2 cores; they are steady state, so the extrapolation is linear).
@@ -118,6 +120,8 @@ class Step:
     machine_cores: int = 0
     #: Share of the window the loop's thread was runnable but waiting for a CPU.
     loop_cpu_wait: float = 0.0
+    #: Share of the window the send clock's encode worker thread was busy (ours, Opus).
+    worker_busy: float = 0.0
     #: Longest overshoot of the lag probe's 10 ms sleep (the longest stall of the loop).
     loop_lag_max_ms: float = 0.0
     saturated: bool = False
@@ -336,11 +340,13 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
     dropped0 = sum(s.frames_dropped for s in senders)
     busy0, total0 = _machine_busy()
     wait0 = _thread_cpu_wait()
+    worker0 = clock.worker_busy if clock is not None else 0.0
     t0, cpu0, thread0 = loop.time(), time.process_time(), time.thread_time()
     await asyncio.sleep(window)
     elapsed, cpu = loop.time() - t0, time.process_time() - cpu0
     loop_cpu = time.thread_time() - thread0
     loop_wait = _thread_cpu_wait() - wait0
+    worker = (clock.worker_busy if clock is not None else 0.0) - worker0
     busy1, total1 = _machine_busy()
     resyncs = (clock.resyncs if clock is not None else 0) - resyncs0
     sent = [
@@ -377,9 +383,11 @@ async def measure(pairs: list[Any], probe: LagProbe, window: float, settle: floa
         machine_busy_cores=round(machine, 2),
         machine_cores=cores,
         loop_cpu_wait=round(loop_wait / elapsed, 3),
+        worker_busy=round(worker / elapsed, 3),
         loop_lag_max_ms=round(lags[-1] * 1000, 1),
         saturated=loop_cpu / elapsed >= LOOP_SATURATED
         or loop_wait / elapsed >= LOOP_WAIT_SATURATED
+        or worker / elapsed >= LOOP_SATURATED
         or machine >= MACHINE_SATURATED * cores,
     )
 
@@ -416,7 +424,8 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
             print(
                 f"  {peer:7s} {codec:5s} legs={step.legs:3d} cpu={step.cpu_cores:.2f} cores "
                 f"(loop {step.loop_thread_cores:.2f}, loop waiting for a CPU "
-                f"{step.loop_cpu_wait:.2f}, machine {step.machine_busy_cores:.2f}/"
+                f"{step.loop_cpu_wait:.2f}, encode worker busy {step.worker_busy:.2f}, "
+                f"machine {step.machine_busy_cores:.2f}/"
                 f"{step.machine_cores}) ({step.cpu_s_per_leg_minute:.2f} s/leg-min) "
                 f"received min/mean={step.frame_ratio_min:.3f}/{step.frame_ratio_mean:.3f} "
                 f"{sent_text}lag p99/max={step.loop_lag_p99_ms:.1f}/{step.loop_lag_max_ms:.0f} ms "
@@ -450,6 +459,7 @@ async def ramp(peer: str, codec: str, steps: list[int], window: float, settle: f
             "process_cores": below.cpu_cores,
             "loop_thread_cores": below.loop_thread_cores,
             "loop_cpu_wait": below.loop_cpu_wait,
+            "worker_busy": below.worker_busy,
             "machine_busy_cores": below.machine_busy_cores,
         } if below else None,
         send_ok_below_saturation=all(

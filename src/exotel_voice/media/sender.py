@@ -176,15 +176,19 @@ def audio_level(samples: Samples) -> int:
     return min(127, max(0, int(round(-db))))
 
 
-def _encode_batch(jobs: list[tuple[AudioEncoder, Samples]]) -> list[bytes | Exception]:
-    """Encode every frame of one sub-tick (run on the clock's worker thread)."""
+def _encode_batch(
+    jobs: list[tuple[AudioEncoder, Samples]],
+) -> tuple[list[bytes | Exception], float]:
+    """Encode every frame of one sub-tick (run on the clock's worker thread); also
+    returns the seconds it took."""
+    start = time.perf_counter()
     results: list[bytes | Exception] = []
     for encoder, samples in jobs:
         try:
             results.append(encoder.encode(samples))
         except Exception as exc:
             results.append(exc)
-    return results
+    return results, time.perf_counter() - start
 
 
 class SendClock:
@@ -231,6 +235,10 @@ class SendClock:
         self.resyncs = 0
         #: Sub-ticks whose encodes ran on the worker thread.
         self.thread_jobs = 0
+        #: Seconds the worker thread spent on those jobs, waits for the GIL included
+        #: (each libopus call gives the GIL up and takes it back): near the elapsed time,
+        #: the worker is the bottleneck.
+        self.worker_busy = 0.0
 
     @classmethod
     def for_loop(cls) -> SendClock:
@@ -357,8 +365,11 @@ class SendClock:
                         1, thread_name_prefix="exotel-voice-encode"
                     )
                 jobs = [(frames[i][1], frames[i][2]) for i in threaded]
-                results = await self._loop.run_in_executor(self._executor, _encode_batch, jobs)
+                results, busy = await self._loop.run_in_executor(
+                    self._executor, _encode_batch, jobs
+                )
                 self.thread_jobs += 1
+                self.worker_busy += busy
                 for i, result in zip(threaded, results, strict=True):
                     payloads[i] = result
         if after is not None and not after.done():
