@@ -36,7 +36,7 @@ pesq = pytest.importorskip("pesq")
 
 #: A roomy model playout buffer, so that a busy test machine's scheduling hiccups are
 #: not heard as gaps; lost packets still are.
-DEVICE_MS = 60.0
+DEVICE_MS = 120.0
 
 
 @pytest.fixture(scope="module")

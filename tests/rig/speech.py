@@ -17,10 +17,12 @@
   receiver measured, so a receive path that hands frames over late, in bursts or not at
   all is heard as such.
 * :func:`measure`: aligns the played signal to the original by cross-correlation
-  (the lag of the peak gives the start), scores the aligned part with ``pesq`` (``nb``
-  at 8 kHz, ``wb`` at 16 kHz) and gives the one-way latency from the same alignment:
-  the time the speech's first sample played minus ``sent_at``, less the model device's
-  buffer (so it is send hand-over to receive hand-over, as in bench/media_latency.py).
+  (the lag of the peak gives the start) and scores the aligned part with ``pesq``
+  (``nb`` at 8 kHz, ``wb`` at 16 kHz); the one-way latency (:func:`handover_latency`)
+  comes from the same alignment, refined per 0.5 s segment of speech on the stream as
+  handed over (no model device): receive hand-over minus send hand-over, as in
+  bench/media_latency.py, the median over the segments (so a receive path whose delay
+  changes during the call is given its typical delay, not its delay at the start).
 """
 
 from __future__ import annotations
@@ -226,6 +228,46 @@ def score(reference: Samples, degraded: Samples, rate: int) -> float:
     return float(pesq(rate, reference.astype(np.float64), degraded.astype(np.float64), mode))
 
 
+def handover_latency(
+    reference: Samples, rate: int, recorder: PlayoutRecorder, sent_at: float
+) -> tuple[float | None, int]:
+    """The one-way latency of the speech as handed over (median over its 0.5 s segments)
+    and how many segments were found.
+
+    As in bench/media_latency.py, each received sample has the time ``chunk's hand-over
+    time + index / rate`` (made non-decreasing), and each segment of the original sent at
+    ``sent_at + offset / rate`` is found near the global alignment by cross-correlation.
+    """
+    chunks = recorder.chunks
+    played_rate = chunks[0][2]
+    signal = np.concatenate([c[1] for c in chunks])
+    times = np.concatenate([c[0] + np.arange(c[1].size) / played_rate for c in chunks])
+    times = np.maximum.accumulate(times)
+    if played_rate != rate:
+        signal = resample_all(signal, played_rate, rate)
+        times = np.interp(np.arange(signal.size) * played_rate / rate, np.arange(times.size), times)
+    lag, _ = align(reference, signal)
+    ref = reference.astype(np.float64)
+    level = float(np.sqrt(np.mean(ref * ref)))
+    seg, slack = rate // 2, rate // 4
+    found: list[float] = []
+    for offset in range(0, reference.size - seg, seg):
+        part = reference[offset : offset + seg]
+        if float(np.sqrt(np.mean(part.astype(np.float64) ** 2))) < 0.25 * level:
+            continue  # a pause: nothing to find
+        lo = max(0, lag + offset - slack)
+        hi = min(signal.size, lag + offset + seg + slack)
+        if hi - lo < seg:
+            continue
+        local, peak = align(part, signal[lo:hi])
+        if peak < 0.5:
+            continue  # lost or concealed beyond recognition
+        found.append(float(times[lo + local]) - (sent_at + offset / rate))
+    if not found:
+        return None, 0
+    return float(np.median(found)) * 1000.0, len(found)
+
+
 def measure(
     reference: Samples,
     rate: int,
@@ -234,9 +276,10 @@ def measure(
     *,
     device_ms: float = 20.0,
 ) -> Quality:
-    """Score what ``recorder`` received against ``reference`` (at ``rate``; the
-    played signal is resampled to it) and give the one-way latency from ``sent_at``."""
-    played, played_rate, t0, gaps = recorder.timeline(device_ms)
+    """Score what ``recorder`` received against ``reference`` (at ``rate``; what the
+    model device plays is resampled to it) with PESQ, and give the one-way hand-over
+    latency (:func:`handover_latency`)."""
+    played, played_rate, _, gaps = recorder.timeline(device_ms)
     underflow_ms = round(1000.0 * gaps / played_rate, 1) if played_rate else 0.0
     if played.size == 0 or sent_at is None:
         return Quality(None, None, underflow_ms, 0.0, "nothing received or nothing sent")
@@ -245,15 +288,15 @@ def measure(
     degraded = signal[lag : lag + reference.size]
     if degraded.size < reference.size:
         degraded = np.concatenate([degraded, np.zeros(reference.size - degraded.size, np.int16)])
-    latency = (t0 + lag / rate - sent_at) * 1000.0 - device_ms
-    # The reference starts with PAD_S of silence before its speech; sent_at is the time
-    # of the reference's first sample, so the lag already accounts for it.
+    latency, _ = handover_latency(reference, rate, recorder, sent_at)
     try:
         value: float | None = round(score(reference, degraded, rate), 3)
         error = None
     except Exception as exc:  # pesq raises its own errors on unusable input
         value, error = None, f"{type(exc).__name__}: {exc}"
-    return Quality(value, round(latency, 1), underflow_ms, round(peak, 3), error)
+    return Quality(
+        value, None if latency is None else round(latency, 1), underflow_ms, round(peak, 3), error
+    )
 
 
 async def call_ours(
