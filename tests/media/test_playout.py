@@ -111,6 +111,59 @@ def test_a_burst_is_compressed_gently_not_dropped() -> None:
     assert stats.concealment_events == 0
 
 
+def test_a_start_up_burst_does_not_keep_the_buffer_deep() -> None:
+    """The first 400 ms arrive at once (the path was slow while the call came up), then
+    20 ms +- 15 ms jitter: the backlog goes and the buffer settles at what the jitter
+    needs (it used to sit near 100 ms: the burst inflated the target for seconds, and the
+    depth was held above target + hysteresis at its lowest, counting the jitter twice)."""
+    for seed in range(3):
+        clock, rng = Clock(), np.random.default_rng(seed)
+        buffer = PlayoutBuffer(clock=clock)
+        count = 750
+        x = voice(count * 0.02 + 1)
+        sends = np.arange(count) * 0.02
+        delays = np.maximum(0.0, 0.02 + rng.normal(0, 0.015, count))
+        arrivals = np.maximum.accumulate(sends + delays)
+        arrivals[:20] = arrivals[20]
+        events = sorted([(float(a), 0, i) for i, a in enumerate(arrivals)]
+                        + [(float(s) + 0.007, 1, i) for i, s in enumerate(sends)])
+        depths: list[float] = []
+        for at, kind, i in events:
+            clock.now = at
+            if kind == 0:
+                buffer.push(x[i * N : (i + 1) * N], RATE)
+            else:
+                buffer.pull(RATE)
+                depths.append(buffer.depth_ms)
+        late = np.mean(depths[count // 2 :])
+        assert late < 65.0, f"seed {seed}: {late:.0f} ms, {buffer.stats()}"
+        assert buffer.target_ms < 60.0
+        assert buffer.stats().concealment_events < 10
+
+
+def test_after_the_far_end_went_quiet_the_buffer_starts_shallow_again() -> None:
+    """Hold or DTX: nothing arrives for a second, then audio flows again on a clean
+    network; the gap is not taken for jitter (it used to push the target to the max)."""
+    clock, rng = Clock(), np.random.default_rng(4)
+    buffer = PlayoutBuffer(clock=clock)
+    x = voice(30)
+    run(buffer, clock, x, 0, 250, 0.0, rng)
+    gap = [buffer.pull(RATE) for clock.now in (250 + np.arange(50)) * 0.02 + 0.007]
+    assert gap[-1] is None  # a second of pulls with nothing pushed: waiting again
+    # The sender resumes; its media continues where it stopped.
+    played, depths = [], []
+    for i in range(250):
+        at = (300 + i) * 0.02
+        clock.now = at + 0.02
+        buffer.push(x[(250 + i) * N : (251 + i) * N], RATE)
+        clock.now = at + 0.027
+        played.append(buffer.pull(RATE))
+        depths.append(buffer.depth_ms)
+    assert buffer.target_ms < 20.0
+    assert np.mean(depths[50:]) <= 40.0
+    assert all(f is not None for f in played[5:])
+
+
 def test_bad_depths_are_refused() -> None:
     with pytest.raises(ValueError, match="min_depth_ms"):
         PlayoutBuffer(min_depth_ms=50, max_depth_ms=20)

@@ -15,6 +15,9 @@ Policy
   target depth is the :data:`DEPTH_QUANTILE` quantile of those delays (the same measure
   as the lean receive path's reorder wait, :mod:`exotel_voice.media.jitter`), never below
   ``min_depth_ms``; it grows at once and shrinks by at most :data:`SHRINK_PER_SECOND`.
+  Only chunks pushed while playing count: the window starts afresh each time playing
+  starts, so a start-up burst, or the first audio after the far end went quiet (whose
+  media time does not know about the gap), is not taken for jitter.
 * **Prefetch.**  Playing starts (and restarts after a long gap) once ``target`` plus one
   frame is buffered; until then :meth:`PlayoutBuffer.pull` returns ``None`` (silence).
 * **Underflow plays concealment, not zeros**: a pitch repeat of what was just played
@@ -23,9 +26,15 @@ Policy
   one frame deeper: that is how the depth grows to what the jitter needs.  After
   :data:`RESTART_AFTER_MS` of underflow (the far end went quiet: hold, DTX) the buffer goes
   back to prefetching.
-* **Too deep: compress gently.**  When the audio left after each pull stayed above
-  ``target + HYSTERESIS_MS`` for a whole :data:`COMPRESS_WINDOW` of pulls, one pitch
-  period (at most 15 ms) is cut out of the next frame, its ends cross-faded (the frame
+* **Too deep: compress gently.**  What is compared with the target is the *playout
+  delay*: how much later than the fastest recent arrival the audio pulled is played
+  (the depth left after the pull plus the time since that media would have arrived on
+  the fastest path).  The depth itself swings with each chunk's own lateness (shallow
+  after a late chunk, deep after an early one) while the playout delay stays put, so
+  holding the depth's low point above the target would count the jitter twice.  When
+  the playout delay stayed above ``target + HYSTERESIS_MS`` for a whole
+  :data:`COMPRESS_WINDOW` of pulls, one pitch period (at most 15 ms, and never more
+  than is buffered) is cut out of the next frame, its ends cross-faded (the frame
   keeps its length, the listener hears the same sound slightly shorter).  Above
   ``max_depth_ms`` the oldest audio is dropped outright.
 
@@ -63,7 +72,7 @@ ARRIVAL_WINDOW = 250
 DEPTH_QUANTILE = 0.95
 #: Fastest the target shrinks, in ms of depth per second.
 SHRINK_PER_SECOND = 20.0
-#: Depth above the target tolerated before compressing, ms.
+#: Playout delay above the target tolerated before compressing, ms.
 HYSTERESIS_MS = 15.0
 #: Pulls (20 ms each) the buffer must stay too deep for before one compression (0.2 s).
 COMPRESS_WINDOW = 10
@@ -123,6 +132,7 @@ class PlayoutBuffer:
         self._pending: Samples = np.zeros(0, dtype=np.int16)
         self._transits: collections.deque[float] = collections.deque(maxlen=ARRIVAL_WINDOW)
         self._media_time = 0.0
+        self._min_transit = float("inf")
         self._since_recompute = 0
         self._target_ms = min_depth_ms
         self._target_at: float | None = None
@@ -146,12 +156,18 @@ class PlayoutBuffer:
         self.chunks_in += 1
         self._fifo = np.concatenate([self._fifo, samples]) if self._fifo.size else samples.copy()
         # Arrival pattern: when this chunk's first sample arrived against its media time.
-        self._transits.append(now - self._media_time)
+        # Only while playing: what arrives before (a start-up burst, the first audio after
+        # the far end went quiet) cannot come too late, and its timing against the media
+        # clock says nothing about the path once audio flows.
+        if self._playing:
+            transit = now - self._media_time
+            self._transits.append(transit)
+            self._min_transit = min(self._min_transit, transit)
+            self._since_recompute += 1
+            if self._since_recompute >= _RECOMPUTE_EVERY or len(self._transits) < _RECOMPUTE_EVERY:
+                self._since_recompute = 0
+                self._update_target(now)
         self._media_time += samples.size / sample_rate
-        self._since_recompute += 1
-        if self._since_recompute >= _RECOMPUTE_EVERY or len(self._transits) < _RECOMPUTE_EVERY:
-            self._since_recompute = 0
-            self._update_target(now)
         limit = int(sample_rate * self.max_depth_ms / 1000)
         if self._fifo.size > limit:
             keep = int(sample_rate * (self._target_ms + FRAME_MS) / 1000)
@@ -221,14 +237,16 @@ class PlayoutBuffer:
         self._pending = np.zeros(0, dtype=np.int16)
         self._transits.clear()
         self._media_time = 0.0
+        self._min_transit = float("inf")
         self._playing = False
         self._low_ms, self._low_pulls = float("inf"), 0
 
     def _update_target(self, now: float) -> None:
         transits = np.fromiter(self._transits, dtype=np.float64, count=len(self._transits))
+        self._min_transit = float(transits.min())
         wanted = max(
             self.min_depth_ms,
-            float(np.quantile(transits - transits.min(), DEPTH_QUANTILE)) * 1000.0,
+            float(np.quantile(transits - self._min_transit, DEPTH_QUANTILE)) * 1000.0,
         )
         wanted = min(wanted, self.max_depth_ms - FRAME_MS)
         if wanted >= self._target_ms or self._target_at is None:
@@ -251,6 +269,10 @@ class PlayoutBuffer:
             self._playing = True
             self._underflow_ms = 0.0
             self._low_ms, self._low_pulls = float("inf"), 0
+            # The arrival pattern starts afresh with the audio that flows from now on.
+            self._transits.clear()
+            self._min_transit = float("inf")
+            self._since_recompute = 0
         if depth < n:
             # Underflow: conceal the frame; keep what did arrive for after it.
             self._underflow_ms += FRAME_MS
@@ -262,9 +284,9 @@ class PlayoutBuffer:
             self._low_ms, self._low_pulls = float("inf"), 0
             return concealer.conceal(n)
         self._underflow_ms = 0.0
-        left_ms = (depth - n) * 1000.0 / rate
-        self._low_ms = min(self._low_ms, left_ms)
-        self._low_pulls += 1
+        if self._transits:
+            self._low_ms = min(self._low_ms, self._playout_delay_ms(depth - n))
+            self._low_pulls += 1
         cut = 0
         if self._low_pulls >= COMPRESS_WINDOW:
             excess = self._low_ms - self._target_ms - HYSTERESIS_MS
@@ -282,11 +304,25 @@ class PlayoutBuffer:
             frame, self._fifo = self._fifo[:n], self._fifo[n:]
         return concealer.good(frame)
 
+    def _playout_delay_ms(self, left: int) -> float:
+        """How much later than the fastest recent arrival the frame being pulled ends, ms.
+
+        ``left`` samples stay buffered after it, so it ends at media time ``m``; it plays
+        now, and the fastest path would have delivered the audio up to ``m`` at
+        ``m + min transit``.  Unlike the depth, this does not swing with
+        each chunk's own lateness (a late chunk leaves the buffer shallow, an early one
+        deep, the playout point is the same), so it is what the target is compared with.
+        """
+        rate = self._rate
+        assert rate is not None
+        media_played = self._media_time - left / rate
+        return (self._clock() - media_played - self._min_transit) * 1000.0
+
     def _cut_length(self, budget_ms: float, n: int) -> int:
         """Samples to cut from the next frame: a pitch period within ``budget_ms``."""
         rate = self._rate
         assert rate is not None
-        budget = int(rate * budget_ms / 1000)
+        budget = min(int(rate * budget_ms / 1000), self._fifo.size - n)
         if budget < rate // 400:  # under 2.5 ms: not worth a seam
             return 0
         window = self._fifo[: n + budget].astype(np.float64)
