@@ -88,6 +88,7 @@ from tests.rig.speech import (  # noqa: E402
     call_ours,
     make_speech,
     measure,
+    through_playout,
     write_wav,
 )
 
@@ -339,10 +340,15 @@ async def one(
     started = time.monotonic()
     error = None
     quality = Quality(None, None, 0.0, 0.0, None)
+    playout: Quality | None = None
     async with ImpairmentRelay(CONDITIONS[condition]) as relay:
         try:
             recorder, source = await caller(speech, rate, codec, relay)
             quality = measure(speech, rate, recorder, source.sent_at, device_ms=DEVICE_MS)
+            if subject == "ours":
+                played = through_playout(recorder)
+                if played is not None:
+                    playout = measure(speech, rate, played, source.sent_at, device_ms=0.0)
             keep = os.environ.get("BENCH_QUALITY_KEEP")
             if keep:
                 played, played_rate, _, _ = recorder.timeline(DEVICE_MS)
@@ -365,7 +371,13 @@ async def one(
         + (f" ERROR {error}" if error else ""),
         flush=True,
     )
-    return {
+    if playout is not None:
+        print(
+            f"  {condition:11s} {codec:4s} {'ours+playout':12s} PESQ {playout.pesq} latency "
+            f"{playout.latency_ms} ms (the same call through PlayoutBuffer on a 20 ms clock)",
+            flush=True,
+        )
+    result = {
         "condition": condition,
         "codec": codec,
         "subject": subject,
@@ -376,6 +388,13 @@ async def one(
         "error": error,
         "relay": figures,
     }
+    if playout is not None:
+        result["playout"] = {
+            "pesq": playout.pesq,
+            "latency_ms": playout.latency_ms,
+            "error": playout.error,
+        }
+    return result
 
 
 def _median(values: list[float]) -> float | None:
@@ -390,11 +409,19 @@ def summarize(runs: list[dict[str, Any]], subjects: list[str]) -> list[dict[str,
     for condition, codec in keys:
         row: dict[str, Any] = {"condition": condition, "codec": codec}
         cell = [r for r in runs if r["condition"] == condition and r["codec"] == codec]
-        for subject in subjects:
+        for subject in [s for s in subjects if s != "ours+playout"]:
             mine = [r for r in cell if r["subject"] == subject]
             row[f"{subject}_pesq"] = _median([r["pesq"] for r in mine if r["pesq"] is not None])
             row[f"{subject}_ms"] = _median(
                 [r["latency_ms"] for r in mine if r["latency_ms"] is not None]
+            )
+        with_playout = [r["playout"] for r in cell if r["subject"] == "ours" and "playout" in r]
+        if with_playout:
+            row["ours+playout_pesq"] = _median(
+                [p["pesq"] for p in with_playout if p["pesq"] is not None]
+            )
+            row["ours+playout_ms"] = _median(
+                [p["latency_ms"] for p in with_playout if p["latency_ms"] is not None]
             )
         net = [r["relay"]["a->b"] for r in cell]
         row["net_loss_pct"] = _median([n["loss_pct"] for n in net])
@@ -405,19 +432,20 @@ def summarize(runs: list[dict[str, Any]], subjects: list[str]) -> list[dict[str,
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's goals per row: PESQ >= Chromium's - 0.2 and > aiortc's; latency <= half
-    of aiortc's."""
+    """The issue's goals per row, for ours as handed over and ours through the playout
+    buffer: PESQ >= Chromium's - 0.2 and > aiortc's; latency <= half of aiortc's."""
     out: dict[str, Any] = {}
     for row in rows:
         name = f"{row['condition']}/{row['codec']}"
-        ours, raw, chrome = row.get("ours_pesq"), row.get("aiortc_pesq"), row.get("chromium_pesq")
-        if ours is not None and chrome is not None:
-            out[f"{name}: PESQ >= chromium - 0.2"] = ours >= chrome - 0.2
-        if ours is not None and raw is not None:
-            out[f"{name}: PESQ > aiortc"] = ours > raw
-        ours_ms, raw_ms = row.get("ours_ms"), row.get("aiortc_ms")
-        if ours_ms is not None and raw_ms is not None:
-            out[f"{name}: latency <= aiortc / 2"] = ours_ms <= raw_ms / 2
+        raw, chrome, raw_ms = row.get("aiortc_pesq"), row.get("chromium_pesq"), row.get("aiortc_ms")
+        for mine in ("ours", "ours+playout"):
+            ours, ours_ms = row.get(f"{mine}_pesq"), row.get(f"{mine}_ms")
+            if ours is not None and chrome is not None:
+                out[f"{name}: {mine} PESQ >= chromium - 0.2"] = ours >= chrome - 0.2
+            if ours is not None and raw is not None:
+                out[f"{name}: {mine} PESQ > aiortc"] = ours > raw
+            if ours_ms is not None and raw_ms is not None:
+                out[f"{name}: {mine} latency <= aiortc / 2"] = ours_ms <= raw_ms / 2
     return out
 
 
@@ -468,6 +496,8 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
         runs = asyncio.run(run(subjects, codecs, conditions, rounds, Path(tmp)))
     subjects = [s for s in subjects if any(r["subject"] == s for r in runs)]
+    if any("playout" in r for r in runs):
+        subjects.insert(subjects.index("ours") + 1, "ours+playout")
     rows = summarize(runs, subjects)
     print(markdown(rows, subjects))
     return {

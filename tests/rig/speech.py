@@ -192,6 +192,40 @@ class PlayoutRecorder(AudioSink):
         return np.concatenate(parts), rate, t0, gaps
 
 
+def through_playout(recorder: PlayoutRecorder, *, tail: float = 0.5) -> PlayoutRecorder | None:
+    """What the SDK's own playout buffer (``exotel_voice.media.playout.PlayoutBuffer``,
+    the policy ``DeviceSink`` plays with) would play of ``recorder``'s chunks, pulled
+    every 20 ms by a device clock that starts with the first chunk: the recorded arrivals
+    replayed on a simulated clock (the buffer's clock is injected), so it is exact and
+    costs no second call.  The result's chunks are the frames pulled, each at its pull
+    time (``None`` pulls play silence).  None when the SDK has no playout buffer."""
+    try:
+        from exotel_voice.media.playout import PlayoutBuffer
+    except ImportError:
+        return None
+    if not recorder.chunks:
+        return PlayoutRecorder()
+    now = [recorder.chunks[0][0]]
+    buffer = PlayoutBuffer(clock=lambda: now[0])
+    rate = recorder.chunks[0][2]
+    n = samples_per_frame(rate)
+    out = PlayoutRecorder()
+    pull_at = recorder.chunks[0][0]
+    end = recorder.chunks[-1][0] + tail
+    pending = list(recorder.chunks)
+    i = 0
+    while pull_at <= end:
+        while i < len(pending) and pending[i][0] <= pull_at:
+            now[0] = pending[i][0]
+            buffer.push(pending[i][1], pending[i][2])
+            i += 1
+        now[0] = pull_at
+        frame = buffer.pull(rate)
+        out.chunks.append((pull_at, np.zeros(n, np.int16) if frame is None else frame, rate))
+        pull_at += n / rate
+    return out
+
+
 @dataclass
 class Quality:
     """One scored transfer of the speech."""
