@@ -96,12 +96,16 @@ async def run_clock(stall: float, legs: int = 2 * PHASE_FILL + 3) -> tuple[SendC
     assert len({clock.phase_of(s) for s in senders}) == 3
     async with asyncio.timeout(10):
         await virtual.ended.wait()
-        # The sub-ticks still in flight finish (the schedule itself is stopped).
-        while True:
-            counts = [s.packets for s in senders]
-            await asyncio.sleep(0.02)
-            if counts == [s.packets for s in senders]:
+        # The sub-ticks still in flight finish (the schedule itself is stopped): until
+        # every frame is accounted for, or nothing moved for half a second.
+        still = 0
+        while still < 25:
+            counts = [s.frames_sent + s.frames_dropped for s in senders]
+            if min(counts) >= FRAMES:
                 break
+            await asyncio.sleep(0.02)
+            moved = counts != [s.frames_sent + s.frames_dropped for s in senders]
+            still = 0 if moved else still + 1
     for sender in senders:
         clock.remove(sender)
     return clock, [(s, t.sent) for s, t in zip(senders, transports, strict=True)]
