@@ -632,19 +632,22 @@ def table(summaries: list[Summary], baresip: dict[str, Any] | None) -> str:
 
 
 TARGET_LEGS = 50
+#: Legs per step; past 80 the ramp looks for the step where the send clock stops.
+DEFAULT_STEPS = "10,20,30,40,50,60,70,80,120,160,200"
 
 
 def main() -> dict[str, Any]:
     """Run the capacity ramp; settings from the environment:
 
-    ``BENCH_CAPACITY_STEPS`` (legs, default ``10,20,30,40,50,60,70,80``),
+    ``BENCH_CAPACITY_STEPS`` (legs, default ``10,20,30,40,50,60,70,80,120,160,200``: past
+    80 to find where the send clock stops),
     ``BENCH_CAPACITY_WINDOW`` (seconds per step, default 8), ``BENCH_CAPACITY_SETTLE``
     (default 2), ``BENCH_CAPACITY_CODECS`` (default ``PCMU,opus``),
     ``BENCH_CAPACITY_PEERS`` (default ``aiortc,ours``), ``BENCH_CAPACITY_BARESIP=0`` to skip it.
     """
     steps = [
         max(2, min(int(x), 400))
-        for x in os.environ.get("BENCH_CAPACITY_STEPS", "10,20,30,40,50,60,70,80").split(",")
+        for x in os.environ.get("BENCH_CAPACITY_STEPS", DEFAULT_STEPS).split(",")
     ]
     window = max(1.0, min(float(os.environ.get("BENCH_CAPACITY_WINDOW", "8")), 60.0))
     settle = max(0.0, min(float(os.environ.get("BENCH_CAPACITY_SETTLE", "2")), 30.0))
