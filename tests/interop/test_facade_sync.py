@@ -89,8 +89,13 @@ class Recorder:
         self._add(("session", state, phone))
 
     def kinds(self, kind: str) -> list[str]:
+        """The words said to ``kind``'s callback, without the media's ICE states: like the
+        JS SDK's, they interleave with the call's own words at the network's pace."""
         with self._cond:
-            return [e[1] for e in self.events if e[0] == kind]
+            return [
+                e[1] for e in self.events
+                if e[0] == kind and not e[1].startswith("ice_connection_state_")
+            ]
 
     def wait(self, kind: str, value: str, timeout: float = 10.0, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
