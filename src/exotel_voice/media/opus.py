@@ -19,6 +19,17 @@ expected loss of :data:`DEFAULT_PACKET_LOSS_PERC` % (``OPUS_SET_PACKET_LOSS_PERC
 packet carries a low-bit-rate copy of the previous frame (LBRR) that the far end's decoder
 uses when that frame is lost, as ours does (:meth:`OpusDecoder.decode_fec`).
 
+Adaptive FEC (a call's encoder): libopus adds LBRR only while the expected loss is above
+0 %, and it costs encode time and bits, so a call's encoder (the lean send path,
+:func:`~exotel_voice.media.sender.make_encoder`) starts at 0 % (no LBRR on a clean
+network) and follows the loss the far end reports for our stream in its RTCP report
+blocks, as WebRTC does: :func:`adapt_expected_loss` smooths the reported fractions (up
+quickly, down slowly), rounds and caps them at :data:`MAX_EXPECTED_LOSS_PERC`, and
+:meth:`OpusEncoder.set_packet_loss_perc` hands the result to libopus before the next
+frame.  FEC stays enabled throughout, so LBRR appears with the first report of loss and
+fades once the reports show none.  (On aiortc's path, ``EXOTEL_VOICE_AIORTC_COMPAT=off``,
+aiortc encodes with its own settings and none of this applies.)
+
 Decoding a lost frame: :meth:`OpusDecoder.conceal` runs libopus's own concealment
 (``opus_decode`` with no packet), :meth:`OpusDecoder.decode_fec` rebuilds it from the next
 packet's FEC (``decode_fec=1``).  A lower complexity is not cheaper for
@@ -49,16 +60,30 @@ from .pcm import Samples
 __all__ = [
     "DEFAULT_COMPLEXITY",
     "DEFAULT_PACKET_LOSS_PERC",
+    "LOSS_FALL_WEIGHT",
+    "LOSS_RISE_WEIGHT",
+    "MAX_EXPECTED_LOSS_PERC",
     "OpusDecoder",
     "OpusEncoder",
     "OpusError",
+    "adapt_expected_loss",
     "load",
 ]
 
 #: Encoder complexity (0-10) used unless the caller asks otherwise.
 DEFAULT_COMPLEXITY = 10
-#: Packet loss (percent) the encoder is told to expect: how much in-band FEC it adds.
+#: Packet loss (percent) an :class:`OpusEncoder` is told to expect unless the caller
+#: says otherwise: how much in-band FEC it adds.  A call's encoder starts at 0 and adapts
+#: (:func:`adapt_expected_loss`).
 DEFAULT_PACKET_LOSS_PERC = 10
+#: The highest expected loss the adaptive policy asks for (percent): above it more FEC
+#: only takes bits from the frames themselves.
+MAX_EXPECTED_LOSS_PERC = 20
+#: Weight of a new RTCP report in the smoothed loss when it is higher than the estimate
+#: (FEC appears with the first report of loss) ...
+LOSS_RISE_WEIGHT = 0.5
+#: ... and when it is lower (FEC fades over a few reports once the loss is gone).
+LOSS_FALL_WEIGHT = 0.25
 
 _APPLICATION_VOIP = 2048
 _SET_BITRATE = 4002
@@ -72,6 +97,32 @@ _FRAME_SIZES = frozenset({120, 240, 480, 960, 1920, 2880})
 
 class OpusError(RuntimeError):
     """libopus returned an error code."""
+
+
+def adapt_expected_loss(estimate: float, fraction_lost: float) -> tuple[float, int]:
+    """The adaptive FEC policy: one far-end report in, the encoder's expected loss out.
+
+    Args:
+        estimate: the smoothed loss so far, 0.0 to 1.0 (0.0 at the start of a call).
+        fraction_lost: the fraction of our packets the far end's latest RTCP report block
+            says it lost in its interval, 0.0 to 1.0 (the 8-bit field divided by 256).
+
+    Returns:
+        ``(estimate, percent)``: the new smoothed loss (an exponential average weighted
+        :data:`LOSS_RISE_WEIGHT` towards a higher report, :data:`LOSS_FALL_WEIGHT` towards
+        a lower one) and the whole percentage to give
+        :meth:`OpusEncoder.set_packet_loss_perc`: rounded, at most
+        :data:`MAX_EXPECTED_LOSS_PERC` (below 0.5 % it is 0: no FEC).
+
+    Raises:
+        ValueError: ``estimate`` or ``fraction_lost`` is not a number from 0 to 1.
+    """
+    for name, value in (("estimate", estimate), ("fraction_lost", fraction_lost)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a fraction from 0 to 1, got {value!r}")
+    weight = LOSS_RISE_WEIGHT if fraction_lost > estimate else LOSS_FALL_WEIGHT
+    estimate = float(estimate + weight * (fraction_lost - estimate))
+    return estimate, min(MAX_EXPECTED_LOSS_PERC, int(estimate * 100 + 0.5))
 
 
 _lib: Any = None
@@ -155,8 +206,10 @@ class OpusEncoder:
     Args:
         bit_rate: target bit rate in bit/s.
         complexity: 0 (cheapest) to 10 (libavcodec's default).
-        fec: add in-band FEC (LBRR) for the far end's decoder.
-        packet_loss_perc: the loss (0-100 %) the encoder prepares for.
+        fec: add in-band FEC (LBRR) for the far end's decoder (libopus adds it only
+            while ``packet_loss_perc`` is above 0).
+        packet_loss_perc: the loss (0-100 %) the encoder prepares for; changed during a
+            call with :meth:`set_packet_loss_perc`.
     """
 
     sample_rate = 48000
@@ -193,12 +246,43 @@ class OpusEncoder:
         self.complexity = complexity
         self.bit_rate = bit_rate
         self.fec = fec
-        self.packet_loss_perc = packet_loss_perc
+        self._ctl = lib.opus_encoder_ctl
+        self._wanted_loss = self._applied_loss = packet_loss_perc
+
+    @property
+    def packet_loss_perc(self) -> int:
+        """The expected loss (percent) asked for last; libopus has it from the next frame."""
+        return self._wanted_loss
+
+    def set_packet_loss_perc(self, percent: int) -> None:
+        """Tell the encoder to expect ``percent`` % loss (``OPUS_SET_PACKET_LOSS_PERC``).
+
+        Safe to call from any thread while another thread encodes: the value is only
+        recorded here, and the thread that encodes hands it to libopus before its next
+        frame (an encoder state is never touched by two threads at once).
+
+        Raises:
+            ValueError: ``percent`` is not a whole number from 0 to 100.
+        """
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise ValueError(
+                f"packet loss must be a whole percentage from 0 to 100, got {percent!r}"
+            )
+        self._wanted_loss = percent
 
     def encode(self, samples: Samples) -> bytes:
         """One packet from 2.5-60 ms of mono int16 samples (960 for 20 ms)."""
         if samples.size not in _FRAME_SIZES:
             raise ValueError(f"Opus cannot encode a frame of {samples.size} samples")
+        wanted = self._wanted_loss
+        if wanted != self._applied_loss:
+            rc = self._ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_PACKET_LOSS_PERC),
+                           ctypes.c_int32(wanted))
+            if rc != 0:
+                raise OpusError(
+                    f"opus_encoder_ctl(OPUS_SET_PACKET_LOSS_PERC, {wanted}) failed: {rc}"
+                )
+            self._applied_loss = wanted
         if samples.dtype != np.int16 or not samples.flags.c_contiguous:
             samples = np.ascontiguousarray(samples, dtype=np.int16)
         n = self._encode(

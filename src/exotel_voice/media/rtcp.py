@@ -37,6 +37,7 @@ import collections
 import math
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -470,6 +471,9 @@ class RtcpSession:
         self._we_sent_since_report = False
         #: ``(ssrc, lsr, arrival)`` of an SR that came before its source's first RTP.
         self._pending_sr: tuple[int, int, float] | None = None
+        #: Called with :attr:`remote` each time a report block about our stream arrives
+        #: (the session adapts its Opus encoder's FEC to the loss in it).
+        self.on_remote_report: Callable[[RemoteView], None] | None = None
 
     # -- our RTP --
 
@@ -598,3 +602,5 @@ class RtcpSession:
             highest_sequence=block.highest_sequence,
             at=wallclock,
         )
+        if self.on_remote_report is not None:
+            self.on_remote_report(self.remote)

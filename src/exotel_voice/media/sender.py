@@ -105,6 +105,11 @@ class AudioEncoder:
 
     ``releases_gil``: ``encode`` spends its time in C with the GIL released (libopus
     through ctypes), so the :class:`SendClock` may run it on its worker thread.
+
+    ``set_packet_loss_perc``: for an encoder with in-band FEC (Opus through libopus), tells
+    it the loss to expect (:meth:`OpusEncoder.set_packet_loss_perc
+    <exotel_voice.media.opus.OpusEncoder.set_packet_loss_perc>`, safe from the loop thread
+    while the worker encodes); ``None`` for the others.
     """
 
     def __init__(
@@ -114,11 +119,13 @@ class AudioEncoder:
         encode: Callable[[Samples], bytes],
         *,
         releases_gil: bool = False,
+        set_packet_loss_perc: Callable[[int], None] | None = None,
     ) -> None:
         self.sample_rate = sample_rate
         self.ticks_per_frame = ticks_per_frame
         self.encode = encode
         self.releases_gil = releases_gil
+        self.set_packet_loss_perc = set_packet_loss_perc
 
 
 class _PyAvEncoder:
@@ -155,8 +162,12 @@ def make_encoder(name: str) -> AudioEncoder | None:
     if key == "opus":
         # Mono, as browsers send by default; 48 kbit/s is transparent for speech.
         # libopus directly when it loads (see media/opus.py), else through PyAV.
+        # In-band FEC on, but no loss expected until the far end reports some
+        # (LeanSender.far_end_loss): no LBRR bits or encode time on a clean network.
         if opus.load() is not None:
-            return AudioEncoder(48000, 960, opus.OpusEncoder(48000).encode, releases_gil=True)
+            encoder = opus.OpusEncoder(48000, packet_loss_perc=0)
+            return AudioEncoder(48000, 960, encoder.encode, releases_gil=True,
+                                set_packet_loss_perc=encoder.set_packet_loss_perc)
         return AudioEncoder(48000, 960, _PyAvEncoder("libopus", 48000, 48000).encode)
     if key == "g722":
         # G.722 encodes 16 kHz audio but its RTP clock runs at 8 kHz (RFC 3551 §4.5.2).
@@ -437,6 +448,10 @@ class LeanSender:
         self.frames_dropped = 0
         self._ready = False
         self.send_now: Callable[[bytes], bool] | None = None
+        #: The loss (percent) our encoder's in-band FEC prepares for, from the far end's
+        #: reports (:meth:`far_end_loss`); 0 until it reports loss.
+        self.expected_loss_perc = 0
+        self._loss_estimate = 0.0
 
     def configure(self, name: str, clock_rate: int, payload_type: int) -> None:
         """Set the negotiated codec (a new encoder only if the codec changed)."""
@@ -444,7 +459,28 @@ class LeanSender:
             self._encoder = make_encoder(name)
             self._codec = (name.lower(), clock_rate)
             self._marker = True
+            self._apply_expected_loss()
         self._payload_type = payload_type
+
+    def far_end_loss(self, fraction_lost: float) -> None:
+        """The far end's RTCP report block says it lost ``fraction_lost`` (0.0-1.0) of our
+        packets in its last interval: adapt the encoder's in-band FEC
+        (:func:`~exotel_voice.media.opus.adapt_expected_loss`).  Only an Opus encoder
+        through libopus has FEC to adapt; the estimate is kept for a later codec change.
+
+        Raises:
+            ValueError: ``fraction_lost`` is not a number from 0 to 1.
+        """
+        self._loss_estimate, percent = opus.adapt_expected_loss(self._loss_estimate,
+                                                                 fraction_lost)
+        if percent != self.expected_loss_perc:
+            self.expected_loss_perc = percent
+            self._apply_expected_loss()
+
+    def _apply_expected_loss(self) -> None:
+        encoder = self._encoder
+        if encoder is not None and encoder.set_packet_loss_perc is not None:
+            encoder.set_packet_loss_perc(self.expected_loss_perc)
 
     def set_header_extensions(self, parameters: Any) -> None:
         """aiortc's sender started with ``parameters`` (``RTCRtpSendParameters``): send from now

@@ -89,7 +89,7 @@ from .jitter import LeanReceiver, ReceiveStats
 from .liveness import DtlsState, IceState, LivenessMonitor, MediaHealthEvent
 from .pcm import FRAME_MS, Samples, frame_to_samples, samples_per_frame, samples_to_frame
 from .quality_stats import CallStats
-from .rtcp import RtcpSession, report_interval
+from .rtcp import RemoteView, RtcpSession, report_interval
 from .sender import LeanSender, SendClock
 from .sinks import AudioSink, FrameSink
 from .sources import AudioSource, FrameSource, PcmFrame, SilenceSource
@@ -902,12 +902,19 @@ class MediaSession:
         """Lean path: our RTCP takes over from aiortc's sender reports (see media/rtcp.py)."""
         if self._rtcp is None:
             self._rtcp = RtcpSession(tap.ssrc, self._cname)
+            self._rtcp.on_remote_report = self._far_end_report
         tap.rtcp = self._rtcp
         tap.receive_clocks = {pt: clock for pt, (_, clock) in audio.items()}
         if codec is not None:
             self._rtcp.set_send_clock(codec[1])
         if self._rtcp_task is None:
             self._rtcp_task = asyncio.get_running_loop().create_task(self._rtcp_loop())
+
+    def _far_end_report(self, view: RemoteView) -> None:
+        """The far end reported on our stream: our Opus encoder's in-band FEC follows the
+        loss it saw (media/opus.py, adaptive FEC; on aiortc's path aiortc encodes)."""
+        if self._lean_sender is not None:
+            self._lean_sender.far_end_loss(view.fraction_lost)
 
     async def _rtcp_loop(self) -> None:
         loop = asyncio.get_running_loop()
