@@ -3,7 +3,8 @@
 aiortc builds and parses the descriptions (``aiortc.sdp``); what it does not do is here.
 :func:`check_remote` refuses, naming why, a remote SDP that is not valid SDP or that aiortc
 would take but could not use. aiortc knows nothing about RFC 4733 ``telephone-event``, so
-the session adds it to the SDP it sends and reads it from the SDP it receives here. The
+the session adds it to the SDP it sends and reads it from the SDP it receives here; nor
+does it announce Opus in-band FEC (:func:`with_opus_fec`). The
 functions work on plain strings and keep every line they do not understand, in order.
 """
 
@@ -263,6 +264,52 @@ def add_telephone_events(sdp: str, events: list[PayloadFormat]) -> str:
         added.append(f"a=fmtp:{e.payload_type} 0-16")
     lines[insert_at:insert_at] = added
     return _join(lines)
+
+
+def with_opus_fec(sdp: str) -> str:
+    """Return ``sdp`` with ``useinbandfec=1`` in the ``a=fmtp`` of each Opus format of the
+    audio section (RFC 7587 §6.1: the receiver can use the sender's in-band FEC).
+
+    aiortc's Opus codec has no format parameters (and ``setCodecPreferences`` only takes
+    its own capabilities), so the line is added here.  An existing ``a=fmtp`` keeps its
+    other parameters (``minptime=10`` ...) and gets ``useinbandfec=1`` appended, or set
+    if it said ``useinbandfec=0``; without one, ``a=fmtp:<pt> useinbandfec=1`` follows
+    the format's ``a=rtpmap``.
+    """
+    lines = _split(sdp)
+    bounds = _audio_bounds(lines)
+    if bounds is None:
+        return sdp
+    start, end = bounds
+    changed = False
+    for fmt in audio_formats(sdp):
+        if fmt.name.lower() != "opus":
+            continue
+        prefix = f"a=fmtp:{fmt.payload_type} "
+        fmtp = next((i for i in range(start + 1, end) if lines[i].startswith(prefix)), None)
+        if fmtp is None:
+            rtpmap = next(
+                (i for i in range(start + 1, end)
+                 if lines[i].lower().startswith(f"a=rtpmap:{fmt.payload_type} ")),
+                None,
+            )
+            at = start + 1 if rtpmap is None else rtpmap + 1
+            lines.insert(at, f"{prefix}useinbandfec=1")
+            end += 1
+            changed = True
+            continue
+        params = [p.strip() for p in lines[fmtp][len(prefix):].split(";") if p.strip()]
+        keys = [p.split("=", 1)[0].strip().lower() for p in params]
+        if "useinbandfec" in keys:
+            at = keys.index("useinbandfec")
+            if params[at].replace(" ", "").lower() == "useinbandfec=1":
+                continue
+            params[at] = "useinbandfec=1"
+        else:
+            params.append("useinbandfec=1")
+        lines[fmtp] = prefix + ";".join(params)
+        changed = True
+    return _join(lines) if changed else sdp
 
 
 def free_payload_type(sdp: str, preferred: int) -> int:

@@ -550,7 +550,7 @@ class MediaSession:
                 offer = self._keep_negotiated(offer)
             apply_gathering_policy(self._pc, self.config.ice)
             await self._pc.setLocalDescription(offer)
-        sdp = str(self._pc.localDescription.sdp)
+        sdp = self._with_opus_fec(str(self._pc.localDescription.sdp))
         if self.config.telephone_event and compat.FEATURES.rtp_tap:
             if not self._local_events:
                 events = []
@@ -621,7 +621,7 @@ class MediaSession:
             answer = await self._pc.createAnswer()
             apply_gathering_policy(self._pc, self.config.ice)
             await self._pc.setLocalDescription(answer)
-        sdp = str(self._pc.localDescription.sdp)
+        sdp = self._with_opus_fec(str(self._pc.localDescription.sdp))
         rfc4733 = self.config.telephone_event and compat.FEATURES.rtp_tap
         offered = _sdp.telephone_events(offer) if rfc4733 else []
         self._local_events = self._remote_events = offered
@@ -730,6 +730,11 @@ class MediaSession:
     def _log_sdp(self, what: str, sdp: str) -> None:
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("%s %s\n%s", "<" if "remote" in what else ">", what, _sdp.redact(sdp))
+
+    def _with_opus_fec(self, sdp: str) -> str:
+        """Our SDP announcing ``useinbandfec=1`` for Opus on the lean path, which decodes
+        the far end's in-band FEC (aiortc's decoder does not: its path says nothing)."""
+        return _sdp.with_opus_fec(sdp) if self._media_path == "lean" else sdp
 
     def _codec_preferences(self) -> list[Any]:
         capabilities = RTCRtpSender.getCapabilities("audio").codecs
