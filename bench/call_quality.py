@@ -443,7 +443,8 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if ours is not None and chrome is not None:
                 out[f"{name}: {mine} PESQ >= chromium - 0.2"] = ours >= chrome - 0.2
             if ours is not None and raw is not None:
-                out[f"{name}: {mine} PESQ > aiortc"] = ours > raw
+                # A tie is the same decoded audio (a clean network, a bit-exact codec).
+                out[f"{name}: {mine} PESQ > aiortc"] = "tie" if ours == raw else ours > raw
             if ours_ms is not None and raw_ms is not None:
                 out[f"{name}: {mine} latency <= aiortc / 2"] = ours_ms <= raw_ms / 2
     return out
@@ -488,8 +489,10 @@ def main() -> dict[str, Any]:
         if unknown:
             raise ValueError(f"unknown {name}(s) {unknown}: choose from {list(known)}")
     load_before = os.getloadavg()
+    commit = _commit()
     print(
-        f"call_quality: {len(conditions)} conditions x {codecs} x {subjects}, {rounds} round(s); "
+        f"call_quality (commit {commit}): {len(conditions)} conditions x {codecs} x "
+        f"{subjects}, {rounds} round(s); "
         + "; ".join(f"{c}: {CONDITIONS[c].describe()}" for c in conditions),
         flush=True,
     )
@@ -503,7 +506,7 @@ def main() -> dict[str, Any]:
     return {
         "what": "PESQ (nb PCMU, wb Opus) and one-way latency of speech through a call via "
         "the impairment relay; sender ours, receiver per subject",
-        "commit": _commit(),
+        "commit": commit,
         "conditions": {c: CONDITIONS[c].describe() for c in conditions},
         "loadavg_before_after": [round(x, 2) for x in load_before + os.getloadavg()],
         "table": rows,
