@@ -82,3 +82,61 @@ def test_silence_is_refused_or_scores_at_the_bottom(speech: object) -> None:
     recorder.chunks = [(i * 0.02, np.zeros(160, np.int16), 8000) for i in range(500)]
     result = measure(speech, 8000, recorder, 0.0)
     assert result.pesq is None or result.pesq < 1.5, result
+
+
+def _frames(signal: object, rate: int, start: float, delay: float) -> PlayoutRecorder:
+    """``signal`` cut in 20 ms chunks, each arriving ``delay`` after it was sent."""
+    import numpy as np
+
+    assert isinstance(signal, np.ndarray)
+    n = rate // 50
+    recorder = PlayoutRecorder()
+    for i in range(0, signal.size - n + 1, n):
+        recorder.chunks.append((start + i / rate + delay, signal[i : i + n].copy(), rate))
+    return recorder
+
+
+def test_latency_is_found_from_the_speech_itself(speech: object) -> None:
+    import numpy as np
+
+    assert isinstance(speech, np.ndarray)
+    lead = np.zeros(4000, np.int16)
+    sent = np.concatenate([lead, speech, lead])
+    # The speech's first sample is sent 0.5 s in; every chunk arrives 73 ms after it left.
+    recorder = _frames(sent, 8000, 100.0, 0.073)
+    result = measure(speech, 8000, recorder, 100.5, device_ms=20.0)
+    assert result.latency_ms is not None and abs(result.latency_ms - 73.0) < 1.0, result
+    assert result.underflow_ms == 0.0 and result.pesq is not None and result.pesq > 4.4
+
+
+def test_a_late_chunk_plays_as_a_gap_on_the_model_device(speech: object) -> None:
+    import numpy as np
+
+    assert isinstance(speech, np.ndarray)
+    recorder = _frames(speech, 8000, 0.0, 0.0)
+    on_time = measure(speech, 8000, recorder, 0.0, device_ms=20.0)
+    # Ten frames in the middle of the speech handed over 150 ms late, then the rest on time.
+    late = _frames(speech, 8000, 0.0, 0.0)
+    mid = len(late.chunks) // 2
+    released = late.chunks[mid][0] + 0.15  # all ten at once, 150 ms after the first was due
+    for k in range(mid, mid + 10):
+        _, samples, rate = late.chunks[k]
+        late.chunks[k] = (released, samples, rate)
+    delayed = measure(speech, 8000, late, 0.0, device_ms=20.0)
+    assert delayed.underflow_ms >= 100.0, delayed
+    assert on_time.pesq is not None and delayed.pesq is not None
+    assert delayed.pesq < on_time.pesq, (on_time, delayed)
+
+
+def test_through_playout_plays_what_arrives_on_a_clean_network(speech: object) -> None:
+    import numpy as np
+
+    from tests.rig.speech import through_playout
+
+    assert isinstance(speech, np.ndarray)
+    played = through_playout(_frames(speech, 8000, 0.0, 0.0))
+    if played is None:
+        pytest.skip("this SDK has no PlayoutBuffer")
+    result = measure(speech, 8000, played, 0.0, device_ms=0.0)
+    assert result.pesq is not None and result.pesq > 4.0, result
+    assert result.latency_ms is not None and 0.0 <= result.latency_ms < 100.0, result
