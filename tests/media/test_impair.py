@@ -59,7 +59,19 @@ async def pump(impairment: Impairment, datagrams: list[bytes]) -> tuple[Impairme
             a_transport.sendto(data, relay.face_a)
             if i % 50 == 49:  # stay well inside the sockets' buffers
                 await asyncio.sleep(0.002)
-        await asyncio.sleep(0.3 + 6 * impairment.jitter_ms / 1000 + impairment.delay_ms / 1000)
+        # Until everything in flight has arrived: the longest delay has passed and nothing
+        # came for 0.2 s (a busy machine's loop may be late), at most 10 s.
+        loop_time = loop.time
+        quiet_from = (
+            loop_time() + 0.1 + 6 * impairment.jitter_ms / 1000 + impairment.delay_ms / 1000
+        )
+        deadline = loop_time() + 10
+        seen = -1
+        while loop_time() < deadline:
+            await asyncio.sleep(0.2)
+            if len(b.received) == seen and loop_time() >= quiet_from:
+                break
+            seen = len(b.received)
     finally:
         await relay.close()
         a_transport.close()
