@@ -41,9 +41,11 @@ from exotel_voice.media.sinks import AudioSink
 from exotel_voice.media.sources import AudioSource
 
 
-TEXT = (
-    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
-    "These days a chicken leg is a rare dish."
+#: Three Harvard sentences (IEEE 1969), one per string.
+SENTENCES = (
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "These days a chicken leg is a rare dish.",
 )
 #: espeak-ng's settings: voice, words per minute, pitch.
 VOICE = ("en-us", 150, 45)
@@ -75,20 +77,34 @@ def write_wav(path: Path, samples: Samples, rate: int) -> None:
         wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
 
 
-def make_speech(directory: Path, rate: int) -> Samples:
-    """The speech sample at ``rate`` Hz (made in ``directory`` the first time)."""
+def make_speech(directory: Path, rate: int, sentences: int = len(SENTENCES)) -> Samples:
+    """The speech sample at ``rate`` Hz, the first ``sentences`` of :data:`SENTENCES`
+    (all three: 8.7 s; two: 6.1 s), made in ``directory`` the first time."""
+    if not 1 <= sentences <= len(SENTENCES):
+        raise ValueError(f"sentences must be 1-{len(SENTENCES)}, got {sentences!r}")
     directory.mkdir(parents=True, exist_ok=True)
-    out = directory / f"speech_{rate}.wav"
+    out = directory / f"speech_{sentences}_{rate}.wav"
     if not out.exists():
         missing = missing_tools()
         if missing:
             raise SpeechError(f"missing programs: {', '.join(missing)} (apt-get install them)")
-        raw = directory / "speech_espeak.wav"
+        raw = directory / f"speech_{sentences}_espeak.wav"
         if not raw.exists():
             voice, wpm, pitch = VOICE
-            cmd = ["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "-w", str(raw), TEXT]
+            cmd = [
+                "espeak-ng",
+                "-v",
+                voice,
+                "-s",
+                str(wpm),
+                "-p",
+                str(pitch),
+                "-w",
+                str(raw),
+                " ".join(SENTENCES[:sentences]),
+            ]
             _run(cmd)
-        tmp = directory / f"speech_{rate}.tmp.wav"
+        tmp = directory / f"speech_{sentences}_{rate}.tmp.wav"
         # Resample (sox's default very-high-quality filter), normalise to -3 dBFS peak and
         # frame with silence.
         _run(
