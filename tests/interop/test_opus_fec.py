@@ -32,7 +32,7 @@ from exotel_voice.media import (
 from tests.rig import netns_skip_reason
 from tests.rig.browser import BrowserHost
 from tests.rig.kamailio import Kamailio
-from tests.rig.speech import make_speech, missing_tools
+from tests.rig.speech import make_speech, missing_tools, write_wav
 
 from .test_calls_peers import PY_HZ, account, close_browser_phones
 
@@ -99,8 +99,8 @@ async def test_chromium_sends_fec_we_use_it(
     # Chromium's encoder adds FEC only in its SILK and hybrid modes, which it picks for
     # speech (a pure tone goes CELT-only, which carries none): the browser's fake
     # microphone plays a speech sample.
-    make_speech(tmp_path / "speech", 48000)
-    wav = tmp_path / "speech" / "speech_48000.wav"
+    wav = tmp_path / "microphone.wav"
+    write_wav(wav, make_speech(tmp_path / "speech", 48000), 48000)
     async with phone, BrowserHost(tmp_path / "browser", fake_audio_wav=wav) as host:
         await phone.register(timeout=10)
         page = await host.new_phone("fec")  # no tone: the fake capture device
