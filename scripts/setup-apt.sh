@@ -10,6 +10,7 @@ PKGS=(
   baresip-core
   coturn redis-server
   espeak-ng
+  pulseaudio pulseaudio-utils libportaudio2 libasound2-plugins
 )
 missing=()
 for p in "${PKGS[@]}"; do
