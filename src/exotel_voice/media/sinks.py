@@ -180,7 +180,12 @@ class LevelMeter(AudioSink):
 
 
 class DeviceSink(AudioSink):
-    """Plays received audio on the default (or a named) output device via ``sounddevice``.
+    """Plays received audio on the default (or a chosen) output device via ``sounddevice``.
+
+    ``device`` is ``None`` (the system default), a PortAudio index or name, or an
+    :class:`~exotel_voice.audio.AudioDevice` (:func:`exotel_voice.audio.find_device`).
+    :meth:`switch` moves the playing to another device in place: the new device is opened
+    and takes over the same playout buffer, then the old one is closed.
 
     Received audio waits in a :class:`~exotel_voice.media.playout.PlayoutBuffer` that the
     sound card's callback pulls 20 ms at a time: a small depth that follows the arrival
@@ -188,10 +193,11 @@ class DeviceSink(AudioSink):
     deep (see :mod:`exotel_voice.media.playout`).  :attr:`playout` has its stats.
 
     Raises:
-        MediaError: if ``sounddevice`` (or PortAudio) is not installed.
+        MediaError: if ``sounddevice`` (or PortAudio) is not installed (the message says
+            ``pip install 'exotel-voice[audio]'``).
     """
 
-    def __init__(self, device: int | str | None = None, *, sample_rate: int = 48000) -> None:
+    def __init__(self, device: Any = None, *, sample_rate: int = 48000) -> None:
         self._sd = import_sounddevice()
         self.device = device
         self.sample_rate = sample_rate
@@ -200,10 +206,19 @@ class DeviceSink(AudioSink):
         self._lock = threading.Lock()
         self._left = np.zeros(0, dtype=np.int16)
         self._stream: Any = None
+        # Which stream's callback plays: one being replaced by switch() plays silence.
+        self._generation = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        device = getattr(self.device, "id", self.device)
+        return f"<DeviceSink {device if device is not None else 'default'!r}>"
 
     def write(self, samples: Samples, sample_rate: int) -> None:
+        if self._closed:
+            return
         if self._stream is None:
-            self._open()
+            self._stream = self._open(self.device, self._generation)
         with self._lock:
             self.playout.push(samples, sample_rate)
 
@@ -223,27 +238,74 @@ class DeviceSink(AudioSink):
             self._left = data[count:]
         return data[:count]
 
-    def _open(self) -> None:
+    def _open(self, device: Any, generation: int) -> Any:
+        from ..audio._backend import pulse_target, stream_closed, stream_opened  # noqa: PLC0415
+        from .sources import portaudio_target  # noqa: PLC0415
+
         size = samples_per_frame(self.sample_rate)
 
         def callback(outdata: Any, frames: int, time: Any, status: Any) -> None:
-            outdata[:, 0] = self.fill(frames)
+            if generation == self._generation:
+                outdata[:, 0] = self.fill(frames)
+            else:
+                outdata.fill(0)
+
+        target, pulse_name = portaudio_target(device, "sink")
+        try:
+            with pulse_target("sink", pulse_name):
+                stream = self._sd.OutputStream(
+                    device=target,
+                    channels=1,
+                    samplerate=self.sample_rate,
+                    dtype="int16",
+                    blocksize=size,
+                    callback=callback,
+                )
+            stream_opened()
+            try:
+                stream.start()
+            except Exception:
+                stream.close()
+                stream_closed()
+                raise
+        except Exception as exc:
+            raise MediaError(f"cannot open output device {self._label(device)}: {exc}") from exc
+        return stream
+
+    @staticmethod
+    def _label(device: Any) -> str:
+        return repr(getattr(device, "id", device) if device is not None else "default")
+
+    @staticmethod
+    def _close_stream(stream: Any) -> None:
+        from ..audio._backend import stream_closed  # noqa: PLC0415
 
         try:
-            self._stream = self._sd.OutputStream(
-                device=self.device,
-                channels=1,
-                samplerate=self.sample_rate,
-                dtype="int16",
-                blocksize=size,
-                callback=callback,
-            )
-            self._stream.start()
-        except Exception as exc:
-            raise MediaError(f"cannot open output device {self.device!r}: {exc}") from exc
+            stream.stop()
+            stream.close()
+        except Exception:  # a device that went away: the stream is gone either way
+            pass
+        finally:
+            stream_closed()
+
+    async def switch(self, device: Any) -> None:
+        """Play on ``device`` from now on; what is buffered plays there (no renegotiation).
+
+        Raises:
+            MediaError: ``device`` cannot be opened; the previous device goes on playing.
+        """
+        if self._stream is None or self._closed:
+            self.device = device
+            return
+        generation = self._generation + 1
+        new = await asyncio.to_thread(self._open, device, generation)
+        old, self._stream, self.device = self._stream, new, device
+        self._generation = generation
+        self._close_stream(old)
 
     def close(self) -> None:
+        self._closed = True
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+            self._generation += 1
+            stream, self._stream = self._stream, None
+            self._close_stream(stream)

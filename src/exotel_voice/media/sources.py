@@ -330,60 +330,134 @@ class FrameSource(AudioSource):
 
 
 def import_sounddevice() -> Any:
-    """Import the optional ``sounddevice`` package or raise a helpful :class:`MediaError`."""
-    try:
-        import sounddevice  # noqa: PLC0415
-    except (ImportError, OSError) as exc:  # OSError: PortAudio library missing
-        raise MediaError(
-            "audio devices need the optional 'sounddevice' package and PortAudio: "
-            "pip install sounddevice"
-        ) from exc
-    return sounddevice
+    """Import the optional ``sounddevice`` package or raise a :class:`MediaError` naming the
+    ``[audio]`` extra (see :func:`exotel_voice.audio.import_sounddevice`)."""
+    from ..audio._backend import import_sounddevice as _import  # noqa: PLC0415
+
+    return _import()
+
+
+def portaudio_target(device: Any, kind: str) -> tuple[Any, str | None]:
+    """PortAudio's ``device`` argument for ``device`` and the PulseAudio sink/source to route to.
+
+    ``device`` is ``None`` (the default device), a PortAudio index or name, or an
+    :class:`~exotel_voice.audio.AudioDevice`: a PulseAudio one is opened on PortAudio's
+    ``pulse`` device with the stream routed to it
+    (:func:`exotel_voice.audio._backend.pulse_target`).
+    """
+    from ..audio.devices import AudioDevice  # noqa: PLC0415
+
+    if isinstance(device, AudioDevice):
+        if device.pulse_name is not None:
+            return "pulse", device.pulse_name
+        return device.portaudio_index, None
+    return device, None
 
 
 class DeviceSource(FrameSource):
-    """The default (or a named) input device, through ``sounddevice``.
+    """The default (or a chosen) input device, through ``sounddevice``.
+
+    ``device`` is ``None`` (the system default), a PortAudio index or name, or an
+    :class:`~exotel_voice.audio.AudioDevice` (:func:`exotel_voice.audio.find_device`).
+    :meth:`switch` moves to another device while the source is being sent: the new
+    device is opened before the old one is closed, so the far end hears no more than the
+    new device's start-up as a gap.
 
     Raises:
-        AudioSourceError: ``sounddevice`` (or PortAudio) is not installed; from
-            :meth:`start`: the device cannot be opened.
+        AudioSourceError: ``sounddevice`` (or PortAudio) is not installed (the message
+            says ``pip install 'exotel-voice[audio]'``); from :meth:`start` and
+            :meth:`switch`: the device cannot be opened.
     """
 
-    def __init__(self, device: int | str | None = None, *, sample_rate: int = 48000) -> None:
+    def __init__(self, device: Any = None, *, sample_rate: int = 48000) -> None:
         super().__init__(None, sample_rate=sample_rate, max_buffer_ms=100)
         self.device = device
         self._stream: Any = None
+        # Bumped on each switch: a callback of a stream being replaced pushes nothing.
+        self._generation = 0
         try:
             self._sd = import_sounddevice()
         except MediaError as exc:
             raise AudioSourceError(repr(self), str(exc)) from exc
 
     def __repr__(self) -> str:
-        return f"<DeviceSource {self.device if self.device is not None else 'default'!r}>"
+        device = getattr(self.device, "id", self.device)
+        return f"<DeviceSource {device if device is not None else 'default'!r}>"
+
+    async def _open(self, device: Any) -> Any:
+        # Opening a device can take tens of milliseconds: not on the event loop.
+        # The old stream (if any) is heard until the new one is in place: the new one's
+        # audio counts from then on.
+        loop = asyncio.get_running_loop()
+        generation = self._generation + 1
+        stream = await asyncio.to_thread(self._open_stream, device, loop, generation)
+        self._generation = generation
+        return stream
+
+    def _open_stream(self, device: Any, loop: asyncio.AbstractEventLoop, generation: int) -> Any:
+        from ..audio._backend import pulse_target, stream_closed, stream_opened  # noqa: PLC0415
+
+        def push(samples: Samples) -> None:
+            if generation == self._generation:
+                self.push(samples)
+
+        def callback(indata: Any, frames: int, time: Any, status: Any) -> None:
+            loop.call_soon_threadsafe(push, np.array(indata[:, 0], dtype=np.int16))
+
+        target, pulse_name = portaudio_target(device, "source")
+        try:
+            with pulse_target("source", pulse_name):
+                stream = self._sd.InputStream(
+                    device=target,
+                    channels=1,
+                    samplerate=self.sample_rate,
+                    dtype="int16",
+                    blocksize=samples_per_frame(self.sample_rate),
+                    callback=callback,
+                )
+            stream_opened()
+            try:
+                stream.start()
+            except Exception:
+                stream.close()
+                stream_closed()
+                raise
+        except Exception as exc:
+            raise AudioSourceError(repr(self), f"cannot open the input device: {exc}") from exc
+        return stream
+
+    @staticmethod
+    def _close(stream: Any) -> None:
+        from ..audio._backend import stream_closed  # noqa: PLC0415
+
+        try:
+            stream.stop()
+            stream.close()
+        except Exception:  # a device that went away: the stream is gone either way
+            pass
+        finally:
+            stream_closed()
 
     async def start(self) -> None:
         if self._stream is not None:
             return
-        loop = asyncio.get_running_loop()
+        self._stream = await self._open(self.device)
 
-        def callback(indata: Any, frames: int, time: Any, status: Any) -> None:
-            loop.call_soon_threadsafe(self.push, np.array(indata[:, 0], dtype=np.int16))
+    async def switch(self, device: Any) -> None:
+        """Record from ``device`` from now on (see the class docstring).
 
-        try:
-            self._stream = self._sd.InputStream(
-                device=self.device,
-                channels=1,
-                samplerate=self.sample_rate,
-                dtype="int16",
-                blocksize=samples_per_frame(self.sample_rate),
-                callback=callback,
-            )
-            self._stream.start()
-        except Exception as exc:
-            raise AudioSourceError(repr(self), f"cannot open the input device: {exc}") from exc
+        Raises:
+            AudioSourceError: ``device`` cannot be opened; the previous device goes on.
+        """
+        if self._stream is None:
+            self.device = device
+            return
+        new = await self._open(device)
+        old, self._stream, self.device = self._stream, new, device
+        self._close(old)
 
     async def stop(self) -> None:
         if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
-            self._stream = None
+            self._generation += 1
+            stream, self._stream = self._stream, None
+            self._close(stream)
