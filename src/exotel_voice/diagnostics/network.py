@@ -46,6 +46,7 @@ import enum
 import ipaddress
 import json
 import logging
+import os
 import platform
 import secrets
 import socket
@@ -351,7 +352,7 @@ async def _wss_and_rtt(account: AccountConfig, timeout: float) -> tuple[Check, C
         down.cancel()
         connect_time = clock.elapsed
         if not transport.connected:
-            reason = str(listener.error) if listener.error else (
+            reason = _transport_reason(listener.error) if listener.error else (
                 f"no WebSocket connection within {timeout:g} s")
             wss = Check("wss", Verdict.FAILED, url, reason, _wss_remedy(reason, account),
                         connect_time)
@@ -371,6 +372,18 @@ async def _wss_and_rtt(account: AccountConfig, timeout: float) -> tuple[Check, C
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(transport.close(), 2.0)
+
+
+def _transport_reason(error: TransportError) -> str:
+    """The transport's text, plus the system's name of the error when the text lacks it
+    (asyncio says "Connect call failed ('127.0.0.1', 5060)" for a refused connection)."""
+    text = str(error)
+    cause = error.__cause__
+    if isinstance(cause, OSError) and cause.errno:
+        name = os.strerror(cause.errno)
+        if name.lower() not in text.lower():
+            text = f"{text} ({name})"
+    return text
 
 
 def _wss_remedy(reason: str, account: AccountConfig) -> str:
@@ -704,6 +717,9 @@ def _probe_failure(probe: _Probe) -> tuple[str, str]:
                     _udp_remedy(server))
         return (f"{server.label}: no answer over TCP within {probe.duration:.1f} s{hint}",
                 f"allow TCP {server.port} to {server.host}, or check the TURN server")
+    if isinstance(error, PermissionError) and server.transport == "udp":
+        return (f"{server.label}: sending UDP is not permitted here ({_reason(error)}: a "
+                "local firewall rule)", _udp_remedy(server))
     if isinstance(error, ConnectionRefusedError):
         return (f"{server.label}: connection refused",
                 "nothing listens there: check the ICE server URL and that the server runs")
