@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..audio.devices import AudioDevice, DeviceKind
 from ..media.liveness import DtlsState, IceState
 from ..media.quality import QualityWarningKind
 from ..media.quality_stats import CallStats
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from .call import Call
 
 __all__ = [
+    "AudioDeviceFallback",
+    "AudioDevicesChanged",
     "CallConnected",
     "CallEnded",
     "CallEvent",
@@ -425,3 +428,45 @@ class DtmfReceived(PhoneEvent):
     call: Call = field(repr=False)
     digit: str
     method: str
+
+
+@dataclass(frozen=True)
+class AudioDevicesChanged(PhoneEvent):
+    """Audio devices appeared or went away, or the system default input or output changed.
+
+    Published once the phone watches devices (a device was chosen with
+    :meth:`~exotel_voice.client.Phone.set_input_device` / ``set_output_device``, or
+    :meth:`~exotel_voice.client.Phone.watch_audio_devices` was called).
+
+    Attributes:
+        added: devices that appeared.
+        removed: devices that went away.
+        default_input: the system's default input now (``None``: there is none).
+        default_output: the system's default output now.
+        default_input_changed: whether the default input is another device than before.
+        default_output_changed: whether the default output is another device than before.
+    """
+
+    added: tuple[AudioDevice, ...]
+    removed: tuple[AudioDevice, ...]
+    default_input: AudioDevice | None
+    default_output: AudioDevice | None
+    default_input_changed: bool = False
+    default_output_changed: bool = False
+
+
+@dataclass(frozen=True)
+class AudioDeviceFallback(PhoneEvent):
+    """The input or output device the phone used went away; it uses the default now.
+
+    Live calls were switched to ``device`` in place (a WARNING is logged too).
+
+    Attributes:
+        kind: ``INPUT`` or ``OUTPUT``.
+        lost: the device that went away.
+        device: the device used now (the system default), ``None`` when there is none.
+    """
+
+    kind: DeviceKind
+    lost: AudioDevice
+    device: AudioDevice | None
