@@ -179,6 +179,8 @@ class Call:
         self._muted = False
         self._on_hold = False
         self._ring_reported = False
+        # A provisional response to our INVITE carried an answer (early media).
+        self._early_media = False
         # The dialog refresh after a reconnect (core.TargetRefreshNeeded), while it runs.
         self._refresh_task: asyncio.Task[None] | None = None
         # The ICE restart after a network change (_on_network_change), while it runs, and
@@ -359,6 +361,12 @@ class Call:
     def end_reason(self) -> str:
         """Why the call ended."""
         return self._session.end_reason
+
+    @property
+    def early_media(self) -> bool:
+        """Whether the far end answered our INVITE with early media (a 180/183 carrying
+        SDP): its announcements or ringback are what we hear, not our own ringback."""
+        return self._early_media
 
     @property
     def muted(self) -> bool:
@@ -584,8 +592,10 @@ class Call:
         if use_rtp:
             if self.media is None or not self.media.telephone_event:
                 raise InvalidState("RFC 4733 telephone-event was not negotiated on this call")
+            self.phone._play_dtmf_beep("".join(parsed))
             await self.media.send_dtmf("".join(parsed), duration_ms=duration_ms)
             return
+        self.phone._play_dtmf_beep("".join(parsed))
         for digit in parsed:
             body = f"Signal={digit}\r\nDuration={duration_ms}".encode()
             self._sip(
@@ -682,7 +692,6 @@ class Call:
                                        f"{type(exc).__name__}: {exc}") from exc
         media = MediaSession(config=self.phone.media_config, source=source)
         media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
-        self.phone._audio.attach(media)  # the chosen output device, if any
         if self._muted:
             media.set_muted(True)
         return media
@@ -799,6 +808,8 @@ class Call:
             self._ring_reported = self._ring_reported or first_ring
             if event.status in (180, 183):
                 self._set_state(CallState.RINGING)
+            if event.sdp:
+                self._early_media = True
             kind = CallRinging if first_ring else CallProgress
             self._publish(kind(self.phone.name, self, event.status, event.reason))
         elif isinstance(event, core.InfoReceived) and event.digit is not None:
