@@ -692,6 +692,7 @@ class Call:
                                        f"{type(exc).__name__}: {exc}") from exc
         media = MediaSession(config=self.phone.media_config, source=source)
         media.add_dtmf_listener(lambda d: self._on_dtmf(d, "rfc4733"))
+        self.phone._audio.attach(media)  # the chosen output device, if any
         if self._muted:
             media.set_muted(True)
         return media

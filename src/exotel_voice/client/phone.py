@@ -24,7 +24,10 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
+from ..audio.devices import AudioDevice, DeviceKind
+from ..audio.selection import AudioDeviceSelection, DeviceSpec
 from ..audio.sounds import SoundPlayer, Sounds
+from ..audio.watch import DeviceListChange
 from ..config import AccountConfig
 from ..exceptions import (
     AuthenticationError,
@@ -52,6 +55,8 @@ from ..transport.pump import Pump
 from ._call_media import make_offer
 from .call import Call
 from .events import (
+    AudioDeviceFallback,
+    AudioDevicesChanged,
     CallConnected,
     CallEnded,
     CallEvent,
@@ -122,6 +127,12 @@ class Phone:
         self._sound_call: Call | None = None
         self.media_config = media or MediaConfig()
         self._source_factory = source
+        # The input/output device calls use (set_input_device, set_output_device).
+        self._audio = AudioDeviceSelection(
+            lambda: [call.media for call in self.calls if call.media is not None],
+            on_change=self._on_audio_devices_changed,
+            on_fallback=self._on_audio_device_fallback,
+        )
         aor = parse_uri(account.aor)
         if not isinstance(aor, SipURI):
             raise InvalidState("the account's AOR is not a SIP URI")
@@ -311,6 +322,7 @@ class Phone:
         if self._closed:
             return
         self._closed = True
+        await self._audio.close()
         if self._netwatch is not None:
             await self._netwatch.stop()
         if self._io is not None:
@@ -375,6 +387,7 @@ class Phone:
         loop = asyncio.get_running_loop()
         session = self._ua.invite(target, offer, loop.time(), headers=list((headers or {}).items()))
         call = self._new_call(session, media_source, media)
+        self._audio.attach(media)
         self._calls[session.id] = call
         self._pump()
         return call
@@ -555,7 +568,72 @@ class Phone:
             await self._io.drain(2.0)
 
     def _new_source(self) -> AudioSource:
+        device = self._audio.new_source()
+        if device is not None:
+            return device
         return self._source_factory() if self._source_factory is not None else SilenceSource()
+
+    # -- audio devices -----------------------------------------------------------------------
+    @property
+    def input_device(self) -> AudioDevice | None:
+        """The input device calls send from (:meth:`set_input_device`), or ``None``."""
+        return self._audio.input
+
+    @property
+    def output_device(self) -> AudioDevice | None:
+        """The output device calls play on (:meth:`set_output_device`), or ``None``."""
+        return self._audio.output
+
+    async def set_input_device(self, device: DeviceSpec = None) -> AudioDevice:
+        """Send every call from ``device`` (guide 5.14), the live call switched in place.
+
+        ``device``: an :class:`~exotel_voice.audio.AudioDevice`, its id or name, a PortAudio
+        index, or ``None`` for the system default. From now on calls send from it (it
+        replaces the ``source`` factory); a live call switches without renegotiation or a
+        break the far end would notice, and a muted call stays muted. Device changes are
+        watched from now on (:class:`~exotel_voice.client.events.AudioDevicesChanged`);
+        if this device goes away the phone falls back to the default
+        (:class:`~exotel_voice.client.events.AudioDeviceFallback`).
+
+        Raises:
+            AudioDeviceError: no such input device (the message lists those there are).
+            AudioSourceError: the device cannot be opened; calls keep their source.
+            AudioBackendMissing: ``pip install 'exotel-voice[audio]'`` is needed.
+        """
+        return await self._audio.set_input(device)
+
+    async def set_output_device(self, device: DeviceSpec = None) -> AudioDevice:
+        """Play every call on ``device`` (guide 5.14), the live call moved in place.
+
+        ``device`` as for :meth:`set_input_device`. Without a call to this, received audio
+        goes nowhere but the sinks the application adds.
+
+        Raises:
+            AudioDeviceError: no such output device.
+            MediaError: the device cannot be opened; calls play where they did.
+            AudioBackendMissing: ``pip install 'exotel-voice[audio]'`` is needed.
+        """
+        return await self._audio.set_output(device)
+
+    async def watch_audio_devices(self) -> None:
+        """Publish :class:`~exotel_voice.client.events.AudioDevicesChanged` from now on
+        (devices appearing, going away, the default changing) without choosing a device.
+
+        Raises:
+            AudioBackendMissing: ``pip install 'exotel-voice[audio]'`` is needed.
+        """
+        await self._audio.watch()
+
+    def _on_audio_devices_changed(self, change: DeviceListChange) -> None:
+        self._publish(AudioDevicesChanged(
+            self.name, change.added, change.removed, change.default_input,
+            change.default_output, change.default_input_changed, change.default_output_changed,
+        ))
+
+    def _on_audio_device_fallback(
+        self, kind: DeviceKind, lost: AudioDevice, device: AudioDevice | None
+    ) -> None:
+        self._publish(AudioDeviceFallback(self.name, kind, lost, device))
 
     def _publish(self, event: PhoneEvent) -> None:
         if self.sound_player is not None and isinstance(event, CallEvent):
