@@ -44,7 +44,10 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
+    from .audio import AudioDevice
     from .client import (
+        AudioDeviceFallback,
+        AudioDevicesChanged,
         Call,
         CallConnected,
         CallEnded,
@@ -112,6 +115,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AccountConfig",
     "AsyncExotelClient",
+    "AudioDevice",
+    "AudioDeviceFallback",
+    "AudioDevicesChanged",
     "AudioSink",
     "AudioSource",
     "AudioSourceError",
@@ -194,6 +200,7 @@ _LAZY = {
     **dict.fromkeys(("AccountConfig", "KeepaliveConfig", "ReconnectPolicy", "TlsConfig"), "config"),
     **dict.fromkeys(("ExotelCall", "ExotelWebClient"), "client.facade"),
     **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
+    "AudioDevice": "audio",
     **dict.fromkeys(
         (
             "AudioSink", "AudioSource", "CallStats", "DeviceSink", "DeviceSource", "DtlsState",

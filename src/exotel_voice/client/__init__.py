@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .call import Call, CallState, Codec, Identity, ReceivedFrames
 from .events import (
+    AudioDeviceFallback,
+    AudioDevicesChanged,
     CallConnected,
     CallEnded,
     CallEvent,
@@ -38,6 +40,8 @@ from .phone import Phone
 
 
 __all__ = [
+    "AudioDeviceFallback",
+    "AudioDevicesChanged",
     "Call",
     "CallConnected",
     "CallEnded",
