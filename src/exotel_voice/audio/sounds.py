@@ -41,6 +41,7 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -298,10 +299,11 @@ def render_beep(
     return sound.render(sample_rate)
 
 
-SinkFactory = Callable[[int | str | None], AudioSink]
+#: Makes the sink a sound plays into, from the device it should play on.
+SinkFactory = Callable[[Any], AudioSink]
 
 
-def _device_sink(device: int | str | None) -> AudioSink:
+def _device_sink(device: Any) -> AudioSink:
     return DeviceSink(device, sample_rate=SOUND_RATE)
 
 
@@ -311,8 +313,8 @@ class SoundPlayer:
     Args:
         sounds: what to play.
         output: a function returning the device to play on when a sound starts (the
-            phone's selected output); ``sounds.device`` wins when set; ``None``: the
-            system default.
+            phone's selected output, an :class:`~exotel_voice.audio.AudioDevice`);
+            ``sounds.device`` wins when set; ``None``: the system default.
         sink_factory: makes the sink for a device (default: a
             :class:`~exotel_voice.media.sinks.DeviceSink` at 48 kHz).
         on_level: called with the RMS level (0.0-1.0, full scale 1.0) of each
@@ -331,7 +333,7 @@ class SoundPlayer:
         self,
         sounds: Sounds,
         *,
-        output: Callable[[], int | str | None] | None = None,
+        output: Callable[[], Any] | None = None,
         sink_factory: SinkFactory | None = None,
         on_level: Callable[[float], None] | None = None,
         on_error: Callable[[str], None] | None = None,
@@ -354,7 +356,7 @@ class SoundPlayer:
         return f"<SoundPlayer playing={self.playing!r}>"
 
     @property
-    def device(self) -> int | str | None:
+    def device(self) -> Any:
         """The output device the next sound plays on."""
         if self.sounds.device is not None:
             return self.sounds.device
@@ -486,8 +488,8 @@ class SoundPlayer:
         logger.info("= sounds are off (ringtone, ringback, DTMF beep): %s", exc)
         self._report(str(exc))
 
-    def _failed(self, name: str, device: int | str | None, exc: Exception) -> None:
-        where = "the default output" if device is None else repr(device)
+    def _failed(self, name: str, device: Any, exc: Exception) -> None:
+        where = "the default output" if device is None else repr(getattr(device, "id", device))
         self.last_error = f"cannot play the {name} on {where}: {exc}"
         logger.warning("! %s", self.last_error)
         self._report(self.last_error)

@@ -121,7 +121,7 @@ class Phone:
         self.account = account
         #: The sounds' player (``None``: no sounds); see the ``sounds`` argument.
         self.sound_player: SoundPlayer | None = (
-            None if sounds is None else SoundPlayer(sounds)
+            None if sounds is None else SoundPlayer(sounds, output=lambda: self.output_device)
         )
         # The call the sound playing now is for.
         self._sound_call: Call | None = None
