@@ -41,6 +41,7 @@ import asyncio
 import atexit
 import itertools
 import logging
+import platform
 import queue
 import threading
 import time
@@ -49,7 +50,15 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
+from ..audio.sounds import Sounds, Tone, WavSound
 from ..config import AccountConfig
+from ..diagnostics import (
+    DiagnosticsKeyValueCallback,
+    DiagnosticsReportCallback,
+    DiagnosticsSession,
+)
+from ..diagnostics.devices import DeviceDiagnostics
+from ..diagnostics.network import Check, DiagnosticsReport, Verdict, diagnose
 from ..exceptions import AudioSourceError, ConfigurationError, InvalidState, SipError
 from ..media import AudioSource, MediaConfig, WavFileSink
 from ._thread import LoopThread, OpFuture
@@ -167,6 +176,10 @@ CALL_STATES: dict[CallState, str] = {
 }
 
 
+#: initWebrtc's default ``sounds``: the built-in ringtone, ringback and DTMF beep.
+_DEFAULT_SOUNDS = Sounds()
+
+
 def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
     """The guide's ``(SessionCallback state, CallListenerCallback event)`` for a call event.
 
@@ -221,6 +234,36 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
                 return None, None
             return f"ice_connection_state_{media.ice_state}", None
     return None, None
+
+
+#: The network keys the JS SDK reports as ``waiting`` first, in its order.
+NETWORK_WAITING_KEYS = ("udp", "tcp", "host", "srflx")
+#: The troubleshooting log's ``NETWORK EVENT = <NAME>_TEST_...`` names of the ICE checks.
+NETWORK_TEST_NAMES = {"udp": "UDP", "tcp": "TCP", "host": "HOST_CON", "srflx": "REFLEX_CON",
+                      "relay": "RELAY_CON"}
+
+
+def guide_network_key_value(check: Check, user_name: str) -> tuple[str, str | float, str]:
+    """One network :class:`~exotel_voice.diagnostics.network.Check` as the guide's
+    ``diagnosticsKeyValueCallback(key, status, description)`` arguments.
+
+    ``wss``: ``connected``/``disconnected`` and the URL; ``userReg``:
+    ``registered``/``unregistered`` and the ``userName``; ``rtt``: milliseconds (a float)
+    and ``"rtt ok"``, or ``disconnected`` and why; the ICE keys: ``connected`` and the
+    candidate line, or ``disconnected`` and ``""``.
+    """
+    ok = check.verdict in (Verdict.OK, Verdict.WARNING)
+    if check.name == "wss":
+        return "wss", "connected" if ok else "disconnected", check.value
+    if check.name == "userReg":
+        return "userReg", "registered" if check.ok else "unregistered", user_name
+    if check.name == "rtt":
+        if check.ok and check.value.endswith(" ms"):
+            return "rtt", float(check.value[:-3]), "rtt ok"
+        return "rtt", "disconnected", check.detail
+    if check.candidate and ok:
+        return check.name, "connected", check.candidate
+    return check.name, "disconnected", ""
 
 
 def _camel(name: str) -> str:
@@ -595,6 +638,11 @@ class ExotelWebClient:
         self._media: MediaConfig | None = None
         self._source: Callable[[], AudioSource] | None = None
         self._ring_timeout: float | None = 60.0
+        self._sounds: Sounds | None = Sounds()
+        # 5.11: initDiagnostics' state (the callbacks and the troubleshooting log).
+        self._diagnostics: DiagnosticsSession | None = None
+        # 5.11's speaker and mic tests (touched only on the loop thread once created).
+        self._device_diagnostics: DeviceDiagnostics | None = None
         self._register_cb: RegisterEventCallBack | None = None
         self._call_cb: CallListenerCallback | None = None
         self._session_cb: SessionCallback | None = None
@@ -699,6 +747,7 @@ class ExotelWebClient:
         media: MediaConfig | None = None,
         source: Callable[[], AudioSource] | None = None,
         ring_timeout: float | None = 60.0,
+        sounds: Sounds | None = _DEFAULT_SOUNDS,
         strict: bool = False,
     ) -> bool:
         """Validate ``sipAccountInfo`` and store the callbacks (5.1). No network activity.
@@ -716,6 +765,10 @@ class ExotelWebClient:
                 ``MediaConfig(ice=IceConfig(host_addresses=["127.0.0.1"]))``).
             source: a factory of the audio each call sends (default silence).
             ring_timeout: seconds an unanswered incoming call rings before 480.
+            sounds: the ringtone, ringback and DTMF beep played on the selected output
+                device (:class:`~exotel_voice.audio.sounds.Sounds`); on by default, as in
+                the JS SDK; ``None`` turns them all off. Without the ``[audio]`` extra they
+                are off (one INFO line).
             strict: raise instead of returning ``False``.
 
         Returns:
@@ -752,6 +805,8 @@ class ExotelWebClient:
                     raise ConfigurationError(arg, "must be a function or None")
             if media is not None and not isinstance(media, MediaConfig):
                 raise ConfigurationError("media", "must be a MediaConfig")
+            if sounds is not None and not isinstance(sounds, Sounds):
+                raise ConfigurationError("sounds", "must be a Sounds or None")
             if isinstance(sipAccountInfo, Mapping):
                 insecure = sipAccountInfo.get("insecureSkipVerify", False)
                 if insecure is not None and not isinstance(insecure, bool):
@@ -790,6 +845,7 @@ class ExotelWebClient:
         self._media = media
         self._source = source
         self._ring_timeout = ring_timeout
+        self._sounds = sounds
         self._register_cb = RegisterEventCallBack
         self._call_cb = CallListenerCallback
         self._session_cb = SessionCallback
@@ -997,6 +1053,166 @@ class ExotelWebClient:
             logger.warning("! checkClientStatus: the client is closed")
         return self._thread.call(compute)
 
+    # -- 5.11 diagnostics: devices (initDiagnostics is with the network part) ------------
+    def closeDiagnostics(self) -> None:  # noqa: N802
+        """End the diagnostics session: stop the tests; the callbacks are not called again."""
+        session, self._diagnostics = self._diagnostics, None
+        if session is not None:
+            session.close()
+        self._start("closeDiagnostics", self._stop_device_tests, quiet=True)
+
+    def startSpeakerDiagnosticsTest(self) -> OpFuture[None]:  # noqa: N802
+        """Play the ringtone on the selected output and report its level (5.11).
+
+        ``diagnosticsKeyValueCallback("speaker", <level>, "speaker ok")`` about ten times a
+        second while it plays; the level is the RMS of what was played, 0.0 (silence) to
+        1.0 (full scale). If it cannot play: ``("speaker", 0.0, "speaker error: <why>")``
+        once, and a WARNING line in the troubleshooting log. Runs until
+        :meth:`stopSpeakerDiagnosticsTest`; a second start while it runs does nothing.
+        """
+        session = self._diagnostics_session("startSpeakerDiagnosticsTest")
+        if session is None:
+            return OpFuture.failed(InvalidState("call initDiagnostics() first"))
+        return self._start("startSpeakerDiagnosticsTest", lambda: self._speaker_test(session))
+
+    def stopSpeakerDiagnosticsTest(self, response: str | None = None) -> OpFuture[None]:  # noqa: N802
+        """Stop the speaker test; ``"yes"`` (heard it) or ``"no"`` goes into the log."""
+        session = self._diagnostics_session("stopSpeakerDiagnosticsTest")
+        if session is None:
+            return OpFuture.failed(InvalidState("call initDiagnostics() first"))
+        return self._start("stopSpeakerDiagnosticsTest",
+                           lambda: self._stop_speaker_test(session, response))
+
+    def startMicDiagnosticsTest(self) -> OpFuture[None]:  # noqa: N802
+        """Capture the selected input and report its live level (5.11).
+
+        ``diagnosticsKeyValueCallback("mic", <level>, "mic ok")`` about ten times a second
+        (RMS, 0.0-1.0). If the device cannot be opened: ``("mic", 0.0, "mic error: <why>")``
+        and WARNING lines in the log. Runs until :meth:`stopMicDiagnosticsTest`.
+        """
+        session = self._diagnostics_session("startMicDiagnosticsTest")
+        if session is None:
+            return OpFuture.failed(InvalidState("call initDiagnostics() first"))
+        return self._start("startMicDiagnosticsTest", lambda: self._mic_test(session))
+
+    def stopMicDiagnosticsTest(self, response: str | None = None) -> OpFuture[None]:  # noqa: N802
+        """Stop the mic test; ``"yes"`` (the meter moved with my voice) or ``"no"`` goes
+        into the log."""
+        session = self._diagnostics_session("stopMicDiagnosticsTest")
+        if session is None:
+            return OpFuture.failed(InvalidState("call initDiagnostics() first"))
+        return self._start("stopMicDiagnosticsTest",
+                           lambda: self._stop_mic_test(session, response))
+
+    def _diagnostics_session(self, what: str) -> DiagnosticsSession | None:
+        session = self._diagnostics
+        if session is None:
+            logger.warning("! %s(): call initDiagnostics() first", what)
+        return session
+
+    def _devices(self) -> DeviceDiagnostics:
+        """The device tests, on the phone's selected devices (loop thread)."""
+        if self._device_diagnostics is None:
+            def selected(kind: str) -> Any:
+                phone = self._phone
+                if phone is None:
+                    return None
+                return phone.input_device if kind == "input" else phone.output_device
+
+            ringtone = self._sounds.ringtone if self._sounds is not None else None
+            self._device_diagnostics = DeviceDiagnostics(
+                input=lambda: selected("input"),
+                output=lambda: selected("output"),
+                ringtone=ringtone if isinstance(ringtone, (Tone, WavSound)) else None,
+            )
+        return self._device_diagnostics
+
+    async def _init_diagnostics(self, session: DiagnosticsSession) -> None:
+        """initDiagnostics' first reports, as the JS SDK gives them: ``("speakerInfo",
+        <output device name>, "speakerInfo")``, ``("micInfo", <input device name>,
+        "micInfo")`` (the name in the status slot), then ``("browserVersion", "ready",
+        "exotel-voice/<v> Python/<v> <platform>")``; with no device (or no ``[audio]``
+        extra): ``""`` and ``"mic error: <why>"`` / ``"speaker error: <why>"``. The devices
+        are the phone's selected ones, else the system defaults."""
+        await self._stop_device_tests()
+        info = await asyncio.to_thread(self._devices().info)
+        session.log(f"Browser: {info.version}, Platform: {platform.platform()}")
+        for kind, name, error in (("speaker", info.speaker, info.speaker_error),
+                                  ("mic", info.mic, info.mic_error)):
+            key = f"{kind}Info"
+            if error:
+                session.log(f"Device: {kind}, error: {error}", "WARNING")
+                session.key_value(key, "", f"{kind} error: {error}")
+            else:
+                session.log(f"Device: {kind}, label: {name}")
+                session.key_value(key, name, key)
+        session.key_value("browserVersion", "ready", info.version)
+
+    async def _stop_device_tests(self) -> None:
+        if self._device_diagnostics is not None:
+            await self._device_diagnostics.aclose()
+
+    async def _speaker_test(self, session: DiagnosticsSession) -> None:
+        def level(value: float) -> None:
+            session.key_value("speaker", value, "speaker ok")
+
+        def error(why: str) -> None:
+            session.log(f"Speaker device testing failed: {why}", "WARNING")
+            session.key_value("speaker", 0.0, f"speaker error: {why}")
+
+        devices = self._devices()
+        if devices.speaker_test_running:
+            return
+        session.log("Speaker device testing is started")
+        await devices.start_speaker_test(level, error)
+
+    async def _stop_speaker_test(self, session: DiagnosticsSession, response: str | None) -> None:
+        await self._devices().stop_speaker_test()
+        session.log("Speaker device testing is stopped")
+        answer = (response or "").strip().lower()
+        if answer == "yes":
+            session.log("DEVICE EVENT =  SPEAKER_TEST_PASS")
+            session.log("Speaker device testing is successful")
+            session.log("Speaker device testing is completed")
+        elif answer == "no":
+            session.log("DEVICE EVENT =  SPEAKER_TEST_FAIL")
+            session.log("Speaker device testing is failed")
+            session.log("Speaker device testing is completed")
+
+    async def _mic_test(self, session: DiagnosticsSession) -> None:
+        def level(value: float) -> None:
+            session.key_value("mic", value, "mic ok")
+
+        def error(why: str) -> None:
+            session.log("Microphone device testing failed", "WARNING")
+            session.log("DEVICE EVENT =  MICROPHONE_TEST_FAIL", "WARNING")
+            session.log(f"Error: {why}", "WARNING")
+            session.key_value("mic", 0.0, f"mic error: {why}")
+
+        devices = self._devices()
+        if devices.mic_test_running:
+            return
+        session.log("Microphone device testing is inprogress")
+        info = await asyncio.to_thread(devices.info)
+        if info.mic:
+            session.log(f"Device track settings: kind: audio, label:{info.mic}")
+        await devices.start_mic_test(level, error)
+
+    async def _stop_mic_test(self, session: DiagnosticsSession, response: str | None) -> None:
+        await self._devices().stop_mic_test()
+        answer = (response or "").strip().lower()
+        if answer == "yes":
+            session.log("Microphone device testing is successful")
+            session.log("DEVICE EVENT =  MICROPHONE_TEST_PASS")
+            session.log("Mic device testing is completed")
+        elif answer == "no":
+            session.log("Microphone device testing is failure")
+            session.log("DEVICE EVENT =  MICROPHONE_TEST_FAIL")
+            session.log("Mic device testing is failure")
+            session.log("Mic device testing is completed")
+        else:
+            session.log("Mic device testing is stopped")
+
     # -- received DTMF (ours) ----------------------------------------------------------------
     def registerDTMFCallback(self, DTMFCallback: DTMFCallback | None) -> None:  # noqa: N802, N803
         """Call ``DTMFCallback(callObj, digit, phone)`` for every digit the far end sends
@@ -1130,7 +1346,7 @@ class ExotelWebClient:
         phone = self._phone
         if phone is None or self._phone_done:
             phone = Phone(account, media=self._media, source=self._source,
-                          ring_timeout=self._ring_timeout)
+                          ring_timeout=self._ring_timeout, sounds=self._sounds)
             self._phone = phone
             self._phone_done = False
             phone.add_listener(self._on_event)
@@ -1291,6 +1507,114 @@ class ExotelWebClient:
             cb(*args)
         except Exception:
             logger.exception("! %s raised", what)
+
+    # -- 5.11 diagnostics: network -----------------------------------------------------------
+    def initDiagnostics(  # noqa: N802
+        self,
+        diagnosticsReportCallback: DiagnosticsReportCallback,  # noqa: N803
+        diagnosticsKeyValueCallback: DiagnosticsKeyValueCallback,  # noqa: N803
+    ) -> bool:
+        """Start a diagnostics session (5.11) with its two callbacks.
+
+        ``diagnosticsReportCallback(logStatus, logData)`` receives the whole troubleshooting
+        log after each line (``logStatus`` is ``"troubleShootReport"``);
+        ``diagnosticsKeyValueCallback(key, status, description)`` each result. Right away
+        (on the client's thread) the versions and devices are reported
+        (``speakerInfo``, ``micInfo``, ``browserVersion``; see the device tests). A new
+        call replaces the previous session (its log starts afresh).
+
+        Returns:
+            ``True``; ``False`` (logged, in :attr:`last_error`) when a callback is not a
+            function or the client is closed.
+        """
+        try:
+            if self._closed:
+                raise InvalidState("initDiagnostics(): the client is closed")
+            for arg, cb in (("diagnosticsReportCallback", diagnosticsReportCallback),
+                            ("diagnosticsKeyValueCallback", diagnosticsKeyValueCallback)):
+                if not callable(cb):
+                    raise ConfigurationError(arg, "must be a function (Callbacks are not set)")
+        except (ConfigurationError, InvalidState) as exc:
+            self.last_error = exc
+            logger.error("! initDiagnostics: %s", exc)
+            return False
+        session = DiagnosticsSession(diagnosticsReportCallback, diagnosticsKeyValueCallback)
+        previous, self._diagnostics = self._diagnostics, session
+        if previous is not None:
+            previous.close()
+        self._start("initDiagnostics", lambda: self._init_diagnostics(session))
+        return True
+
+    def startNetworkDiagnostics(self) -> OpFuture[DiagnosticsReport]:  # noqa: N802
+        """Run the network checks (5.11) and report each through
+        ``diagnosticsKeyValueCallback`` as it completes, and the troubleshooting log through
+        ``diagnosticsReportCallback``.
+
+        Keys (status, description): ``wss`` (``connected``/``disconnected``, the WebSocket
+        URL), ``userReg`` (``registered``/``unregistered``, the ``userName``; from the
+        background registration: no REGISTER is sent for it), ``udp``, ``tcp``, ``host``,
+        ``srflx`` and, beyond the guide, ``relay`` (``connected`` with the ICE candidate
+        line that proved it, or ``disconnected`` with ``""``), and ``rtt`` (the round trip
+        to the SIP server in milliseconds, a float, with ``"rtt ok"``; or
+        ``disconnected`` with the reason). Each starts as ``waiting`` (the JS SDK's order).
+        The checks are :func:`exotel_voice.diagnostics.network.diagnose`'s; the ICE
+        servers are ``initWebrtc(media=...)``'s.
+
+        Returns:
+            An :class:`OpFuture` with the typed
+            :class:`~exotel_voice.diagnostics.network.DiagnosticsReport`; a failed one
+            (logged) before :meth:`initDiagnostics` or :meth:`initWebrtc`.
+        """
+        session = self._diagnostics
+        if session is None or session.closed:
+            exc: Exception = InvalidState("startNetworkDiagnostics(): call initDiagnostics() first")
+            logger.error("! %s", exc)
+            return self._failed(exc)
+        if not self._ready("startNetworkDiagnostics"):
+            assert self.last_error is not None
+            return OpFuture.failed(self.last_error)
+        return self._start("startNetworkDiagnostics", lambda: self._network_diagnostics(session))
+
+    def stopNetworkDiagnostics(self) -> None:  # noqa: N802
+        """Note the end of the network test in the troubleshooting log (the JS SDK's
+        ``stopNetworkDiagnostics``, which stops nothing either: every check has its own
+        deadline)."""
+        session = self._diagnostics
+        if session is not None:
+            session.log("Network diagnostics stopped")
+
+    async def _network_diagnostics(self, session: DiagnosticsSession) -> DiagnosticsReport:
+        account = self._account
+        assert account is not None
+        phone = self._phone if not self._phone_done else None
+        for key in NETWORK_WAITING_KEYS:
+            session.log(f"NETWORK EVENT =  {NETWORK_TEST_NAMES[key]}_TEST_STARTING")
+            session.key_value(key, "waiting", "")
+        session.log("Gathering ICE candidates")
+
+        def on_check(check: Check) -> None:
+            level: Literal["INFO", "WARNING"] = (
+                "WARNING" if check.verdict is Verdict.FAILED else "INFO")
+            text = f"{check.name}: {check.verdict.value}"
+            if check.value:
+                text += f" {check.value}"
+            if check.detail:
+                text += f" ({check.detail})"
+            session.log(text, level)
+            if check.candidate:
+                session.log(f"Gathered candidate {check.candidate}")
+            if check.remedy and not check.ok:
+                session.log(f"{check.name}: what to do: {check.remedy}", level)
+            if check.name in NETWORK_TEST_NAMES:
+                session.log(f"NETWORK EVENT =  {NETWORK_TEST_NAMES[check.name]}_TEST_COMPLETE")
+            session.key_value(*guide_network_key_value(check, account.user_name))
+
+        report = await diagnose(account, media=self._media, phone=phone, register=False,
+                                on_check=on_check)
+        session.log(f"Network diagnostics done in {report.duration:.2f} s: "
+                    + ("no check failed" if report.ok else
+                       "failed: " + ", ".join(c.name for c in report.failed)))
+        return report
 
     # -- any-thread side ---------------------------------------------------------------------
     def _ready(self, what: str) -> bool:

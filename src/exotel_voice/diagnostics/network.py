@@ -434,10 +434,16 @@ async def _options_ping(account: AccountConfig, transport: WebSocketTransport,
                  f"OPTIONS answered {response.status} {response.reason}", "", elapsed)
 
 
-async def _user_reg(account: AccountConfig, phone: Phone | None, timeout: float) -> Check:
+async def _user_reg(account: AccountConfig, phone: Phone | None, timeout: float,
+                    register: bool) -> Check:
     from ..client.phone import Phone as PhoneClass
 
     clock = _Clock()
+    if phone is None and not register:
+        return Check("userReg", Verdict.SKIPPED, "unregistered",
+                     f"{account.aor}: no phone, and no REGISTER sent for this check",
+                     "register first (Phone.register() / DoRegister()) to check the "
+                     "registration", 0.0)
     if phone is not None:
         state = phone.registration_state
         source = "from the phone's background registration (no REGISTER sent)"
@@ -912,6 +918,7 @@ async def diagnose(
     media: MediaConfig | None = None,
     phone: Phone | None = None,
     timeout: float = 3.0,
+    register: bool = True,
     on_check: Callable[[Check], object] | None = None,
 ) -> DiagnosticsReport:
     """Run every network check concurrently and return the report.
@@ -923,7 +930,13 @@ async def diagnose(
             ``phone.media_config`` or :class:`~exotel_voice.media.MediaConfig` (no servers:
             the STUN/TURN checks are skipped, saying so).
         phone: a phone of this account; its background registration answers ``userReg``
-            (no REGISTER is sent). Without one a REGISTER is sent and removed again.
+            (no REGISTER is sent). Without one a REGISTER is sent and removed again
+            (unless ``register`` is false). Mind that a registrar keeping one contact per
+            address of record replaces another device's registration of the same account
+            with this one, and the removal leaves none: pass the phone, or
+            ``register=False``, while the account is in use elsewhere.
+        register: without a ``phone``, whether to send that REGISTER (``False``: userReg
+            is ``skipped``).
         timeout: each check's deadline in seconds (the report takes about this long at
             most when something does not answer).
         on_check: called with each :class:`Check` as it completes (in completion order).
@@ -966,7 +979,7 @@ async def diagnose(
 
     await asyncio.gather(
         guarded(("wss", "rtt"), _wss_and_rtt(account, timeout)),
-        guarded(("userReg",), _user_reg(account, phone, timeout)),
+        guarded(("userReg",), _user_reg(account, phone, timeout, register)),
         guarded(("udp", "tcp", "host", "srflx", "relay"), _ice_checks(media, timeout, report)),
     )
     checks = tuple(found[name] for name in CHECK_NAMES if name in found)
