@@ -132,10 +132,30 @@ class DeviceWatcher:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )
             self.mode = "pulseaudio"
+            await self._subscribed(self._process)
             self._task = asyncio.create_task(self._follow_pulse(self._process))
         else:
             self.mode = "polling"
             self._task = asyncio.create_task(self._poll())
+
+    async def _subscribed(self, process: asyncio.subprocess.Process) -> None:
+        """Wait until ``pactl subscribe`` hears events, then read the list again.
+
+        A change between the first reading and the subscription would be missed: reading
+        the list connects ``pactl`` clients, whose own events show the subscription works.
+        """
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while loop.time() < deadline:
+            self._devices = await asyncio.to_thread(list_devices)
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), 0.2)
+            except TimeoutError:
+                continue
+            if line:
+                break
+            return  # pactl ended; _follow_pulse falls back to polling
 
     async def stop(self) -> None:
         """Stop watching."""
