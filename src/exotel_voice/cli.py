@@ -10,6 +10,8 @@
     exotel-voice sandbox [--host H] [--ws-port N] [--wss-port N] [--http-port N]
                          [--user NAME ...] [--api-key KEY] [--tone-hz HZ] [-v]
     exotel-voice demo [--keep-running] [same listener options] [-v]
+    exotel-voice diagnose [--account FILE | --sandbox] [--ice-host ADDRESS] [--timeout S]
+                          [--no-register] [--json] [-v]
     exotel-voice --version
 
 ``call`` places a call and ``answer`` takes calls (a scriptable softphone). Their account is
@@ -21,7 +23,10 @@ are then the targets. ``connect`` starts a click-to-call through Exotel's REST A
 (``EXOTEL_ACCOUNT_SID``, ``EXOTEL_API_KEY``, ``EXOTEL_API_TOKEN``, ``EXOTEL_API_URL``).
 ``sandbox`` runs the embedded Exotel-like server until Ctrl-C, prints how to reach it, then
 one line per registration and call as they happen. ``demo`` runs the SDK against an
-in-process sandbox and exits 0 when every check passed.
+in-process sandbox and exits 0 when every check passed. ``diagnose`` runs the network
+checks (:mod:`exotel_voice.diagnostics.network`) and prints them as a table (with ``rich``,
+the ``[cli]`` extra, when installed; plain text otherwise), or as JSON with ``--json``; exit
+status 1 when a check failed.
 
 Secrets never come from the command line: the SIP password from the account file or
 ``EXOTEL_SECRET``, the REST token from ``EXOTEL_API_TOKEN``, the sandbox's from
@@ -194,6 +199,32 @@ def _parser() -> argparse.ArgumentParser:
                               "$EXOTEL_CALLER_ID)")
     connect.add_argument("--json", action="store_true", help="print the result as JSON")
     verbose_option(connect)
+
+    diag = sub.add_parser(
+        "diagnose", help="check the network: WebSocket, registration, STUN/TURN, candidates",
+        description="Runs the network checks of guide 5.11 against an account (its "
+                    "sipAccountInfo file may list iceServers, as a browser's "
+                    "RTCConfiguration does) or an in-process sandbox, and prints one line per "
+                    "check with its verdict and what to do. Exit status 1 when a check failed.",
+    )
+    where = diag.add_mutually_exclusive_group()
+    where.add_argument("--account", metavar="FILE", type=Path,
+                       help="a JSON file with the guide's sipAccountInfo, plus optional "
+                            "iceServers [{urls, username, credential}] (default: the EXOTEL_* "
+                            "variables, else an in-process sandbox)")
+    where.add_argument("--sandbox", action="store_true",
+                       help="check an in-process sandbox (it has no STUN or TURN server)")
+    diag.add_argument("--ice-host", action="append", metavar="ADDRESS",
+                      help="local address for the host candidate (repeatable; default as for "
+                           "call)")
+    diag.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                      help="each check's deadline (default 3)")
+    diag.add_argument("--no-register", action="store_true",
+                      help="send no REGISTER (userReg is skipped): a registrar that keeps one "
+                           "contact per user would drop the account's other registration")
+    diag.add_argument("--json", action="store_true",
+                      help="print the report as JSON (for a support ticket); no secrets in it")
+    verbose_option(diag)
     return parser
 
 
@@ -790,12 +821,124 @@ async def _connect(args: argparse.Namespace, out: _Output) -> int:
 # ============================================================================================
 # main
 # ============================================================================================
+# Diagnostics
+# ============================================================================================
+def _ice_servers(info: dict[str, Any]) -> list[Any]:
+    """The account file's ``iceServers`` (a browser's RTCIceServer list) as IceServers."""
+    from .media import IceServer
+
+    raw = info.get("iceServers", [])
+    if not isinstance(raw, list):
+        raise CliError("iceServers must be a list of {urls, username, credential}", EXIT_USAGE)
+    servers = []
+    for n, item in enumerate(raw):
+        if not isinstance(item, dict) or "urls" not in item:
+            raise CliError(f"iceServers[{n}] must be an object with urls", EXIT_USAGE)
+        try:
+            servers.append(IceServer(urls=item["urls"], username=item.get("username"),
+                                     credential=item.get("credential")))
+        except ConfigurationError as exc:
+            raise CliError(f"iceServers[{n}]: {exc}", EXIT_USAGE) from exc
+    return servers
+
+
+async def _diagnose(args: argparse.Namespace, out: _Output) -> int:
+    from dataclasses import replace
+
+    from .diagnostics.network import diagnose
+
+    if not args.timeout > 0:
+        raise CliError("--timeout must be a positive number of seconds", EXIT_USAGE)
+    info = None if args.sandbox else _account_info(args)
+    async with contextlib.AsyncExitStack() as stack:
+        if info is None:
+            config = SandboxConfig(ws_port=0, wss_port=None, http_port=None,
+                                   users={"agent": secrets.token_urlsafe(12)})
+            sandbox = await stack.enter_async_context(Sandbox(config))
+            info = sandbox.sip_account_info("agent")
+            out.event("checking an in-process sandbox (it has no STUN or TURN server)")
+        servers = _ice_servers(info)
+        account = _account({k: v for k, v in info.items() if k != "iceServers"})
+        media = _media_config(args, account)
+        media = replace(media, ice=replace(media.ice, servers=servers))
+        report = await diagnose(account, media=media, timeout=args.timeout,
+                                register=not args.no_register)
+    if args.json:
+        print(report.to_json(), flush=True)
+    else:
+        _print_report(report, sys.stdout)
+    return 0 if report.ok else EXIT_FAILED
+
+
+_VERDICT_STYLES = {"ok": "green", "warning": "yellow", "failed": "bold red", "skipped": "dim"}
+
+
+def _print_report(report: Any, stream: TextIO) -> None:
+    """The report as a table, with ``rich`` when it is installed, else as plain text."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        stream.write(_plain_report(report))
+        stream.flush()
+        return
+    console = Console(file=stream, highlight=False)
+    console.print(f"{report.account} at {report.server}", markup=False)
+    table = Table(show_lines=False)
+    for column in ("check", "verdict", "value", "detail"):
+        table.add_column(column, overflow="fold")
+    for check in report.checks:
+        verdict = check.verdict.value
+        table.add_row(check.name, f"[{_VERDICT_STYLES[verdict]}]{verdict}[/]",
+                      _escape(check.value), _escape(check.detail))
+    console.print(table)
+    for line in _report_notes(report):
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _plain_report(report: Any) -> str:
+    rows = [("check", "verdict", "value", "detail")] + [
+        (c.name, c.verdict.value.upper() if c.verdict.value in ("failed", "warning")
+         else c.verdict.value, c.value, c.detail) for c in report.checks]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{report.account} at {report.server}"]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3]))
+                     + "  " + row[3])
+    lines.extend(_report_notes(report))
+    return "\n".join(lines) + "\n"
+
+
+def _report_notes(report: Any) -> list[str]:
+    """What to do, the candidate lines, and the verdict of the whole report."""
+    lines: list[str] = []
+    todo = [c for c in report.checks if c.remedy and c.verdict.value != "ok"]
+    if todo:
+        lines.append("What to do:")
+        lines.extend(f"  {c.name}: {c.remedy}" for c in todo)
+    proofs = [c for c in report.checks if c.candidate]
+    if proofs:
+        lines.append("Candidates:")
+        lines.extend(f"  {c.name}: {c.candidate}" for c in proofs)
+    failed = [c.name for c in report.failed]
+    lines.append(f"{'FAILED: ' + ', '.join(failed) if failed else 'no check failed'} "
+                 f"({report.duration:.2f} s)")
+    return lines
+
+
+# ============================================================================================
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     commands: dict[str, Callable[[argparse.Namespace, _Output], Any]] = {
-        "call": _call, "answer": _answer, "connect": _connect,
+        "call": _call, "answer": _answer, "connect": _connect, "diagnose": _diagnose,
     }
     try:
         if args.command == "sandbox":
