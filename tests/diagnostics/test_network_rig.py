@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 import time
 from collections.abc import Iterator
@@ -122,8 +123,12 @@ def test_the_phones_background_registration_answers_userreg(kamailio: Any, cotur
 
 
 def test_a_wrong_turn_password_fails_relay_with_the_credentials_remedy(
-    kamailio: Any, coturn: Any
+    kamailio: Any, coturn: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Every log line of ours, aioice's and websockets' (some loggers may have a level of
+    # their own, set by an earlier in-process CLI run).
+    for name in (None, "aioice", "exotel_voice", "websockets"):
+        caplog.set_level(logging.DEBUG, logger=name)
     user, password = kamailio.new_user("diag")
     wrong = "not-the-password-" + coturn.info.password[:4]
     report = asyncio.run(diagnose(account(kamailio, user, password),
@@ -138,6 +143,9 @@ def test_a_wrong_turn_password_fails_relay_with_the_credentials_remedy(
         assert report.check(name).ok, report.to_json()
     assert not report.ok
     assert_no_secret(report.to_json(), wrong, password, coturn.info.password)
+    assert_no_secret(repr(report), wrong, password, coturn.info.password)
+    assert {"aioice.turn", "exotel_voice.sip.registration"} <= {r.name for r in caplog.records}
+    assert_no_secret(caplog.text, wrong, password, coturn.info.password)
 
 
 @pytest.mark.parametrize("chain", ["INPUT", "OUTPUT"])
