@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     )
     from .client.facade import ExotelCall, ExotelWebClient
     from .config import AccountConfig, KeepaliveConfig, ReconnectPolicy, TlsConfig
+    from .diagnostics import DiagnosticsReport
     from .media import (
         AudioSink,
         AudioSource,
@@ -142,6 +143,7 @@ __all__ = [
     "ConnectionClosed",
     "DeviceSink",
     "DeviceSource",
+    "DiagnosticsReport",
     "DtlsState",
     "DtmfReceived",
     "ExotelCall",
@@ -201,6 +203,7 @@ _LAZY = {
     **dict.fromkeys(("ExotelCall", "ExotelWebClient"), "client.facade"),
     **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
     "AudioDevice": "audio",
+    "DiagnosticsReport": "diagnostics",
     **dict.fromkeys(
         (
             "AudioSink", "AudioSource", "CallStats", "DeviceSink", "DeviceSource", "DtlsState",

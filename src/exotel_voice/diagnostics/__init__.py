@@ -27,12 +27,19 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from .network import CHECK_NAMES, Check, DiagnosticsReport, Verdict, diagnose
+
 
 __all__ = [
+    "CHECK_NAMES",
+    "Check",
     "DiagnosticsKeyValueCallback",
+    "DiagnosticsReport",
     "DiagnosticsReportCallback",
     "DiagnosticsSession",
     "LogLevel",
+    "Verdict",
+    "diagnose",
 ]
 
 logger = logging.getLogger(__name__)
