@@ -15,16 +15,19 @@ the rig's PulseAudio availability).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from tests.rig.pulse import PulseServer, pulse_server
 from tests.sandbox import conftest as sandbox_fixtures
-from tests.sandbox.conftest import LOOPBACK_MEDIA, PhoneFactory
+from tests.sandbox.conftest import LOOPBACK_MEDIA, MEDIA, PhoneFactory
 
 from exotel_voice.audio.sounds import (
     DTMF_PAIRS,
@@ -46,10 +49,12 @@ from exotel_voice.exceptions import ConfigurationError, MediaError
 from exotel_voice.media.analysis import goertzel_power, rms
 from exotel_voice.media.pcm import Samples
 from exotel_voice.media.sinks import AudioSink
+from exotel_voice.sandbox import Sandbox
 
 
 sandbox = sandbox_fixtures.sandbox
 phones = sandbox_fixtures.phones
+__all__ = ["pulse_server"]
 
 
 def power_share(samples: Samples, freqs: tuple[float, ...]) -> float:
@@ -448,3 +453,104 @@ def test_phone_has_no_sounds_unless_asked() -> None:
     account = AccountConfig.from_sip_account_info(ACCOUNT)
     assert Phone(account).sound_player is None
     assert Phone(account, sounds=Sounds()).sound_player is not None
+
+
+# -- on real devices: PulseAudio null sinks (tests/rig/pulse.py) ------------------------------
+MONITOR_RATE = 16000
+
+
+def loud_share(
+    samples: Samples, freqs: tuple[float, ...], rate: int = MONITOR_RATE, window: float = 0.1
+) -> float:
+    """The share of ``freqs`` in the loudest 0.1 s windows of a recording (0.0: none loud)."""
+    n = int(window * rate)
+    windows = [samples[i:i + n] for i in range(0, samples.size - n + 1, n)]
+    peak = max((rms(w) for w in windows), default=0.0)
+    # Loud (and whole: a window half in a burst has half the share).
+    loud = [w for w in windows if rms(w) > max(0.02, 0.7 * peak)]
+    if not loud:
+        return 0.0
+    shares = [2.0 * sum(goertzel_power(w, rate, f) for f in freqs) / rms(w) ** 2 for w in loud]
+    return float(np.median(shares))
+
+
+@contextlib.asynccontextmanager
+async def sounding_phone(
+    sandbox: Sandbox, user: str, sounds: Sounds | None
+) -> AsyncIterator[Phone]:
+    account = AccountConfig.from_sip_account_info(sandbox.sip_account_info(user))
+    phone = Phone(account, media=MEDIA, sounds=sounds)
+    try:
+        await phone.register(timeout=10)
+        yield phone
+    finally:
+        await asyncio.wait_for(phone.close(), 10)
+
+
+@LOOPBACK_MEDIA
+async def test_ringtone_heard_on_the_selected_sink_until_answered(
+    pulse_server: PulseServer, sandbox: Sandbox
+) -> None:
+    async with sounding_phone(sandbox, "agent", Sounds()) as agent, \
+            sounding_phone(sandbox, "bob", None) as bob:
+        await agent.set_output_device("spk_b")
+        ringing_b = asyncio.create_task(pulse_server.record("spk_b.monitor", 2.5, MONITOR_RATE))
+        ringing_a = asyncio.create_task(pulse_server.record("spk_a.monitor", 2.5, MONITOR_RATE))
+        await bob.dial("agent")
+        call = await agent.next_incoming_call(timeout=5)
+        heard, elsewhere = await ringing_b, await ringing_a
+        assert loud_share(heard, (660.0, 880.0)) > 0.8
+        assert rms(elsewhere) < 0.002  # only the selected sink rings
+        await call.answer()
+        await asyncio.sleep(0.3)
+        after = await pulse_server.record("spk_b.monitor", 1.5, MONITOR_RATE)
+        assert loud_share(after, (660.0, 880.0)) == 0.0  # bob sends silence: nothing loud
+        await call.hangup()
+
+
+@LOOPBACK_MEDIA
+async def test_ringback_and_dtmf_beep_heard_on_the_default_sink(
+    pulse_server: PulseServer, sandbox: Sandbox
+) -> None:
+    async with sounding_phone(sandbox, "agent", Sounds()) as agent:
+        recording = asyncio.create_task(pulse_server.record("spk_a.monitor", 2.0, MONITOR_RATE))
+        ringing = await agent.dial("noanswer")
+        assert loud_share(await recording, (440.0, 480.0)) > 0.8
+        await ringing.hangup()
+        await asyncio.sleep(0.3)
+        assert rms(await pulse_server.record("spk_a.monitor", 0.5, MONITOR_RATE)) < 0.002
+
+        call = await agent.dial("ivr")
+        await call.wait_connected(5)
+        await asyncio.sleep(0.3)
+        recording = asyncio.create_task(pulse_server.record("spk_a.monitor", 1.5, MONITOR_RATE))
+        await asyncio.sleep(0.2)
+        await call.send_dtmf("5")
+        assert loud_share(await recording, DTMF_PAIRS["5"], window=0.04) > 0.8
+        await call.hangup()
+
+
+@LOOPBACK_MEDIA
+async def test_a_wav_ringtone_is_played_and_none_plays_nothing(
+    pulse_server: PulseServer, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    t = np.arange(24000) / 24000
+    wav = write_wav(tmp_path / "bell.wav",
+                    np.round(np.sin(2 * np.pi * 1000 * t) * 8000).astype(np.int16), 24000)
+    async with sounding_phone(sandbox, "agent", Sounds(ringtone=wav)) as agent, \
+            sounding_phone(sandbox, "bob", Sounds(ringtone=None)) as bob:
+        await bob.set_output_device("spk_b")
+        heard_a = asyncio.create_task(pulse_server.record("spk_a.monitor", 2.0, MONITOR_RATE))
+        heard_b = asyncio.create_task(pulse_server.record("spk_b.monitor", 2.0, MONITOR_RATE))
+        out = await agent.dial("bob")  # agent's ringback: on spk_a
+        await bob.next_incoming_call(timeout=5)  # bob's ringtone is off: spk_b stays silent
+        await heard_b
+        assert rms(heard_b.result()) < 0.002
+        await heard_a
+        await out.hangup()
+
+        heard = asyncio.create_task(pulse_server.record("spk_a.monitor", 2.0, MONITOR_RATE))
+        await bob.dial("agent")
+        call = await agent.next_incoming_call(timeout=5)
+        assert loud_share(await heard, (1000.0,)) > 0.8
+        await call.reject()

@@ -49,7 +49,9 @@ from ..exceptions import ConfigurationError, MediaError
 from ..media.analysis import rms
 from ..media.dtmf import parse_digits
 from ..media.pcm import FRAME_MS, Samples, resample_all, samples_per_frame
+from ..media.playout import PlayoutBuffer
 from ..media.sinks import AudioSink, DeviceSink
+from .devices import DeviceKind, default_device
 
 
 __all__ = [
@@ -304,6 +306,10 @@ SinkFactory = Callable[[Any], AudioSink]
 
 
 def _device_sink(device: Any) -> AudioSink:
+    if device is None:
+        # The system default as the device list has it now (PortAudio's own idea of the
+        # default is read once, when it starts).
+        device = default_device(DeviceKind.OUTPUT)
     return DeviceSink(device, sample_rate=SOUND_RATE)
 
 
@@ -477,8 +483,7 @@ class SoundPlayer:
                 delay = start + count * FRAME_MS / 1000 - clock.time()
                 await asyncio.sleep(max(0.0, delay))
             if not loop:
-                # Let the device play what it holds before it is closed.
-                await asyncio.sleep(0.1)
+                await _drained(sink)
                 return
 
     def _unavailable(self, exc: Exception) -> None:
@@ -500,6 +505,19 @@ class SoundPlayer:
                 self.on_error(description)
             except Exception:
                 logger.exception("! the sound error callback failed")
+
+
+async def _drained(sink: AudioSink, timeout: float = 5.0) -> None:
+    """Wait until ``sink`` has played what it holds (a device can take a while to start
+    pulling: ALSA's pulse plugin, say), so that closing it does not cut a beep off."""
+    playout = getattr(sink, "playout", None)
+    if isinstance(playout, PlayoutBuffer):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while playout.depth_ms > 0 and loop.time() < deadline:
+            await asyncio.sleep(FRAME_MS / 1000)
+    # What the device itself holds.
+    await asyncio.sleep(0.1)
 
 
 def _last(frames: list[Samples], i: int, count: int) -> Samples:

@@ -247,6 +247,9 @@ class DeviceDiagnostics:
 
 
 def _device_source(device: Device) -> AudioSource:
+    if device is None:
+        # The system default as the device list has it now (see audio.sounds).
+        device = default_device(DeviceKind.INPUT)
     return DeviceSource(device, sample_rate=SOUND_RATE)
 
 
