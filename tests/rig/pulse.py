@@ -23,8 +23,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class PulseServer:
         self.log = directory / "pulseaudio.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._players: list[subprocess.Popen[bytes]] = []
+        self._played = 0
 
     # -- life --------------------------------------------------------------------------------
 
@@ -155,26 +156,14 @@ class PulseServer:
     def play(self, sink: str, samples: np.ndarray, rate: int = 48000) -> subprocess.Popen[bytes]:
         """Play int16 mono ``samples`` into ``sink`` (``feed_1`` feeds ``mic_1``); returns at
         once (the player is stopped with the server)."""
-        player = subprocess.Popen(
-            ["pacat", "--playback", "-d", sink, "--raw", "--format=s16le", f"--rate={rate}",
-             "--channels=1", "--latency-msec=20"],
-            env=self.env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert player.stdin is not None
-        data = np.asarray(samples, dtype="<i2").tobytes()
-
-        def feed() -> None:
-            try:
-                assert player.stdin is not None
-                player.stdin.write(data)
-                player.stdin.close()
-            except (BrokenPipeError, ValueError):
-                pass
-
-        threading.Thread(target=feed, daemon=True).start()
-        self._players.append(player)
-        return player
+        self._played += 1
+        path = self.directory / f"play-{self._played}.wav"
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(rate)
+            wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+        return self.play_wav(sink, path)
 
     def play_wav(self, sink: str, path: Path) -> subprocess.Popen[bytes]:
         """Play a WAV file into ``sink``."""

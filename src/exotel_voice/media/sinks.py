@@ -25,7 +25,7 @@ from ..exceptions import MediaError
 from .analysis import SILENCE_DBFS, rms, rms_dbfs
 from .pcm import Resampler, Samples, samples_per_frame
 from .playout import PlayoutBuffer
-from .sources import import_sounddevice
+from .sources import DEVICE_LATENCY, import_sounddevice
 
 
 __all__ = ["AudioSink", "DeviceSink", "FrameSink", "LevelMeter", "WavFileSink"]
@@ -259,6 +259,7 @@ class DeviceSink(AudioSink):
                     samplerate=self.sample_rate,
                     dtype="int16",
                     blocksize=size,
+                    latency=DEVICE_LATENCY,
                     callback=callback,
                 )
             stream_opened()

@@ -17,7 +17,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import contextlib
 import fractions
+import logging
 import math
 import wave
 from collections.abc import AsyncIterable, Iterable
@@ -39,6 +41,8 @@ __all__ = [
     "ToneSource",
     "WavFileSource",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: What frame producers may hand over: int16 samples or little-endian 16-bit bytes.
 PcmFrame = Samples | bytes | bytearray | memoryview
@@ -329,6 +333,11 @@ class FrameSource(AudioSource):
         return None
 
 
+#: PortAudio's suggested latency for device streams, in seconds: two 20 ms frames. Lower
+#: values stall ALSA's ``pulse`` plugin (a capture stream then never calls back).
+DEVICE_LATENCY = 0.04
+
+
 def import_sounddevice() -> Any:
     """Import the optional ``sounddevice`` package or raise a :class:`MediaError` naming the
     ``[audio]`` extra (see :func:`exotel_voice.audio.import_sounddevice`)."""
@@ -361,7 +370,10 @@ class DeviceSource(FrameSource):
     :class:`~exotel_voice.audio.AudioDevice` (:func:`exotel_voice.audio.find_device`).
     :meth:`switch` moves to another device while the source is being sent: the new
     device is opened before the old one is closed, so the far end hears no more than the
-    new device's start-up as a gap.
+    new device's start-up as a gap: the old device stays the one heard until the new one
+    delivers audio (at most :attr:`SWITCH_WAIT` seconds). A device that stops delivering for
+    :attr:`STALL_AFTER` seconds is opened again (ALSA's ``pulse`` plugin sometimes leaves a
+    process's first capture stream without data).
 
     Raises:
         AudioSourceError: ``sounddevice`` (or PortAudio) is not installed (the message
@@ -369,10 +381,22 @@ class DeviceSource(FrameSource):
             :meth:`switch`: the device cannot be opened.
     """
 
+    #: Seconds without audio from the device after which it is opened again.
+    STALL_AFTER = 0.3
+    #: Longest a switch keeps the old device heard while the new one starts, in seconds.
+    SWITCH_WAIT = 2.0
+
     def __init__(self, device: Any = None, *, sample_rate: int = 48000) -> None:
         super().__init__(None, sample_rate=sample_rate, max_buffer_ms=100)
         self.device = device
         self._stream: Any = None
+        self._opening = asyncio.Lock()
+        self._next_generation = 0
+        self._took_over = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._heard = 0.0  # loop time of the last audio from the device
+        #: How often the device was opened again after a stall.
+        self.reopened = 0
         # Bumped on each switch: a callback of a stream being replaced pushes nothing.
         self._generation = 0
         try:
@@ -384,13 +408,22 @@ class DeviceSource(FrameSource):
         device = getattr(self.device, "id", self.device)
         return f"<DeviceSource {device if device is not None else 'default'!r}>"
 
-    async def _open(self, device: Any) -> Any:
-        # Opening a device can take tens of milliseconds: not on the event loop.
-        # The old stream (if any) is heard until the new one is in place: the new one's
-        # audio counts from then on.
+    async def _open(self, device: Any, *, take_over: bool) -> Any:
+        # Opening a device can take tens of milliseconds (more for ALSA's pulse plugin):
+        # not on the event loop. With take_over=False the old stream (if any) stays the one
+        # heard until the new one delivers its first audio (a capture stream can take a
+        # few hundred milliseconds to start), or SWITCH_WAIT has passed.
         loop = asyncio.get_running_loop()
         generation = self._generation + 1
+        self._next_generation = generation
+        self._took_over.clear()
         stream = await asyncio.to_thread(self._open_stream, device, loop, generation)
+        if not take_over:
+            try:
+                await asyncio.wait_for(self._took_over.wait(), self.SWITCH_WAIT)
+            except TimeoutError:
+                logger.info("%r: no audio yet from the new device after %.1f s; using it anyway",
+                            self, self.SWITCH_WAIT)
         self._generation = generation
         return stream
 
@@ -398,7 +431,11 @@ class DeviceSource(FrameSource):
         from ..audio._backend import pulse_target, stream_closed, stream_opened  # noqa: PLC0415
 
         def push(samples: Samples) -> None:
+            if generation == self._next_generation and generation != self._generation:
+                self._generation = generation  # the new stream's first audio: it takes over
+                self._took_over.set()
             if generation == self._generation:
+                self._heard = loop.time()
                 self.push(samples)
 
         def callback(indata: Any, frames: int, time: Any, status: Any) -> None:
@@ -413,6 +450,7 @@ class DeviceSource(FrameSource):
                     samplerate=self.sample_rate,
                     dtype="int16",
                     blocksize=samples_per_frame(self.sample_rate),
+                    latency=DEVICE_LATENCY,
                     callback=callback,
                 )
             stream_opened()
@@ -439,9 +477,27 @@ class DeviceSource(FrameSource):
             stream_closed()
 
     async def start(self) -> None:
-        if self._stream is not None:
-            return
-        self._stream = await self._open(self.device)
+        async with self._opening:
+            if self._stream is not None:
+                return
+            self._stream = await self._open(self.device, take_over=True)
+            self._heard = asyncio.get_running_loop().time()
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.STALL_AFTER / 3)
+            if self._stream is None or loop.time() - self._heard < self.STALL_AFTER:
+                continue
+            logger.info("%r: no audio from the device for %.1f s; opening it again",
+                        self, loop.time() - self._heard)
+            self._heard = loop.time()
+            try:
+                await self.switch(self.device)
+                self.reopened += 1
+            except AudioSourceError as exc:
+                logger.warning("! %r: cannot open the input device again: %s", self, exc)
 
     async def switch(self, device: Any) -> None:
         """Record from ``device`` from now on (see the class docstring).
@@ -449,15 +505,23 @@ class DeviceSource(FrameSource):
         Raises:
             AudioSourceError: ``device`` cannot be opened; the previous device goes on.
         """
-        if self._stream is None:
-            self.device = device
-            return
-        new = await self._open(device)
-        old, self._stream, self.device = self._stream, new, device
+        async with self._opening:
+            if self._stream is None:
+                self.device = device
+                return
+            new = await self._open(device, take_over=False)
+            old, self._stream, self.device = self._stream, new, device
+            self._heard = asyncio.get_running_loop().time()
         self._close(old)
 
     async def stop(self) -> None:
-        if self._stream is not None:
-            self._generation += 1
-            stream, self._stream = self._stream, None
-            self._close(stream)
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        async with self._opening:
+            if self._stream is not None:
+                self._generation += 1
+                stream, self._stream = self._stream, None
+                self._close(stream)
