@@ -614,8 +614,8 @@ async def _turn_allocation(server: _Server, timeout: float) -> _Probe:
     clock = _Clock()
     probe = _Probe(server)
     try:
-        kind = socket.SOCK_STREAM if server.transport == "tcp" else socket.SOCK_DGRAM
-        addr = await _resolve(server.host, server.port, kind, timeout)
+        # The name, not a resolved address: turns: checks the certificate against it.
+        addr = (server.host, server.port)
         transport, protocol = await asyncio.wait_for(
             turn.create_turn_endpoint(
                 _RelayProtocol, server_addr=addr, username=server.username,
