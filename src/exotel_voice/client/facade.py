@@ -64,6 +64,7 @@ from ..media import AudioSource, MediaConfig, WavFileSink
 from ._thread import LoopThread, OpFuture
 from .call import Call, CallState
 from .events import (
+    AudioDevicesChanged,
     CallConnected,
     CallEnded,
     CallEvent,
@@ -114,6 +115,11 @@ ClientStatusCallback = Callable[[str], object]
 DTMFCallback = Callable[["ExotelCall", str, str], object]
 #: ``CallQualityCallback(callObj, report, phone)`` (ours: the guide reports no call quality).
 CallQualityCallback = Callable[["ExotelCall", dict[str, Any], str], object]
+#: 5.14: ``audioInputDeviceCallback(deviceId)`` / ``audioOutputDeviceCallback(deviceId)``.
+AudioDeviceCallback = Callable[[str], object]
+#: 5.14: ``onSuccess()`` and ``onError(error)`` of changeAudioInputDevice/OutputDevice.
+SuccessCallback = Callable[[], object]
+ErrorCallback = Callable[[str], object]
 
 #: Keys of the guide's callObj (section 5.4) plus ours, in the order ``keys()`` gives them.
 CALL_OBJ_KEYS = (
@@ -648,6 +654,12 @@ class ExotelWebClient:
         self._session_cb: SessionCallback | None = None
         self._dtmf_cb: DTMFCallback | None = None
         self._quality_cb: CallQualityCallback | None = None
+        # 5.14: the devices chosen before there was a phone (applied when it is made), and
+        # registerAudioDeviceChangeCallback's callbacks (loop thread).
+        self._audio_input: str | None = None
+        self._audio_output: str | None = None
+        self._device_cbs: tuple[AudioDeviceCallback | None, AudioDeviceCallback | None,
+                                Callable[[dict[str, Any]], object] | None] | None = None
         # Touched only on the loop thread:
         self._phone: Phone | None = None
         self._phone_done = False
@@ -1213,6 +1225,128 @@ class ExotelWebClient:
         else:
             session.log("Mic device testing is stopped")
 
+    # -- 5.14 audio devices ----------------------------------------------------------------------
+    def changeAudioInputDevice(  # noqa: N802
+        self,
+        deviceId: str,  # noqa: N803
+        onSuccess: SuccessCallback | None = None,  # noqa: N803
+        onError: ErrorCallback | None = None,  # noqa: N803
+    ) -> OpFuture[None]:
+        """Send from the input device ``deviceId`` (5.14), before or during a call.
+
+        ``deviceId`` is an :class:`~exotel_voice.audio.AudioDevice` id (``exotel-voice
+        devices`` lists them), a device name, or ``"default"``. During a call the microphone
+        switches in place: no renegotiation, the far end keeps hearing us, and a muted call
+        stays muted (Exotel's SDK unmutes here). Before :meth:`DoRegister` the choice is
+        checked and kept for the phone. ``onSuccess()`` or ``onError(why)`` follows on the
+        client's thread (no such device, the device cannot be opened, the ``[audio]``
+        extra missing: ``pip install 'exotel-voice[audio]'``).
+
+        Returns:
+            A future of the outcome (it fails with the same error ``onError`` got).
+        """
+        return self._change_device("input", deviceId, onSuccess, onError)
+
+    def changeAudioOutputDevice(  # noqa: N802
+        self,
+        deviceId: str,  # noqa: N803
+        onSuccess: SuccessCallback | None = None,  # noqa: N803
+        onError: ErrorCallback | None = None,  # noqa: N803
+    ) -> OpFuture[None]:
+        """Play calls on the output device ``deviceId`` (5.14), before or during a call.
+
+        As :meth:`changeAudioInputDevice`; a live call's audio moves to the new device.
+        """
+        return self._change_device("output", deviceId, onSuccess, onError)
+
+    def registerAudioDeviceChangeCallback(  # noqa: N802
+        self,
+        audioInputDeviceCallback: AudioDeviceCallback | None,  # noqa: N803
+        audioOutputDeviceCallback: AudioDeviceCallback | None,  # noqa: N803
+        onDeviceChangeCallback: Callable[[dict[str, Any]], object] | None = None,  # noqa: N803
+    ) -> OpFuture[None]:
+        """Hear of audio device changes (5.14), on the client's thread.
+
+        ``audioInputDeviceCallback(deviceId)`` / ``audioOutputDeviceCallback(deviceId)`` are
+        called with the new default's id when the system's default input / output changes;
+        ``onDeviceChangeCallback({"added": [ids], "removed": [ids]})`` (beyond the guide, as
+        the JS SDK's third argument) on every change. Devices are watched from the phone's
+        start (:meth:`DoRegister`) or at once if it runs. If the device a call uses goes
+        away, the call falls back to the default (a WARNING is logged).
+        """
+        self._device_cbs = (audioInputDeviceCallback, audioOutputDeviceCallback,
+                            onDeviceChangeCallback)
+
+        async def watch() -> None:
+            if self._phone is not None:
+                await self._phone.watch_audio_devices()
+
+        return self._start("registerAudioDeviceChangeCallback", watch)
+
+    def _change_device(self, kind: str, device_id: str, on_success: SuccessCallback | None,
+                       on_error: ErrorCallback | None) -> OpFuture[None]:
+        name = "changeAudioInputDevice" if kind == "input" else "changeAudioOutputDevice"
+        spec = None if device_id in ("", "default") else device_id
+
+        async def change() -> None:
+            from ..audio import AudioDeviceSelection, DeviceKind  # noqa: PLC0415
+
+            try:
+                phone = self._phone
+                if phone is None:  # checked now, used when the phone is made
+                    await asyncio.to_thread(AudioDeviceSelection.resolve, spec, DeviceKind(kind))
+                elif kind == "input":
+                    await phone.set_input_device(spec)
+                else:
+                    await phone.set_output_device(spec)
+            except Exception as exc:
+                self.last_error = exc
+                if on_error is not None:
+                    self._safe(on_error, f"{name}: onError", str(exc))
+                raise
+            if kind == "input":
+                self._audio_input = device_id
+            else:
+                self._audio_output = device_id
+            if on_success is not None:
+                self._safe(on_success, f"{name}: onSuccess")
+
+        return self._start(name, change)
+
+    async def _apply_audio_devices(self, phone: Phone) -> None:
+        """A new phone takes the devices chosen before it, and watches if asked to."""
+        for kind, chosen in (("input", self._audio_input), ("output", self._audio_output)):
+            if chosen is None:
+                continue
+            spec = None if chosen in ("", "default") else chosen
+            try:
+                if kind == "input":
+                    await phone.set_input_device(spec)
+                else:
+                    await phone.set_output_device(spec)
+            except Exception as exc:
+                logger.warning("! the %s device %r cannot be used: %s", kind, chosen, exc)
+        if self._device_cbs is not None:
+            try:
+                await phone.watch_audio_devices()
+            except Exception as exc:
+                logger.warning("! audio devices cannot be watched: %s", exc)
+
+    def _on_audio_devices_changed(self, event: AudioDevicesChanged) -> None:
+        cbs = self._device_cbs
+        if cbs is None:
+            return
+        input_cb, output_cb, change_cb = cbs
+        if input_cb is not None and event.default_input_changed and event.default_input:
+            self._safe(input_cb, "audioInputDeviceCallback", event.default_input.id)
+        if output_cb is not None and event.default_output_changed and event.default_output:
+            self._safe(output_cb, "audioOutputDeviceCallback", event.default_output.id)
+        if change_cb is not None:
+            self._safe(change_cb, "onDeviceChangeCallback", {
+                "added": [dev.id for dev in event.added],
+                "removed": [dev.id for dev in event.removed],
+            })
+
     # -- received DTMF (ours) ----------------------------------------------------------------
     def registerDTMFCallback(self, DTMFCallback: DTMFCallback | None) -> None:  # noqa: N802, N803
         """Call ``DTMFCallback(callObj, digit, phone)`` for every digit the far end sends
@@ -1350,6 +1484,7 @@ class ExotelWebClient:
             self._phone = phone
             self._phone_done = False
             phone.add_listener(self._on_event)
+            await self._apply_audio_devices(phone)
         task = self._register_task
         if task is not None and not task.done():
             task.cancel()
@@ -1443,6 +1578,8 @@ class ExotelWebClient:
             cb = self._dtmf_cb
             if cb is not None:
                 self._safe(cb, "DTMFCallback", self._wrap(event.call), event.digit, self._name())
+        elif isinstance(event, AudioDevicesChanged):
+            self._on_audio_devices_changed(event)
 
     def _on_call_event(self, event: CallEvent) -> None:
         wrapper = self._wrap(event.call)
