@@ -12,6 +12,7 @@
     exotel-voice demo [--keep-running] [same listener options] [-v]
     exotel-voice diagnose [--account FILE | --sandbox] [--ice-host ADDRESS] [--timeout S]
                           [--no-register] [--json] [-v]
+    exotel-voice devices [--json] [-v]
     exotel-voice --version
 
 ``call`` places a call and ``answer`` takes calls (a scriptable softphone). Their account is
@@ -26,7 +27,9 @@ one line per registration and call as they happen. ``demo`` runs the SDK against
 in-process sandbox and exits 0 when every check passed. ``diagnose`` runs the network
 checks (:mod:`exotel_voice.diagnostics.network`) and prints them as a table (with ``rich``,
 the ``[cli]`` extra, when installed; plain text otherwise), or as JSON with ``--json``; exit
-status 1 when a check failed.
+status 1 when a check failed. ``devices`` lists the audio input and output devices
+(:mod:`exotel_voice.audio`; the ``[audio]`` extra) with their ids, as a table (``rich`` when
+installed) or JSON with ``--json``; exit status 2 without the ``[audio]`` extra.
 
 Secrets never come from the command line: the SIP password from the account file or
 ``EXOTEL_SECRET``, the REST token from ``EXOTEL_API_TOKEN``, the sandbox's from
@@ -225,6 +228,16 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--json", action="store_true",
                       help="print the report as JSON (for a support ticket); no secrets in it")
     verbose_option(diag)
+
+    devices = sub.add_parser(
+        "devices", help="list the audio input and output devices (the [audio] extra)",
+        description="Lists the input and output devices (PulseAudio's sinks and sources when "
+                    "a server answers pactl, and PortAudio's) with the ids that "
+                    "changeAudioInputDevice / changeAudioOutputDevice and "
+                    "Phone.set_input_device / set_output_device take.",
+    )
+    devices.add_argument("--json", action="store_true", help="print the devices as JSON")
+    verbose_option(devices)
     return parser
 
 
@@ -933,12 +946,61 @@ def _report_notes(report: Any) -> list[str]:
 
 
 # ============================================================================================
+# devices
+# ============================================================================================
+async def _devices(args: argparse.Namespace, out: _Output) -> int:
+    from .audio import AudioBackendMissing, list_devices
+
+    try:
+        found = await asyncio.to_thread(list_devices)
+    except AudioBackendMissing as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    if args.json:
+        print(json.dumps({
+            "input": [d.to_dict() for d in found if d.input_channels],
+            "output": [d.to_dict() for d in found if d.output_channels],
+        }, indent=2), flush=True)
+        return 0
+    for kind in ("input", "output"):
+        rows = [(("*" if getattr(d, f"default_{kind}") else ""), d.id, d.name, d.host_api,
+                 str(d.input_channels if kind == "input" else d.output_channels))
+                for d in found if getattr(d, f"{kind}_channels")]
+        _print_devices(f"{kind.capitalize()} devices", rows, sys.stdout)
+    return 0
+
+
+def _print_devices(title: str, rows: Sequence[tuple[str, ...]], stream: TextIO) -> None:
+    """One table of devices (``*``: the default), with ``rich`` when installed."""
+    header = ("default", "id", "name", "host API", "channels")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = [title] + ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+                           for r in [header, *rows]]
+        if not rows:
+            lines.append("  (none)")
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+        return
+    table = Table(title=title, title_justify="left",
+                  caption=None if rows else "(none)", caption_justify="left")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(file=stream, highlight=False).print(table)
+
+
+# ============================================================================================
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _setup_logging(args.verbose)
     commands: dict[str, Callable[[argparse.Namespace, _Output], Any]] = {
         "call": _call, "answer": _answer, "connect": _connect, "diagnose": _diagnose,
+        "devices": _devices,
     }
     try:
         if args.command == "sandbox":
