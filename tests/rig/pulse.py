@@ -95,12 +95,14 @@ class PulseServer:
         env = {**os.environ, "HOME": str(home), "XDG_RUNTIME_DIR": str(runtime),
                "PULSE_RUNTIME_PATH": str(runtime)}
         env.pop("PULSE_SERVER", None)
+        # The server dies with the test process, even one killed without its clean-up.
+        setpriv = ["setpriv", "--pdeathsig=TERM"]
         if os.geteuid() == 0:
             # PulseAudio will not run as root outside --system mode: run it as nobody.
             for path in (self.directory, runtime, home):
                 os.chown(path, 65534, 65534)
-            command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                       *command]
+            setpriv += ["--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = [*setpriv, *command]
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(command, env=env, stdout=log, stderr=log,
                                              stdin=subprocess.DEVNULL)
