@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,14 @@ logger = logging.getLogger(__name__)
 
 #: The rate sounds are rendered at (and DeviceSink's default rate).
 SOUND_RATE = 48000
+
+#: Held while the sounds and the device tests list devices or open a stream: PortAudio's
+#: re-scan (``list_devices``) re-initialises it, and a stream opened or a device queried
+#: from another thread meanwhile fails ("PortAudio not initialized").
+DEVICE_LOCK = threading.Lock()
+
+#: Seconds a one-shot sound's device stays open after its last frame was pulled.
+DEVICE_TAIL = 0.2
 
 #: A short fade in and out of every tone burst, so it starts and stops without a click.
 _RAMP_S = 0.005
@@ -431,8 +440,16 @@ class SoundPlayer:
 
     async def _run(self, name: str, samples: Samples, loop: bool) -> None:
         device = self.device
+        frames = _frames(samples)
+        # Made, and opened by the sound's first frame, under the device lock. Shielded: a
+        # stop() meanwhile must not drop a stream that is being opened (its callback would
+        # be freed while PortAudio still calls it); it is closed once open instead.
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open_sink, device, frames[0]))
         try:
-            sink = await asyncio.to_thread(self._sink_factory, device)
+            sink = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_when_open)
+            raise
         except MediaError as exc:
             self._unavailable(exc)
             return
@@ -440,39 +457,40 @@ class SoundPlayer:
             self._failed(name, device, exc)
             return
         try:
-            await self._feed(sink, samples, loop)
+            await self._feed(sink, frames, loop)
         except asyncio.CancelledError:
             pass
         except Exception as exc:
             self._failed(name, device, exc)
         finally:
             try:
-                await asyncio.to_thread(sink.close)
+                await asyncio.to_thread(_close_sink, sink)
             except Exception:
                 logger.debug("closing the sound's sink failed", exc_info=True)
             if self._task is asyncio.current_task():
                 self._task = None
                 self.playing = None
 
-    async def _feed(self, sink: AudioSink, samples: Samples, loop: bool) -> None:
-        size = samples_per_frame(SOUND_RATE)
-        pad = (-samples.size) % size
-        data = np.concatenate([samples, np.zeros(pad, dtype=np.int16)]) if pad else samples
-        frames = [data[i:i + size] for i in range(0, data.size, size)]
+    def _open_sink(self, device: Any, first: Samples) -> AudioSink:
+        with DEVICE_LOCK:
+            sink = self._sink_factory(device)
+            try:
+                sink.write(first, SOUND_RATE)
+            except BaseException:
+                sink.close()
+                raise
+            return sink
+
+    async def _feed(self, sink: AudioSink, frames: list[Samples], loop: bool) -> None:
+        """Write ``frames`` (the first one already written) at the real-time pace."""
         level_every = self._level_frames
         clock = asyncio.get_running_loop()
-        first = True
         start = clock.time()
-        count = 0
+        count = 1
+        index = 1
         while True:
-            for i, frame in enumerate(frames):
-                if first:
-                    # The first write may open the device: not on the loop.
-                    await asyncio.to_thread(sink.write, frame, SOUND_RATE)
-                    first = False
-                    start = clock.time()
-                else:
-                    sink.write(frame, SOUND_RATE)
+            for i in range(index, len(frames)):
+                sink.write(frames[i], SOUND_RATE)
                 count += 1
                 if self.on_level is not None and count % level_every == 0:
                     recent = _last(frames, i, level_every)
@@ -480,11 +498,12 @@ class SoundPlayer:
                         self.on_level(rms(recent))
                     except Exception:
                         logger.exception("! the sound level callback failed")
-                delay = start + count * FRAME_MS / 1000 - clock.time()
+                delay = start + (count - 1) * FRAME_MS / 1000 - clock.time()
                 await asyncio.sleep(max(0.0, delay))
             if not loop:
                 await _drained(sink)
                 return
+            index = 0
 
     def _unavailable(self, exc: Exception) -> None:
         self.available = False
@@ -507,6 +526,28 @@ class SoundPlayer:
                 logger.exception("! the sound error callback failed")
 
 
+def _close_when_open(opening: asyncio.Future[AudioSink]) -> None:
+    """Close a sink whose opening finished after its sound was stopped."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    asyncio.get_running_loop().run_in_executor(None, _close_sink, opening.result())
+
+
+def _close_sink(sink: AudioSink) -> None:
+    with DEVICE_LOCK:
+        sink.close()
+
+
+def _frames(samples: Samples) -> list[Samples]:
+    """``samples`` cut into 20 ms frames, the last one padded with silence."""
+    size = samples_per_frame(SOUND_RATE)
+    pad = (-samples.size) % size
+    data = np.concatenate([samples, np.zeros(pad, dtype=np.int16)]) if pad else samples
+    if data.size == 0:
+        data = np.zeros(size, dtype=np.int16)
+    return [data[i:i + size] for i in range(0, data.size, size)]
+
+
 async def _drained(sink: AudioSink, timeout: float = 5.0) -> None:
     """Wait until ``sink`` has played what it holds (a device can take a while to start
     pulling: ALSA's pulse plugin, say), so that closing it does not cut a beep off."""
@@ -516,8 +557,9 @@ async def _drained(sink: AudioSink, timeout: float = 5.0) -> None:
         deadline = loop.time() + timeout
         while playout.depth_ms > 0 and loop.time() < deadline:
             await asyncio.sleep(FRAME_MS / 1000)
-    # What the device itself holds.
-    await asyncio.sleep(0.1)
+        # What the device itself holds once pulled: PortAudio's buffers and, through ALSA's
+        # pulse plugin, PulseAudio's.
+        await asyncio.sleep(DEVICE_TAIL)
 
 
 def _last(frames: list[Samples], i: int, count: int) -> Samples:

@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 
 from ..audio.devices import AudioDevice, DeviceKind, default_device, find_device
-from ..audio.sounds import RINGTONE, SOUND_RATE, SinkFactory, SoundPlayer, Sounds, Tone, WavSound
+from ..audio.sounds import (
+    DEVICE_LOCK,
+    RINGTONE,
+    SOUND_RATE,
+    SinkFactory,
+    SoundPlayer,
+    Sounds,
+    Tone,
+    WavSound,
+)
 from ..exceptions import MediaError
 from ..media.analysis import rms
 from ..media.pcm import FRAME_MS, Samples
@@ -156,8 +165,9 @@ class DeviceDiagnostics:
 
     def info(self) -> DeviceInfo:
         """The versions and the names of the devices in use (queried now)."""
-        mic, mic_error = _device_name(DeviceKind.INPUT, self.input_device)
-        speaker, speaker_error = _device_name(DeviceKind.OUTPUT, self.output_device)
+        with DEVICE_LOCK:
+            mic, mic_error = _device_name(DeviceKind.INPUT, self.input_device)
+            speaker, speaker_error = _device_name(DeviceKind.OUTPUT, self.output_device)
         return DeviceInfo(sdk_version_string(), mic, speaker, mic_error, speaker_error)
 
     # -- speaker -----------------------------------------------------------------------------
@@ -214,12 +224,26 @@ class DeviceDiagnostics:
         await self.stop_speaker_test()
         await self.stop_mic_test()
 
+    async def _open_source(self, device: Device) -> AudioSource:
+        await asyncio.to_thread(DEVICE_LOCK.acquire)
+        try:
+            source = self._source_factory(device)
+            await source.start()
+            return source
+        finally:
+            DEVICE_LOCK.release()
+
     async def _run_mic(self, on_level: LevelCallback, on_error: ErrorCallback) -> None:
         device = self.input_device
         what = "the default input" if device is None else repr(device)
+        # Shielded: a stop meanwhile must not drop a stream being opened (PortAudio would
+        # go on calling its freed callback); it is stopped once open instead.
+        opening = asyncio.ensure_future(self._open_source(device))
         try:
-            source = await asyncio.to_thread(self._source_factory, device)
-            await source.start()
+            source = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_stop_when_open)
+            raise
         except Exception as exc:  # AudioSourceError, MediaError, PortAudio's errors
             _call(on_error, f"cannot open {what}: {exc}")
             return
@@ -244,6 +268,20 @@ class DeviceDiagnostics:
                 await source.stop()
             except Exception:
                 logger.debug("closing the mic test's source failed", exc_info=True)
+
+
+def _stop_when_open(opening: asyncio.Future[AudioSource]) -> None:
+    """Stop a source whose opening finished after its test was stopped."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    source = opening.result()
+    task = asyncio.get_running_loop().create_task(source.stop())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+#: Sources being stopped after a cancelled open (the loop keeps tasks only weakly).
+_closing: set[asyncio.Task[None]] = set()
 
 
 def _device_source(device: Device) -> AudioSource:
