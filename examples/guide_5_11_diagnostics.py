@@ -1,4 +1,4 @@
-"""5.11 Device and Network Diagnostics: initDiagnostics, startNetworkDiagnostics.
+"""5.11 Device and Network Diagnostics: initDiagnostics, the speaker, mic and network tests.
 
 Registers (the network test reads the background registration, as the guide says), starts
 a diagnostics session with its two callbacks, runs the network test and prints every
@@ -12,6 +12,18 @@ STUN/TURN servers (none by default, so udp/tcp/srflx/relay say ``disconnected``)
 ``EXOTEL_TURN_USERNAME`` and ``EXOTEL_TURN_PASSWORD`` for the ``turn:`` ones (the password
 only from the environment).
 
+``--devices`` first runs the device tests: initDiagnostics has already reported
+``browserVersion`` (here the SDK, Python and platform versions), ``micInfo`` and
+``speakerInfo``; startSpeakerDiagnosticsTest() plays the ringtone on the selected output
+for ``--speaker-seconds`` (its level under ``speaker``), stopSpeakerDiagnosticsTest(answer);
+startMicDiagnosticsTest() reports the selected input's live level under ``mic`` for
+``--mic-seconds``, stopMicDiagnosticsTest(answer). The answer ("yes"/"no": did you hear
+it, did the meter follow your voice) is ``--answer``, or asked in a terminal with
+``--ask``; without either the tests are only stopped. They pass when levels were reported
+("speaker ok", "mic ok"), and fail on "speaker error"/"mic error" (no device, or no
+``pip install 'exotel-voice[audio]'``). ``--devices-only`` skips the registration and the
+network test (no account needed): ``python guide_5_11_diagnostics.py --devices-only --ask``.
+
 Against the sandbox (see _common.py): ``EXOTEL_SANDBOX_PASSWORD=pw exotel-voice sandbox``, then
 ``EXOTEL_SECRET=pw python guide_5_11_diagnostics.py``.
 """
@@ -22,6 +34,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +70,32 @@ def network_part(exWebClient: ExotelWebClient, results: dict[str, tuple[Any, str
     return None
 
 
+def device_part(exWebClient: ExotelWebClient, results: dict[str, tuple[Any, str]],  # noqa: N803
+                args: Any) -> str | None:
+    """The speaker and mic tests; ``None`` when both reported levels, else why not."""
+
+    def answer(what: str) -> str | None:
+        if args.answer:
+            return str(args.answer)
+        if args.ask and sys.stdin.isatty():
+            return input(f"Did the {what} test work? (yes/no) ").strip().lower() or None
+        return None
+
+    print("startSpeakerDiagnosticsTest: listen for the ringtone", flush=True)
+    exWebClient.startSpeakerDiagnosticsTest().result(args.timeout)
+    time.sleep(args.speaker_seconds)
+    exWebClient.stopSpeakerDiagnosticsTest(answer("speaker")).result(args.timeout)
+    print("startMicDiagnosticsTest: speak into the microphone", flush=True)
+    exWebClient.startMicDiagnosticsTest().result(args.timeout)
+    time.sleep(args.mic_seconds)
+    exWebClient.stopMicDiagnosticsTest(answer("mic")).result(args.timeout)
+    for key in ("speaker", "mic"):
+        status, description = results.get(key, (None, f"no {key} level was reported"))
+        if description != f"{key} ok":
+            return f"{key}: {description}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args, sipAccountInfo, options = parse(__doc__, argv, extra=[  # noqa: N806
@@ -64,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
                           "help": "a stun:/turn: URL (repeatable)"}),
         ("--report", {"type": Path, "metavar": "FILE",
                       "help": "save the troubleshooting log here"}),
+        ("--devices", {"action": "store_true", "help": "run the speaker and mic tests too"}),
+        ("--devices-only", {"action": "store_true",
+                            "help": "only the speaker and mic tests (no registration)"}),
+        ("--speaker-seconds", {"type": float, "default": 2.0}),
+        ("--mic-seconds", {"type": float, "default": 2.0}),
+        ("--answer", {"choices": ["yes", "no"], "default": None,
+                      "help": "the verdict given to stop...DiagnosticsTest"}),
+        ("--ask", {"action": "store_true", "help": "ask for the verdict in the terminal"}),
     ])
     ice_options(args, options)
     exWebClient = ExotelWebClient()  # noqa: N806
@@ -81,13 +128,23 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = (status, description)
 
     exWebClient.initWebrtc(sipAccountInfo, None, None, None, **options)
+    if args.devices_only:
+        exWebClient.initDiagnostics(diagnosticsReportCallback, diagnosticsKeyValueCallback)
+        try:
+            problem = device_part(exWebClient, results, args)
+        finally:
+            exWebClient.close()
+        with lock:
+            print("troubleshooting log:\n" + log["text"], flush=True)
+        return fail(problem) if problem else 0
     exWebClient.DoRegister()
     if not exWebClient.wait_for_registration(args.timeout):
         exWebClient.close()
         return fail("not registered")
     exWebClient.initDiagnostics(diagnosticsReportCallback, diagnosticsKeyValueCallback)
     try:
-        problem = network_part(exWebClient, results, args.timeout)
+        problem = device_part(exWebClient, results, args) if args.devices else None
+        problem = network_part(exWebClient, results, args.timeout) or problem
     finally:
         exWebClient.UnRegister()
         exWebClient.wait_for_unregistration(10)

@@ -15,6 +15,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -261,3 +264,27 @@ def test_facade_diagnostics_before_init_fail_clearly() -> None:
         with pytest.raises(Exception, match="initDiagnostics"):
             fut.result(5)
         assert not client.initDiagnostics("not a function", None)  # type: ignore[arg-type]
+
+
+# -- the example -------------------------------------------------------------------------------
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "guide_5_11_diagnostics.py"
+
+
+def test_the_example_runs_the_device_tests(pulse_server: PulseServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXOTEL_")}
+    env["EXOTEL_SECRET"] = "unused"  # no registration with --devices-only
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--devices-only", "--answer", "yes",
+         "--speaker-seconds", "1.5", "--mic-seconds", "1.5", "--timeout", "15"],
+        env=env, cwd=EXAMPLE.parent, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "diagnostics speakerInfo Speaker_A speakerInfo" in out
+    assert "diagnostics micInfo Microphone_1 micInfo" in out
+    assert f"diagnostics browserVersion ready {sdk_version_string()}" in out
+    assert any(line.startswith("diagnostics speaker 0.") and line.endswith("speaker ok")
+               for line in out.splitlines())
+    assert any(line.endswith("mic ok") for line in out.splitlines())
+    assert "SPEAKER_TEST_PASS" in out and "MICROPHONE_TEST_PASS" in out
