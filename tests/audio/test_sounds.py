@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -559,3 +560,26 @@ async def test_a_wav_ringtone_is_played_and_none_plays_nothing(
         call = await agent.next_incoming_call(timeout=5)
         assert loud_share(await heard, (1000.0,)) > 0.8
         await call.reject()
+
+
+async def test_a_sound_stopped_while_its_device_opens_closes_the_device() -> None:
+    """Stopping a sound while its device is still opening (in a thread) must not drop the
+    open stream: PortAudio would go on calling its freed callback."""
+    opening = threading.Event()
+    release = threading.Event()
+    made: list[Recorder] = []
+
+    def slow_device(device: object) -> AudioSink:
+        opening.set()
+        release.wait(5)
+        sink = Recorder(device)
+        made.append(sink)
+        return sink
+
+    player = SoundPlayer(Sounds(), sink_factory=slow_device)
+    player.start_ringtone()
+    await asyncio.to_thread(opening.wait, 5)
+    await player.aclose()  # stopped while the device opens
+    release.set()
+    await until(lambda: made and made[0].closed)
+    assert player.playing is None
