@@ -63,7 +63,9 @@ async def test_clean_call_scores_high_and_bursty_loss_scores_clearly_lower(
     clean = measure(speech, 8000, recorder, source.sent_at, device_ms=DEVICE_MS)
     assert clean.pesq is not None, clean.error
     assert clean.pesq > 3.0, clean
-    assert clean.latency_ms is not None and 0 < clean.latency_ms < 1000, clean
+    # PCMU on loopback is handed over within about a millisecond of being sent, either
+    # way (the send clock's read and the receive hand-over are timed a frame apart).
+    assert clean.latency_ms is not None and -5.0 < clean.latency_ms < 1000, clean
 
     bursty = Impairment(burst=GilbertElliott.for_loss(0.05, mean_burst=4.0), seed=2)
     async with ImpairmentRelay(bursty) as relay:
