@@ -44,7 +44,7 @@ from .exceptions import (
 
 
 if TYPE_CHECKING:
-    from .audio import AudioDevice
+    from .audio import AudioDevice, Sounds
     from .client import (
         AudioDeviceFallback,
         AudioDevicesChanged,
@@ -186,6 +186,7 @@ __all__ = [
     "RestError",
     "SilenceSource",
     "SipError",
+    "Sounds",
     "TlsConfig",
     "ToneSource",
     "TransactionTimeout",
@@ -202,7 +203,7 @@ _LAZY = {
     **dict.fromkeys(("AccountConfig", "KeepaliveConfig", "ReconnectPolicy", "TlsConfig"), "config"),
     **dict.fromkeys(("ExotelCall", "ExotelWebClient"), "client.facade"),
     **dict.fromkeys(("AsyncExotelClient", "ExotelClient"), "rest"),
-    "AudioDevice": "audio",
+    **dict.fromkeys(("AudioDevice", "Sounds"), "audio"),
     "DiagnosticsReport": "diagnostics",
     **dict.fromkeys(
         (

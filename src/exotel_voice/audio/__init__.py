@@ -8,6 +8,8 @@ Needs the optional ``sounddevice`` package (PortAudio): ``pip install
   (:class:`AudioDevice`), PulseAudio's sinks and sources included when a server answers.
 * :class:`AudioDeviceSelection`: the input and output a phone's calls use, switched in
   place during a call (``Phone.set_input_device`` / ``set_output_device``).
+* :class:`Sounds`, :class:`SoundPlayer`: the ringtone, ringback and DTMF beep a phone
+  plays on its output device (:mod:`exotel_voice.audio.sounds`).
 * :class:`DeviceWatcher`: devices appearing, disappearing, the default changing
   (:class:`DeviceListChange`).
 
@@ -24,6 +26,17 @@ from .devices import (
     list_devices,
 )
 from .selection import AudioDeviceSelection, DeviceSpec
+from .sounds import (
+    DTMF_TONES,
+    RINGBACK_NORTH_AMERICA,
+    RINGBACK_UK,
+    RINGTONE,
+    DtmfTones,
+    SoundPlayer,
+    Sounds,
+    Tone,
+    WavSound,
+)
 from .watch import DeviceListChange, DeviceWatcher, compare_devices
 
 
@@ -33,10 +46,19 @@ __all__ = [
     "AudioDevice",
     "AudioDeviceError",
     "AudioDeviceSelection",
+    "DTMF_TONES",
     "DeviceKind",
     "DeviceListChange",
     "DeviceSpec",
     "DeviceWatcher",
+    "DtmfTones",
+    "RINGBACK_NORTH_AMERICA",
+    "RINGBACK_UK",
+    "RINGTONE",
+    "SoundPlayer",
+    "Sounds",
+    "Tone",
+    "WavSound",
     "compare_devices",
     "default_device",
     "find_device",

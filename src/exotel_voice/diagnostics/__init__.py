@@ -27,12 +27,15 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from .devices import DeviceDiagnostics, DeviceInfo, sdk_version_string
 from .network import CHECK_NAMES, Check, DiagnosticsReport, Verdict, diagnose
 
 
 __all__ = [
     "CHECK_NAMES",
     "Check",
+    "DeviceDiagnostics",
+    "DeviceInfo",
     "DiagnosticsKeyValueCallback",
     "DiagnosticsReport",
     "DiagnosticsReportCallback",
@@ -40,6 +43,7 @@ __all__ = [
     "LogLevel",
     "Verdict",
     "diagnose",
+    "sdk_version_string",
 ]
 
 logger = logging.getLogger(__name__)
