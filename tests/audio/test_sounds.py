@@ -583,3 +583,55 @@ async def test_a_sound_stopped_while_its_device_opens_closes_the_device() -> Non
     release.set()
     await until(lambda: made and made[0].closed)
     assert player.playing is None
+
+
+async def test_no_output_device_is_one_info_line_not_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server with the [audio] extra but no sound card: sounds are off, said once."""
+    monkeypatch.setattr("exotel_voice.audio.sounds.default_device",
+                        lambda kind, devices=None: None)
+    player = SoundPlayer(Sounds())  # the real device sink factory
+    with caplog.at_level(logging.INFO, logger="exotel_voice.audio.sounds"):
+        for _ in range(2):
+            player.start_ringtone()
+            await player.wait_done()
+            assert player.playing is None
+    lines = [r for r in caplog.records if r.name == "exotel_voice.audio.sounds"]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (logging.INFO, "= sounds are off while there is no output device: "
+                       "there is no output device")]
+
+
+async def test_a_sound_that_cannot_start_is_not_left_playing() -> None:
+    def broken(device: object) -> AudioSink:
+        raise OSError("Device unavailable")
+
+    player = SoundPlayer(Sounds(), sink_factory=broken)
+    player.start_ringback()
+    await player.wait_done()
+    assert player.playing is None
+
+
+def test_the_facade_plays_sounds_by_default_and_not_when_asked_off() -> None:
+    from exotel_voice import ExotelWebClient
+    from exotel_voice.sandbox import SandboxConfig
+    from exotel_voice.sandbox.threaded import SandboxThread
+
+    config = SandboxConfig(ws_port=0, wss_port=None, http_port=None,
+                           users={"agent": "agent-sounds-1"})
+    with SandboxThread(config) as sb:
+        for sounds, expected in ((None, False), (Sounds(ringtone=None), True), ("default", True)):
+            with ExotelWebClient() as client:
+                kwargs: dict[str, Any] = {} if sounds == "default" else {"sounds": sounds}
+                assert client.initWebrtc(sb.sip_account_info("agent"), **kwargs)
+                client.DoRegister()
+                assert client.wait_for_registration(10)
+                phone = client.phone
+                assert phone is not None
+                assert (phone.sound_player is not None) is expected
+                if isinstance(sounds, Sounds):
+                    assert phone.sound_player is not None
+                    assert phone.sound_player.sounds is sounds
+                client.UnRegister()
+                client.wait_for_unregistration(10)

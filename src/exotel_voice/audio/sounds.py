@@ -61,6 +61,7 @@ __all__ = [
     "RINGBACK_UK",
     "RINGTONE",
     "DtmfTones",
+    "NoOutputDevice",
     "Sound",
     "SoundPlayer",
     "Sounds",
@@ -314,11 +315,17 @@ def render_beep(
 SinkFactory = Callable[[Any], AudioSink]
 
 
+class NoOutputDevice(MediaError):
+    """The machine has no output device at all (a server): sounds have nowhere to play."""
+
+
 def _device_sink(device: Any) -> AudioSink:
     if device is None:
         # The system default as the device list has it now (PortAudio's own idea of the
         # default is read once, when it starts).
         device = default_device(DeviceKind.OUTPUT)
+        if device is None:
+            raise NoOutputDevice("there is no output device")
     return DeviceSink(device, sample_rate=SOUND_RATE)
 
 
@@ -365,6 +372,7 @@ class SoundPlayer:
         self.playing: str | None = None
         #: False once the player found that sounds cannot be played here (no extra).
         self.available = True
+        self._told_no_device = False
         self.last_error: str | None = None
 
     def __repr__(self) -> str:
@@ -439,6 +447,14 @@ class SoundPlayer:
         return True
 
     async def _run(self, name: str, samples: Samples, loop: bool) -> None:
+        try:
+            await self._play_on_device(name, samples, loop)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+                self.playing = None
+
+    async def _play_on_device(self, name: str, samples: Samples, loop: bool) -> None:
         device = self.device
         frames = _frames(samples)
         # Made, and opened by the sound's first frame, under the device lock. Shielded: a
@@ -450,6 +466,13 @@ class SoundPlayer:
         except asyncio.CancelledError:
             opening.add_done_callback(_close_when_open)
             raise
+        except NoOutputDevice as exc:
+            # Not an error on a server; said once (a device may be plugged in later).
+            if not self._told_no_device:
+                self._told_no_device = True
+                logger.info("= sounds are off while there is no output device: %s", exc)
+            self._report(str(exc))
+            return
         except MediaError as exc:
             self._unavailable(exc)
             return
@@ -467,9 +490,6 @@ class SoundPlayer:
                 await asyncio.to_thread(_close_sink, sink)
             except Exception:
                 logger.debug("closing the sound's sink failed", exc_info=True)
-            if self._task is asyncio.current_task():
-                self._task = None
-                self.playing = None
 
     def _open_sink(self, device: Any, first: Samples) -> AudioSink:
         with DEVICE_LOCK:
