@@ -36,6 +36,20 @@ the target clamped to ``[min_wait, max_wait]``: on a clean network it stays at
 ``min_wait`` (the latency of a hole, 10 ms by default), which is what it was before
 the policy existed.  The RFC 3550 §6.4.1 inter-arrival jitter is kept too, for stats.
 
+Losses are also given up on time (``conceal_on_time``, which :class:`LeanReceiver` sets):
+when no packet has come by the time the fastest recent packet would have brought the
+next one, plus one frame, plus the reorder wait, that one slot is declared lost on its
+own, and so on one frame per frame time, up to :data:`MAX_CONCEAL_PACKETS` (then the far
+end is taken to have gone quiet).  During a burst of losses the consumer so gets
+concealment as the audio was due, instead of nothing until the packet after the burst
+shows it (a device with a short buffer played ~300 ms of silence per second of 5 %
+bursty loss).  The extra frame leaves a single loss to be found by the next packet, as
+before, so its in-band FEC can rebuild it.  A packet that comes for a slot already given
+up is late and dropped; one whose timestamp is not older than the timeline's is the far
+end resuming after a pause (DTX, hold): the timeline goes back to it and those slots are
+not counted lost.  On a clean network no deadline passes: the timer is re-armed at each
+packet and never fires.
+
 Concealment (:class:`LeanReceiver`): a lost Opus frame is rebuilt from the next
 packet's in-band FEC when that packet carries it (it always is at hand: a hole is only
 released together with the packet after it), else by libopus's own concealment; a lost
@@ -43,8 +57,8 @@ G.711 or G.722 frame by a pitch repeat (:mod:`exotel_voice.media.plc`), merged s
 into the next good frame.
 
 The buffer is pure logic with the clock passed in, so it is tested without a loop;
-:class:`LeanReceiver` owns the one ``loop.call_at`` timer per leg, armed only
-while a hole is open.
+:class:`LeanReceiver` owns the one ``loop.call_at`` timer per leg, armed at the next
+deadline (a hole's, or the next packet's), cancelled when nothing is awaited.
 """
 
 from __future__ import annotations
@@ -107,8 +121,17 @@ class JitterBuffer:
         max_wait: longest reorder wait, seconds.
     """
 
-    def __init__(self, *, clock_rate: int = 8000, min_wait: float = 0.01, max_wait: float = 0.12):
+    def __init__(
+        self,
+        *,
+        clock_rate: int = 8000,
+        min_wait: float = 0.01,
+        max_wait: float = 0.12,
+        conceal_on_time: bool = False,
+    ):
         self.clock_rate = clock_rate
+        #: Declare the next packet lost when it is overdue even if no later one came.
+        self.conceal_on_time = conceal_on_time
         self.min_wait = min_wait
         self.max_wait = max_wait
         self.jitter = 0.0  # seconds, RFC 3550 estimator
@@ -126,6 +149,15 @@ class JitterBuffer:
         self._held: dict[int, Packet] = {}
         self._hole_since: float | None = None
         self._transit: float | None = None
+        # The timeline, for deadlines without a hole: the smallest recent transit, the
+        # RTP timestamp the next packet should carry, the packets' timestamp step, and
+        # the run of slots given up on time (seq of the first, how many).
+        self._base: float | None = None
+        self._next_ts: int | None = None
+        self._step: int | None = None
+        self._last_ts = 0
+        self._run_start = 0
+        self._run = 0
 
     @property
     def wait(self) -> float:
@@ -133,10 +165,32 @@ class JitterBuffer:
         return min(self.max_wait, max(self.min_wait, self.target))
 
     def deadline(self) -> float | None:
-        """When :meth:`expire` must be called next (only while a hole is open)."""
+        """When :meth:`expire` must be called next: while a hole is open, and (with
+        ``conceal_on_time``) when the next packet is overdue by the reorder wait."""
+        due = self._due()
         if self._hole_since is None:
+            return due
+        hole = self._hole_since + self.wait
+        return hole if due is None else min(hole, due)
+
+    def _due(self) -> float | None:
+        """When the next packet is given up on without a later one: the time the fastest
+        recent packet would have brought it, plus the reorder wait (None: not tracked,
+        or the concealment limit reached: the far end went quiet)."""
+        if (
+            not self.conceal_on_time
+            or self._base is None
+            or self._next_ts is None
+            or self._step is None
+            or self._run >= MAX_CONCEAL_PACKETS
+        ):
             return None
-        return self._hole_since + self.wait
+        ahead = (self._next_ts - self._last_ts) & 0xFFFFFFFF  # no wrap in the sum
+        # One frame more than a hole's wait: a single loss is still found by the packet
+        # after it (whose in-band FEC may rebuild it), and a late packet still gets the
+        # wait it would get behind a hole; only a run of losses is given up on time.
+        due = (self._last_ts + ahead + self._step) / self.clock_rate
+        return due + self._base + self.wait
 
     def push(
         self, ssrc: int, seq: int, timestamp: int, payload_type: int, payload: bytes, now: float
@@ -146,6 +200,8 @@ class JitterBuffer:
             self._restart(ssrc, seq)
         self._update_jitter(timestamp, now)
         distance = (seq - self._next) & 0xFFFF  # type: ignore[operator]
+        if distance >= 0x8000 and self._resumes(seq, timestamp):
+            distance = 0
         if distance >= 0x8000:
             self.late += 1
             return []
@@ -155,6 +211,7 @@ class JitterBuffer:
         packet = Packet(seq, timestamp, payload_type, payload)
         if distance == 0 and not self._held:
             self._next = (seq + 1) & 0xFFFF
+            self._released(packet)
             return [packet]
         if seq in self._held:
             self.late += 1  # a duplicate
@@ -164,18 +221,47 @@ class JitterBuffer:
         if self._held:
             if self._hole_since is None:
                 self._hole_since = now
-            if len(self._held) > MAX_HELD:
+            due = self._due()
+            if len(self._held) > MAX_HELD or (due is not None and now >= due):
                 released += self._skip_hole(now)
         else:
             self._hole_since = None
         return released
 
+    def _resumes(self, seq: int, timestamp: int) -> bool:
+        """Whether a packet for a slot given up on time is the far end resuming after a
+        pause (its media is not older than the timeline's), not a late packet; if so the
+        timeline goes back to it and those slots are no longer counted lost."""
+        if not self._run or self._next_ts is None:
+            return False
+        back = (self._next - seq) & 0xFFFF  # type: ignore[operator]
+        if (seq - self._run_start) & 0xFFFF >= self._run or back > self._run:
+            return False
+        if (timestamp - self._next_ts) & 0xFFFFFFFF >= 0x80000000:
+            return False  # older media: a late packet
+        self.lost -= back
+        self._next = seq
+        self._run = 0
+        return True
+
     def expire(self, now: float) -> list[Packet]:
-        """Give up on the current hole if its deadline has passed; return what is released."""
+        """Give up on the current hole (or the overdue next packet) if its deadline has
+        passed; return what is released."""
         deadline = self.deadline()
         if deadline is None or now < deadline:
             return []
-        return self._skip_hole(now)
+        if self._held:
+            return self._skip_hole(now)
+        # Nothing behind it yet: the overdue slot alone is declared lost (one frame).
+        assert self._next is not None and self._next_ts is not None and self._step
+        if not self._run:
+            self._run_start = self._next
+        self._run += 1
+        self.lost += 1
+        lost = Packet(self._next, self._next_ts, -1, None)
+        self._next = (self._next + 1) & 0xFFFF
+        self._next_ts = (self._next_ts + self._step) & 0xFFFFFFFF
+        return [lost]
 
     def _skip_hole(self, now: float) -> list[Packet]:
         assert self._next is not None
@@ -186,6 +272,8 @@ class JitterBuffer:
             released.append(Packet(seq, 0, -1, None))
             seq = (seq + 1) & 0xFFFF
         self.lost += len(released)
+        if self._step is not None and self._next_ts is not None:
+            self._next_ts = (self._next_ts + self._step * len(released)) & 0xFFFFFFFF
         self._next = nearest
         released += self._drain()
         self._hole_since = now if self._held else None
@@ -194,12 +282,28 @@ class JitterBuffer:
     def _drain(self) -> list[Packet]:
         released = []
         while self._next in self._held:
-            released.append(self._held.pop(self._next))
+            packet = self._held.pop(self._next)
+            released.append(packet)
+            self._released(packet)
             self._next = (self._next + 1) & 0xFFFF
         if released and self._held:
             # The hole moved: the next one gets its own full wait.
             self._hole_since = None
         return released
+
+    def _released(self, packet: Packet) -> None:
+        """Follow the timeline: the step between consecutive packets and the next one's
+        timestamp; a packet that came ends a run of slots given up on time."""
+        if self._next_ts is not None and self._run == 0:
+            step = (packet.timestamp - self._last_ts) & 0xFFFFFFFF
+            if 0 < step <= self.clock_rate // 5:  # up to 200 ms of audio per packet
+                self._step = step
+        self._last_ts = packet.timestamp
+        if self._step is not None:
+            self._next_ts = (packet.timestamp + self._step) & 0xFFFFFFFF
+        else:
+            self._next_ts = packet.timestamp
+        self._run = 0
 
     def _restart(self, ssrc: int, seq: int) -> None:
         if self._ssrc is not None:
@@ -210,6 +314,9 @@ class JitterBuffer:
         self._hole_since = None
         self._transits.clear()
         self._transit = None
+        self._base = None
+        self._next_ts = None
+        self._run = 0
 
     def _update_jitter(self, timestamp: int, now: float) -> None:
         transit = now - timestamp / self.clock_rate
@@ -219,8 +326,10 @@ class JitterBuffer:
                 self.jitter += (delta - self.jitter) / 16.0
             else:
                 self._transits.clear()  # a new timeline: old transits mean nothing
+                self._base = None
         self._transit = transit
         self._transits.append(transit)
+        self._base = transit if self._base is None else min(self._base, transit)
         self._since_recompute += 1
         if self._since_recompute >= _RECOMPUTE_EVERY or len(self._transits) < _RECOMPUTE_EVERY:
             self._since_recompute = 0
@@ -228,7 +337,8 @@ class JitterBuffer:
 
     def _update_target(self, now: float) -> None:
         transits = np.fromiter(self._transits, dtype=np.float64, count=len(self._transits))
-        relative = transits - transits.min()
+        self._base = float(transits.min())
+        relative = transits - self._base
         wanted = float(np.quantile(relative, DELAY_QUANTILE))
         if wanted >= self.target or self._target_at is None:
             self.target = wanted
@@ -277,13 +387,14 @@ class LeanReceiver:
         self._codecs: dict[int, tuple[str, int]] = {}
         self._decoders: dict[int, AudioDecoder | None] = {}
         clock_rate = next(iter(codecs.values()))[1] if codecs else 8000
-        self._buffer = JitterBuffer(clock_rate=clock_rate)
+        self._buffer = JitterBuffer(clock_rate=clock_rate, conceal_on_time=True)
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._clock = self._loop.time
         self._last_size: dict[int, int] = {}
         self._last_payload_type: int | None = None
         self._concealers: dict[int, PitchConcealer] = {}
+        self._loss_run = 0  # consecutive lost frames so far, across deliveries
         self.frames_decoded = 0
         self.frames_concealed = 0
         self.concealed_samples = 0
@@ -362,13 +473,15 @@ class LeanReceiver:
 
     def _play(self, packets: list[Packet]) -> None:
         conceal = sum(1 for p in packets if p.payload is None) <= MAX_CONCEAL_PACKETS
-        in_loss = False
         for index, packet in enumerate(packets):
             if packet.payload is None:
-                if conceal and self._conceal(packets, index, first=not in_loss):
-                    in_loss = True
+                # A lost frame is concealed (while the run of losses, which may span
+                # several deliveries when slots are given up on time, is short enough).
+                self._loss_run += 1
+                if conceal and self._loss_run <= MAX_CONCEAL_PACKETS:
+                    self._conceal(packets, index, first=self._loss_run == 1)
                 continue
-            in_loss = False
+            self._loss_run = 0
             decoder = self._decoder(packet.payload_type)
             if decoder is None:
                 continue
