@@ -435,23 +435,23 @@ def test_a_burst_is_concealed_frame_by_frame_on_time_then_audio_resumes() -> Non
             released.extend((deadline, p.seq, p.payload is None) for p in buffer.expire(deadline))
             deadline = buffer.deadline()
 
-    for seq in [*range(20), *range(30, 35)]:  # 5 ms transit; 20..29 lost
+    for seq in [*range(40), *range(50, 55)]:  # 5 ms transit; 40..49 lost
         at = seq * 0.02 + 0.005
         run_until(at)
         pushed = buffer.push(1, seq, seq * 160, 0, b"x", at)
         released.extend((at, p.seq, p.payload is None) for p in pushed)
-    run_until(0.7)
-    assert [seq for _, seq, _ in released] == list(range(35))
+    run_until(1.1)
+    assert [seq for _, seq, _ in released] == list(range(55))
     lost = [(at, seq) for at, seq, gone in released if gone]
-    assert [seq for _, seq in lost] == list(range(20, 30))
+    assert [seq for _, seq in lost] == list(range(40, 50))
     # Each lost frame is given up on alone, one frame plus the reorder wait after its
     # audio was due: a frame every 20 ms through the burst, not all at its end.
     for at, seq in lost:
         assert at == pytest.approx(seq * 0.02 + 0.005 + 0.02 + buffer.wait)
     # The audio after the burst is released as it comes (packet 30 with the last lost
     # slot, whose deadline comes right after it: its FEC is at hand).
-    assert [(round(at, 3), seq) for at, seq, gone in released if not gone][20:] == [
-        (0.615, 30), (0.625, 31), (0.645, 32), (0.665, 33), (0.685, 34)]
+    assert [(round(at, 3), seq) for at, seq, gone in released if not gone][40:] == [
+        (1.015, 50), (1.025, 51), (1.045, 52), (1.065, 53), (1.085, 54)]
     assert buffer.late == 0 and buffer.lost == 10
 
 
@@ -466,48 +466,48 @@ def test_no_deadline_passes_while_packets_come_on_time() -> None:
 
 def test_a_packet_for_a_slot_concealed_on_time_is_late_and_dropped() -> None:
     buffer = JitterBuffer(conceal_on_time=True)
-    for seq in range(10):
+    for seq in range(30):
         _on_time(buffer, seq, seq * 0.02)
-    gone = buffer.expire(buffer.deadline() or 0.0)  # packet 10 overdue
-    assert [(p.seq, p.payload) for p in gone] == [(10, None)]
-    assert buffer.push(1, 10, 1600, 0, b"x", 0.235) == []  # its slot was played
+    gone = buffer.expire(buffer.deadline() or 0.0)  # packet 30 overdue
+    assert [(p.seq, p.payload) for p in gone] == [(30, None)]
+    assert buffer.push(1, 30, 30 * 160, 0, b"x", 0.635) == []  # its slot was played
     assert buffer.late == 1
-    assert [p.seq for p in _on_time(buffer, 11, 0.24)] == [11]
+    assert [p.seq for p in _on_time(buffer, 31, 0.64)] == [31]
 
 
 def test_audio_after_a_pause_is_not_taken_for_late_packets() -> None:
     """The far end stops sending (DTX, a pause) and resumes with the next sequence
     number and a later timestamp: the slots concealed meanwhile were no loss."""
     buffer = JitterBuffer(conceal_on_time=True)
-    for seq in range(10):
+    for seq in range(30):
         _on_time(buffer, seq, seq * 0.02)
-    out = _on_time(buffer, 10, 2.0, ts=100 * 160)  # 1.8 s later, media time too
-    assert [(p.seq, p.payload is None) for p in out][-1] == (10, False)
+    out = _on_time(buffer, 30, 2.4, ts=120 * 160)  # 1.8 s later, media time too
+    assert [(p.seq, p.payload is None) for p in out][-1] == (30, False)
     assert buffer.late == 0 and buffer.lost == 0
-    assert [p.seq for p in _on_time(buffer, 11, 2.02, ts=101 * 160)] == [11]
+    assert [p.seq for p in _on_time(buffer, 31, 2.42, ts=121 * 160)] == [31]
 
 
 async def test_lean_receiver_conceals_a_burst_before_the_next_packet_arrives() -> None:
     """A consumer with a short buffer hears concealment during a burst of losses, not
     silence until the packet after the burst shows it."""
     x = speech_like(8000)
-    payloads = [ulaw_encode(x[i * 160 : (i + 1) * 160]) for i in range(25)]
+    payloads = [ulaw_encode(x[i * 160 : (i + 1) * 160]) for i in range(45)]
     got: list[np.ndarray] = []
     receiver = LeanReceiver(lambda s, r: got.append(s), {0: ("PCMU", 8000)})
     loop = asyncio.get_running_loop()
     start = loop.time()
-    for seq in [*range(10), *range(15, 25)]:  # 10..14 lost
+    for seq in [*range(30), *range(35, 45)]:  # 30..34 lost
         await asyncio.sleep(max(0.0, start + seq * 0.02 - loop.time()))
-        if seq == 15:
-            # Packet 15 is only now arriving; the burst was concealed as it happened.
-            assert len(got) >= 13
-            assert receiver.stats().frames_concealed == len(got) - 10
+        if seq == 35:
+            # Packet 35 is only now arriving; the burst was concealed as it happened.
+            assert len(got) >= 33
+            assert receiver.stats().frames_concealed == len(got) - 30
             # (The pitch repeat fades out after 60 ms, as G.711 Appendix I's does.)
-            assert all(level(frame) > 0.3 * level(got[9]) for frame in got[10:12])
+            assert all(level(frame) > 0.3 * level(got[29]) for frame in got[30:32])
         receiver.handle(rtp(seq, payload=payloads[seq]))
     receiver.close()
     stats = receiver.stats()
-    assert stats.frames_concealed == 5 and stats.frames_decoded == 20
+    assert stats.frames_concealed == 5 and stats.frames_decoded == 40
     assert stats.concealment_events == 1 and stats.packets_late == 0
-    assert len(got) == 25
-    assert np.array_equal(got[24], ULAW_DECODE[np.frombuffer(payloads[24], np.uint8)])
+    assert len(got) == 45
+    assert np.array_equal(got[44], ULAW_DECODE[np.frombuffer(payloads[44], np.uint8)])

@@ -36,19 +36,19 @@ the target clamped to ``[min_wait, max_wait]``: on a clean network it stays at
 ``min_wait`` (the latency of a hole, 10 ms by default), which is what it was before
 the policy existed.  The RFC 3550 §6.4.1 inter-arrival jitter is kept too, for stats.
 
-Losses are also given up on time (``conceal_on_time``, which :class:`LeanReceiver` sets):
-when no packet has come by the time the fastest recent packet would have brought the
-next one, plus one frame, plus the reorder wait, that one slot is declared lost on its
-own, and so on one frame per frame time, up to :data:`MAX_CONCEAL_PACKETS` (then the far
-end is taken to have gone quiet).  During a burst of losses the consumer so gets
-concealment as the audio was due, instead of nothing until the packet after the burst
-shows it (a device with a short buffer played ~300 ms of silence per second of 5 %
-bursty loss).  The extra frame leaves a single loss to be found by the next packet, as
-before, so its in-band FEC can rebuild it.  A packet that comes for a slot already given
-up is late and dropped; one whose timestamp is not older than the timeline's is the far
-end resuming after a pause (DTX, hold): the timeline goes back to it and those slots are
-not counted lost.  On a clean network no deadline passes: the timer is re-armed at each
-packet and never fires.
+Losses are also given up on time (``conceal_on_time``, which :class:`LeanReceiver`
+sets): when no packet has come by the time the fastest recent packet would have brought
+the next one, plus one frame, plus the reorder wait, that one slot is declared lost on
+its own, and so on one frame per frame time, up to :data:`MAX_CONCEAL_PACKETS` (then the
+far end is taken to have gone quiet); only once :data:`ON_TIME_AFTER` packets were
+timed. During a burst of losses the consumer so gets concealment as the audio was due,
+instead of nothing until the packet after the burst shows it (a device with a short
+buffer played ~300 ms of silence per call with 5 % bursty loss). The extra frame leaves
+a single loss to be found by the next packet, as before, so its in-band FEC can rebuild
+it. A packet that comes for a slot already given up is late and dropped; one whose
+timestamp is not older than the timeline's is the far end resuming after a pause (DTX,
+hold): the timeline goes back to it and those slots are not counted lost. On a clean
+network no deadline passes: the timer is re-armed at each packet and never fires.
 
 Concealment (:class:`LeanReceiver`): a lost Opus frame is rebuilt from the next
 packet's in-band FEC when that packet carries it (it always is at hand: a hole is only
@@ -99,6 +99,9 @@ DELAY_WINDOW = 250
 DELAY_QUANTILE = 0.95
 #: Fastest the target shrinks, in seconds of wait per second of arrivals.
 SHRINK_PER_SECOND = 0.02
+#: Packets timed before losses are given up on time (the start of a stream, when the
+#: sender's clock often stalls and the delays are not known yet, is left to the holes).
+ON_TIME_AFTER = 25
 _RECOMPUTE_EVERY = 10  # packets between two quantile computations
 
 
@@ -183,6 +186,7 @@ class JitterBuffer:
             or self._next_ts is None
             or self._step is None
             or self._run >= MAX_CONCEAL_PACKETS
+            or len(self._transits) < ON_TIME_AFTER
         ):
             return None
         ahead = (self._next_ts - self._last_ts) & 0xFFFFFFFF  # no wrap in the sum
