@@ -51,8 +51,8 @@ hold): the timeline goes back to it and those slots are not counted lost. On a c
 network no deadline passes: the timer is re-armed at each packet and never fires.
 
 Concealment (:class:`LeanReceiver`): a lost Opus frame is rebuilt from the next
-packet's in-band FEC when that packet carries it (it always is at hand: a hole is only
-released together with the packet after it), else by libopus's own concealment; a lost
+packet's in-band FEC when that packet carries it (it is at hand when the hole was found
+by that packet, not given up on time), else by libopus's own concealment; a lost
 G.711 or G.722 frame by a pitch repeat (:mod:`exotel_voice.media.plc`), merged smoothly
 into the next good frame.
 
