@@ -39,6 +39,7 @@ __all__ = [
     "pactl_path",
     "pulse_devices",
     "pulse_target",
+    "portaudio_lock",
     "rescan_portaudio",
     "stream_closed",
     "stream_opened",
@@ -72,7 +73,12 @@ def import_sounddevice() -> Any:
 
 # -- PortAudio streams and re-scans ------------------------------------------------------------
 
-_lock = threading.Lock()
+#: Held around everything that touches PortAudio's device list: queries, opening a stream
+#: and counting it, and :func:`rescan_portaudio`, which re-initialises PortAudio and must
+#: never run while another thread queries it or is halfway through opening a stream.
+#: Re-entrant, because a stream's opening counts itself (:func:`stream_opened`) under it.
+portaudio_lock = threading.RLock()
+_lock = portaudio_lock
 _open_streams = 0
 
 

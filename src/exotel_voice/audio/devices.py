@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..exceptions import MediaError
-from ._backend import PulseDevice, import_sounddevice, pulse_devices, rescan_portaudio
+from ._backend import (
+    PulseDevice,
+    import_sounddevice,
+    portaudio_lock,
+    pulse_devices,
+    rescan_portaudio,
+)
 
 
 __all__ = [
@@ -101,10 +107,12 @@ def _from_pulse(dev: PulseDevice) -> AudioDevice:
 
 
 def _portaudio_devices(sd: Any, *, defaults: bool) -> list[AudioDevice]:
-    hostapis = sd.query_hostapis()
-    default_in, default_out = sd.default.device
+    with portaudio_lock:  # not while another thread re-scans PortAudio
+        hostapis = sd.query_hostapis()
+        default_in, default_out = sd.default.device
+        infos = list(sd.query_devices())
     found = []
-    for index, info in enumerate(sd.query_devices()):
+    for index, info in enumerate(infos):
         api = str(hostapis[info["hostapi"]]["name"])
         name = str(info["name"])
         found.append(AudioDevice(

@@ -239,7 +239,12 @@ class DeviceSink(AudioSink):
         return data[:count]
 
     def _open(self, device: Any, generation: int) -> Any:
-        from ..audio._backend import pulse_target, stream_closed, stream_opened  # noqa: PLC0415
+        from ..audio._backend import (  # noqa: PLC0415
+            portaudio_lock,
+            pulse_target,
+            stream_closed,
+            stream_opened,
+        )
         from .sources import portaudio_target  # noqa: PLC0415
 
         size = samples_per_frame(self.sample_rate)
@@ -252,17 +257,18 @@ class DeviceSink(AudioSink):
 
         target, pulse_name = portaudio_target(device, "sink")
         try:
-            with pulse_target("sink", pulse_name):
-                stream = self._sd.OutputStream(
-                    device=target,
-                    channels=1,
-                    samplerate=self.sample_rate,
-                    dtype="int16",
-                    blocksize=size,
-                    latency=DEVICE_LATENCY,
-                    callback=callback,
-                )
-            stream_opened()
+            with portaudio_lock:  # a re-scan waits until this stream is counted
+                with pulse_target("sink", pulse_name):
+                    stream = self._sd.OutputStream(
+                        device=target,
+                        channels=1,
+                        samplerate=self.sample_rate,
+                        dtype="int16",
+                        blocksize=size,
+                        latency=DEVICE_LATENCY,
+                        callback=callback,
+                    )
+                stream_opened()
             try:
                 stream.start()
             except Exception:

@@ -428,7 +428,12 @@ class DeviceSource(FrameSource):
         return stream
 
     def _open_stream(self, device: Any, loop: asyncio.AbstractEventLoop, generation: int) -> Any:
-        from ..audio._backend import pulse_target, stream_closed, stream_opened  # noqa: PLC0415
+        from ..audio._backend import (  # noqa: PLC0415
+            portaudio_lock,
+            pulse_target,
+            stream_closed,
+            stream_opened,
+        )
 
         def push(samples: Samples) -> None:
             if generation == self._next_generation and generation != self._generation:
@@ -443,17 +448,18 @@ class DeviceSource(FrameSource):
 
         target, pulse_name = portaudio_target(device, "source")
         try:
-            with pulse_target("source", pulse_name):
-                stream = self._sd.InputStream(
-                    device=target,
-                    channels=1,
-                    samplerate=self.sample_rate,
-                    dtype="int16",
-                    blocksize=samples_per_frame(self.sample_rate),
-                    latency=DEVICE_LATENCY,
-                    callback=callback,
-                )
-            stream_opened()
+            with portaudio_lock:  # a re-scan waits until this stream is counted
+                with pulse_target("source", pulse_name):
+                    stream = self._sd.InputStream(
+                        device=target,
+                        channels=1,
+                        samplerate=self.sample_rate,
+                        dtype="int16",
+                        blocksize=samples_per_frame(self.sample_rate),
+                        latency=DEVICE_LATENCY,
+                        callback=callback,
+                    )
+                stream_opened()
             try:
                 stream.start()
             except Exception:
