@@ -84,10 +84,13 @@ async def test_relay_delay_stays_bounded_under_jitter(
     assert len(relays) == 2, "both directions carried audio through the relay"
     for relay in relays:
         late = np.array(relay.depths[len(relay.depths) // 2 :])
-        # Near what 20 +- 15 ms needs (about 45 ms at most, 20-40 ms on average), with
-        # room for a loaded machine; the relay without a playout policy kept the stall's
-        # backlog and sat at 150-200 ms.
-        assert late.mean() < 80.0, f"relay depth {late.mean():.0f} ms, {relay.playout.stats()}"
+        stats = relay.playout.stats()
+        # The stall's backlog is trimmed away, and the depth stays near what 20 +- 15 ms
+        # needs: the policy aims at the 99th percentile of the arrival delays (about 60 ms
+        # here) and swings a frame or two around it, so 85-95 ms on average, with room for
+        # a loaded machine. The relay without a playout policy kept the backlog for good.
+        assert stats.removed_samples > 0, f"the backlog was never trimmed: {stats}"
+        assert late.mean() < 110.0, f"relay depth {late.mean():.0f} ms, {stats}"
         assert late.max() <= relay.playout.max_depth_ms
     await call.hangup()
     await incoming.wait_ended(5)
