@@ -76,6 +76,9 @@ class BaseExotelClient:
     """The shared part of :class:`~.client.ExotelClient` and
     :class:`~.client.AsyncExotelClient` (see their docstrings for the arguments)."""
 
+    #: Headers on every request: both formats Exotel answers in.
+    HEADERS = {"Accept": "application/json, application/xml"}
+
     def __init__(
         self,
         account_sid: str,

@@ -65,7 +65,7 @@ class ExotelClient(BaseExotelClient):
         )
         self._http = httpx.Client(
             base_url=self.base_url, auth=self._auth, timeout=timeout, transport=transport,
-            headers={"Accept": "application/json, application/xml"},
+            headers=self.HEADERS,
         )
 
     def connect(
@@ -190,7 +190,7 @@ class AsyncExotelClient(BaseExotelClient):
         )
         self._http = httpx.AsyncClient(
             base_url=self.base_url, auth=self._auth, timeout=timeout, transport=transport,
-            headers={"Accept": "application/json, application/xml"},
+            headers=self.HEADERS,
         )
 
     async def connect(
