@@ -10,7 +10,8 @@ are about the behaviour, the defaults are checked in tests/media/test_liveness.p
   the sandbox's by our BYE);
 * ICE that never connects (every UDP datagram dropped): a call reported connected is ended
   with a reason instead of staying "connected" in silence;
-* ICE and DTLS states arrive as ``MediaStateChanged`` events.
+* ICE and DTLS states arrive as ``MediaStateChanged`` events, ``disconnected`` during a
+  blackout (as a browser reports it) and ``completed`` again once packets come back.
 
 ``scripts/in-netns.sh .venv/bin/python -m pytest tests/client/test_call_liveness.py``
 """
@@ -119,6 +120,9 @@ async def test_a_3_s_blackout_warns_clears_and_the_tone_comes_back(
     assert warning.silent_for >= 1.0 and "no audio received" in warning.reason
     cleared = await wait_for(events, MediaWarningCleared, 3.0)
     assert cleared.silent_for >= 2.5
+    # The ICE state as a browser reports it: disconnected in the blackout, then up again.
+    ice = [e.ice for e in events if isinstance(e, MediaStateChanged) and e.ice_changed]
+    assert ice[-2:] == [IceState.DISCONNECTED, IceState.COMPLETED], ice
     assert detect_tone(await listen(call, 0.6), 16000, 440.0)
     assert call.state == "connected" and not any(isinstance(e, CallEnded) for e in events)
     kinds = [type(e) for e in events if isinstance(e, NoMediaWarning | MediaWarningCleared)]
@@ -176,9 +180,10 @@ def test_the_guide_face_reports_media_states_as_the_js_sdk_does() -> None:
     assert guide_call_event(
         MediaStateChanged("agent", call, IceState.COMPLETED, DtlsState.CONNECTED, False)
     ) == (None, None)
-    assert guide_call_event(NoMediaWarning("agent", call, "no audio", 10.0)) == (
-        "ice_connection_state_disconnected", None
-    )
-    assert guide_call_event(MediaWarningCleared("agent", call, "back", 3.0)) == (
-        "ice_connection_state_connected", None
-    )
+    # A blackout: "disconnected" at 5 s, as a browser says it; the silence warning at 10 s
+    # and its end add nothing (the state change says it).
+    assert guide_call_event(
+        MediaStateChanged("agent", call, IceState.DISCONNECTED, DtlsState.CONNECTED)
+    ) == ("ice_connection_state_disconnected", None)
+    assert guide_call_event(NoMediaWarning("agent", call, "no audio", 10.0)) == (None, None)
+    assert guide_call_event(MediaWarningCleared("agent", call, "back", 3.0)) == (None, None)

@@ -27,7 +27,9 @@ from exotel_voice.media.liveness import (
 from tests.media.conftest import LOOPBACK_MEDIA, connected_pair
 
 
-FAST = LivenessConfig(no_media_warning=2.0, no_media_grace=3.0, connect_timeout=4.0)
+# The derived "disconnected" ICE state has tests of its own below.
+FAST = LivenessConfig(no_media_warning=2.0, no_media_grace=3.0, connect_timeout=4.0,
+                      ice_disconnected_after=None)
 UP = {"ice": IceState.COMPLETED, "dtls": DtlsState.CONNECTED}
 
 
@@ -71,7 +73,8 @@ def test_hold_stops_the_silence_clock_and_resume_restarts_it_from_zero() -> None
 
 
 def test_no_grace_never_ends_the_call() -> None:
-    monitor = connected(LivenessConfig(no_media_warning=2.0, no_media_grace=None))
+    monitor = connected(LivenessConfig(no_media_warning=2.0, no_media_grace=None,
+                                       ice_disconnected_after=None))
     monitor.update(1.0, received=50, expecting=True, **UP)
     assert monitor.update(3.0, received=50, expecting=True, **UP) == [MediaSilent(2.0)]
     assert monitor.update(500.0, received=50, expecting=True, **UP) == []
@@ -114,9 +117,66 @@ def test_dtls_failure_is_media_down() -> None:
     assert isinstance(events[-1], MediaDown) and "DTLS handshake failed" in events[-1].reason
 
 
+def test_nothing_received_shows_ice_disconnected_before_the_silence_warning() -> None:
+    monitor = connected(LivenessConfig(no_media_warning=4.0, no_media_grace=3.0,
+                                       ice_disconnected_after=2.0))
+    assert monitor.update(1.0, received=50, expecting=True, **UP) == []
+    assert monitor.update(2.9, received=50, expecting=True, **UP) == []
+    assert monitor.update(3.0, received=50, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.DISCONNECTED, DtlsState.CONNECTED)
+    ]
+    assert monitor.update(4.0, received=50, expecting=True, **UP) == []  # reported once
+    assert monitor.update(5.0, received=50, expecting=True, **UP) == [MediaSilent(4.0)]
+    # The first packet back: the transport's own state again, then the silence's end.
+    assert monitor.update(5.5, received=51, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.COMPLETED, DtlsState.CONNECTED),
+        MediaFlowing(4.5),
+    ]
+    assert monitor.update(6.5, received=80, expecting=True, **UP) == []
+
+
+def test_a_short_gap_goes_back_to_the_transport_state_without_a_silence_warning() -> None:
+    monitor = connected(LivenessConfig(no_media_warning=10.0, ice_disconnected_after=2.0))
+    monitor.update(1.0, received=50, expecting=True, **UP)
+    assert monitor.update(3.5, received=50, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.DISCONNECTED, DtlsState.CONNECTED)
+    ]
+    assert monitor.update(4.0, received=60, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.COMPLETED, DtlsState.CONNECTED)
+    ]
+
+
+def test_hold_never_shows_ice_disconnected_and_ends_one() -> None:
+    monitor = connected(LivenessConfig(no_media_warning=10.0, ice_disconnected_after=2.0))
+    monitor.update(1.0, received=50, expecting=True, **UP)
+    for t in range(2, 30):
+        assert monitor.update(float(t), received=50, expecting=False, **UP) == []
+    # Resumed at 29 s: the clock starts from there.
+    assert monitor.update(30.5, received=50, expecting=True, **UP) == []
+    assert monitor.update(31.0, received=50, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.DISCONNECTED, DtlsState.CONNECTED)
+    ]
+    # A hold taken while nothing arrives explains the silence: the transport's state again.
+    assert monitor.update(31.5, received=50, expecting=False, **UP) == [
+        MediaTransportChanged(IceState.COMPLETED, DtlsState.CONNECTED)
+    ]
+
+
+def test_ice_disconnected_comes_no_later_than_the_silence_warning_or_never() -> None:
+    capped = connected(LivenessConfig(no_media_warning=2.0, ice_disconnected_after=5.0))
+    capped.update(1.0, received=50, expecting=True, **UP)
+    assert capped.update(3.0, received=50, expecting=True, **UP) == [
+        MediaTransportChanged(IceState.DISCONNECTED, DtlsState.CONNECTED), MediaSilent(2.0)
+    ]
+    never = connected(LivenessConfig(no_media_warning=2.0, ice_disconnected_after=None))
+    never.update(1.0, received=50, expecting=True, **UP)
+    assert never.update(3.0, received=50, expecting=True, **UP) == [MediaSilent(2.0)]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("no_media_warning", 0), ("no_media_grace", -1), ("connect_timeout", 0)],
+    [("no_media_warning", 0), ("no_media_grace", -1), ("connect_timeout", 0),
+     ("ice_disconnected_after", 0)],
 )
 def test_bad_liveness_settings_are_refused_naming_the_field(field: str, value: float) -> None:
     with pytest.raises(ConfigurationError, match=field):
@@ -127,6 +187,7 @@ def test_the_defaults_warn_at_10_s_and_end_at_20_s() -> None:
     config = MediaConfig().liveness
     assert (config.enabled, config.no_media_warning, config.no_media_grace) == (True, 10.0, 10.0)
     assert config.connect_timeout == 15.0 and config.check_interval == 1.0
+    assert config.ice_disconnected_after == 5.0
 
 
 # -- real sessions -----------------------------------------------------------------------------

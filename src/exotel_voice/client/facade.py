@@ -80,8 +80,6 @@ from .events import (
     IceRestarted,
     IceRestarting,
     MediaStateChanged,
-    MediaWarningCleared,
-    NoMediaWarning,
     PhoneEvent,
     PhoneStatus,
     QualityWarning,
@@ -220,14 +218,12 @@ def guide_call_event(event: CallEvent) -> tuple[str | None, str | None]:
         case CallRecovered():
             # Session continuity (5.4): the call lived through a lost connection.
             return None, "activeSession"
-        # The JS SDK forwards the peer connection's ICE state as these; a media blackout is
-        # what a browser reports as "disconnected", and its end as "connected" again.
+        # The JS SDK forwards the peer connection's ICE state as these. A media blackout
+        # is "disconnected" after LivenessConfig.ice_disconnected_after (5 s, as a browser
+        # reports it), and the transport's own state again with the first packet back; the
+        # later NoMediaWarning / MediaWarningCleared add nothing a browser would say.
         case MediaStateChanged(ice_changed=True):
             return f"ice_connection_state_{event.ice}", None
-        case NoMediaWarning():
-            return "ice_connection_state_disconnected", None
-        case MediaWarningCleared():
-            return "ice_connection_state_connected", None
         # A network change: a browser's ICE restart runs new connectivity checks
         # ("checking"); its outcome is the ICE state of now ("completed" on the new pair, or
         # the state of the pair a failed restart left the call on: it may still carry audio,

@@ -114,22 +114,30 @@ class LivenessConfig:
             a dead call ends 20 s after its last packet.
         connect_timeout: seconds after the answer for ICE and DTLS to connect before the
             call is ended; ``None`` waits for ever (ICE failing still ends it). Default 15 s.
+        ice_disconnected_after: seconds without any packet from the far end, while neither
+            side holds the call, before the ICE state is reported as ``disconnected``
+            (``MediaStateChanged``, the ``ice-disconnected`` quality warning); the first
+            packet after it reports the transport's state again. aiortc's ICE transport
+            has no ``disconnected`` state of its own; browsers report it after about 5 s
+            without an answer to their checks. At most ``no_media_warning`` (the smaller
+            one counts); ``None``: never reported. Default 5 s.
     """
 
     enabled: bool = True
     no_media_warning: float = 10.0
     no_media_grace: float | None = 10.0
     connect_timeout: float | None = 15.0
+    ice_disconnected_after: float | None = 5.0
 
     def __post_init__(self) -> None:
         if not self.no_media_warning > 0:
             raise ConfigurationError("no_media_warning", "must be a positive number of seconds")
         if self.no_media_grace is not None and not self.no_media_grace >= 0:
             raise ConfigurationError("no_media_grace", "must be 0 or more seconds, or None")
-        if self.connect_timeout is not None and not self.connect_timeout > 0:
-            raise ConfigurationError(
-                "connect_timeout", "must be a positive number of seconds, or None"
-            )
+        for name in ("connect_timeout", "ice_disconnected_after"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigurationError(name, "must be a positive number of seconds, or None")
 
     @property
     def check_interval(self) -> float:

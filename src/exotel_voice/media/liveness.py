@@ -9,7 +9,12 @@ received so far (RTP and RTCP: every datagram through the DTLS transport), the I
 DTLS states, and whether the far end is meant to be sending; it returns
 :class:`MediaHealthEvent` objects:
 
-* :class:`MediaTransportChanged` whenever the ICE or DTLS state changes;
+* :class:`MediaTransportChanged` whenever the ICE or DTLS state changes. aiortc's ICE
+  transport goes from ``completed`` straight to ``failed`` (consent expiry, about 30 s);
+  it has no ``disconnected``. So the ICE state is reported as ``disconnected`` once
+  nothing has been received for :attr:`LivenessConfig.ice_disconnected_after` seconds
+  (5) while the far end should be sending, as a browser's would be (Chromium reports it
+  after 5-6 s without answers), and as the transport's state again with the next packet;
 * :class:`MediaSilent` once nothing has been received for
   :attr:`LivenessConfig.no_media_warning` seconds while the far end should be sending
   (both sides ``sendrecv``: no hold either way), and :class:`MediaFlowing` when packets
@@ -145,6 +150,9 @@ class LivenessMonitor:
         self._last_rx = now
         self._silent_since: float | None = None
         self._down = False
+        after = config.ice_disconnected_after
+        self._disconnected_after = (None if after is None
+                                    else min(after, config.no_media_warning))
 
     @property
     def down(self) -> bool:
@@ -178,13 +186,30 @@ class LivenessMonitor:
             return []
         config = self.config
         events: list[MediaHealthEvent] = []
-        if (ice, dtls) != (self._ice, self._dtls):
-            ice_changed = ice != self._ice
-            self._ice, self._dtls = ice, dtls
-            events.append(MediaTransportChanged(ice, dtls, ice_changed))
         if dtls is DtlsState.CONNECTED and not self._connected_once:
             self._connected_once = True
             self._last_rx = now
+        came_back: MediaFlowing | None = None
+        if self._connected_once and (self._received is None or received != self._received):
+            first = self._received is None
+            self._received = received
+            if not first or received > 0:
+                if self._silent_since is not None:
+                    came_back = MediaFlowing(round(now - self._last_rx, 1))
+                    self._silent_since = None
+                self._last_rx = now
+        if not expecting:
+            # On hold (either way) the far end may send nothing: the clock stops.
+            self._last_rx = now
+        silent = now - self._last_rx
+        shown = ice
+        quiet = self._disconnected_after
+        if ice in _UP_ICE and self._connected_once and quiet is not None and silent >= quiet:
+            shown = IceState.DISCONNECTED  # what a browser reports: nothing answers
+        if (shown, dtls) != (self._ice, self._dtls):
+            ice_changed = shown != self._ice
+            self._ice, self._dtls = shown, dtls
+            events.append(MediaTransportChanged(shown, dtls, ice_changed))
         if ice is IceState.FAILED:
             if self._connected_once:
                 why = ("ICE failed: the far end stopped answering connectivity checks "
@@ -204,19 +229,10 @@ class LivenessMonitor:
                     f"answer (ICE {ice}, DTLS {dtls})",
                 )
             return events
-        if self._received is None or received != self._received:
-            first = self._received is None
-            self._received = received
-            if not first or received > 0:
-                if self._silent_since is not None:
-                    events.append(MediaFlowing(round(now - self._last_rx, 1)))
-                    self._silent_since = None
-                self._last_rx = now
+        if came_back is not None:
+            events.append(came_back)
         if not expecting:
-            # On hold (either way) the far end may send nothing: the clock stops.
-            self._last_rx = now
             return events
-        silent = now - self._last_rx
         if self._silent_since is None and silent >= config.no_media_warning:
             self._silent_since = now
             events.append(MediaSilent(round(silent, 1)))

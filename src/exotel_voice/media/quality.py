@@ -47,10 +47,12 @@ single bad sample neither raises nor clears a warning (Twilio's SDKs use "3 out 
 last 5 samples", sampled each second).  The kinds (:class:`QualityWarningKind`) follow
 Twilio's names: ``high-rtt``, ``high-jitter``, ``high-packet-loss``, ``low-mos``,
 ``constant-audio-input-level`` (our microphone sends near-silence while the call is not
-muted or held), and ``ice-disconnected`` (the ICE transport reports ``disconnected``:
+muted or held), and ``ice-disconnected`` (the media liveness watch reports the ICE state
+``disconnected``: nothing from the far end for
+:attr:`~exotel_voice.media.config.LivenessConfig.ice_disconnected_after` seconds;
 :meth:`QualityMonitor.ice_changed`; no hysteresis, the state is already a verdict).
-Nothing arriving at all is the media liveness watch's :class:`NoMediaWarning
-<exotel_voice.client.events.NoMediaWarning>`, not a quality warning.
+Nothing arriving for longer is also the liveness watch's :class:`NoMediaWarning
+<exotel_voice.client.events.NoMediaWarning>`.
 """
 
 from __future__ import annotations
@@ -270,7 +272,9 @@ class QualityThresholds:
         silent_level_dbfs: the RMS level, in dBFS, below which what we send counts as
             silent. Default -70 dBFS (a live microphone's own noise is above; digital
             silence is -100 in :class:`CallStats`).
-        ice_disconnected: warn ``ice-disconnected`` while ICE reports ``disconnected``.
+        ice_disconnected: warn ``ice-disconnected`` while the ICE state is reported as
+            ``disconnected`` (nothing received for
+            ``LivenessConfig.ice_disconnected_after`` seconds, 5 by default).
         loss_window: samples the loss is measured over. Default 5.
         fire_after: a condition must hold in this many samples in a row to warn. Default 3.
         clear_after: a warning clears once its condition has been gone this many samples
