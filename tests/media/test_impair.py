@@ -18,6 +18,7 @@ from tests.rig.impair import (
     GilbertElliott,
     Impairment,
     ImpairmentRelay,
+    is_rtcp,
     is_rtp,
     point_sdp_at,
     sdp_address,
@@ -180,3 +181,30 @@ def test_bad_settings_are_refused_with_a_clear_error() -> None:
         Impairment(loss=0.1, burst=GilbertElliott(0.1, 0.5))
     with pytest.raises(ValueError, match="r must be > 0"):
         GilbertElliott(0.1, 0.0)
+
+
+def rtcp_report() -> bytes:
+    return struct.pack("!BBHI", 0x80, 201, 1, 1234)  # an empty receiver report
+
+
+async def test_the_rtp_packets_lost_do_not_depend_on_when_rtcp_goes() -> None:
+    """RTCP has its own generator: RTP packet n meets the same fate whatever RTCP is
+    interleaved (report intervals are random), so every receiver in a condition loses
+    the same speech."""
+    model = GilbertElliott.for_loss(0.05, mean_burst=3.0)
+    plain = [rtp(i) for i in range(600)]
+    mixed: list[bytes] = []
+    for i, packet in enumerate(plain):
+        mixed.append(packet)
+        if i % 37 == 5 or i % 53 == 0:
+            mixed.append(rtcp_report())
+    relay_plain, b_plain = await pump(Impairment(burst=model, seed=4), plain)
+    relay_mixed, b_mixed = await pump(Impairment(burst=model, seed=4), mixed)
+    def rtp_seqs(sink: _Sink) -> list[int]:
+        return [struct.unpack("!H", d[2:4])[0] for _, d in sink.received if not is_rtcp(d)]
+
+    assert rtp_seqs(b_plain) == rtp_seqs(b_mixed)
+    assert len(rtp_seqs(b_plain)) < 600  # something was lost
+    plain_fig, mixed_fig = relay_plain.figures()["a->b"], relay_mixed.figures()["a->b"]
+    assert plain_fig["packets"] == mixed_fig["packets"] == 600
+    assert (plain_fig["rtcp_packets"], mixed_fig["rtcp_packets"]) == (0, len(mixed) - 600)

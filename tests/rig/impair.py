@@ -20,7 +20,10 @@ Only RTP and RTCP are impaired: a datagram whose first byte is 128-191 (RFC 7983
 demultiplexing) gets a random delay and may be dropped; STUN (0-3) and DTLS (20-63)
 pass at once and are never dropped, so call setup is the same under every condition
 and only the media (and its RTCP) sees the network.  Each direction has its own seeded
-random generator (reproducible runs):
+random generators, one for RTP and one for RTCP (RFC 5761: second byte 192-223), so the
+RTP packets a condition drops or delays are the same in every run and for every receiver
+whenever the RTCP reports go (their intervals are random): packet ``n`` of the stream
+meets the same fate each time (reproducible runs):
 
 * delay: normal with ``delay_ms`` mean and ``jitter_ms`` standard deviation, clipped at
   0; each packet is sent when its own delay is up, so packets reorder as on a real
@@ -132,6 +135,12 @@ def is_rtp(datagram: bytes) -> bool:
     return bool(datagram) and 128 <= datagram[0] <= 191
 
 
+def is_rtcp(datagram: bytes) -> bool:
+    """An RTCP packet among RTP/RTCP (RFC 5761 §4: packet types 192-223 in the second
+    byte, which SRTCP leaves in the clear)."""
+    return len(datagram) > 1 and 192 <= datagram[1] <= 223
+
+
 @dataclass
 class DirectionFigures:
     """What one direction of the relay did (RTP/RTCP only, apart from ``other``)."""
@@ -229,10 +238,16 @@ class ImpairmentRelay:
         self.host = host
         self._peers: dict[str, Address | None] = {"a": None, "b": None}
         self._fixed: set[str] = set()
-        # "ab": from A to B.  Seeds differ per direction, reproducible per relay seed.
+        # "ab": from A to B.  Seeds differ per direction, reproducible per relay seed; RTCP
+        # has generators of its own, so that RTP's fate does not hang on RTCP's timing.
+        seed = self.impairment.seed
         self._dirs = {
-            "ab": _Direction(self.impairment, self.impairment.seed * 2 + 0),
-            "ba": _Direction(self.impairment, self.impairment.seed * 2 + 1),
+            "ab": _Direction(self.impairment, seed * 2 + 0),
+            "ba": _Direction(self.impairment, seed * 2 + 1),
+        }
+        self._rtcp_dirs = {
+            "ab": _Direction(self.impairment, seed * 2 + 1_000_003),
+            "ba": _Direction(self.impairment, seed * 2 + 1_000_004),
         }
         self._faces: dict[str, _Face] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -276,6 +291,14 @@ class ImpairmentRelay:
         """Where B sends (A's address in the SDP B receives)."""
         return self._address("b")
 
+    def set_impairment(self, impairment: Impairment) -> None:
+        """From now on, impair as ``impairment`` says (both directions; each keeps its
+        random generator and figures; packets already delayed keep their departure)."""
+        self.impairment = impairment
+        for direction in (*self._dirs.values(), *self._rtcp_dirs.values()):
+            direction.impairment = impairment
+            direction.bad = False
+
     def set_peer(self, side: str, addr: Address) -> None:
         """The real address of endpoint ``side`` ("a" or "b"); not learned any more."""
         if side not in self._peers:
@@ -291,11 +314,14 @@ class ImpairmentRelay:
         out = self._faces[other].transport
         if target is None or out is None:
             return
-        direction = self._dirs["ab" if side == "a" else "ba"]
+        key = "ab" if side == "a" else "ba"
+        direction = self._dirs[key]
         if not is_rtp(data):
             direction.figures.other += 1
             out.sendto(data, target)
             return
+        if is_rtcp(data):
+            direction = self._rtcp_dirs[key]
         delay = direction.decide()
         if delay is None:
             return
@@ -319,11 +345,15 @@ class ImpairmentRelay:
         self._timers.add(timer)
 
     def figures(self) -> dict[str, dict[str, Any]]:
-        """Per direction (``a->b``, ``b->a``): packets, loss, delay percentiles, bursts."""
-        return {
-            "a->b": self._dirs["ab"].figures.summary(),
-            "b->a": self._dirs["ba"].figures.summary(),
-        }
+        """Per direction (``a->b``, ``b->a``): RTP packets, loss, delay percentiles,
+        bursts; ``rtcp_packets`` / ``rtcp_lost`` for its RTCP."""
+        out = {}
+        for key, name in (("ab", "a->b"), ("ba", "b->a")):
+            summary = self._dirs[key].figures.summary()
+            rtcp = self._rtcp_dirs[key].figures
+            summary["rtcp_packets"], summary["rtcp_lost"] = rtcp.packets, rtcp.lost
+            out[name] = summary
+        return out
 
 
 _CANDIDATE = re.compile(
