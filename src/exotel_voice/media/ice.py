@@ -30,6 +30,8 @@ cannot succeed at all: no candidate on one side, or no local and remote candidat
 same address family and the same scope (loopback or not; aioice pairs only candidates of
 the same family). A host that offers only 127.0.0.1 to a far end on a public address gets
 a call that connects in SIP and carries no audio; the session warns at once instead.
+(Loopback and non-loopback candidates of one family do pair, and reach each other when
+both ends are on one host; the warning says so.)
 
 ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): aiortc has no ``restartIce()``.
 :func:`restart` gathers a new aioice connection with a new ufrag and pwd on the host's
@@ -277,16 +279,21 @@ def reachability_problem(local_sdp: str, remote_sdp: str | None = None) -> str |
     if any(_can_pair(ours, theirs) for ours in local for theirs in remote):
         return None
     here, there = ", ".join(dict.fromkeys(local)), ", ".join(dict.fromkeys(remote))
+    # Loopback against a non-loopback address of the same family: aioice pairs them, and
+    # the kernel carries them only within this host (a far end on this machine, e.g. a
+    # test's veth address against a peer on 127.0.0.1, is reached).
     if all(_loopback(address) for address in local):
         return (
             f"only loopback ICE candidates here ({here}) and none at the far end ({there}): "
-            "no audio can flow; give IceConfig.host_addresses an address the far end can "
-            "reach, or check the host's network"
+            "no audio can flow unless the far end runs on this host; give "
+            "IceConfig.host_addresses an address the far end can reach, or check the "
+            "host's network"
         )
     if all(_loopback(address) for address in remote):
         return (
-            f"the far end offers only loopback ICE candidates ({there}), which cannot be "
-            f"reached from here ({here}): no audio can flow"
+            f"the far end offers only loopback ICE candidates ({there}), which only this "
+            f"host reaches (here: {here}): no audio can flow unless the far end runs on "
+            "this host"
         )
     return (
         f"no local and remote ICE candidates of the same address family (here {here}, "
