@@ -11,10 +11,19 @@
 The WebSocket URL is built as Exotel's SDK builds it: ``security://host:port/endpoint``, where
 ``host:port`` comes from ``domain``. ``secret`` never appears in a ``repr``, a log line or an
 exception message.
+
+On a server the same account comes from the environment (twelve-factor style)::
+
+    account = AccountConfig.from_env()          # EXOTEL_USERNAME, EXOTEL_SECRET ...
+    info = AccountConfig.sip_account_info_from_env()   # the guide's dict, for initWebrtc
+
+:data:`ENV_VARIABLES` lists the variables (after the prefix, ``EXOTEL_`` by default), the
+``sipAccountInfo`` key each one gives and what it is for; errors name the variable.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import uuid
 from collections.abc import Mapping
@@ -26,11 +35,37 @@ from .exceptions import ConfigurationError
 
 
 __all__ = [
+    "ENV_VARIABLES",
     "AccountConfig",
     "KeepaliveConfig",
     "ReconnectPolicy",
     "TlsConfig",
 ]
+
+#: The variables :meth:`AccountConfig.from_env` reads, without their prefix (``EXOTEL_`` by
+#: default): the ``sipAccountInfo`` key each gives, and what it is for. ``SECRET`` is the SIP
+#: password; it never appears in an error, a repr or a log line.
+ENV_VARIABLES: Mapping[str, tuple[str, str]] = {
+    "USERNAME": ("userName", "the SIP user name (the guide's userName)"),
+    "AUTHUSER": ("authUser", "the digest user name (the guide's authUser; default USERNAME)"),
+    "SIPDOMAIN": ("sipdomain", "the SIP domain of the account (the guide's sipdomain)"),
+    "DOMAIN": ("domain", "the WebSocket proxy's host:port (the guide's domain; default "
+                         "SIPDOMAIN)"),
+    "PORT": ("port", "the WebSocket proxy's port (the guide's port)"),
+    "SECURITY": ("security", "wss or ws (the guide's security; default wss)"),
+    "ENDPOINT": ("endpoint", "the WebSocket URL path (the guide's endpoint; default wss)"),
+    "DISPLAYNAME": ("displayname", "the display name (the guide's displayname)"),
+    "SECRET": ("secret", "the SIP password (the guide's secret)"),
+    "CA_FILE": ("caFile", "a PEM file of CA certificates to trust for wss"),
+    "WS_URL": ("wsUrl", "the whole WebSocket URL, instead of DOMAIN, SECURITY and ENDPOINT"),
+}
+
+#: ConfigurationError fields (guide keys and AccountConfig fields) -> ENV_VARIABLES names.
+_ENV_FIELDS = {
+    **{key: name for name, (key, _) in ENV_VARIABLES.items()},
+    "user_name": "USERNAME", "auth_user": "AUTHUSER", "sip_domain": "SIPDOMAIN",
+    "ws_url": "WS_URL", "display_name": "DISPLAYNAME",
+}
 
 #: Exotel's SDK defaults when ``domain`` has no port: 8089 for wss, 8088 for ws.
 _DEFAULT_WS_PORTS = {"wss": 8089, "ws": 8088}
@@ -255,6 +290,97 @@ class AccountConfig:
                 raise ConfigurationError(key, "is not an AccountConfig field")
         kwargs.update(overrides)
         return cls(**kwargs)
+
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "EXOTEL_",
+        **overrides: Any,
+    ) -> AccountConfig:
+        """Build a config from environment variables (``EXOTEL_USERNAME``, ``EXOTEL_SECRET`` ...).
+
+        Each variable of :data:`ENV_VARIABLES`, with ``prefix`` before it, gives one key of the
+        guide's ``sipAccountInfo``, which is then read as :meth:`from_sip_account_info` reads
+        it (same defaults; the URL's port comes from ``EXOTEL_DOMAIN``, as in Exotel's SDK).
+        A variable set to the empty string counts as unset. Required: ``EXOTEL_USERNAME``,
+        ``EXOTEL_SIPDOMAIN``, ``EXOTEL_SECRET`` and ``EXOTEL_PORT`` (not needed with
+        ``EXOTEL_WS_URL``)::
+
+            EXOTEL_USERNAME=agent1 EXOTEL_SIPDOMAIN=example.exotel.in \\
+            EXOTEL_DOMAIN=voip.exotel.in:443 EXOTEL_PORT=443 EXOTEL_SECURITY=wss \\
+            EXOTEL_SECRET=... python bot.py      # bot.py: AccountConfig.from_env()
+
+        Args:
+            environ: where to read the variables (default :data:`os.environ`).
+            prefix: put before each name of :data:`ENV_VARIABLES` (``"EXOTEL_"``; e.g.
+                ``"AGENT2_"`` for a second account in the same environment).
+            **overrides: any :class:`AccountConfig` field, by its Python name.
+
+        Raises:
+            ConfigurationError: a variable is missing or its value is invalid; ``.field``
+                names the variable (every missing required one at once, e.g.
+                ``"EXOTEL_USERNAME, EXOTEL_SECRET"``) and the message says what it is for, or
+                shows the bad value (never the secret's).
+        """
+        info = _sip_account_info_from_env(environ, prefix)
+        try:
+            return cls.from_sip_account_info(info, **overrides)
+        except ConfigurationError as exc:
+            name = _ENV_FIELDS.get(exc.field)
+            if name is None or exc.field in overrides:
+                raise
+            if name == "WS_URL" and "wsUrl" not in info:
+                name = "DOMAIN"  # the URL was built from DOMAIN (and SECURITY, ENDPOINT)
+            message = str(exc).removeprefix(f"{exc.field}: ")
+            raise ConfigurationError(prefix + name, message) from None
+
+    @staticmethod
+    def sip_account_info_from_env(
+        environ: Mapping[str, str] | None = None, *, prefix: str = "EXOTEL_",
+    ) -> dict[str, str]:
+        """The guide's ``sipAccountInfo`` dict from the same variables as :meth:`from_env`.
+
+        For the guide's face: ``client.initWebrtc(AccountConfig.sip_account_info_from_env(),
+        ...)``. Only the keys whose variables are set are in it. It is checked as
+        :meth:`from_env` checks it, so a bad environment fails here, naming the variable.
+        The dict holds the secret, as the guide's does: do not print or log it.
+
+        Raises:
+            ConfigurationError: as :meth:`from_env`.
+        """
+        info = _sip_account_info_from_env(environ, prefix)
+        AccountConfig.from_env(environ, prefix=prefix)
+        return info
+
+
+def _sip_account_info_from_env(environ: Mapping[str, str] | None, prefix: str) -> dict[str, str]:
+    """The ``sipAccountInfo`` keys whose variables are set; every missing required one named."""
+    if not isinstance(prefix, str):
+        raise ConfigurationError("prefix", f"must be a string, not {type(prefix).__name__}")
+    if environ is None:
+        environ = os.environ
+    elif not isinstance(environ, Mapping):
+        raise ConfigurationError("environ", "must be a mapping of variable names to values")
+    info: dict[str, str] = {}
+    for name, (key, _) in ENV_VARIABLES.items():
+        value = environ.get(prefix + name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise ConfigurationError(prefix + name, f"must be a string, not {type(value).__name__}")
+        info[key] = value
+    required = ["USERNAME", "SIPDOMAIN", "SECRET"]
+    if "wsUrl" not in info:
+        required.append("PORT")
+    missing = [name for name in required if _is_blank(info.get(ENV_VARIABLES[name][0]))]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        what = "; ".join(f"{prefix}{name}: {ENV_VARIABLES[name][1]}" for name in missing)
+        raise ConfigurationError(
+            ", ".join(prefix + name for name in missing),
+            f"{verb} required (not set in the environment; {what})",
+        )
+    return info
 
 
 def _is_blank(value: object) -> bool:
