@@ -18,7 +18,9 @@
 ``call`` places a call and ``answer`` takes calls (a scriptable softphone). Their account is
 the guide's ``sipAccountInfo``: from ``--account FILE`` (a JSON object), else from the
 ``EXOTEL_*`` variables the docs use (``EXOTEL_USERNAME``, ``EXOTEL_SECRET``,
-``EXOTEL_SIPDOMAIN``, ``EXOTEL_DOMAIN``, ``EXOTEL_PORT``, ``EXOTEL_SECURITY`` ...), else an
+``EXOTEL_SIPDOMAIN``, ``EXOTEL_DOMAIN``, ``EXOTEL_PORT``, ``EXOTEL_SECURITY`` ..., read by
+:meth:`AccountConfig.from_env <exotel_voice.config.AccountConfig.from_env>`; those not set
+default to the sandbox on this machine, as ``exotel-voice sandbox`` starts it), else an
 in-process sandbox, whose test numbers (``echo``, ``tone``, ``ivr``, ``busy``, ``noanswer``)
 are then the targets. ``connect`` starts a click-to-call through Exotel's REST API
 (``EXOTEL_ACCOUNT_SID``, ``EXOTEL_API_KEY``, ``EXOTEL_API_TOKEN``, ``EXOTEL_API_URL``).
@@ -84,19 +86,15 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-#: ``EXOTEL_*`` variable -> ``sipAccountInfo`` key, with the docs' defaults (the sandbox
-#: on this machine, as ``exotel-voice sandbox`` starts it). ``EXOTEL_SECRET`` has none.
-_ENV_ACCOUNT: dict[str, tuple[str, str | None]] = {
-    "EXOTEL_USERNAME": ("userName", "agent"),
-    "EXOTEL_AUTHUSER": ("authUser", None),
-    "EXOTEL_SIPDOMAIN": ("sipdomain", "sandbox.exotel.test"),
-    "EXOTEL_DOMAIN": ("domain", "127.0.0.1:8088"),
-    "EXOTEL_PORT": ("port", "8088"),
-    "EXOTEL_SECURITY": ("security", "ws"),
-    "EXOTEL_ENDPOINT": ("endpoint", None),
-    "EXOTEL_DISPLAYNAME": ("displayname", None),
-    "EXOTEL_CA_FILE": ("caFile", None),
-    "EXOTEL_SECRET": ("secret", None),
+#: The defaults of the ``EXOTEL_*`` account variables (read by
+#: :meth:`~exotel_voice.config.AccountConfig.from_env`): the sandbox on this machine, as
+#: ``exotel-voice sandbox`` starts it. ``EXOTEL_SECRET`` has none.
+_ENV_DEFAULTS: dict[str, str] = {
+    "EXOTEL_USERNAME": "agent",
+    "EXOTEL_SIPDOMAIN": "sandbox.exotel.test",
+    "EXOTEL_DOMAIN": "127.0.0.1:8088",
+    "EXOTEL_PORT": "8088",
+    "EXOTEL_SECURITY": "ws",
 }
 
 #: Exit statuses.
@@ -415,19 +413,20 @@ def _account_info(args: argparse.Namespace) -> dict[str, Any] | None:
         if "secret" not in info and os.environ.get("EXOTEL_SECRET"):
             info["secret"] = os.environ["EXOTEL_SECRET"]
         return info
-    if not any(os.environ.get(name) for name in _ENV_ACCOUNT):
+    from .config import ENV_VARIABLES, AccountConfig
+
+    if not any(os.environ.get(f"EXOTEL_{name}") for name in ENV_VARIABLES):
         return None
-    info = {}
-    for name, (key, default) in _ENV_ACCOUNT.items():
-        value = os.environ.get(name) or default
-        if value is not None:
-            info[key] = value
-    if "secret" not in info:
+    environ = {**_ENV_DEFAULTS, **{k: v for k, v in os.environ.items() if v}}
+    if "EXOTEL_SECRET" not in environ:
         if not sys.stdin.isatty():
             raise CliError("EXOTEL_SECRET is not set (the SIP password of the EXOTEL_* "
                            "account; it is never taken from the command line)", EXIT_USAGE)
-        info["secret"] = getpass.getpass("SIP password: ")
-    return info
+        environ["EXOTEL_SECRET"] = getpass.getpass("SIP password: ")
+    try:
+        return AccountConfig.sip_account_info_from_env(environ)
+    except ConfigurationError as exc:
+        raise CliError(f"bad account: {exc}", EXIT_USAGE) from exc
 
 
 def _account(info: dict[str, Any]) -> AccountConfig:

@@ -77,6 +77,39 @@ def test_an_env_account_without_its_secret_is_refused() -> None:
     assert_one_error_line(result, 2, "EXOTEL_SECRET is not set")
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [("EXOTEL_PORT", "80x8", "'80x8'"), ("EXOTEL_SECURITY", "tls", "'tls'"),
+     ("EXOTEL_DOMAIN", "h.test:http", "'http'")],
+)
+def test_a_bad_env_account_value_names_the_variable_and_the_value(
+    variable: str, value: str, shown: str
+) -> None:
+    result = run("call", "echo", env=cli_env(EXOTEL_SECRET="s3cret-value", **{variable: value}))
+    assert_one_error_line(result, 2, "bad account", f"{variable}: ", shown)
+    assert "s3cret-value" not in result.stderr + result.stdout
+    assert "registering" not in result.stdout
+
+
+def test_the_env_account_is_read_as_account_config_from_env_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [k for k in cli.os.environ if k.startswith("EXOTEL_")]:
+        monkeypatch.delenv(name)
+    args = cli._parser().parse_args(["call", "echo"])
+    assert cli._account_info(args) is None  # no EXOTEL_* account: the in-process sandbox
+    monkeypatch.setenv("EXOTEL_SECRET", "pw")
+    monkeypatch.setenv("EXOTEL_USERNAME", "agent7")
+    monkeypatch.setenv("EXOTEL_ENDPOINT", "")  # empty: unset
+    monkeypatch.setenv("EXOTEL_WS_URL", "ws://127.0.0.1:5066/ws")
+    # The other variables default to the sandbox on this machine.
+    assert cli._account_info(args) == {
+        "userName": "agent7", "sipdomain": "sandbox.exotel.test", "domain": "127.0.0.1:8088",
+        "port": "8088", "security": "ws", "secret": "pw", "wsUrl": "ws://127.0.0.1:5066/ws",
+    }
+    assert cli._account(cli._account_info(args) or {}).ws_url == "ws://127.0.0.1:5066/ws"
+
+
 def test_connect_without_rest_credentials_names_the_missing_variables() -> None:
     result = run("connect", "agent", "echo", env=cli_env(EXOTEL_ACCOUNT_SID="sid"))
     assert_one_error_line(result, 2, "EXOTEL_API_KEY", "EXOTEL_API_TOKEN")
