@@ -192,3 +192,16 @@ def test_the_guides_dict_is_checked_as_from_env_checks() -> None:
     with pytest.raises(ConfigurationError) as err:
         AccountConfig.sip_account_info_from_env({}, prefix="BOT_")
     assert err.value.field == "BOT_USERNAME, BOT_SIPDOMAIN, BOT_SECRET, BOT_PORT"
+
+
+def test_the_guides_dict_unchecked_leaves_the_checks_to_init_webrtc() -> None:
+    env = {"EXOTEL_USERNAME": "agent1", "EXOTEL_SECURITY": "https", "EXOTEL_SECRET": SENTINEL}
+    info = AccountConfig.sip_account_info_from_env(env, check=False)
+    assert info == {"userName": "agent1", "security": "https", "secret": SENTINEL}
+    client = ExotelWebClient()
+    try:
+        assert client.initWebrtc(info, sounds=None) is False
+        assert client.last_error is not None
+        assert "sipdomain" in str(client.last_error) and SENTINEL not in str(client.last_error)
+    finally:
+        client.close()

@@ -337,24 +337,36 @@ class AccountConfig:
     @staticmethod
     def sip_account_info_from_env(
         environ: Mapping[str, str] | None = None, *, prefix: str = "EXOTEL_",
+        check: bool = True,
     ) -> dict[str, str]:
         """The guide's ``sipAccountInfo`` dict from the same variables as :meth:`from_env`.
 
         For the guide's face: ``client.initWebrtc(AccountConfig.sip_account_info_from_env(),
-        ...)``. Only the keys whose variables are set are in it. It is checked as
-        :meth:`from_env` checks it, so a bad environment fails here, naming the variable.
-        The dict holds the secret, as the guide's does: do not print or log it.
+        ...)``. Only the keys whose variables are set are in it. The dict holds the secret,
+        as the guide's does: do not print or log it.
+
+        Args:
+            environ: as for :meth:`from_env`.
+            prefix: as for :meth:`from_env`.
+            check: check the account as :meth:`from_env` does, so that a bad environment
+                fails here, naming the variable. ``False``: only read the variables, and
+                leave the checks to ``initWebrtc`` (which names the guide's keys).
 
         Raises:
-            ConfigurationError: as :meth:`from_env`.
+            ConfigurationError: as :meth:`from_env` (with ``check=False``: only a bad
+                ``environ`` or ``prefix``, or a value that is not a string).
         """
-        info = _sip_account_info_from_env(environ, prefix)
-        AccountConfig.from_env(environ, prefix=prefix)
+        info = _sip_account_info_from_env(environ, prefix, required=check)
+        if check:
+            AccountConfig.from_env(environ, prefix=prefix)
         return info
 
 
-def _sip_account_info_from_env(environ: Mapping[str, str] | None, prefix: str) -> dict[str, str]:
-    """The ``sipAccountInfo`` keys whose variables are set; every missing required one named."""
+def _sip_account_info_from_env(
+    environ: Mapping[str, str] | None, prefix: str, *, required: bool = True
+) -> dict[str, str]:
+    """The ``sipAccountInfo`` keys whose variables are set; with ``required``, every missing
+    required one is named."""
     if not isinstance(prefix, str):
         raise ConfigurationError("prefix", f"must be a string, not {type(prefix).__name__}")
     if environ is None:
@@ -369,10 +381,12 @@ def _sip_account_info_from_env(environ: Mapping[str, str] | None, prefix: str) -
         if not isinstance(value, str):
             raise ConfigurationError(prefix + name, f"must be a string, not {type(value).__name__}")
         info[key] = value
-    required = ["USERNAME", "SIPDOMAIN", "SECRET"]
+    if not required:
+        return info
+    needed = ["USERNAME", "SIPDOMAIN", "SECRET"]
     if "wsUrl" not in info:
-        required.append("PORT")
-    missing = [name for name in required if _is_blank(info.get(ENV_VARIABLES[name][0]))]
+        needed.append("PORT")
+    missing = [name for name in needed if _is_blank(info.get(ENV_VARIABLES[name][0]))]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         what = "; ".join(f"{prefix}{name}: {ENV_VARIABLES[name][1]}" for name in missing)
