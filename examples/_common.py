@@ -1,9 +1,11 @@
 r"""Shared by the guide examples: ``sipAccountInfo`` from the environment or CLI, and checks.
 
-Environment variables (CLI options override them; the password comes only from the
-environment, or a prompt when run in a terminal, never from the command line). Their
-defaults are the sandbox on this machine (``exotel-voice sandbox``: user ``agent``, domain
-``sandbox.exotel.test``, ``ws`` on 127.0.0.1:8088), where ICE uses 127.0.0.1:
+The account's environment variables are read by ``AccountConfig.sip_account_info_from_env``
+(the reading :meth:`exotel_voice.AccountConfig.from_env` does; CLI options override them).
+The password comes only from the environment, or a prompt when run in a terminal, never
+from the command line. Their defaults are the sandbox on this machine (``exotel-voice
+sandbox``: user ``agent``, domain ``sandbox.exotel.test``, ``ws`` on 127.0.0.1:8088), where
+ICE uses 127.0.0.1:
 
 =====================  ===================  ==================================
 variable               option               sipAccountInfo key
@@ -15,12 +17,16 @@ EXOTEL_DOMAIN          --domain             domain ("host:port")
 EXOTEL_PORT            --port               port
 EXOTEL_SECURITY        --security           security ("wss" / "ws")
 EXOTEL_ENDPOINT        --endpoint           endpoint (URL path)
-EXOTEL_DISPLAYNAME     --displayname        displayname
+EXOTEL_DISPLAYNAME     --displayname        displayname (default: the user)
 EXOTEL_SECRET          (prompt)             secret
 EXOTEL_CA_FILE         --ca-file            caFile (Python extra)
+EXOTEL_WS_URL          --ws-url             wsUrl (Python extra: the whole URL)
 EXOTEL_ICE_HOSTS       --ice-host           host addresses for ICE (initWebrtc media=)
 EXOTEL_EXPECT_TONE_HZ  --expect-tone-hz     the tone the far end must be heard sending
 =====================  ===================  ==================================
+
+An empty variable counts as unset. The values are not checked here: ``initWebrtc`` checks
+them, as the guide shows (5.1).
 
 Against the sandbox, in one terminal::
 
@@ -44,11 +50,27 @@ import getpass
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from exotel_voice import ExotelCall, IceConfig, MediaConfig
+from exotel_voice import AccountConfig, ExotelCall, IceConfig, MediaConfig
 from exotel_voice.media.analysis import dominant_frequency, rms_dbfs
+
+
+#: The account's options, each overriding the ``EXOTEL_*`` variable of the same name.
+ACCOUNT_OPTIONS = {
+    "USERNAME": "--user", "AUTHUSER": "--auth-user", "SIPDOMAIN": "--sipdomain",
+    "DOMAIN": "--domain", "PORT": "--port", "SECURITY": "--security",
+    "ENDPOINT": "--endpoint", "DISPLAYNAME": "--displayname", "CA_FILE": "--ca-file",
+    "WS_URL": "--ws-url",
+}
+
+#: The defaults of the account's variables: the sandbox on this machine.
+SANDBOX_DEFAULTS = {
+    "EXOTEL_USERNAME": "agent", "EXOTEL_SIPDOMAIN": "sandbox.exotel.test",
+    "EXOTEL_DOMAIN": "127.0.0.1:8088", "EXOTEL_PORT": "8088", "EXOTEL_SECURITY": "ws",
+}
 
 
 def parse(description: str | None, argv: list[str] | None = None,
@@ -57,15 +79,8 @@ def parse(description: str | None, argv: list[str] | None = None,
     """Returns ``(args, sipAccountInfo, initWebrtc keyword arguments)``."""
     env = os.environ.get
     p = argparse.ArgumentParser(description=(description or "").split("\n")[0])
-    p.add_argument("--user", default=env("EXOTEL_USERNAME", "agent"))
-    p.add_argument("--auth-user", default=env("EXOTEL_AUTHUSER"))
-    p.add_argument("--sipdomain", default=env("EXOTEL_SIPDOMAIN", "sandbox.exotel.test"))
-    p.add_argument("--domain", default=env("EXOTEL_DOMAIN", "127.0.0.1:8088"))
-    p.add_argument("--port", default=env("EXOTEL_PORT", "8088"))
-    p.add_argument("--security", default=env("EXOTEL_SECURITY", "ws"))
-    p.add_argument("--endpoint", default=env("EXOTEL_ENDPOINT"))
-    p.add_argument("--displayname", default=env("EXOTEL_DISPLAYNAME"))
-    p.add_argument("--ca-file", default=env("EXOTEL_CA_FILE"))
+    for name, option in ACCOUNT_OPTIONS.items():
+        p.add_argument(option, metavar=name, help=f"default: $EXOTEL_{name}")
     p.add_argument("--ice-host", action="append",
                    default=[h for h in env("EXOTEL_ICE_HOSTS", "").split(",") if h])
     p.add_argument("--expect-tone-hz", type=float,
@@ -76,26 +91,21 @@ def parse(description: str | None, argv: list[str] | None = None,
     for name, kwargs in extra or []:
         p.add_argument(name, **kwargs)
     args = p.parse_args(argv)
-    secret = env("EXOTEL_SECRET")
-    if secret is None and sys.stdin.isatty():
-        secret = getpass.getpass("SIP password: ")
-    info: dict[str, Any] = {
-        "userName": args.user,
-        "authUser": args.auth_user or args.user,
-        "sipdomain": args.sipdomain,
-        "domain": args.domain,
-        "displayname": args.displayname or args.user,
-        "secret": secret or "",
-        "port": args.port,
-        "security": args.security,
-    }
-    if args.endpoint:
-        info["endpoint"] = args.endpoint
-    if args.ca_file:
-        info["caFile"] = args.ca_file
+    # One reading of the environment: the sandbox's defaults, the variables, the options.
+    environ = {**SANDBOX_DEFAULTS, **{k: v for k, v in os.environ.items() if v}}
+    for name, option in ACCOUNT_OPTIONS.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if value:
+            environ[f"EXOTEL_{name}"] = value
+    environ.setdefault("EXOTEL_DISPLAYNAME", environ["EXOTEL_USERNAME"])
+    if "EXOTEL_SECRET" not in environ and sys.stdin.isatty():
+        environ["EXOTEL_SECRET"] = getpass.getpass("SIP password: ")
+    info: dict[str, Any] = AccountConfig.sip_account_info_from_env(environ, check=False)
     options: dict[str, Any] = {}
     ice_hosts = args.ice_host
-    if not ice_hosts and args.domain.rsplit(":", 1)[0] in ("127.0.0.1", "localhost"):
+    server = (urlsplit(info["wsUrl"]).hostname if "wsUrl" in info
+              else info.get("domain", "").rsplit(":", 1)[0])
+    if not ice_hosts and server in ("127.0.0.1", "localhost"):
         ice_hosts = ["127.0.0.1"]  # a server on this machine: media on loopback too
     if ice_hosts:
         options["media"] = MediaConfig(ice=IceConfig(host_addresses=ice_hosts))
