@@ -7,10 +7,11 @@ import logging
 import pytest
 
 from exotel_voice import ExotelWebClient
-from exotel_voice.config import ENV_VARIABLES, AccountConfig
+from exotel_voice.config import AccountConfig
 from exotel_voice.exceptions import ConfigurationError
 
 
+ENV_VARIABLES = AccountConfig.ENV_VARIABLES
 SENTINEL = "s3cr3t-ENV-SENTINEL"
 
 ENV = {

@@ -12,9 +12,10 @@ from types import ModuleType
 
 import pytest
 
-from exotel_voice.config import ENV_VARIABLES, AccountConfig
+from exotel_voice.config import AccountConfig
 
 
+ENV_VARIABLES = AccountConfig.ENV_VARIABLES
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SECRET = "ex-env-secret-5d1c"
 

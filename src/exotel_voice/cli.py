@@ -413,9 +413,9 @@ def _account_info(args: argparse.Namespace) -> dict[str, Any] | None:
         if "secret" not in info and os.environ.get("EXOTEL_SECRET"):
             info["secret"] = os.environ["EXOTEL_SECRET"]
         return info
-    from .config import ENV_VARIABLES, AccountConfig
+    from .config import AccountConfig
 
-    if not any(os.environ.get(f"EXOTEL_{name}") for name in ENV_VARIABLES):
+    if not any(os.environ.get(f"EXOTEL_{name}") for name in AccountConfig.ENV_VARIABLES):
         return None
     environ = {**_ENV_DEFAULTS, **{k: v for k, v in os.environ.items() if v}}
     if "EXOTEL_SECRET" not in environ:

@@ -17,8 +17,9 @@ On a server the same account comes from the environment (twelve-factor style)::
     account = AccountConfig.from_env()          # EXOTEL_USERNAME, EXOTEL_SECRET ...
     info = AccountConfig.sip_account_info_from_env()   # the guide's dict, for initWebrtc
 
-:data:`ENV_VARIABLES` lists the variables (after the prefix, ``EXOTEL_`` by default), the
-``sipAccountInfo`` key each one gives and what it is for; errors name the variable.
+:attr:`AccountConfig.ENV_VARIABLES` lists the variables (after the prefix, ``EXOTEL_`` by
+default), the ``sipAccountInfo`` key each one gives and what it is for; errors name the
+variable.
 """
 
 from __future__ import annotations
@@ -28,24 +29,22 @@ import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError
 
 
 __all__ = [
-    "ENV_VARIABLES",
     "AccountConfig",
     "KeepaliveConfig",
     "ReconnectPolicy",
     "TlsConfig",
 ]
 
-#: The variables :meth:`AccountConfig.from_env` reads, without their prefix (``EXOTEL_`` by
-#: default): the ``sipAccountInfo`` key each gives, and what it is for. ``SECRET`` is the SIP
-#: password; it never appears in an error, a repr or a log line.
-ENV_VARIABLES: Mapping[str, tuple[str, str]] = {
+#: :attr:`AccountConfig.ENV_VARIABLES`.
+_ENV_VARIABLES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "USERNAME": ("userName", "the SIP user name (the guide's userName)"),
     "AUTHUSER": ("authUser", "the digest user name (the guide's authUser; default USERNAME)"),
     "SIPDOMAIN": ("sipdomain", "the SIP domain of the account (the guide's sipdomain)"),
@@ -58,11 +57,11 @@ ENV_VARIABLES: Mapping[str, tuple[str, str]] = {
     "SECRET": ("secret", "the SIP password (the guide's secret)"),
     "CA_FILE": ("caFile", "a PEM file of CA certificates to trust for wss"),
     "WS_URL": ("wsUrl", "the whole WebSocket URL, instead of DOMAIN, SECURITY and ENDPOINT"),
-}
+})
 
 #: ConfigurationError fields (guide keys and AccountConfig fields) -> ENV_VARIABLES names.
 _ENV_FIELDS = {
-    **{key: name for name, (key, _) in ENV_VARIABLES.items()},
+    **{key: name for name, (key, _) in _ENV_VARIABLES.items()},
     "user_name": "USERNAME", "auth_user": "AUTHUSER", "sip_domain": "SIPDOMAIN",
     "ws_url": "WS_URL", "display_name": "DISPLAYNAME",
 }
@@ -169,6 +168,11 @@ class AccountConfig:
         register_timeout: seconds to wait for a REGISTER response before reporting a timeout.
         open_timeout: seconds to wait for the WebSocket handshake.
     """
+
+    #: The variables :meth:`from_env` reads, without their prefix (``EXOTEL_`` by default):
+    #: the ``sipAccountInfo`` key each gives, and what it is for. ``SECRET`` is the SIP
+    #: password; it never appears in an error, a repr or a log line.
+    ENV_VARIABLES: ClassVar[Mapping[str, tuple[str, str]]] = _ENV_VARIABLES
 
     user_name: str
     auth_user: str
@@ -299,7 +303,7 @@ class AccountConfig:
     ) -> AccountConfig:
         """Build a config from environment variables (``EXOTEL_USERNAME``, ``EXOTEL_SECRET`` ...).
 
-        Each variable of :data:`ENV_VARIABLES`, with ``prefix`` before it, gives one key of the
+        Each variable of :attr:`ENV_VARIABLES`, with ``prefix`` before it, gives one key of the
         guide's ``sipAccountInfo``, which is then read as :meth:`from_sip_account_info` reads
         it (same defaults; the URL's port comes from ``EXOTEL_DOMAIN``, as in Exotel's SDK).
         A variable set to the empty string counts as unset. Required: ``EXOTEL_USERNAME``,
@@ -312,7 +316,7 @@ class AccountConfig:
 
         Args:
             environ: where to read the variables (default :data:`os.environ`).
-            prefix: put before each name of :data:`ENV_VARIABLES` (``"EXOTEL_"``; e.g.
+            prefix: put before each name of :attr:`ENV_VARIABLES` (``"EXOTEL_"``; e.g.
                 ``"AGENT2_"`` for a second account in the same environment).
             **overrides: any :class:`AccountConfig` field, by its Python name.
 
@@ -374,7 +378,7 @@ def _sip_account_info_from_env(
     elif not isinstance(environ, Mapping):
         raise ConfigurationError("environ", "must be a mapping of variable names to values")
     info: dict[str, str] = {}
-    for name, (key, _) in ENV_VARIABLES.items():
+    for name, (key, _) in _ENV_VARIABLES.items():
         value = environ.get(prefix + name)
         if value is None or value == "":
             continue
@@ -386,10 +390,10 @@ def _sip_account_info_from_env(
     needed = ["USERNAME", "SIPDOMAIN", "SECRET"]
     if "wsUrl" not in info:
         needed.append("PORT")
-    missing = [name for name in needed if _is_blank(info.get(ENV_VARIABLES[name][0]))]
+    missing = [name for name in needed if _is_blank(info.get(_ENV_VARIABLES[name][0]))]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        what = "; ".join(f"{prefix}{name}: {ENV_VARIABLES[name][1]}" for name in missing)
+        what = "; ".join(f"{prefix}{name}: {_ENV_VARIABLES[name][1]}" for name in missing)
         raise ConfigurationError(
             ", ".join(prefix + name for name in missing),
             f"{verb} required (not set in the environment; {what})",
