@@ -295,7 +295,6 @@ class AccountConfig:
         kwargs.update(overrides)
         return cls(**kwargs)
 
-
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, prefix: str = "EXOTEL_",
@@ -326,7 +325,13 @@ class AccountConfig:
                 ``"EXOTEL_USERNAME, EXOTEL_SECRET"``) and the message says what it is for, or
                 shows the bad value (never the secret's).
         """
-        info = _sip_account_info_from_env(environ, prefix)
+        return cls._from_env_info(_sip_account_info_from_env(environ, prefix), prefix, overrides)
+
+    @classmethod
+    def _from_env_info(
+        cls, info: dict[str, str], prefix: str, overrides: Mapping[str, Any]
+    ) -> AccountConfig:
+        """:meth:`from_sip_account_info`, its errors naming the variables."""
         try:
             return cls.from_sip_account_info(info, **overrides)
         except ConfigurationError as exc:
@@ -362,7 +367,7 @@ class AccountConfig:
         """
         info = _sip_account_info_from_env(environ, prefix, required=check)
         if check:
-            AccountConfig.from_env(environ, prefix=prefix)
+            AccountConfig._from_env_info(info, prefix, {})
         return info
 
 
