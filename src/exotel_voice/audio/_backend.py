@@ -13,11 +13,19 @@ PortAudio reads its device list once, when it initialises, and has no hot-plug e
 :func:`rescan_portaudio` is the one place that re-initialises it (through two private
 ``sounddevice`` functions) and it does so only while none of our streams is open
 (:func:`stream_opened` / :func:`stream_closed` count them).
+
+ALSA and JACK write their error messages straight to the process's standard error: while
+PortAudio probes ALSA's devices on a machine without sound cards (``Unknown PCM
+cards.pcm.rear``, libjack's ``Cannot connect to server socket``), and when a stream cannot be
+opened (``PulseAudio: Unable to create stream``). :func:`quiet_audio_libraries`, run before
+``sounddevice`` is imported (PortAudio initialises then), sends them to the
+``exotel_voice.audio`` logger at DEBUG instead, and keeps libjack from starting a server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -40,6 +48,7 @@ __all__ = [
     "pulse_devices",
     "pulse_target",
     "portaudio_lock",
+    "quiet_audio_libraries",
     "rescan_portaudio",
     "stream_closed",
     "stream_opened",
@@ -58,12 +67,93 @@ class AudioBackendMissing(MediaError):
     """``sounddevice`` (the ``[audio]`` extra) or the PortAudio library is not installed."""
 
 
+#: Where ALSA's and JACK's own messages go (DEBUG), instead of the process's stderr.
+library_logger = logging.getLogger("exotel_voice.audio")
+
+# ALSA's snd_lib_error_handler_t is variadic:
+#   void (*)(const char *file, int line, const char *function, int err, const char *fmt, ...)
+# ctypes cannot take the variable arguments, so the handler gets the fixed ones and logs the
+# format as it is (its %s etc. unexpanded), with the error code when there is one.
+_ALSA_HANDLER_TYPE = ctypes.CFUNCTYPE(
+    None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+)
+# JACK's jack_set_error_function / jack_set_info_function: void (*)(const char *msg).
+_JACK_HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+# The installed callbacks and the libraries they were installed in: referenced for the life
+# of the process (a callback that is garbage-collected while the library still calls it
+# crashes the process; a library kept open keeps its handler).
+_quiet: dict[str, Any] = {}
+_quiet_lock = threading.Lock()
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace").rstrip("\n") if value else ""
+
+
+def _alsa_message(file: bytes | None, line: int, function: bytes | None, err: int,
+                  fmt: bytes | None) -> None:
+    try:
+        message = f"ALSA lib {_text(file)}:{line}:({_text(function)}) {_text(fmt)}"
+        if err:
+            message += f" ({os.strerror(abs(err))})"
+        library_logger.debug("%s", message)
+    except Exception:  # an exception must never unwind into C
+        pass
+
+
+def _jack_message(message: bytes | None) -> None:
+    try:
+        library_logger.debug("JACK: %s", _text(message))
+    except Exception:  # an exception must never unwind into C
+        pass
+
+
+def quiet_audio_libraries() -> None:
+    """Send ALSA's and JACK's messages to the ``exotel_voice.audio`` logger (DEBUG), not stderr.
+
+    Installs an ALSA error handler (``snd_lib_error_set_handler`` in ``libasound.so.2``) and
+    JACK error and info functions (``libjack.so.0``), and sets ``JACK_NO_START_SERVER=1``
+    unless the environment sets it, so that probing ALSA's ``jack`` device does not try to
+    start a JACK server. Process-wide, once (later calls do nothing); a library that is not
+    installed is skipped. Called by :func:`import_sounddevice` before PortAudio initialises.
+    """
+    with _quiet_lock:
+        if _quiet:
+            return
+        _quiet["done"] = True
+        os.environ.setdefault("JACK_NO_START_SERVER", "1")
+        try:
+            alsa = ctypes.CDLL("libasound.so.2")
+            alsa_handler = _ALSA_HANDLER_TYPE(_alsa_message)
+            alsa.snd_lib_error_set_handler.argtypes = [_ALSA_HANDLER_TYPE]
+            alsa.snd_lib_error_set_handler.restype = ctypes.c_int
+            alsa.snd_lib_error_set_handler(alsa_handler)
+            _quiet["alsa"] = (alsa, alsa_handler)
+        except (OSError, AttributeError) as exc:
+            logger.debug("ALSA's messages left alone: %s", exc)
+        try:
+            jack = ctypes.CDLL("libjack.so.0")
+            jack_handler = _JACK_HANDLER_TYPE(_jack_message)
+            for name in ("jack_set_error_function", "jack_set_info_function"):
+                setter = getattr(jack, name)
+                setter.argtypes = [_JACK_HANDLER_TYPE]
+                setter.restype = None
+                setter(jack_handler)
+            _quiet["jack"] = (jack, jack_handler)
+        except (OSError, AttributeError) as exc:
+            logger.debug("JACK's messages left alone: %s", exc)
+
+
 def import_sounddevice() -> Any:
     """Import the optional ``sounddevice`` package.
+
+    ALSA's and JACK's messages are sent to the log first (:func:`quiet_audio_libraries`).
 
     Raises:
         AudioBackendMissing: it (or PortAudio) is not installed; the message names the extra.
     """
+    quiet_audio_libraries()
     try:
         import sounddevice  # noqa: PLC0415
     except (ImportError, OSError) as exc:  # OSError: PortAudio library missing
