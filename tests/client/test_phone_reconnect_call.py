@@ -1,11 +1,13 @@
 """A call when the phone's WebSocket drops mid-call, against the in-process sandbox.
 
-The sandbox ends a call whose client connection is lost (as a server that notices the loss
-does), so the phone must not keep showing it connected: after the reconnect and the new
-REGISTER, the call's dialog refresh (a re-INVITE with the new Contact) is answered 481 and
-the call ends, naming why. The same after the sandbox is killed and restarted on its port
-(it then knows neither the call nor the phone's nonce). The far end that keeps the call
-(Kamailio with a UDP phone) is in tests/interop/test_field_signalling.py.
+With ``connection_grace=0`` the sandbox ends a call whose client connection is lost (as a
+server that notices the loss does), so the phone must not keep showing it connected: after
+the reconnect and the new REGISTER, the call's dialog refresh (a re-INVITE with the new
+Contact) is answered 481 and the call ends, naming why. The same after the sandbox is
+killed and restarted on its port (it then knows neither the call nor the phone's nonce).
+The far end that keeps the call (Kamailio with a UDP phone) is in
+tests/interop/test_field_signalling.py; the sandbox that keeps it (its default grace
+period) in tests/sandbox/test_connection_grace.py.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ BOUND = 10.0
 
 @pytest.fixture
 async def world() -> AsyncIterator[tuple[list[Sandbox], Phone, list[PhoneEvent]]]:
-    sandbox = Sandbox(sandbox_config(wss_port=None, http_port=None))
+    # No grace period: the sandbox drops the calls with the connection.
+    sandbox = Sandbox(sandbox_config(wss_port=None, http_port=None, connection_grace=0.0))
     await sandbox.start()
     account = AccountConfig.from_sip_account_info(
         sandbox.sip_account_info("agent"),
@@ -120,7 +123,9 @@ async def test_a_call_through_a_server_killed_and_restarted_ends_after_re_regist
     port = old.ports["ws"]
     await old.crash()  # no BYE, no close frame
     assert not call.ended and not any(isinstance(e, CallEnded) for e in events)
-    new = Sandbox(sandbox_config(ws_port=port, wss_port=None, http_port=None))
+    new = Sandbox(
+        sandbox_config(ws_port=port, wss_port=None, http_port=None, connection_grace=0.0)
+    )
     sandboxes.append(new)
     await new.start()
     await asyncio.wait_for(call.wait_ended(), BOUND)

@@ -105,8 +105,11 @@ class Flow:
 
         Dispatching here, inside the core call, queues whatever the call layer sends in
         reply (the next queued INFO, a 200 to a BYE) before the pump writes; dispatching
-        only in the pump's ``after`` left it unwritten until the next flush.
+        only in the pump's ``after`` left it unwritten until the next flush. An in-dialog
+        request of a call kept from the client's lost connection first moves that call
+        onto this flow (:meth:`~.server.Sandbox.resume_dialog`).
         """
+        self.sandbox.resume_dialog(self, data)
         self.conn.receive_data(data, now)
         self._dispatch()
 

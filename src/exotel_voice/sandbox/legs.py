@@ -19,6 +19,12 @@ through its flow's pump and turns the layer's events into leg state and listener
 * :meth:`Leg.outgoing` sends an INVITE to a registered client (we are the UAC) with our
   SDP offer: wait for the answer, cancel, or give up after a ring timeout.
 * Either side: BYE, INFO (sent and received), re-INVITE answered from the media session.
+* The client's connection lost (:meth:`Leg.keep`): an established leg can outlive it, its
+  dialog and media kept, for a grace period; the client's next in-dialog request on a new
+  connection (its target-refresh re-INVITE) moves it there (:meth:`Leg.resume`). Meanwhile
+  nothing can reach the client: a BYE the sandbox wants to send waits for the client's
+  return (then goes first), an INFO is dropped. At the end of the grace period the leg
+  ends without a BYE (:meth:`Leg.give_up`), as its client's flow is gone.
 """
 
 from __future__ import annotations
@@ -106,6 +112,10 @@ class Leg:
         self.answer_listeners: list[Callable[[Leg], None]] = []
         self._connected = asyncio.Event()
         self._ended = asyncio.Event()
+        #: While the client's connection is lost (:meth:`keep`): the grace period's end.
+        self._grace: asyncio.TimerHandle | None = None
+        #: A BYE the sandbox wanted to send while the client was away.
+        self._bye_pending = False
         self._media = CallMedia(
             session,
             self._run,
@@ -149,6 +159,11 @@ class Leg:
     def connected(self) -> bool:
         """Whether the leg was answered and has not ended."""
         return self.state is LegState.CONNECTED
+
+    @property
+    def away(self) -> bool:
+        """Whether the client's connection is lost and the leg waits for it (:meth:`keep`)."""
+        return self._grace is not None
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until answered (``True``) or ended first (``False``)."""
@@ -300,11 +315,70 @@ class Leg:
             )
 
     def bye(self, reason: str = "hung up by the sandbox") -> None:
-        """Send BYE and end the leg."""
+        """Send BYE and end the leg. While the client is :attr:`away`, the BYE waits for its
+        return on a new connection (or the end of the grace period)."""
         if self.ended:
             return
         self.end_reason = self.end_reason or reason
+        if self.away:
+            if not self._bye_pending:
+                logger.info("%r: BYE (%s) held until the client is back", self, reason)
+            self._bye_pending = True
+            return
         self._command(lambda now: self.sandbox.call_layer.hangup(self.session, now))
+
+    # ========================================================================================
+    # The client's connection lost and found
+    # ========================================================================================
+    def keep(self, grace: float) -> None:
+        """The client's connection is lost: keep the established leg, its dialog and media,
+        for ``grace`` seconds, waiting for :meth:`resume` (the sandbox's
+        ``connection_grace``). Call it before the old connection's calls are ended."""
+        if self.ended or self.away:
+            return
+        # The session no longer lives on a connection: the call layer ends the old flow's
+        # other calls without it, and sends nothing for it until resume() moves it.
+        self.session.connection = None
+        loop = asyncio.get_running_loop()
+        self._grace = loop.call_later(grace, self._grace_over, grace)
+        logger.info("%r: the client's connection is lost; kept for %g s", self, grace)
+
+    def resume(self, flow: Flow) -> None:
+        """The client is back on ``flow`` (an in-dialog request of it arrived there): move
+        the leg's dialog onto that connection. A BYE held meanwhile goes out first."""
+        if self.ended or not self.away or self.dialog is None:
+            return
+        self._stop_waiting()
+        self.flow = flow
+        contact = self.sandbox.contact(flow.secure)
+        self.session.connection = flow.conn
+        self.session.local_contact = contact
+        self.dialog.local_contact = contact
+        flow.conn.add_dialog(self.dialog)
+        logger.info("%r: the client is back on %r", self, flow)
+        if self._bye_pending:
+            self._command(lambda now: self.sandbox.call_layer.hangup(self.session, now))
+
+    def give_up(self, reason: str) -> None:
+        """Stop waiting for the client of a leg that is :attr:`away`: end it now (no BYE
+        can reach the client; its later refresh is answered 481)."""
+        if self.ended or not self.away:
+            return
+        self._stop_waiting()
+        self.end_reason = self.end_reason or reason
+        # The session has no connection: the layer ends the call without sending anything.
+        self._command(lambda now: self.sandbox.call_layer.hangup(self.session, now))
+
+    def _grace_over(self, grace: float) -> None:
+        self.give_up(f"the client's connection was lost and not recovered within {grace:g} s")
+
+    def _stop_waiting(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        dialog = self.dialog
+        if dialog is not None and self.sandbox.kept.get(dialog.id) is self:
+            del self.sandbox.kept[dialog.id]
 
     def send_info(
         self,
@@ -319,6 +393,10 @@ class Leg:
         """
         if self.ended:
             raise InvalidState(f"cannot send INFO on {self!r}")
+        if self.away:
+            # As through a proxy whose client's flow is gone: it cannot be delivered.
+            logger.info("%r: INFO dropped: the client's connection is lost", self)
+            return
         self._command(
             lambda now: self.sandbox.call_layer.send_info(
                 self.session, content_type, body, now, headers=list(headers)
@@ -349,6 +427,7 @@ class Leg:
         if self.ended or session.active:
             return
         self.state = LegState.ENDED
+        self._stop_waiting()
         self.ended_by = "remote" if session.ended_by == "remote" else "sandbox"
         self.end_status = session.end_status
         self.end_reason = self.end_reason or session.end_reason

@@ -8,6 +8,11 @@ Theory of operation
   self-signed certificate made at start-up), one :class:`~.flow.Flow` per connection;
 * a registrar with digest authentication (:class:`~.digest.DigestServer`, MD5 + qop=auth)
   for the configured users; a user's newest binding wins; bindings die with their flow;
+* calls that outlive their client's connection, as behind a proxy whose far end stays up:
+  when a flow closes, its established legs are kept (dialog and media) for
+  :attr:`SandboxConfig.connection_grace` seconds; an in-dialog request of the client on a
+  new flow (its target-refresh re-INVITE, or a BYE, INFO, UPDATE) moves the leg there
+  (:meth:`Sandbox.resume_dialog`), and a leg not moved in time ends as at once before;
 * a back-to-back user agent that terminates media (:mod:`.legs`): a client's INVITE to a
   test number (:mod:`.numbers`) is answered by the sandbox; an INVITE to another user
   makes a second leg to that user and bridges the audio and DTMF of the two. The SIP side
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import secrets
 import shutil
 from collections.abc import Coroutine
@@ -39,10 +45,11 @@ from websockets.typing import Subprotocol
 
 from ..exceptions import InvalidMessage, InvalidState, SipError
 from ..media import IceConfig, MediaConfig, SilenceSource
-from ..sip.calls import ALLOW, CallLayer
+from ..sip.calls import ALLOW, CallLayer, SessionState
+from ..sip.dialog import DialogId, request_dialog_id
 from ..sip.events import Event, RequestReceived
 from ..sip.headers import NameAddr
-from ..sip.message import Request
+from ..sip.message import Request, parse_message
 from ..sip.transaction import ServerTransaction
 from ..sip.uri import URI, SipURI, parse_uri
 from ..sip.utils import KNOWN_METHODS, make_response
@@ -91,6 +98,10 @@ class SandboxConfig:
         auth_invites: challenge INVITEs with 407 (as real proxies do).
         codecs: the sandbox media's codecs, in order of preference.
         cert_dir: where to write the TLS certificate; a temporary folder when ``None``.
+        connection_grace: seconds a client's established calls outlive its lost
+            WebSocket, waiting for an in-dialog request of the client (its target-refresh
+            re-INVITE) on a new connection, as a proxy in front of a far end that stays up
+            does; then they end, the other party getting a BYE. ``0`` ends them at once.
     """
 
     host: str = "127.0.0.1"
@@ -107,6 +118,7 @@ class SandboxConfig:
     auth_invites: bool = True
     codecs: list[str] = field(default_factory=lambda: ["opus", "PCMU", "PCMA"])
     cert_dir: Path | None = None
+    connection_grace: float = 30.0
 
 
 @dataclass
@@ -208,6 +220,11 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
+        grace = self.config.connection_grace
+        if not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
+            raise ValueError(
+                f"SandboxConfig.connection_grace must be finite seconds >= 0, not {grace!r}"
+            )
         if not self.config.users:
             self.config.users = {"agent": secrets.token_urlsafe(12)}
         if self.config.api_key is None:
@@ -228,6 +245,9 @@ class Sandbox:
         )
         #: Live legs by their call-layer session id.
         self.legs: dict[str, Leg] = {}
+        #: Legs whose client's connection is lost, waiting for it on a new one, by the
+        #: dialog id an in-dialog request of the client names (Call-ID, our tag, its tag).
+        self.kept: dict[DialogId, Leg] = {}
         self._dispatching_calls = False
         self.certificate: SelfSignedCertificate | None = None
         self._servers: list[Server] = []
@@ -295,6 +315,8 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        for leg in list(self.kept.values()):
+            leg.give_up("the sandbox closed")
         for call in self.calls:
             call.hangup()
         await asyncio.sleep(0.05)  # let the BYEs go out
@@ -313,6 +335,8 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
+        for leg in list(self.kept.values()):
+            leg.give_up("the sandbox crashed")
         for server in self._servers:
             server.close(close_connections=False)
         for flow in list(self.flows):
@@ -448,17 +472,55 @@ class Sandbox:
         return handler
 
     def flow_closed(self, flow: Flow) -> None:
-        """A client's WebSocket closed: its bindings and legs go."""
+        """A client's WebSocket closed: its bindings go; its established legs are kept for
+        :attr:`SandboxConfig.connection_grace` seconds (see :meth:`resume_dialog`), the
+        others (ringing, or every leg when the grace is 0) end at once."""
         self.flows.discard(flow)
         logger.info("%r closed", flow)
         for user, binding in list(self.bindings.items()):
             if binding.flow is flow:
                 del self.bindings[user]
+        grace = self.config.connection_grace
+        if grace > 0 and not self._closed:
+            for leg in list(self.legs.values()):
+                dialog = leg.dialog
+                if (
+                    leg.flow is flow
+                    and leg.connected
+                    and leg.session.state is SessionState.ESTABLISHED
+                    and dialog is not None
+                ):
+                    leg.keep(grace)
+                    self.kept[dialog.id] = leg
         flow.pump.run(
             lambda now: self.call_layer.connection_lost(
                 flow.conn, now, end_calls=True, reason="client connection lost"
             )
         )
+
+    def resume_dialog(self, flow: Flow, data: str | bytes) -> None:
+        """Before ``flow``'s connection sees ``data``: if it is an in-dialog request of a
+        kept leg (its client's old connection was lost), move that leg onto ``flow``, so
+        the request, and all that follows in the dialog either way, is the leg's.
+
+        The leg is found by the request's dialog id (Call-ID, our tag in To, the client's
+        in From), as a proxy routes an in-dialog request by its route set without
+        challenging it; the target refresh then gives the dialog the client's new Contact.
+        """
+        if not self.kept:
+            return
+        try:
+            message = parse_message(data)
+            if not isinstance(message, Request) or message.method == "CANCEL":
+                return
+            dialog_id = request_dialog_id(message)
+        except SipError:
+            return  # the connection answers what is wrong with it
+        if dialog_id is None:
+            return
+        leg = self.kept.pop(dialog_id, None)
+        if leg is not None:
+            leg.resume(flow)
 
     def dispatch_call_events(self) -> bool:
         """Hand the call layer's events to their legs; ``True`` if there were any.
