@@ -341,9 +341,10 @@ def test_sync_face_receives_dtmf_and_touches_audio(clients: Make, tmp_path: Path
 def test_a_call_the_server_dropped_with_the_connection_is_terminated_not_active(
     clients: Make, sandbox: SandboxThread
 ) -> None:
-    # The sandbox ends a call whose client connection is lost. After the reconnect and the
-    # new registration the call's dialog refresh gets 481: "terminated", never
-    # "activeSession" (which needs the far end to keep the call: tests/interop).
+    # With no grace period the sandbox ends a call whose client connection is lost. After
+    # the reconnect and the new registration the call's dialog refresh gets 481:
+    # "terminated", never "activeSession" (which needs the far end to keep the call).
+    sandbox.config.connection_grace = 0.0
     agent, rec, bob, bob_rec, out, incoming = call_agent(clients)
     incoming.Answer().result(15)
     rec.wait("call", "connected")

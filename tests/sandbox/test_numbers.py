@@ -168,6 +168,7 @@ async def test_wrong_password_is_refused(sandbox: Sandbox) -> None:
 
 
 async def test_a_lost_connection_ends_the_call(sandbox: Sandbox, phones: PhoneFactory) -> None:
+    sandbox.config.connection_grace = 0.0  # no grace period (test_connection_grace has one)
     phone = await phones("agent")
     call = await phone.dial("tone")
     await call.wait_connected(10)
