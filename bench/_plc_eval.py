@@ -63,13 +63,9 @@ DEFAULT_BASELINE = "c01e88c"
 PATTERNS: dict[str, tuple[str, float, int]] = {
     "clean": ("random", 0.0, 0),
     "loss2 s26": ("random", 0.02, 26),
-    "loss2 s1": ("random", 0.02, 1),
-    "loss2 s2": ("random", 0.02, 2),
-    "loss2 s3": ("random", 0.02, 3),
+    **{f"loss2 s{seed}": ("random", 0.02, seed) for seed in range(1, 6)},
     "burst5 s28": ("burst", 0.05, 28),
-    "burst5 s1": ("burst", 0.05, 1),
-    "burst5 s2": ("burst", 0.05, 2),
-    "burst5 s3": ("burst", 0.05, 3),
+    **{f"burst5 s{seed}": ("burst", 0.05, seed) for seed in range(1, 6)},
     "loss10 s4": ("random", 0.10, 4),
 }
 

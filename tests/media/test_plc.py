@@ -67,3 +67,39 @@ def test_nothing_heard_yet_conceals_with_silence() -> None:
     plc = PitchConcealer(8000)
     assert not plc.conceal(160).any()
     assert plc.conceal(0).size == 0
+
+
+def test_each_loss_starts_where_the_audio_stopped() -> None:
+    # A second loss must start its repeat from the last period heard, not at the phase
+    # the previous loss's loop had reached: that phase is unrelated to the new audio and
+    # the listener hears a click where the loss starts.
+    rate, n = 8000, 160
+    x = voiced(rate, f0=140.0)
+    plc = PitchConcealer(rate)
+    out = []
+    for i in range(20):
+        frame = x[i * n : (i + 1) * n]
+        out.append(plc.conceal(n) if i in (8, 14) else plc.good(frame))
+    y = np.concatenate(out).astype(np.int32)
+    natural = np.abs(np.diff(x.astype(np.int32))).max()
+    for start in (8 * n, 14 * n):
+        assert abs(y[start] - y[start - 1]) <= 1.5 * natural
+        lost = y[start : start + n].astype(float)
+        assert np.corrcoef(lost, x[start : start + n].astype(float))[0, 1] > 0.9
+    assert plc.events == 2
+
+
+def test_the_good_audio_is_back_within_a_quarter_period_after_a_loss() -> None:
+    # The merge into the good frame is a quarter pitch period: a longer cross-fade mixes
+    # the repeat with speech that has moved on (out of phase), which dips and smears the
+    # first milliseconds of the returning audio (measured: PESQ, bench/_plc_eval.py).
+    rate, n = 8000, 160
+    x = voiced(rate)  # 150 Hz: a period of 53 samples
+    plc = PitchConcealer(rate)
+    for i in range(5):
+        plc.good(x[i * n : (i + 1) * n])
+    for _ in range(2):
+        plc.conceal(n)
+    back = plc.good(x[7 * n : 8 * n])
+    assert not np.array_equal(back[:4], x[7 * n : 7 * n + 4])  # merged, not cut in
+    assert np.array_equal(back[53 // 4 :], x[7 * n + 53 // 4 : 8 * n])
