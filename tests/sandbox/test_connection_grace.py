@@ -180,3 +180,10 @@ async def test_without_a_refresh_in_time_the_call_ends_on_both_sides_with_a_reas
     await sandbox.wait_registered("agent", timeout=BOUND)
     await asyncio.sleep(1.0)
     assert not any(isinstance(e, CallRecovered) for e in agent_events)
+    # Its media was closed with the sandbox's: no refresh can be offered, so the call
+    # ends at once, by us, naming why (it used to stay "connected" until the media watch
+    # gave up, 20 s later).
+    ended = await wait_for(agent_events, CallEnded)
+    assert isinstance(ended, CallEnded) and ended.call is call and ended.by == "local"
+    assert ended.reason.startswith("the call could not be restored after the connection "
+                                   "was lost: "), ended.reason

@@ -838,7 +838,10 @@ class Call:
         naming why). Another refusal (500, 488 ...) is only logged here: the call layer
         asks again (a new ``TargetRefreshNeeded``, 2 s then 4 s later) and ends the call
         with a BYE when the last attempt is refused too (see
-        :class:`~exotel_voice.sip.calls.TargetRefreshNeeded`).
+        :class:`~exotel_voice.sip.calls.TargetRefreshNeeded`). When no offer can be made at
+        all (the call's media is gone: e.g. the far end closed it while we were away) no
+        re-INVITE goes out, so nothing would ask again: the call ends at once, with a BYE
+        and the reason.
         """
         if self.ended or self._session.state is not SessionState.ESTABLISHED:
             return
@@ -846,6 +849,15 @@ class Call:
             # After a re-offer in progress (a hold ...), with the direction of that moment.
             await self._media.reoffer(self._offer_direction, lambda: None, what="refresh",
                                       wait=True)
+        except (MediaError, InvalidState) as exc:
+            if self.ended or not self._session.active:
+                return
+            what = ("the session could not be refreshed" if reason == "session-timer"
+                    else "the call could not be restored after the connection was lost")
+            problem = f"{what}: {exc}"
+            logger.warning("! %s: %s", self.id, problem)
+            self._sip(lambda ua, now: ua.fail_call(self._session, now, problem, by="local"))
+            return
         except SipError as exc:
             if not self.ended:
                 logger.info("= %s: the dialog refresh after the reconnect was refused (%s); "
