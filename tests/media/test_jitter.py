@@ -348,6 +348,19 @@ async def test_pcmu_lost_packet_is_concealed_at_the_neighbours_level() -> None:
     assert stats.frames_concealed == 1 and stats.concealed_samples == 160
 
 
+async def test_pcmu_lost_packet_before_a_pause_fades_to_the_next_packets_level() -> None:
+    """The packet that showed the hole is quiet (the word ended inside the lost frame):
+    the concealment ends at its level instead of repeating the voice to the end."""
+    x = speech_like(8000)
+    x[16 * 160 :] //= 50  # -34 dB from frame 16 on
+    packets = [rtp(i, payload=ulaw_encode(x[i * 160 : (i + 1) * 160])) for i in range(30)]
+    del packets[15]
+    got, _ = await receive(packets, {0: ("PCMU", 8000)}, 30)
+    concealed = got[15]
+    assert level(concealed[:20]) > 0.5 * level(got[14])
+    assert level(concealed[-20:]) < 0.2 * level(got[14])
+
+
 def opus_packets(x: np.ndarray) -> list[bytes]:
     from exotel_voice.media.opus import OpusEncoder
 

@@ -53,11 +53,15 @@ def test_a_long_loss_fades_to_silence_and_comes_back_faded_in() -> None:
     plc = PitchConcealer(rate)
     for i in range(5):
         plc.good(x[i * n : (i + 1) * n])
-    lost = [plc.conceal(n) for _ in range(5)]  # 100 ms
+    frames = int(MAX_CONCEAL_MS / 20) + 1
+    lost = [plc.conceal(n) for _ in range(frames)]
     assert level(lost[0]) > 0.9 * level(x[:n])
-    assert level(lost[1]) < level(lost[0])  # attenuated after the first 10 ms
-    assert not lost[-1].any()  # silence past MAX_CONCEAL_MS
-    assert MAX_CONCEAL_MS <= 80
+    # Attenuated after the first 10 ms, frame after frame, to silence past MAX_CONCEAL_MS.
+    levels = [level(frame) for frame in lost]
+    assert all(b < a for a, b in zip(levels[:-2], levels[1:-1], strict=True)), levels
+    assert levels[4] < 0.7 * levels[0]  # 100 ms in
+    assert not lost[-1].any()
+    assert MAX_CONCEAL_MS <= 200
     back = plc.good(x[10 * n : 11 * n])
     assert abs(int(back[0])) < abs(int(x[10 * n])) or x[10 * n] == 0  # faded in
     assert np.array_equal(back[120:], x[10 * n + 120 : 11 * n])  # merged within 15 ms
@@ -103,3 +107,36 @@ def test_the_good_audio_is_back_within_a_quarter_period_after_a_loss() -> None:
     back = plc.good(x[7 * n : 8 * n])
     assert not np.array_equal(back[:4], x[7 * n : 7 * n + 4])  # merged, not cut in
     assert np.array_equal(back[53 // 4 :], x[7 * n + 53 // 4 : 8 * n])
+
+
+def test_a_word_that_ends_in_the_lost_frame_is_not_drawn_out_at_full_voice() -> None:
+    """With the next frame at hand (the packet that showed the hole) the repeat fades to
+    its level: loud voice, a lost frame, then near-silence."""
+    rate, n = 8000, 160
+    x = voiced(rate, 0.4)
+    quiet = (voiced(rate, 0.02) * 0.02).astype(np.int16)  # -34 dB: the word has ended
+    plc = PitchConcealer(rate)
+    for i in range(10):
+        plc.good(x[i * n : (i + 1) * n])
+    lost = plc.conceal(n, quiet)
+    back = plc.good(quiet)
+    # Starts as the repeat, ends near the quiet frame's level, and the merge stays there.
+    assert level(lost[:20]) > 0.5 * level(x[:n])
+    assert level(lost[-20:]) < 0.15 * level(x[:n])
+    assert level(back) < 2.0 * level(quiet)
+    # Without it: the repeat at full voice to the end of the frame (as before).
+    blind = PitchConcealer(rate)
+    for i in range(10):
+        blind.good(x[i * n : (i + 1) * n])
+    assert level(blind.conceal(n)[-20:]) > 0.5 * level(x[:n])
+
+
+def test_a_louder_next_frame_does_not_make_the_repeat_louder() -> None:
+    rate, n = 8000, 160
+    x = (voiced(rate, 0.4) // 4).astype(np.int16)
+    plc, blind = PitchConcealer(rate), PitchConcealer(rate)
+    for i in range(10):
+        plc.good(x[i * n : (i + 1) * n])
+        blind.good(x[i * n : (i + 1) * n])
+    loud = voiced(rate, 0.02)
+    assert np.array_equal(plc.conceal(n, loud), blind.conceal(n))

@@ -71,7 +71,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codecs import AudioDecoder, make_decoder
+from .codecs import AudioDecoder, G711Decoder, make_decoder
 from .dtmf import rtp_payload
 from .pcm import Samples
 from .plc import PitchConcealer
@@ -532,7 +532,17 @@ class LeanReceiver:
             if concealer is None:
                 # Only from the second frame on: the first frame's history is then known.
                 return False
-            samples = concealer.conceal(size)
+            # The packet that showed the hole, when here: the repeat fades to its level if
+            # it is quieter.  Only G.711 can be decoded ahead (it keeps no state).
+            ahead = None
+            if (
+                following is not None
+                and following.payload is not None
+                and following.payload_type == pt
+                and isinstance(decoder, G711Decoder)
+            ):
+                ahead = decoder.decode(following.payload)
+            samples = concealer.conceal(size, ahead)
         if first:
             self.concealment_events += 1
         self.frames_concealed += 1

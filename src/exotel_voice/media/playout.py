@@ -21,7 +21,7 @@ Policy
 * **Prefetch.**  Playing starts (and restarts after a long gap) once ``target`` plus one
   frame is buffered; until then :meth:`PlayoutBuffer.pull` returns ``None`` (silence).
 * **Underflow plays concealment, not zeros**: a pitch repeat of what was just played
-  (:mod:`exotel_voice.media.plc`), fading out after 60 ms, merged into the audio that
+  (:mod:`exotel_voice.media.plc`), fading slowly (5 % per 10 ms), merged into the audio that
   arrives next.  The late audio is then played after it, so an underflow makes the buffer
   one frame deeper: that is how the depth grows to what the jitter needs.  After
   :data:`RESTART_AFTER_MS` of underflow (the far end went quiet: hold, DTX) the buffer goes

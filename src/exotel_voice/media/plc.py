@@ -17,8 +17,15 @@ lost it
    overlap-added (a quarter of a period) with the audio just before it, so the loop has no
    click at its seam; after the first 10 ms of a loss the loop grows to two, then three
    periods (a single period repeated for long sounds buzzy);
-3. attenuates: full level for the first 10 ms, then 20 % less per 10 ms, silence after
-   :data:`MAX_CONCEAL_MS`;
+3. attenuates: full level for the first 10 ms, then :data:`FADE_PER_10_MS` (5 %) less per
+   10 ms, silence after :data:`MAX_CONCEAL_MS` (200 ms, the lean receive path's longest
+   concealed run); slower than Appendix I's 20 % per 10 ms and silence at 60 ms, which
+   left a burst of three lost frames mostly silent (see "Measured"); and when the caller
+   already has the good audio that follows the lost frame (``conceal(count,
+   following)``: the lean receive path has it when that packet is the one that showed
+   the hole, for G.711), fades to that audio's level over the frame if it is quieter,
+   so a word that ended inside the lost frame is not drawn out at full voice (never
+   louder: an onset cannot be guessed);
 4. when good audio comes back, merges: the first quarter period of the good frame is
    faded in over the continued synthetic signal.
 
@@ -28,28 +35,38 @@ Measured
 --------
 ``bench/_plc_eval.py`` (offline, deterministic): the call-quality benchmark's speech
 (8.7 s, espeak-ng) as PCMU 20 ms frames, lost by the impairment relay's draws, concealed
-with the lean receive path's call sequence, scored with PESQ nb.  Before -> after the
-two changes below (zeros: no concealment):
+with the lean receive path's call sequence (the frame after a loss handed over as
+``following`` when it is good), scored with PESQ nb.  ``zeros``: no concealment;
+``c01e88c``: the concealer before the changes below:
 
-============================  =====  ======  =====
-pattern                       zeros  before  after
-============================  =====  ======  =====
-2 % random (the bench's)      3.566  3.383   3.433
-2 % random, 5 other seeds     3.258  3.369   3.473
-5 % bursty, burst 3 (bench's) 2.544  2.678   2.706
-5 % bursty, 5 other seeds     2.425  2.822   2.867
-10 % random                   1.816  2.170   2.403
-============================  =====  ======  =====
+============================  =====  =======  =====
+pattern                       zeros  c01e88c  now
+============================  =====  =======  =====
+2 % random (the bench's)      3.566  3.383    3.654
+2 % random, 5 other seeds     3.258  3.369    3.516
+5 % bursty, burst 3 (bench's) 2.544  2.678    2.910
+5 % bursty, 5 other seeds     2.425  2.822    3.015
+10 % random                   1.816  2.170    2.452
+============================  =====  =======  =====
 
-(the rows of several seeds are means; no single pattern lost more than 0.01).  The
-changes: a loss's repeat used to start at the phase the previous loss's loop had stopped
-at (a jump in the waveform where the loss starts, and the wrong part of the period), and
-the merge into the good frame lasted up to 10 ms more than a quarter period, mixing the
-repeat with speech that had moved out of phase with it.  Also tried, and left out for
-lowering PESQ on these patterns: fading out the step between the last sample heard and
-the repeat's first, a merge shifted to the phase best matching the good frame, a slower
-fade.  The pitch search scores every lag at once (numpy), which halved the cost: about
-120 us per concealed 8 kHz frame on the benchmark machine, from 235-260.
+(rows of several seeds are means).  What changed, each kept for raising these scores:
+
+* a loss's repeat used to start at the phase the previous loss's loop had stopped at (a
+  jump in the waveform where the loss starts, and the wrong part of the period);
+* the merge into the good frame lasted up to 10 ms more than a quarter period, mixing the
+  repeat with speech that had moved out of phase with it;
+* ``following``: on the bench's 2 % pattern silence scored above the repeat, nearly all
+  of it from one frame in which a word ended: the repeat drew it out at full voice
+  (3.433 -> 3.654 with the fade to the next frame's level);
+* the fade: Appendix I's 20 % per 10 ms, silent at 60 ms, left most of a burst of three
+  lost frames silent; 5 % per 10 ms up to 200 ms scored best of the schedules tried
+  (10-20 % per 10 ms, 60-200 ms), bursts 2.71 -> 2.91 on the bench's pattern, 2 % random
+  unchanged.
+
+Also tried, and left out for lowering PESQ on these patterns: fading out the step between
+the last sample heard and the repeat's first, a merge shifted to the phase best matching
+the good frame.  The pitch search scores every lag at once (numpy), which halved the
+cost: about 150 us per concealed 8 kHz frame on the benchmark machine, from 240.
 """
 
 from __future__ import annotations
@@ -60,14 +77,24 @@ import numpy.typing as npt
 from .pcm import Samples
 
 
-__all__ = ["CORRELATION_MS", "HISTORY_MS", "MAX_CONCEAL_MS", "PitchConcealer", "find_pitch"]
+__all__ = [
+    "CORRELATION_MS",
+    "FADE_PER_10_MS",
+    "HISTORY_MS",
+    "MAX_CONCEAL_MS",
+    "PitchConcealer",
+    "find_pitch",
+]
 
 #: Audio kept for the pitch search and the repeat.
 HISTORY_MS = 60.0
 #: Window compared in the pitch search.
 CORRELATION_MS = 20.0
 #: After this long a loss is concealed with silence.
-MAX_CONCEAL_MS = 60.0
+MAX_CONCEAL_MS = 200.0
+#: Attenuation per 10 ms of loss after the first 10 ms (G.711 Appendix I: 0.2, silent at
+#: 60 ms; see "Measured" for why slower).
+FADE_PER_10_MS = 0.05
 _MIN_PITCH_MS = 2.5
 _MAX_PITCH_MS = 15.0
 _TIE = 1e-9
@@ -147,6 +174,7 @@ class PitchConcealer:
         self._loop = np.zeros(0, dtype=np.float64)
         self._periods = 0
         self._position = 0
+        self._end_gain = 1.0  # the level the last concealed frame ended at (following)
         #: Samples produced by :meth:`conceal` so far.
         self.concealed_samples = 0
         #: Losses (runs of consecutive concealed frames) so far.
@@ -161,6 +189,7 @@ class PitchConcealer:
         """Forget the history (a new stream)."""
         self._history = np.zeros(0, dtype=np.int16)
         self._lost = 0
+        self._end_gain = 1.0
 
     def good(self, samples: Samples) -> Samples:
         """Take one good frame; return it (faded in over the concealment after a loss)."""
@@ -169,17 +198,24 @@ class PitchConcealer:
             # A quarter period: the repeat and the returning speech are not in phase, so
             # a longer cross-fade partly cancels them (see the module doc's figures).
             merge = max(1, min(samples.size, self._pitch // 4))
-            synthetic = self._synthesize(merge)
+            synthetic = self._synthesize(merge) * self._end_gain
             fade = (np.arange(1, merge + 1, dtype=np.float64) / (merge + 1))
             mixed = samples[:merge] * fade + synthetic * (1.0 - fade)
             out = samples.copy()
             out[:merge] = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
         self._lost = 0
+        self._end_gain = 1.0
         self._remember(out)
         return out
 
-    def conceal(self, count: int) -> Samples:
-        """``count`` samples standing in for lost audio (silence if nothing was heard yet)."""
+    def conceal(self, count: int, following: Samples | None = None) -> Samples:
+        """``count`` samples standing in for lost audio (silence if nothing was heard yet).
+
+        ``following``: the good audio that comes right after the lost frame, when the
+        receiver already has it (the packet that showed the hole).  The repeat then fades
+        to that audio's level over the frame when it is quieter (a word that ended inside
+        the lost frame is not drawn out at full voice); it is never made louder.
+        """
         if count <= 0:
             return np.zeros(0, dtype=np.int16)
         self.concealed_samples += count
@@ -196,7 +232,15 @@ class PitchConcealer:
         if self._pitch == 0:
             self._lost += count
             return np.zeros(count, dtype=np.int16)
-        out = self._synthesize(count, advance=True)
+        start_gain = self._end_gain
+        out = self._synthesize(count, advance=True) * start_gain
+        if following is not None and following.size:
+            head = following[: self._ten_ms].astype(np.float64)
+            wanted = float(np.sqrt(np.mean(head * head)))
+            level = float(np.sqrt(np.mean(out * out)))
+            if level > 0.0 and wanted < level:
+                self._end_gain = start_gain * wanted / level
+                out *= np.linspace(1.0, self._end_gain / start_gain, count)
         result = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
         return result
 
@@ -228,7 +272,8 @@ class PitchConcealer:
     def _gain(self, lost: Floats) -> Floats:
         """Level at each sample ``lost`` samples into the loss."""
         ms = lost * 1000.0 / self.sample_rate
-        return np.clip(1.0 - 0.02 * np.maximum(ms - 10.0, 0.0), 0.0, 1.0) * (ms < MAX_CONCEAL_MS)
+        fade = FADE_PER_10_MS / 10.0
+        return np.clip(1.0 - fade * np.maximum(ms - 10.0, 0.0), 0.0, 1.0) * (ms < MAX_CONCEAL_MS)
 
     def _synthesize(self, count: int, *, advance: bool = False) -> Floats:
         if self._pitch == 0 or self._loop.size == 0:
