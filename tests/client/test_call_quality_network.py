@@ -42,7 +42,6 @@ from exotel_voice import (
 from exotel_voice.client import MediaStateChanged
 from exotel_voice.config import AccountConfig
 from exotel_voice.media import (
-    IceConfig,
     LivenessConfig,
     MediaConfig,
     MediaSession,
@@ -51,6 +50,7 @@ from exotel_voice.media import (
 )
 from exotel_voice.media.liveness import IceState
 from exotel_voice.sandbox import Sandbox, legs as sandbox_legs
+from tests.client.test_call_quality import LOOPBACK, QUICK, cleared, wait_for, warned
 from tests.media.conftest import LOOPBACK_MEDIA
 from tests.rig.impair import Impairment, ImpairmentRelay, point_sdp_at, sdp_address
 from tests.sandbox import conftest as sandbox_fixtures
@@ -58,9 +58,8 @@ from tests.sandbox import conftest as sandbox_fixtures
 
 sandbox = sandbox_fixtures.sandbox
 
-LOOPBACK = IceConfig(host_addresses=["127.0.0.1"], gather_timeout=1.0)
-OFF = dict(rtt_ms=None, jitter_ms=None, loss_percent=None, mos=None, silent_mic_s=None,
-           ice_disconnected=False, fire_after=2, clear_after=2)
+# Every warning off but the one under test, quick hysteresis (as in test_call_quality).
+OFF = QUICK
 
 Relayed = Callable[..., Any]
 
@@ -112,24 +111,6 @@ async def relayed(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
         with contextlib.suppress(Exception):
             await asyncio.wait_for(phone.close(), 5)
     await relay.close()
-
-
-async def wait_for(events: list[object], match: Callable[[object], bool],
-                   timeout: float) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            for event in events:
-                if match(event):
-                    return event
-            await asyncio.sleep(0.05)
-
-
-def warned(kind: QualityWarningKind) -> Callable[[object], bool]:
-    return lambda e: isinstance(e, QualityWarning) and e.kind is kind
-
-
-def cleared(kind: QualityWarningKind) -> Callable[[object], bool]:
-    return lambda e: isinstance(e, QualityWarningCleared) and e.kind is kind
 
 
 def warnings(events: list[object]) -> list[object]:
