@@ -25,26 +25,34 @@ exWebClient = ExotelWebClient()  # noqa: N816
 connected = threading.Event()
 done = threading.Event()
 received: list[str] = []
+_printing = threading.Lock()
+
+
+def say(line: str) -> None:
+    """Print one whole line: the callbacks run on the SDK's thread while the main thread
+    prints too, and two bare print()s can splice their lines together."""
+    with _printing:
+        print(line, flush=True)
 
 
 def sendDigit(digit: str) -> None:  # noqa: N802
     call = exWebClient.getCall()
     if call:
         call.sendDTMF(digit).result(5)
-        print(f"sendDTMF: {digit}", flush=True)
+        say(f"sendDTMF: {digit}")
 
 
 def DTMFCallback(callObj, digit: str, phone: str) -> None:  # noqa: N802, N803, ANN001
-    print(f"DTMFCallback: {digit} {phone}", flush=True)
+    say(f"DTMFCallback: {digit} {phone}")
     received.append(digit)
 
 
 def RegisterEventCallBack(state: str, phone: str) -> None:  # noqa: N802
-    print(f"RegisterEventCallBack: {state} {phone}", flush=True)
+    say(f"RegisterEventCallBack: {state} {phone}")
 
 
 def CallListenerCallback(callObj, eventType: str, phone: str) -> None:  # noqa: N802, N803, ANN001
-    print(f"CallListenerCallback: {eventType} {phone}", flush=True)
+    say(f"CallListenerCallback: {eventType} {phone}")
     if eventType == "incoming":
         exWebClient.getCall().Answer()
     elif eventType == "connected":
