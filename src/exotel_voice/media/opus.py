@@ -48,6 +48,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+import threading
 import weakref
 from typing import Any
 
@@ -228,6 +229,9 @@ class OpusEncoder:
         if error.value != 0 or not state:
             raise OpusError(f"opus_encoder_create failed: {error.value}")
         self._finalizer = weakref.finalize(self, lib.opus_encoder_destroy, state)
+        # One encode at a time: a libopus encoder state must never be used by two threads
+        # at once (a send clock's worker and a caller on another thread).
+        self._encoding = threading.Lock()
         requests = (
             (_SET_BITRATE, bit_rate),
             (_SET_COMPLEXITY, complexity),
@@ -274,6 +278,10 @@ class OpusEncoder:
         """One packet from 2.5-60 ms of mono int16 samples (960 for 20 ms)."""
         if samples.size not in _FRAME_SIZES:
             raise ValueError(f"Opus cannot encode a frame of {samples.size} samples")
+        with self._encoding:
+            return self._encode_locked(samples)
+
+    def _encode_locked(self, samples: Samples) -> bytes:
         wanted = self._wanted_loss
         if wanted != self._applied_loss:
             rc = self._ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_PACKET_LOSS_PERC),
